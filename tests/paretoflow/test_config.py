@@ -1,0 +1,35 @@
+import pytest
+
+from paretoflow.config import check_weights, load_params
+
+
+def test_params_yaml_validates_and_declares_objectives(params):
+    assert params.objective_names == ["helpfulness", "conciseness", "harmlessness"]
+    assert params.objective("conciseness").judges[0].name == "length_band"
+    with pytest.raises(KeyError, match="unknown objective 'tone'"):
+        params.objective("tone")
+
+
+def test_check_weights_rejects_bad_vectors():
+    names = ["a", "b"]
+    assert check_weights([0.25, 0.75], names) == [0.25, 0.75]
+    with pytest.raises(ValueError, match="2 objectives"):
+        check_weights([1.0], names)
+    with pytest.raises(ValueError, match="non-negative"):
+        check_weights([1.5, -0.5], names)
+    with pytest.raises(ValueError, match="sum to 1"):
+        check_weights([0.5, 0.6], names)
+
+
+def test_bad_split_fractions_name_the_problem(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("objectives: [{name: a}]\ncurate: {split_fractions: {train: 0.9, val: 0.2, test: 0.1}}\n")
+    with pytest.raises(ValueError, match="sum to 1"):
+        load_params(p)
+
+
+def test_duplicate_objectives_rejected(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("objectives: [{name: a}, {name: a}]\n")
+    with pytest.raises(ValueError, match="unique"):
+        load_params(p)
