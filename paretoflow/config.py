@@ -139,6 +139,62 @@ class DvcConfig(_Section):
 # section-model:pairs
 # section-model:reward
 # section-model:align
+class FrontBudget(_Section):
+    """Compute budget of the front stage for one hardware profile."""
+
+    # Held-out test prompts per candidate, greedy tokens per answer, generation batch.
+    n_eval_prompts: int = Field(ge=1)
+    max_new_tokens: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    # Simplex step of the grid sweep (0.5 over 3 experts = 6 points; 0.1 = 66 points).
+    grid_step: float = Field(gt=0.0, le=1.0)
+
+
+class FrontConfig(_Section):
+    """Front stage: merge experts over coefficient vectors, evaluate, keep the non-dominated."""
+
+    adapters_dir: str = "artifacts/adapters"
+    out_dir: str = "artifacts/front"
+    prompts_path: str = "data/curated/prompts.parquet"
+    prompts_split: str = "test"
+    reward_dir: str = "artifacts/reward"  # scored too when it exists (recorded as rm_<objective>)
+    generations_cache: str = ".cache/generations"
+    # grid: every point of the simplex lattice; map: quadratic surrogate fitted on a small
+    # design, predicted Pareto set verified by evaluation (paretoflow/front/search.py).
+    method: Literal["grid", "map"] = "grid"
+    # MAP surrogate: dense prediction grid step and how many predicted points to verify.
+    map_dense_step: float = Field(0.05, gt=0.0, le=1.0)
+    map_n_verify: int = Field(3, ge=0)
+    # exact: sum_i w_i dW_i (Rewarded Soups target, computed exactly, not peft 'linear');
+    # ties / dare / task_arithmetic on the same dW (Yadav et al. 2023; Yu et al. 2023;
+    # Ilharco et al. 2023).
+    merge_method: Literal["exact", "ties", "dare", "task_arithmetic"] = "exact"
+    ties_density: float = Field(0.2, gt=0.0, le=1.0)  # TIES paper default top-20%
+    dare_drop_rate: float = Field(0.9, ge=0.0, lt=1.0)  # DARE paper: p=0.9 keeps ability
+    task_arithmetic_lambda: float = Field(1.0, gt=0.0)  # 1.0: plain sum of weighted dW
+    include_base: bool = True    # the unmerged base model as a reference candidate
+    include_adapters: bool = True  # trained MODPO adapters as reference candidates
+    # Bootstrap CIs on per-prompt scores: percentile method, 1000 resamples (Efron &
+    # Tibshirani 1993 suggest >= 1000 for percentile intervals), 95%.
+    n_boot: int = Field(1000, ge=10)
+    ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+    # Hypervolume reference point per objective (fixed per experiment, logged beside HV):
+    # the worst end of each [0, 1] judge scale, so every candidate counts.
+    hv_reference: dict[str, float] = Field(default_factory=dict)
+    # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
+    eu_step: float = Field(0.1, gt=0.0, le=1.0)
+    # Budgets: cpu measured on the 2-core default run (3 experts, whole stage <= ~3 min).
+    cpu: FrontBudget = Field(
+        default_factory=lambda: FrontBudget(n_eval_prompts=8, max_new_tokens=32, batch_size=8, grid_step=0.5)
+    )
+    gpu: FrontBudget = Field(
+        default_factory=lambda: FrontBudget(n_eval_prompts=128, max_new_tokens=128, batch_size=32, grid_step=0.1)
+    )
+
+    def budget(self, profile: str) -> FrontBudget:
+        return self.gpu if profile == "gpu" else self.cpu
+
+
 # section-model:front
 # section-model:promote
 
@@ -159,6 +215,7 @@ class Params(_Section):
     # field:pairs
     # field:reward
     # field:align
+    front: FrontConfig = Field(default_factory=FrontConfig)
     # field:front
     # field:promote
 
