@@ -138,6 +138,76 @@ class DvcConfig(_Section):
 # section-model:judges
 # section-model:pairs
 # section-model:reward
+class AlignProfile(_Section):
+    """LoRA DPO/MODPO training budget for one hardware profile (see AlignConfig)."""
+
+    # LoRA (Hu et al. 2021): r=8, alpha=2r (torchtune/peft habit), dropout 0.05 (peft
+    # examples); "all-linear" = every linear layer except the output head (peft keyword).
+    lora_r: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0.0)
+    lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+    loss: Literal["dpo", "ipo"] = "dpo"
+    beta: float = Field(0.1, gt=0.0)  # DPO paper default (Rafailov et al. 2023)
+    # 5e-4 for LoRA: measured on the CPU default run (shared STACK.md, 24 steps moved the
+    # policy); full fine-tuning DPO uses ~5e-7, LoRA needs far more.
+    learning_rate: float = Field(5e-4, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)  # TRL DPOConfig default
+    warmup_steps: int = Field(0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0.0)  # TRL/transformers default
+    batch_size: int = Field(4, ge=1)  # pairs per micro-batch per process
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    eval_batch_size: int = Field(8, ge=1)
+    max_steps: int = Field(8, ge=1)  # optimizer steps
+    eval_steps: int = Field(4, ge=1)  # validate every N steps; keep the best adapter
+    checkpoint_steps: int = Field(4, ge=1)
+    # Early stopping: stop after `patience` evaluations without improvement of the metric.
+    patience: int = Field(2, ge=1)
+    early_stopping_metric: Literal["val_loss", "val_accuracy"] = "val_loss"
+    max_val_pairs: int = Field(8, ge=0)  # 0 = no validation (no early stopping)
+    # Tokens: prompt cut from the left to max_prompt_tokens, response from the right to
+    # max_length - prompt (paretoflow/align/data.py).
+    max_length: int = Field(128, ge=8)
+    max_prompt_tokens: int = Field(64, ge=1)
+    # "auto": bf16 when CUDA is available on the gpu profile, otherwise no mixed precision.
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+
+    @model_validator(mode="after")
+    def _prompt_fits(self) -> "AlignProfile":
+        if self.max_prompt_tokens >= self.max_length:
+            raise ValueError(
+                f"max_prompt_tokens ({self.max_prompt_tokens}) must be < max_length ({self.max_length})"
+            )
+        return self
+
+
+class AlignConfig(_Section):
+    """Align stage: one DPO expert per objective and MODPO policies for weight vectors."""
+
+    pairs_dir: str = "data/pairs"
+    out_dir: str = "artifacts/adapters"
+    # MODPO margin rewards r_-k come from the ratings table, this rater's rows.
+    margin_rater: str = "judges"
+    seed: int = 0
+    # Weight vectors (one weight per objective, in declared order) trained with MODPO by
+    # `align --all`; checked against the objectives before any compute.
+    modpo_weights: list[list[float]] = Field(default_factory=list)
+    # cpu: measured on the 2-core default run so that 3 experts + the configured MODPO
+    # points fit ~5 min; gpu: bf16, bigger budgets (one H100-class card).
+    cpu: AlignProfile = Field(default_factory=AlignProfile)
+    gpu: AlignProfile = Field(
+        default_factory=lambda: AlignProfile(
+            lora_r=16, lora_alpha=32.0, batch_size=16, gradient_accumulation_steps=2,
+            eval_batch_size=32, max_steps=400, eval_steps=25, checkpoint_steps=50,
+            patience=4, max_val_pairs=256, max_length=512, max_prompt_tokens=256,
+            warmup_steps=20,
+        )
+    )
+
+    def profile(self, name: str) -> AlignProfile:
+        return self.gpu if name == "gpu" else self.cpu
+
+
 # section-model:align
 class FrontBudget(_Section):
     """Compute budget of the front stage for one hardware profile."""
@@ -214,6 +284,7 @@ class Params(_Section):
     # field:judges
     # field:pairs
     # field:reward
+    align: AlignConfig = Field(default_factory=AlignConfig)
     # field:align
     front: FrontConfig = Field(default_factory=FrontConfig)
     # field:front
