@@ -1,0 +1,55 @@
+"""Real LoRA adapters written with peft on the tiny model, with random non-zero B.
+
+peft initializes B to zero (ΔW = 0 at start), which would make every merge test pass
+trivially; we draw B at random so each expert moves the logits.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, get_peft_model
+
+from paretoflow.models import load_policy, model_fingerprint
+
+TARGETS = ["q_proj", "v_proj", "down_proj"]
+
+
+def write_random_expert(
+    base_dir: Path,
+    out_dir: Path,
+    seed: int,
+    *,
+    objective: str | None = None,
+    weights: list[float] | None = None,
+    rank: int = 4,
+    alpha: int = 8,
+    targets: list[str] | None = None,
+    scale: float = 0.2,
+    use_rslora: bool = False,
+    base_fingerprint: str | None = None,
+) -> Path:
+    model, _, path = load_policy(str(base_dir))
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, target_modules=targets or TARGETS, lora_dropout=0.0,
+        use_rslora=use_rslora,
+    )
+    peft_model = get_peft_model(model, config)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_A" in name or "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    peft_model.save_pretrained(out_dir)
+    meta = {
+        "base_model": str(path),
+        "base_fingerprint": base_fingerprint or model_fingerprint(path),
+    }
+    if objective is not None:
+        meta["objective"] = objective
+    if weights is not None:
+        meta["weights"] = weights
+    (Path(out_dir) / "meta.json").write_text(json.dumps(meta))
+    return Path(out_dir)
