@@ -28,10 +28,10 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]  # 5: no test in the tier
 
 test-integration: install
-	$(BIN)/python -m pytest -q -m integration
+	$(BIN)/python -m pytest -q -m integration || [ $$? -eq 5 ]
 
 test-all: test test-slow test-integration
 

@@ -1,0 +1,172 @@
+"""The nightly pipeline: curate → validate → pairs → reward model → experts and MODPO
+→ merged Pareto front → gated promotion, with one MLflow parent run and lineage tags.
+
+Run it locally with no server (`python -m flows.nightly`, what `make run` does), or
+serve it against a Prefect server (`paretoflow serve`, see flows/serve.py). Each stage
+section of params.yaml is a typed flow parameter, so the Prefect UI shows a form.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from filelock import FileLock
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from paretoflow.config import (
+    AlignConfig,
+    CurateConfig,
+    FrontConfig,
+    ModelConfig,
+    Objective,
+    PairsConfig,
+    Params,
+    ProjectConfig,
+    PromoteConfig,
+    RewardConfig,
+    TrackingConfig,
+    ValidateConfig,
+    load_params,
+)
+from tasks.common import stage_io
+from tasks.dvc import dvc_commit_task
+from tasks.stages import (
+    align_task,
+    curate_task,
+    front_task,
+    log_stage,
+    pairs_task,
+    promote_task,
+    reward_task,
+    validate_task,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS = load_params(REPO_ROOT / "params.yaml")
+
+
+def adapter_jobs(params: Params) -> list[dict]:
+    """One DPO expert per objective, then one MODPO policy per configured weight vector."""
+    from paretoflow.align import adapter_name
+
+    jobs = [{"adapter": adapter_name(objective=o), "objective": o} for o in params.objective_names]
+    jobs += [{"adapter": adapter_name(weights=w), "weights": list(w)} for w in params.align.modpo_weights]
+    return jobs
+
+
+@flow(name="paretoflow-nightly", log_prints=True)
+def nightly(
+    root: str = str(REPO_ROOT),
+    project: ProjectConfig = DEFAULTS.project,
+    model: ModelConfig = DEFAULTS.model,
+    objectives: list[Objective] = DEFAULTS.objectives,
+    curate: CurateConfig = DEFAULTS.curate,
+    validate: ValidateConfig = DEFAULTS.validate_,
+    pairs: PairsConfig = DEFAULTS.pairs,
+    reward: RewardConfig = DEFAULTS.reward,
+    align: AlignConfig = DEFAULTS.align,
+    front: FrontConfig = DEFAULTS.front,
+    promote: PromoteConfig = DEFAULTS.promote,
+    tracking: TrackingConfig = DEFAULTS.tracking,
+) -> dict:
+    from paretoflow.tracking import Tracker, lineage_tags
+
+    params = Params.model_validate({
+        "project": project, "model": model, "objectives": objectives, "curate": curate,
+        "validate": validate, "pairs": pairs, "reward": reward, "align": align, "front": front,
+        "promote": promote, "tracking": tracking, "dvc": DEFAULTS.dvc,
+    })
+    rootp = Path(root).resolve()
+    p = params.model_dump(mode="json", by_alias=True)
+    # A local run holds the project lock: a second run on this checkout waits (DVC and the
+    # stage outputs are not safe to share). Deployments add a Prefect concurrency limit.
+    with FileLock(str(rootp / ".paretoflow.lock")):
+        # Fails here, before any training, when the tracking server is unreachable.
+        tracker = Tracker(params.tracking, rootp)
+        run_tags = {"paretoflow.flow_run_id": str(flow_run.get_id() or "local")}
+        parent = tracker.start_run("nightly", tags=run_tags)
+        try:
+            result = _pipeline(params, p, str(rootp), tracker, parent)
+        except BaseException:
+            tracker.end_run(parent, "FAILED")
+            raise
+        tracker.end_run(parent)
+    return result
+
+
+def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
+    from paretoflow.tracking import lineage_tags
+
+    def record(stage, summary, artifacts, **kw):
+        io = stage_io(params, "align" if stage.startswith(("expert-", "modpo-")) else stage, kw.get("adapter"))
+        kw.pop("adapter", None)
+        return log_stage(p, root, parent, stage, summary, lineage, artifacts, list(io.sections), **kw)
+
+    curated = curate_task(p, root)
+    validation = validate_task(p, root)      # raises ValidationFailed: the flow stops here
+    dvc_commit_task(root, ["curate", "validate"])
+    lineage = lineage_tags(params, Path(root), str(flow_run.get_id() or "local"))
+    tracker.set_tags(parent, lineage)
+    record("curate", curated, [f"{params.curate.out_dir}/report.json", f"{params.curate.out_dir}/quarantine.parquet"])
+    record("validate", validation, [params.validate_.docs_dir])
+
+    pairs = pairs_task(p, root)
+    record("pairs", pairs, ["data/pairs/report.json"])
+    reward = reward_task(p, root)
+    record("reward", reward, ["artifacts/reward"])
+
+    adapters = {}
+    for job in adapter_jobs(params):
+        summary = align_task(p, root, **job)
+        adapters[job["adapter"]] = summary
+        tags = {"paretoflow.objective": job.get("objective", ""), "paretoflow.weights": str(job.get("weights", ""))}
+        record(job["adapter"], summary, [], adapter=job["adapter"], tags=tags,
+               adapter_dir=f"{params.align.out_dir}/{job['adapter']}")
+
+    front = front_task(p, root)
+    record("front", front, ["artifacts/front"])
+    dvc_commit_task(root, None)
+    promotion = promote_task(p, root, parent, bool(validation.get("success")), lineage)
+
+    _prefect_artifacts(params, front, promotion)
+    return {"front": front, "promotion": promotion, "parent_run_id": parent, "tracking_uri": tracker.uri}
+
+
+def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
+    rows = [
+        {"candidate": c["name"], "dominated": c.get("dominated"),
+         **{k: round(v, 4) for k, v in c.get("objectives", {}).items()}}
+        for c in front.get("candidates", [])
+    ]
+    create_table_artifact(rows, key="front-candidates", description="Every evaluated candidate")
+    lines = ["# paretoflow nightly", "", f"Hypervolume: {front.get('hypervolume')}", "",
+             "| candidate | dominated | " + " | ".join(params.objective_names) + " |",
+             "|---|---|" + "---|" * len(params.objective_names)]
+    for r in rows:
+        lines.append(f"| {r['candidate']} | {r['dominated']} | "
+                     + " | ".join(str(r.get(o)) for o in params.objective_names) + " |")
+    lines += ["", "## Promotion", "", f"- candidate: {promotion.get('candidate')}",
+              f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
+    lines += [f"- {r}" for r in promotion.get("reasons", [])]
+    create_markdown_artifact("\n".join(lines), key="nightly-summary", description="Front and promotion")
+
+
+def main() -> int:
+    result = nightly()
+    front, promotion = result["front"], result["promotion"]
+    print("\n=== paretoflow nightly: done ===")
+    print(f"front plot:      {front.get('plot_path')}")
+    print(f"front table:     {front.get('json_path')}")
+    print(f"promotion:       {promotion.get('candidate')} → version {promotion.get('version')} "
+          f"({promotion.get('alias')})")
+    for reason in promotion.get("reasons", []):
+        print(f"  gate: {reason}")
+    print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

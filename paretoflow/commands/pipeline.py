@@ -1,0 +1,75 @@
+"""`paretoflow run | serve | promote | rollback`: the pipeline and the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _run(args) -> int:
+    from flows.nightly import main
+
+    return main()
+
+
+def _serve(args) -> int:
+    from flows.serve import serve_deployments
+    from paretoflow.config import load_params
+
+    serve_deployments(load_params(args.params), str(Path(args.root).resolve()))
+    return 0
+
+
+def _promote(args) -> int:
+    from paretoflow.config import load_params
+    from paretoflow.promote import run
+    from paretoflow.tracking import Tracker, lineage_tags
+
+    overrides = {}
+    if args.weights:
+        overrides = {"promote": {"preference": [float(x) for x in args.weights.split(",")], "constraint": None}}
+    if args.constraint:
+        overrides = {"promote": {"preference": None, "constraint": json.loads(args.constraint)}}
+    params = load_params(args.params, overrides)
+    root = Path(args.root).resolve()
+    tracker = Tracker(params.tracking, root)
+    lineage = lineage_tags(params, root)
+    parent = tracker.start_run("promote", tags=lineage)
+    outcome = run(params, root, tracker, parent, validation_passed=not args.skip_validation_gate_failed,
+                  lineage=lineage)
+    tracker.end_run(parent)
+    print(f"{outcome.candidate}: version {outcome.version} → {outcome.alias}")
+    for reason in outcome.reasons:
+        print(f"  gate failed: {reason}")
+    return 0
+
+
+def _rollback(args) -> int:
+    from paretoflow.config import load_params
+    from paretoflow.registry import rollback
+    from paretoflow.tracking import Tracker
+
+    params = load_params(args.params)
+    root = Path(args.root).resolve()
+    tracker = Tracker(params.tracking, root)
+    demoted, restored = rollback(tracker, params.tracking.registered_model, root / params.promote.lock_file)
+    print(f"{params.tracking.registered_model}: champion {demoted} → {restored} (version {demoted} tagged rolled_back)")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run the nightly flow locally (no Prefect server needed)")
+    p.set_defaults(func=_run)
+    p = sub.add_parser("serve", help="serve nightly + on-demand deployments on a Prefect server")
+    p.add_argument("--root", default=".")
+    p.set_defaults(func=_serve)
+    p = sub.add_parser("promote", help="choose a front candidate, gate it, move registry aliases")
+    p.add_argument("--root", default=".")
+    p.add_argument("--weights", help="preference vector, e.g. 0.5,0.3,0.2")
+    p.add_argument("--constraint", help='JSON, e.g. {"maximize":"helpfulness","minimums":{"harmlessness":0.8}}')
+    p.add_argument("--skip-validation-gate-failed", action="store_true",
+                   help="treat the data validation gate as failed (dry promotion to challenger)")
+    p.set_defaults(func=_promote)
+    p = sub.add_parser("rollback", help="move champion back to the previous version")
+    p.add_argument("--root", default=".")
+    p.set_defaults(func=_rollback)

@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: retries, cross-process caching, MLflow logging. The library works."""

@@ -1,0 +1,85 @@
+"""What every stage task shares: the cross-process cache key and JSON-able summaries.
+
+Cache key = stage name + the params sections the stage reads + a content hash of its
+input files + a hash of the library source. A rerun after a crash (kill -9 mid-align)
+therefore skips every stage whose inputs, params and code are unchanged and resumes at
+the first that is not. A stage whose output files are missing never hits the cache:
+outputs on disk are the stage's real result, the cached summary only describes them.
+Results are persisted as JSON (no pickle) under PREFECT_HOME.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+from paretoflow.config import Params
+from paretoflow.tracking import files_hash
+
+LIBRARY_ROOT = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def code_hash() -> str:
+    """Hash of the library and task sources: changing code reruns the stages."""
+    h = hashlib.sha256()
+    for folder in ("paretoflow", "tasks"):
+        for f in sorted((LIBRARY_ROOT / folder).rglob("*.py")):
+            h.update(f.relative_to(LIBRARY_ROOT).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class StageIO:
+    sections: tuple[str, ...]   # params sections the stage reads
+    inputs: tuple[str, ...]     # files/folders it reads (relative to root)
+    outputs: tuple[str, ...]    # files/folders it writes (relative to root)
+
+
+def stage_io(params: Params, stage: str, adapter: str | None = None) -> StageIO:
+    c = params.curate.out_dir
+    raw_sources = tuple(s.path for s in params.curate.sources)
+    table = {
+        "curate": StageIO(("objectives", "curate"), raw_sources,
+                          (f"{c}/prompts.parquet", f"{c}/quarantine.parquet", f"{c}/report.json")),
+        "validate": StageIO(("objectives", "validate"), (c,), (f"{params.validate_.docs_dir}",)),
+        "pairs": StageIO(("project", "model", "objectives", "pairs"), (f"{c}/prompts.parquet",),
+                         ("data/pairs/pairs.parquet", "data/pairs/ratings.parquet")),
+        "reward": StageIO(("project", "objectives", "reward"), ("data/pairs", c),
+                          ("artifacts/reward/model.safetensors", "artifacts/reward/report.json")),
+        "align": StageIO(("project", "model", "objectives", "align"), ("data/pairs",),
+                         (f"artifacts/adapters/{adapter}/adapter_model.safetensors",)),
+        "front": StageIO(("project", "model", "objectives", "front"),
+                         ("artifacts/adapters", "artifacts/reward", f"{c}/prompts.parquet"),
+                         ("artifacts/front/front.json", "artifacts/front/front.png")),
+    }
+    return table[stage]
+
+
+def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None = None,
+                    extra: Any = None) -> str:
+    io = stage_io(params, stage, adapter)
+    if not all((root / o).exists() for o in io.outputs):
+        return f"{stage}-missing-outputs-{uuid.uuid4().hex}"  # never a cache hit
+    payload = {
+        "stage": stage,
+        "adapter": adapter,
+        "extra": extra,
+        "sections": params.section_hash(*[s if s != "validate" else "validate" for s in io.sections]),
+        "inputs": files_hash([root / i for i in io.inputs]),
+        "code": code_hash(),
+    }
+    return stage + "-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def summarize(result: Any) -> dict[str, Any]:
+    """A library result dataclass → plain JSON (paths as strings) for Prefect's JSON results."""
+    if dataclasses.is_dataclass(result):
+        result = dataclasses.asdict(result)
+    return json.loads(json.dumps(result, default=str))
