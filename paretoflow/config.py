@@ -136,7 +136,110 @@ class DvcConfig(_Section):
 
 # Stage sections added by their stages; each stage inserts its model above its marker.
 # section-model:judges
+class PairsSizing(_Section):
+    """Per-profile overrides of the pairs sizing (only the fields given replace the cpu ones)."""
+
+    n_train_prompts: int | None = Field(None, ge=0)
+    n_val_prompts: int | None = Field(None, ge=0)
+    samples_per_prompt: int | None = Field(None, ge=2)
+    max_new_tokens: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+
+
+class PairsConfig(_Section):
+    """On-policy preference pairs: sample the policy, score with the judge mixture, pair.
+
+    The top-level sizing is the cpu profile; `gpu` overrides it when project.profile is
+    "gpu" (`for_profile`).
+    """
+
+    out_dir: str = "data/pairs"
+    # CPU sizing: measured on the CPU default run (SmolLM2-135M, 2 shared cores) to keep the
+    # stage under ~2.5 min: 52 prompts x 4 samples x <= 48 new tokens.
+    n_train_prompts: int = Field(40, ge=0)
+    n_val_prompts: int = Field(12, ge=0)
+    samples_per_prompt: int = Field(4, ge=2)
+    max_new_tokens: int = Field(48, ge=1)
+    # Sampling: temperature 0.8 / top-p 0.95, the on-policy sampling settings of SimPO
+    # (Meng et al. 2024) for UltraFeedback prompts.
+    temperature: float = Field(0.8, gt=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    # Sequences per generate() forward (prompts per batch = batch_size // samples); 16 is
+    # the batch STACK.md measured on 2 cores.
+    batch_size: int = Field(16, ge=1)
+    # best_worst: one pair per prompt and objective (best vs worst sample);
+    # all_above_margin: every pair of samples whose score difference >= min_margin.
+    pair_strategy: Literal["best_worst", "all_above_margin"] = "best_worst"
+    # Score differences below this (on the objective's scale) are ties, skipped and counted:
+    # 0.05 = 5% of a [0, 1] scale, above the jitter of the continuous judges (relevance).
+    min_margin: float = Field(0.05, ge=0.0)
+    # GPU profile (project.profile: gpu): bigger budgets; sized for one 80 GB card.
+    gpu: PairsSizing = Field(
+        default_factory=lambda: PairsSizing(
+            n_train_prompts=2000, n_val_prompts=200, samples_per_prompt=8,
+            max_new_tokens=256, batch_size=128,
+        )
+    )
+
+    def for_profile(self, profile: str) -> "PairsConfig":
+        """This config with the profile's overrides applied (cpu: unchanged)."""
+        if profile != "gpu":
+            return self
+        overrides = {k: v for k, v in self.gpu.model_dump().items() if v is not None}
+        return self.model_copy(update=overrides)
+
+
 # section-model:pairs
+class RewardConfig(_Section):
+    """ArmoRM-style multi-objective reward model (paretoflow.reward)."""
+
+    pairs_dir: str = "data/pairs"
+    curated_dir: str = "data/curated"  # human ratings/pairs from curated imports, if any
+    out_dir: str = "artifacts/reward"
+    feature_cache_dir: str = ".cache/features"
+    # Backbone per profile. Shared STACK.md, 2 CPU cores: policy hidden states ~585
+    # tokens/s, MiniLM ~12x faster, so MiniLM on CPU and the policy (as ArmoRM) on GPU.
+    backbone_cpu: Literal["minilm", "policy"] = "minilm"
+    backbone_gpu: Literal["minilm", "policy"] = "policy"
+    backbone_policy: str | None = None  # None: the policy named in model.policy
+    # 256: MiniLM's max_seq_length (sentence-transformers config); STACK.md measured
+    # policy dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
+    max_length: int = Field(256, ge=8)
+    batch_size: int = Field(16, ge=1)  # batch used for the STACK.md timings
+    # Ridge penalty grid, one decade apart (our choice); picked by validation MSE.
+    ridge_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])
+    # Bradley-Terry heads (objectives with pairs only): full-batch Adam, early stop on
+    # validation loss. lr 1e-2 / 300 epochs: measured to converge on the CPU default run.
+    bt_epochs: int = Field(300, ge=1)
+    bt_lr: float = Field(0.01, gt=0.0)
+    bt_weight_decay: float = Field(1e-4, ge=0.0)
+    # Gating MLP. ArmoRM used 1024 hidden units on 4096-d Llama-3 features and ~10^5
+    # preference pairs; 64 suits <= 10^4 pairs on CPU (our choice).
+    gating_hidden_size: int = Field(64, ge=1)
+    gating_epochs: int = Field(300, ge=1)
+    gating_lr: float = Field(0.005, gt=0.0)
+    # Stage-2 preference signal. mean_rating: pairs of the combined objective (unweighted
+    # mean of direction-aware ratings rescaled to [0, 1]) + any pairs labelled "overall";
+    # all_pairs: every per-objective pair counts as an overall preference.
+    gating_target: Literal["mean_rating", "all_pairs"] = "mean_rating"
+    # Smallest rating gap (on [0, 1]) that makes a pair from ratings: below it judge noise
+    # dominates (our choice, not tuned).
+    combined_min_margin: float = Field(0.05, ge=0.0)
+    # ArmoRM verbosity debiasing strength in [0, 1]: 1 removes the linear length component
+    # of each head from the overall score (as ArmoRM), 0 turns it off. Off by default
+    # because conciseness is one of our objectives.
+    verbosity_penalty: float = Field(0.0, ge=0.0, le=1.0)
+    # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
+    calibration_bins: int = Field(10, ge=1)
+
+    @field_validator("ridge_alphas")
+    @classmethod
+    def _alphas_positive(cls, v: list[float]) -> list[float]:
+        if not v or any(not (a > 0 and math.isfinite(a)) for a in v):
+            raise ValueError(f"ridge_alphas must be a non-empty list of positive numbers, got {v}")
+        return sorted(v)
+
+
 # section-model:reward
 class AlignProfile(_Section):
     """LoRA DPO/MODPO training budget for one hardware profile (see AlignConfig)."""
@@ -154,6 +257,9 @@ class AlignProfile(_Section):
     learning_rate: float = Field(5e-4, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)  # TRL DPOConfig default
     warmup_steps: int = Field(0, ge=0)
+    # constant after warmup by default: short budgets stop early on validation, and a
+    # decay to 0 would spend half of a few-step CPU budget at small learning rates.
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     max_grad_norm: float = Field(1.0, gt=0.0)  # TRL/transformers default
     batch_size: int = Field(4, ge=1)  # pairs per micro-batch per process
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -200,7 +306,7 @@ class AlignConfig(_Section):
             lora_r=16, lora_alpha=32.0, batch_size=16, gradient_accumulation_steps=2,
             eval_batch_size=32, max_steps=400, eval_steps=25, checkpoint_steps=50,
             patience=4, max_val_pairs=256, max_length=512, max_prompt_tokens=256,
-            warmup_steps=20,
+            warmup_steps=20, lr_scheduler="cosine",
         )
     )
 
@@ -266,7 +372,38 @@ class FrontConfig(_Section):
 
 
 # section-model:front
+class PromoteConfig(_Section):
+    """How a front candidate is chosen and gated (paretoflow/promotion.py)."""
+
+    # Preference vector, one weight per declared objective (order of `objectives`), sum 1.
+    # Default: equal weights: no axis favoured until a team states its trade-off.
+    preference: list[float] | None = None
+    # Constrained choice instead of a preference: {"maximize": name, "minimums": {name: τ}}.
+    constraint: dict[str, Any] | None = None
+    # Allowed drop vs the champion per objective, on the [0, 1]-normalised scale. 0.02 is
+    # about the bootstrap half-width measured on 24 held-out prompts in the CPU default run.
+    tolerance: float = Field(0.02, ge=0.0, le=1.0)
+    lock_file: str = "mlflow/registry.lock"
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> "PromoteConfig":
+        if self.preference is not None and self.constraint is not None:
+            raise ValueError("promote: give either preference or constraint, not both")
+        if self.constraint is not None and set(self.constraint) - {"maximize", "minimums"}:
+            raise ValueError(f"promote.constraint takes maximize and minimums, got {sorted(self.constraint)}")
+        return self
+
+
 # section-model:promote
+class ScheduleConfig(_Section):
+    """Prefect deployments made by `paretoflow serve`."""
+
+    cron: str = "0 2 * * *"   # nightly at 02:00 (issue 6)
+    timezone: str = "UTC"
+    # One run per deployment at a time; a second trigger waits (ENQUEUE) or is dropped.
+    collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
+
+
 
 
 class Params(_Section):
@@ -282,13 +419,17 @@ class Params(_Section):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     dvc: DvcConfig = Field(default_factory=DvcConfig)
     # field:judges
+    pairs: PairsConfig = Field(default_factory=PairsConfig)
     # field:pairs
+    reward: RewardConfig = Field(default_factory=RewardConfig)
     # field:reward
     align: AlignConfig = Field(default_factory=AlignConfig)
     # field:align
     front: FrontConfig = Field(default_factory=FrontConfig)
     # field:front
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
     # field:promote
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     @model_validator(mode="after")
     def _objectives_unique(self) -> "Params":
@@ -297,6 +438,12 @@ class Params(_Section):
             raise ValueError("at least one objective must be declared")
         if len(set(names)) != len(names):
             raise ValueError(f"objective names must be unique, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _preference_matches_objectives(self) -> "Params":
+        if self.promote.preference is not None:
+            check_weights(self.promote.preference, self.objective_names)
         return self
 
     @property
