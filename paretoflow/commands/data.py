@@ -1,0 +1,65 @@
+"""`paretoflow import FILE ...` (one file → canonical tables) and `paretoflow curate`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from paretoflow.config import SourceConfig, load_params
+
+FORMATS = ["auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"]
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    importer = subparsers.add_parser(
+        "import", help="import one raw file into canonical tables + quarantine (full curation of that file)"
+    )
+    importer.add_argument("file", help="JSONL / JSON / Parquet / CSV file (or a folder of them)")
+    importer.add_argument("--format", default="auto", choices=FORMATS)
+    importer.add_argument("--objective", default=None, help="objective of an HH-RLHF / generic file")
+    importer.add_argument("--role", default="train", choices=["train", "eval"])
+    importer.add_argument(
+        "--map", action="append", default=[], metavar="FIELD=COLUMN",
+        help="column_map entry (generic: canonical field=column; rating datasets: objective=[-]attribute)",
+    )
+    importer.add_argument("--out", required=True, help="output folder for the tables")
+    importer.set_defaults(func=import_command)
+
+    curate = subparsers.add_parser("curate", help="run the curate stage over params.curate.sources")
+    curate.add_argument("--root", default=".", help="folder the params paths are relative to")
+    curate.set_defaults(func=curate_command)
+
+
+def _column_map(entries: list[str]) -> dict[str, str]:
+    mapping = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        if not sep or not key or not value:
+            raise ValueError(f"--map {entry!r}: expected FIELD=COLUMN")
+        mapping[key] = value
+    return mapping
+
+
+def import_command(args: argparse.Namespace) -> int:
+    from paretoflow.data.curate import report_table, run
+
+    params = load_params(args.params)
+    source = SourceConfig(
+        path=args.file, format=args.format, objective=args.objective, role=args.role,
+        column_map=_column_map(args.map),
+    )
+    curate_config = params.curate.model_copy(update={"sources": [source], "out_dir": args.out})
+    result = run(params.model_copy(update={"curate": curate_config}), Path("."), progress=True)
+    print(report_table(result.report))
+    print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
+    return 0
+
+
+def curate_command(args: argparse.Namespace) -> int:
+    from paretoflow.data.curate import report_table, run
+
+    params = load_params(args.params)
+    result = run(params, Path(args.root), progress=True)
+    print(report_table(result.report))
+    print(f"wrote {result.out_dir}")
+    return 0
