@@ -125,7 +125,9 @@ def near_duplicates(
     similarity 1.0, but cost a MinHash each)."""
     shingle_sets = [shingles(t, shingle_size) for t in texts]
     sketches = sketch_all(shingle_sets, num_perm)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    # The LSH only proposes candidates (exact Jaccard decides), and datasketch cannot band
+    # for a threshold of 1.0: cap its threshold so identical sets are still proposed.
+    lsh = MinHashLSH(threshold=min(threshold, 0.95), num_perm=num_perm)
     found: list[NearDuplicate] = []
     for index, (sketch, shingle_set) in enumerate(zip(sketches, shingle_sets, strict=True)):
         if progress is not None:

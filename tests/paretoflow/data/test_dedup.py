@@ -1,0 +1,96 @@
+"""Exact / near-duplicate detection, decontamination and the hash split, on hand cases."""
+
+import numpy as np
+from datasketch import MinHash
+
+from paretoflow.data.dedup import (
+    HASHFUNC,
+    contaminated,
+    content_key,
+    jaccard,
+    near_duplicates,
+    shingles,
+    sketch_all,
+    split_of,
+)
+
+FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+def test_content_key_separates_parts():
+    assert content_key("ab", "c") != content_key("a", "bc")
+    assert content_key("a", "b") == content_key("a", "b")
+
+
+def test_shingles_by_hand():
+    assert shingles("The cat, the HAT!", 2) == {b"the cat", b"cat the", b"the hat"}
+    assert shingles("Hi there", 3) == {b"hi there"}  # shorter than k: one shingle
+    assert shingles("  ", 3) == set()
+
+
+def test_jaccard_by_hand():
+    assert jaccard({1, 2, 3}, {2, 3, 4}) == 2 / 4
+    assert jaccard(set(), set()) == 1.0
+
+
+def test_vectorised_sketches_equal_datasketch_bulk():
+    sets = [shingles(t, 3) for t in ["a b c d e f", "one two three four", "x", "", "a b c d e g h"]]
+    ours = sketch_all(sets, num_perm=64)
+    reference = MinHash.bulk([list(s) for s in sets if s], num_perm=64, seed=1, hashfunc=HASHFUNC)
+    assert ours[3] is None
+    for mine, theirs in zip([m for m in ours if m is not None], reference, strict=True):
+        assert np.array_equal(mine.hashvalues, theirs.hashvalues)
+
+
+def test_near_duplicates_keep_first_of_cluster():
+    base = "please explain how photosynthesis works in green plants for a school project today"
+    texts = [
+        base,
+        "completely unrelated question about the history of the roman empire and its fall",
+        base + " thanks",  # 13 words + 1: 11 of 12 shingles shared, Jaccard 11/12
+        "please explain how photosynthesis works",  # 3 of 11 shingles: far below 0.8
+    ]
+    found = near_duplicates(texts, num_perm=128, threshold=0.8, shingle_size=3)
+    assert [(d.index, d.representative) for d in found] == [(2, 0)]
+    assert abs(found[0].similarity - 11 / 12) < 1e-9
+
+
+def test_near_duplicates_threshold_is_exact_jaccard():
+    # 10 words → 8 shingles; changing the last word shares 7 of 9 distinct shingles (0.78).
+    a = "w1 w2 w3 w4 w5 w6 w7 w8 w9 w10"
+    b = "w1 w2 w3 w4 w5 w6 w7 w8 w9 changed"
+    assert near_duplicates([a, b], threshold=0.8, shingle_size=3) == []
+    found = near_duplicates([a, b], threshold=0.7, shingle_size=3)
+    assert [(d.index, d.representative) for d in found] == [(1, 0)]
+    assert abs(found[0].similarity - 7 / 9) < 1e-9
+
+
+def test_contamination_fraction_by_hand():
+    held_out = ["the quick brown fox jumps over the lazy dog"]
+    train = [
+        "the quick brown fox jumps over the lazy cat",  # 3-grams: 6 of 7 shared (not "the lazy cat")
+        "the quick brown fox sat down",  # 2 of 4 → 0.5
+        "nothing in common at all here",
+        "Quick brown",  # shorter than n: no exact match
+        "the quick",  # shorter than n but not a whole held-out text
+    ]
+    found = contaminated(train, held_out, n=3, threshold=0.5)
+    assert [(c.index, c.held_out) for c in found] == [(0, 0), (1, 0)]
+    assert abs(found[0].fraction - 6 / 7) < 1e-9 and found[1].fraction == 0.5
+    assert contaminated(train, held_out, n=3, threshold=0.6)[0].index == 0
+    assert len(contaminated(train, held_out, n=3, threshold=0.6)) == 1
+
+
+def test_short_texts_contaminated_only_on_exact_match():
+    found = contaminated(["Hello, World!", "hello"], ["hello world"], n=8, threshold=0.5)
+    assert [(c.index, c.fraction) for c in found] == [(0, 1.0)]
+
+
+def test_split_depends_only_on_the_id_and_follows_fractions():
+    ids = [f"p_{i:05d}" for i in range(4000)]
+    splits = [split_of(i, FRACTIONS) for i in ids]
+    # Adding rows never moves a prompt: the split is recomputed from the id alone.
+    assert splits[:100] == [split_of(i, FRACTIONS) for i in ids[:100]]
+    counts = {s: splits.count(s) for s in ("train", "val", "test")}
+    assert 0.77 < counts["train"] / 4000 < 0.83 and 0.08 < counts["val"] / 4000 < 0.12
+    assert {split_of(i, {"train": 1.0, "val": 0.0, "test": 0.0}) for i in ids} == {"train"}

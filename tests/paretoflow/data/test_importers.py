@@ -1,0 +1,223 @@
+"""Importers on hand-written fixture files in each dataset's real format (broken rows
+included): what each row becomes, and the quarantine reason of each bad row."""
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from paretoflow.config import Objective
+from paretoflow.data.importers import detect_format, read_file
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "data"
+OBJECTIVES = [Objective(name=n) for n in ("helpfulness", "conciseness", "harmlessness")]
+GENERIC_MAP = {"prompt": "question", "chosen": "good", "rejected": "bad", "objective": "axis"}
+
+
+def reasons(imported):
+    return {q.location: q.reason for q in imported.quarantined}
+
+
+def test_builtin_prompts_and_bad_rows():
+    imported = read_file(FIXTURES / "builtin_train.jsonl", OBJECTIVES)
+    assert imported.format == "builtin"
+    # 13 lines, one blank: 12 rows, each a record or a quarantine entry.
+    assert imported.rows_in == 12 == len(imported.records) + len(imported.quarantined)
+    first, multi_turn = imported.records[0], imported.records[1]
+    assert first.messages == [{"role": "user", "content": "How do I keep basil alive on a windowsill?"}]
+    assert first.tags == ["category:advice"] and first.responses == []
+    assert [t["role"] for t in multi_turn.messages] == ["user", "assistant", "user"]
+    assert imported.records[2].tags == ["category:safety", "harmful"]
+    assert reasons(imported) == {
+        "line 6": "wrong_type",  # tags is a string
+        "line 7": "malformed_json",
+        "line 8": "missing_field",  # no prompt or messages
+        "line 10": "wrong_type",  # prompt is a number
+        "line 11": "malformed_dialogue",  # last turn is the assistant's
+        "line 12": "wrong_type",  # a JSON list, not an object
+        "line 13": "undecodable_bytes",  # Latin-1 byte in a UTF-8 file
+    }
+
+
+def test_hh_rlhf_dialogues_split_into_prompt_and_pair():
+    imported = read_file(FIXTURES / "helpful-base" / "train.jsonl", OBJECTIVES)
+    assert imported.format == "hh_rlhf"
+    first, picnic = imported.records[0], imported.records[1]
+    assert first.messages == [{"role": "user", "content": "What is a good name for a goldfish?"}]
+    assert first.responses == ["Bubbles is a classic choice, or Goldie if you like simple names.", "I don't know."]
+    assert [(p.chosen_index, p.rejected_index, p.objective, p.margin) for p in first.pairs] == [(0, 1, "helpfulness", 1.0)]
+    assert picnic.messages == [
+        {"role": "user", "content": "Can you help me plan a picnic?"},
+        {"role": "assistant", "content": "Sure, where will it be?"},
+        {"role": "user", "content": "At the park near the river."},
+    ]
+    assert picnic.responses[1] == "Parks are nice."
+    assert reasons(imported) == {
+        "line 4": "malformed_dialogue",  # chosen and rejected prompts differ
+        "line 5": "malformed_dialogue",  # not a Human/Assistant dialogue
+        "line 6": "missing_field",  # no rejected
+    }
+    # Empty final turn and chosen == rejected pass import; curation rejects them.
+    assert imported.records[3].responses[0] == ""
+
+
+def test_hh_objective_from_flag_and_unknown_objective(tmp_path):
+    imported = read_file(FIXTURES / "helpful-base" / "train.jsonl", OBJECTIVES, objective="harmlessness")
+    assert {p.objective for r in imported.records for p in r.pairs} == {"harmlessness"}
+    unknown = read_file(FIXTURES / "helpful-base" / "train.jsonl", OBJECTIVES, objective="honesty")
+    assert not unknown.records and {q.reason for q in unknown.quarantined} >= {"unknown_objective"}
+    nameless = tmp_path / "dialogues.jsonl"
+    nameless.write_text((FIXTURES / "helpful-base" / "train.jsonl").read_text())
+    with pytest.raises(ValueError, match="dialogues.jsonl: cannot tell the HH-RLHF objective"):
+        read_file(nameless, OBJECTIVES)
+
+
+def test_pku_two_pairs_on_the_same_responses():
+    imported = read_file(FIXTURES / "pku_saferlhf.jsonl", OBJECTIVES)
+    assert imported.format == "pku_saferlhf"
+    insult = imported.records[1]
+    assert [(p.chosen_index, p.rejected_index, p.objective) for p in insult.pairs] == [
+        (1, 0, "helpfulness"),  # better_response_id 1
+        (0, 1, "harmlessness"),  # safer_response_id 0
+    ]
+    assert reasons(imported) == {"line 4": "wrong_type", "line 5": "missing_field"}
+
+
+def test_pku_objective_mapping_via_column_map():
+    imported = read_file(FIXTURES / "pku_saferlhf.jsonl", OBJECTIVES, column_map={"harmlessness": "safer_response_id"})
+    assert {p.objective for r in imported.records for p in r.pairs} == {"harmlessness"}
+    with pytest.raises(ValueError, match="objective 'safety', not declared"):
+        read_file(FIXTURES / "pku_saferlhf.jsonl", OBJECTIVES, column_map={"safety": "safer_response_id"})
+
+
+def test_helpsteer2_ratings_mapping_and_ignored_attributes():
+    imported = read_file(FIXTURES / "helpsteer2.jsonl", OBJECTIVES)
+    assert imported.format == "helpsteer2" and imported.derive_pairs
+    first = imported.records[0]
+    ratings = {(r.objective, r.rater): (r.value, r.scale_min, r.scale_max) for r in first.ratings}
+    # verbosity 1 on 0-4 inverted → conciseness 3.
+    assert ratings == {
+        ("helpfulness", "helpsteer2:helpfulness"): (3.0, 0.0, 4.0),
+        ("conciseness", "helpsteer2:-verbosity"): (3.0, 0.0, 4.0),
+    }
+    multi_turn = imported.records[2]
+    assert [t["role"] for t in multi_turn.messages] == ["user", "assistant", "user"]
+    assert multi_turn.messages[-1]["content"] == "And that times 3?"
+    # Undeclared attributes are counted, not errors.
+    assert dict(imported.ignored_attributes) == {"correctness": 6, "coherence": 6, "complexity": 6}
+    assert reasons(imported) == {"line 4": "rating_off_scale", "line 5": "nan_value", "line 6": "wrong_type"}
+
+
+def test_helpsteer2_declared_attribute_kept_under_its_name():
+    objectives = OBJECTIVES + [Objective(name="correctness", scale=(0.0, 4.0))]
+    imported = read_file(FIXTURES / "helpsteer2.jsonl", objectives)
+    assert "correctness" in {r.objective for r in imported.records[0].ratings}
+    assert "correctness" not in imported.ignored_attributes
+
+
+def test_ultrafeedback_ratings_and_best_vs_worst_pair():
+    imported = read_file(FIXTURES / "ultrafeedback.jsonl", OBJECTIVES)
+    assert imported.format == "ultrafeedback"
+    (record,) = imported.records
+    assert len(record.responses) == 3
+    assert [(r.response_index, r.value, r.scale_min, r.scale_max) for r in record.ratings] == [
+        (0, 2.0, 1.0, 5.0), (1, 5.0, 1.0, 5.0), (2, 4.0, 1.0, 5.0)
+    ]
+    assert [(p.chosen_index, p.rejected_index, p.margin) for p in record.pairs] == [(1, 0, 3.0)]
+    assert reasons(imported) == {"line 2": "rating_off_scale", "line 3": "missing_field", "line 4": "missing_field"}
+
+
+def test_ultrafeedback_na_rating_skipped_and_counted():
+    objectives = OBJECTIVES + [Objective(name="honesty", scale=(1.0, 5.0))]
+    imported = read_file(FIXTURES / "ultrafeedback.jsonl", objectives)
+    assert imported.not_rated == 1  # completion 0 has honesty "N/A"
+    honesty = [r for r in imported.records[0].ratings if r.objective == "honesty"]
+    assert [(r.response_index, r.value) for r in honesty] == [(1, 5.0), (2, 4.0)]
+
+
+def test_generic_csv_with_column_map():
+    imported = read_file(FIXTURES / "generic_pairs.csv", OBJECTIVES, column_map=GENERIC_MAP)
+    assert imported.format == "generic"
+    first = imported.records[0]
+    assert first.messages[0]["content"] == "How do I boil an egg?"
+    assert first.responses[1] == "Just microwave it."
+    assert [p.objective for p in imported.records[1].pairs] == ["conciseness"]
+    assert reasons(imported) == {
+        "row 3": "unknown_objective",  # creativity is not declared
+        "row 4": "missing_field",  # empty chosen cell
+        "row 5": "malformed_row",  # five cells under four columns
+        "row 6": "undecodable_bytes",
+    }
+
+
+def test_generic_parquet_ratings(tmp_path):
+    path = tmp_path / "ratings.parquet"
+    pq.write_table(pa.table({
+        "prompt": ["Name a colour.", "Name a colour.", "Name a shape.", "Name a shape."],
+        "response": ["Blue.", "Red.", "Circle.", "Square."],
+        "rating": [0.9, float("nan"), 0.2, 1.5],
+        "objective": ["helpfulness"] * 4,
+    }), path)
+    imported = read_file(path, OBJECTIVES)
+    assert imported.format == "generic" and imported.derive_pairs
+    assert [(r.objective, r.value, r.scale_min, r.scale_max) for r in imported.records[0].ratings] == [
+        ("helpfulness", 0.9, 0.0, 1.0)  # the objective's declared scale
+    ]
+    assert reasons(imported) == {"row 2": "nan_value", "row 4": "rating_off_scale"}
+
+
+def test_wrong_type_rating():
+    imported = read_file(FIXTURES / "helpsteer2.jsonl", OBJECTIVES)
+    assert reasons(imported)["line 6"] == "wrong_type"
+
+
+@pytest.mark.parametrize(
+    "keys, expected",
+    [
+        ({"chosen": "\n\nHuman: a\n\nAssistant: b", "rejected": "x"}, "hh_rlhf"),
+        ({"prompt": 1, "response_0": 1, "response_1": 1, "better_response_id": 0}, "pku_saferlhf"),
+        ({"instruction": 1, "completions": []}, "ultrafeedback"),
+        ({"prompt": 1, "response": 1, "verbosity": 1}, "helpsteer2"),
+        ({"messages": [], "tags": []}, "builtin"),
+        ({"prompt": 1, "chosen": "a", "rejected": "b"}, "generic"),
+    ],
+)
+def test_detect_format(keys, expected):
+    assert detect_format(keys) == expected
+
+
+# Wholly unreadable files: one clear error naming the file, nothing quarantined.
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        read_file(tmp_path / "nope.jsonl", OBJECTIVES)
+
+
+def test_binary_garbage(tmp_path):
+    path = tmp_path / "garbage.jsonl"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match="garbage.jsonl: binary data"):
+        read_file(path, OBJECTIVES)
+
+
+def test_not_jsonl_at_all(tmp_path):
+    path = tmp_path / "table.jsonl"
+    path.write_text("a,b,c\n1,2,3\n")
+    with pytest.raises(ValueError, match="table.jsonl: no line parses as JSON"):
+        read_file(path, OBJECTIVES)
+
+
+def test_bad_parquet(tmp_path):
+    path = tmp_path / "broken.parquet"
+    path.write_bytes(b"PAR1 this is not really parquet")
+    with pytest.raises(ValueError, match="broken.parquet: not a readable Parquet file"):
+        read_file(path, OBJECTIVES)
+
+
+def test_unsupported_extension(tmp_path):
+    path = tmp_path / "data.xlsx"
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match="data.xlsx: unsupported file type"):
+        read_file(path, OBJECTIVES)
