@@ -1,0 +1,58 @@
+"""Judges: offline scorers of (prompt, response) for one aspect each, mixed per objective.
+
+    from paretoflow.judges import build_mixture
+    mixture = build_mixture(params, root)
+    values = mixture.score(prompts, responses, tags)   # {objective: (n,) array on its scale}
+
+Built-in judges (one module each): `length_band`, `relevance` (MiniLM cosine), `tone`
+(VADER), `profanity` (alt-profanity-check), `refusal` (phrase set, harmful-tag aware),
+`llm` (OpenAI-compatible endpoint). Every judge returns float64 in [0, 1], higher =
+better, and scores empty/degenerate answers 0 by default (see `base`). Register more with
+`@register_judge("name")`; the learned reward model does so from `paretoflow.reward`.
+
+CLI: `paretoflow judge --prompt P --response R [--tags harmful]` or
+`paretoflow judge --file data/pairs` (a folder of canonical tables).
+"""
+
+from paretoflow.judges.base import (
+    MAX_TEXT_CHARS,
+    Judge,
+    JudgeContext,
+    TextJudge,
+    build_judge,
+    check_inputs,
+    check_scores,
+    is_degenerate,
+    register_judge,
+    registered_judges,
+    word_tokens,
+)
+
+# Built-in judges register themselves on import.
+from paretoflow.judges import length, llm, profanity, refusal, relevance, tone  # noqa: E402,F401
+from paretoflow.judges.mixture import (  # noqa: E402
+    JudgeMixture,
+    better_is_higher,
+    build_mixture,
+    goodness,
+    to_scale,
+)
+
+__all__ = [
+    "MAX_TEXT_CHARS",
+    "Judge",
+    "JudgeContext",
+    "JudgeMixture",
+    "TextJudge",
+    "better_is_higher",
+    "build_judge",
+    "build_mixture",
+    "check_inputs",
+    "check_scores",
+    "goodness",
+    "is_degenerate",
+    "register_judge",
+    "registered_judges",
+    "to_scale",
+    "word_tokens",
+]
