@@ -193,8 +193,9 @@ class JudgeContext:
 JudgeFactory = Callable[[dict[str, Any], JudgeContext], Judge]
 
 _REGISTRY: dict[str, JudgeFactory] = {}
-# Packages that register judges of their own; imported when a name is not found yet.
-PLUGIN_MODULES: tuple[str, ...] = ("paretoflow.reward",)
+# Modules that register judges of their own, imported when a name is not found yet (kept
+# out of the eager imports: the reward-model judge pulls in the reward package).
+PLUGIN_MODULES: tuple[str, ...] = ("paretoflow.judges.reward_model", "paretoflow.reward")
 
 
 def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:

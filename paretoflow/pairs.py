@@ -1,0 +1,343 @@
+"""On-policy preference pairs: sample the policy, score every sample with the judge
+mixture, pair the samples per objective.
+
+    prompts (data/curated/prompts.parquet, train + val splits, capped)
+      → N sampled responses per prompt (chat template, temperature/top-p, seeded)
+      → ratings: one row per response × objective (rater "judges"), on the objective scale
+      → pairs per objective: best vs worst sample per prompt (`best_worst`), or every pair
+        of samples at least `min_margin` apart (`all_above_margin`)
+      → data/pairs/{prompts,responses,ratings,pairs}.parquet + report.json
+
+Pairs are on-policy (the policy's own samples, as in online/iterative DPO: Xiong et al.
+2024, SimPO's on-policy UltraFeedback) and judged per objective, so each objective gets
+its own preference data for its own expert. `margin` is the chosen-minus-rejected score
+difference in the objective's better direction (always > 0); differences below
+`min_margin` are ties, skipped and counted in the report. Identical samples of one prompt
+share a content-hash id and are kept once (counted as duplicates).
+
+The test split is never sampled here (front evaluation holds it out). Run:
+`paretoflow pairs [--policy PATH]` or `paretoflow.pairs.run(params, root)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from paretoflow import schema
+from paretoflow.config import PairsConfig, Params
+from paretoflow.judges import build_mixture, is_degenerate, word_tokens
+
+PAIR_SOURCE = "on_policy_judges"
+RATER = "judges"
+SAMPLED_SPLITS = ("train", "val")
+
+
+@dataclass
+class PairsResult:
+    out_dir: Path
+    paths: dict[str, Path]
+    n_prompts: int
+    n_responses: int
+    n_pairs: int
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def make_pairs(
+    values: np.ndarray, higher_is_better: bool, strategy: str, min_margin: float
+) -> tuple[list[tuple[int, int, float]], int]:
+    """Pairs among one prompt's samples for one objective: ([(chosen, rejected, margin)], ties).
+
+    margin = v[chosen] - v[rejected] (maximize) or v[rejected] - v[chosen] (minimize);
+    a pair is kept when margin > 0 and margin >= min_margin, otherwise counted as a tie.
+    best_worst takes the best and the worst sample (first index on equal scores).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    sign = 1.0 if higher_is_better else -1.0
+    if len(v) < 2:
+        return [], 0
+    if strategy == "best_worst":
+        utility = sign * v
+        best, worst = int(np.argmax(utility)), int(np.argmin(utility))
+        candidates = [(best, worst)]
+    elif strategy == "all_above_margin":
+        candidates = []
+        for i, j in combinations(range(len(v)), 2):
+            candidates.append((i, j) if sign * (v[i] - v[j]) >= 0 else (j, i))
+    else:
+        raise ValueError(f"unknown pair_strategy {strategy!r}; use best_worst or all_above_margin")
+    pairs, ties = [], 0
+    for chosen, rejected in candidates:
+        margin = float(sign * (v[chosen] - v[rejected]))
+        if margin > 0 and margin >= min_margin:
+            pairs.append((chosen, rejected, margin))
+        else:
+            ties += 1
+    return pairs, ties
+
+
+def _parse_json_list(path: Path, row: int, column: str, value: Any) -> list:
+    try:
+        parsed = json.loads(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: row {row}: column {column} is not valid JSON ({exc})") from None
+    if not isinstance(parsed, list):
+        raise ValueError(f"{path}: row {row}: column {column} must be a JSON list, got {type(parsed).__name__}")
+    return parsed
+
+
+def load_prompts(path: Path) -> pd.DataFrame:
+    """The curated prompts table, checked, with `messages_list` and `tags_list` parsed."""
+    if not path.exists():
+        raise FileNotFoundError(f"curated prompts not found: {path} (run the curate stage first)")
+    df = pd.read_parquet(path)
+    missing = [c for c in ("prompt_id", "messages", "text", "split", "tags") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing}")
+    df = df.reset_index(drop=True)
+    messages, tags = [], []
+    for row, (m, t, text) in enumerate(zip(df["messages"], df["tags"], df["text"])):
+        conv = _parse_json_list(path, row, "messages", m)
+        if not conv or not all(isinstance(x, dict) and {"role", "content"} <= set(x) for x in conv):
+            raise ValueError(f"{path}: row {row}: messages must be a non-empty list of {{role, content}}")
+        if conv[-1]["role"] != "user":
+            raise ValueError(f"{path}: row {row}: the last turn must be the user's, got {conv[-1]['role']!r}")
+        tag_list = _parse_json_list(path, row, "tags", t)
+        if not all(isinstance(x, str) for x in tag_list):
+            raise ValueError(f"{path}: row {row}: tags must be strings, got {tag_list!r}")
+        if not isinstance(text, str):
+            raise ValueError(f"{path}: row {row}: text must be a string, got {text!r}")
+        messages.append(conv)
+        tags.append(tag_list)
+    df["messages_list"], df["tags_list"] = messages, tags
+    if df["prompt_id"].duplicated().any():
+        dup = df.loc[df["prompt_id"].duplicated(), "prompt_id"].iloc[0]
+        raise ValueError(f"{path}: duplicate prompt_id {dup}")
+    return df
+
+
+def select_prompts(df: pd.DataFrame, n_train: int, n_val: int) -> pd.DataFrame:
+    """The first n_train train and n_val val prompts in prompt_id order.
+
+    prompt_id is a content hash, so this is a fixed pseudo-random subset that stays put
+    when prompts are added (only newcomers that sort earlier displace earlier picks).
+    """
+    parts = []
+    for split, cap in (("train", n_train), ("val", n_val)):
+        rows = df[df["split"] == split].sort_values("prompt_id", kind="stable").head(cap)
+        parts.append(rows)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    # Write beside and rename: a killed run never leaves a half-written table behind.
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _correlation(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for a in table.columns:
+        out[a] = {}
+        for b in table.columns:
+            x, y = table[a].to_numpy(), table[b].to_numpy()
+            if len(x) < 2 or x.std() == 0 or y.std() == 0:
+                out[a][b] = None  # undefined for a constant column: say so, never NaN
+            else:
+                out[a][b] = round(float(np.corrcoef(x, y)[0, 1]), 6)
+    return out
+
+
+def summarise(
+    scores: pd.DataFrame,
+    objective_names: list[str],
+    pair_counts: dict[str, dict[str, int]],
+    tie_counts: dict[str, dict[str, int]],
+) -> dict[str, Any]:
+    """Report numbers from the per-response scores table (one column per objective plus
+    prompt_id, split, tokens, degenerate)."""
+    values = scores[objective_names]
+    within = values - values.groupby(scores["prompt_id"]).transform("mean")
+    per_objective = {}
+    for name in objective_names:
+        col = scores[name]
+        per_objective[name] = {
+            "mean": round(float(col.mean()), 6),
+            "std": round(float(col.std(ddof=0)), 6),
+            "min": round(float(col.min()), 6),
+            "max": round(float(col.max()), 6),
+            "by_split": {s: round(float(g.mean()), 6) for s, g in col.groupby(scores["split"])},
+            # Spread inside a prompt's samples is what makes pairs: mean within-prompt std.
+            "within_prompt_std": round(float(col.groupby(scores["prompt_id"]).std(ddof=0).mean()), 6),
+        }
+    return {
+        "scores": per_objective,
+        "correlation": _correlation(values),
+        "within_prompt_correlation": _correlation(within),
+        "pairs": pair_counts,
+        "ties_skipped": tie_counts,
+        "degenerate_fraction": round(float(scores["degenerate"].mean()), 6),
+        "mean_tokens": round(float(scores["tokens"].mean()), 3),
+    }
+
+
+def run(params: Params, root: Path = Path("."), policy_path: str | None = None) -> PairsResult:
+    """Sample, judge and pair; write data/pairs/*.parquet and report.json under `root`."""
+    from paretoflow.generation import generate
+    from paretoflow.models import load_policy, model_fingerprint
+
+    started = time.perf_counter()
+    root = Path(root)
+    config: PairsConfig = params.pairs.for_profile(params.project.profile)
+    prompts_path = root / params.curate.out_dir / "prompts.parquet"
+    selected = select_prompts(load_prompts(prompts_path), config.n_train_prompts, config.n_val_prompts)
+    if selected.empty:
+        raise ValueError(f"{prompts_path}: no train or val prompts to sample")
+    mixture = build_mixture(params, root)  # fail on a bad judge config before generating
+
+    policy = policy_path or params.model.policy
+    cache_dir = Path(params.model.cache_dir)
+    model, tokenizer, resolved = load_policy(policy, cache_dir if cache_dir.is_absolute() else root / cache_dir)
+    if params.project.profile == "gpu":
+        import torch
+
+        if torch.cuda.is_available():
+            model = model.to("cuda", dtype=torch.bfloat16)
+    origin = f"policy:{Path(resolved).name}@{model_fingerprint(resolved)}"
+
+    samples = config.samples_per_prompt
+    t0 = time.perf_counter()
+    generated = generate(
+        model,
+        tokenizer,
+        list(selected["messages_list"]),
+        max_new_tokens=config.max_new_tokens,
+        do_sample=True,
+        temperature=config.temperature,
+        top_p=config.top_p,
+        num_return_sequences=samples,
+        batch_size=max(1, config.batch_size // samples),
+        seed=params.project.seed,
+        desc="pairs: sample",
+    )
+    seconds_generate = time.perf_counter() - t0
+
+    response_rows, duplicates = [], 0
+    meta = []  # (prompt row index) per kept response
+    for row, texts in enumerate(generated):
+        pid = selected.at[row, "prompt_id"]
+        seen = set()
+        for text in texts:
+            rid = schema.response_id(pid, text)
+            if rid in seen:
+                duplicates += 1
+                continue
+            seen.add(rid)
+            response_rows.append({"response_id": rid, "prompt_id": pid, "text": text, "origin": origin})
+            meta.append(row)
+    responses = schema.frame("responses", response_rows)
+
+    t0 = time.perf_counter()
+    values = mixture.score(
+        [selected.at[r, "text"] for r in meta],
+        list(responses["text"]),
+        [selected.at[r, "tags_list"] for r in meta],
+    )
+    seconds_judge = time.perf_counter() - t0
+
+    objectives = params.objectives
+    rating_rows = []
+    for objective in objectives:
+        lo, hi = objective.scale
+        for rid, value in zip(responses["response_id"], values[objective.name]):
+            rating_rows.append({"response_id": rid, "objective": objective.name, "value": float(value),
+                                "scale_min": lo, "scale_max": hi, "rater": RATER})
+    ratings = schema.frame("ratings", rating_rows)
+
+    scores = pd.DataFrame({o.name: values[o.name] for o in objectives})
+    scores["prompt_id"] = responses["prompt_id"].to_numpy()
+    scores["split"] = [selected.at[r, "split"] for r in meta]
+    scores["tokens"] = [len(word_tokens(t)) for t in responses["text"]]
+    scores["degenerate"] = [is_degenerate(t) for t in responses["text"]]
+    scores["response_id"] = responses["response_id"].to_numpy()
+
+    pair_rows = []
+    pair_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
+    tie_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
+    for pid, group in scores.groupby("prompt_id", sort=True):
+        split = group["split"].iloc[0]
+        ids = group["response_id"].to_list()
+        for objective in objectives:
+            pairs, ties = make_pairs(
+                group[objective.name].to_numpy(), objective.direction == "maximize",
+                config.pair_strategy, config.min_margin,
+            )
+            tie_counts[objective.name][split] += ties
+            pair_counts[objective.name][split] += len(pairs)
+            for chosen, rejected, margin in pairs:
+                pair_rows.append({
+                    "pair_id": schema.pair_id(pid, ids[chosen], ids[rejected], objective.name),
+                    "prompt_id": pid, "chosen_id": ids[chosen], "rejected_id": ids[rejected],
+                    "objective": objective.name, "margin": margin, "source": PAIR_SOURCE,
+                })
+    pairs_table = schema.frame("pairs", pair_rows)
+
+    source = selected["source"].fillna("") if "source" in selected.columns else ""
+    prompts_table = schema.frame(
+        "prompts", selected.assign(source=source)[schema.PROMPT_COLUMNS].to_dict("records")
+    )
+
+    out_dir = root / config.out_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.parquet" for name in ("prompts", "responses", "ratings", "pairs")}
+    for name, table in (("prompts", prompts_table), ("responses", responses), ("ratings", ratings),
+                        ("pairs", pairs_table)):
+        _write_parquet(table, paths[name])
+
+    summary = summarise(scores, [o.name for o in objectives], pair_counts, tie_counts)
+    report = {
+        "policy": policy,
+        "origin": origin,
+        "profile": params.project.profile,
+        "seed": params.project.seed,
+        "config": config.model_dump(mode="json", exclude={"gpu"}),
+        "counts": {
+            "prompts": {s: int((selected["split"] == s).sum()) for s in SAMPLED_SPLITS},
+            "responses": {s: int((scores["split"] == s).sum()) for s in SAMPLED_SPLITS},
+            "duplicate_samples": duplicates,
+            "pairs_total": len(pairs_table),
+        },
+        **summary,
+    }
+    paths["report"] = out_dir / "report.json"
+    tmp = paths["report"].with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, paths["report"])
+
+    metrics: dict[str, float] = {
+        "n_prompts": float(len(selected)), "n_responses": float(len(responses)),
+        "n_pairs": float(len(pairs_table)), "duplicate_samples": float(duplicates),
+        "degenerate_fraction": summary["degenerate_fraction"], "mean_tokens": summary["mean_tokens"],
+        "seconds_generate": round(seconds_generate, 3), "seconds_judge": round(seconds_judge, 3),
+        "seconds_total": round(time.perf_counter() - started, 3),
+    }
+    for name, stats in summary["scores"].items():
+        metrics[f"score_mean_{name}"] = stats["mean"]
+        metrics[f"score_std_{name}"] = stats["std"]
+        metrics[f"pairs_{name}"] = float(sum(pair_counts[name].values()))
+        metrics[f"ties_{name}"] = float(sum(tie_counts[name].values()))
+    for a, row in summary["correlation"].items():
+        for b, r in row.items():
+            if a < b and r is not None:
+                metrics[f"corr_{a}_{b}"] = r
+    return PairsResult(out_dir=out_dir, paths=paths, n_prompts=len(selected), n_responses=len(responses),
+                       n_pairs=len(pairs_table), metrics=metrics)
