@@ -1,0 +1,82 @@
+"""Backbone features: cache key isolation, batch invariance, prompt-end position."""
+
+import numpy as np
+import pytest
+
+from paretoflow.reward.features import BackboneSpec, PolicyBackbone, extract_features
+
+PROMPTS = ["Explain how photosynthesis works.", [{"role": "user", "content": "Write a poem."}], "Hi"]
+RESPONSES = ["Plants turn light into sugar.", "The sea at dawn, the sky.", "Hello! How can I help?"]
+
+
+def _backbone(path, max_length=64, batch_size=2):
+    return PolicyBackbone(BackboneSpec(kind="policy", policy=str(path), max_length=max_length, batch_size=batch_size))
+
+
+def test_cache_hit_only_for_same_model_data_and_length(tiny_policy_dir, tmp_path):
+    from paretoflow.models import build_tiny_policy
+
+    cache = tmp_path / "features"
+    first = extract_features(_backbone(tiny_policy_dir), PROMPTS, RESPONSES, cache, progress=False)
+    again = extract_features(_backbone(tiny_policy_dir), PROMPTS, RESPONSES, cache, progress=False)
+    assert not first.from_cache and again.from_cache
+    assert again.key == first.key and np.array_equal(again.pair, first.pair)
+
+    other_model = build_tiny_policy(tmp_path / "other", seed=1)
+    from_other = extract_features(_backbone(other_model), PROMPTS, RESPONSES, cache, progress=False)
+    assert not from_other.from_cache and from_other.key != first.key
+    assert not np.allclose(from_other.pair, first.pair)
+
+    edited = extract_features(_backbone(tiny_policy_dir), PROMPTS, RESPONSES[:2] + ["Hello!"], cache, progress=False)
+    assert not edited.from_cache and edited.key != first.key
+
+    shorter = extract_features(_backbone(tiny_policy_dir, max_length=16), PROMPTS, RESPONSES, cache, progress=False)
+    assert not shorter.from_cache and shorter.key != first.key
+    assert len(list(cache.glob("*.safetensors"))) == 4
+
+
+def test_features_do_not_depend_on_batching(tiny_policy_dir):
+    one = _backbone(tiny_policy_dir, batch_size=1).encode([[{"role": "user", "content": p}] if isinstance(p, str) else p for p in PROMPTS], RESPONSES, progress=False)
+    three = _backbone(tiny_policy_dir, batch_size=3).encode([[{"role": "user", "content": p}] if isinstance(p, str) else p for p in PROMPTS], RESPONSES, progress=False)
+    assert np.allclose(one[0], three[0], atol=1e-5) and np.allclose(one[1], three[1], atol=1e-5)
+
+
+def test_prompt_feature_sits_at_the_end_of_the_prompt(tiny_policy_dir):
+    backbone = _backbone(tiny_policy_dir, max_length=512)
+    messages = [{"role": "user", "content": "Write a poem."}]
+    ids, prompt_end = backbone.tokenize(messages, "The sea.")
+    _, tokenizer = backbone._load()
+    prompt_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert tokenizer.decode(ids[: prompt_end + 1]) == prompt_text
+    # Same prompt, different answers: the prompt feature is identical (causal attention).
+    _, prompts = backbone.encode([messages, messages], ["The sea.", "A long and different answer."], progress=False)
+    assert np.allclose(prompts[0], prompts[1], atol=1e-5)
+
+
+def test_truncation_keeps_the_tail(tiny_policy_dir):
+    backbone = _backbone(tiny_policy_dir, max_length=8)
+    ids, prompt_end = backbone.tokenize([{"role": "user", "content": "word " * 50}], "end")
+    full, _ = _backbone(tiny_policy_dir, max_length=4096).tokenize([{"role": "user", "content": "word " * 50}], "end")
+    assert ids == full[-8:] and 0 <= prompt_end < 8
+
+
+def test_bad_inputs_are_clear_errors(tiny_policy_dir, tmp_path):
+    with pytest.raises(ValueError, match="2 prompts but 1"):
+        extract_features(_backbone(tiny_policy_dir), PROMPTS[:2], RESPONSES[:1], tmp_path)
+    with pytest.raises(ValueError, match="response 0 is NoneType"):
+        extract_features(_backbone(tiny_policy_dir), PROMPTS[:1], [None], tmp_path)
+    with pytest.raises(ValueError, match="no \\(prompt, response\\) rows"):
+        extract_features(_backbone(tiny_policy_dir), [], [], tmp_path)
+    with pytest.raises(ValueError, match="backbone kind"):
+        BackboneSpec(kind="bert")
+
+
+@pytest.mark.slow
+def test_minilm_backbone_composes_prompt_and_response(tmp_path):
+    from paretoflow.reward.features import MiniLMBackbone
+
+    backbone = MiniLMBackbone(BackboneSpec(kind="minilm"))
+    pair, prompt = backbone.encode([[{"role": "user", "content": p}] for p in ["a", "b"]], ["x", "y"], progress=False)
+    assert pair.shape == (2, 3 * 384) and prompt.shape == (2, 384)
+    assert np.allclose(pair[:, 768:], pair[:, :384] * pair[:, 384:768])
+    assert backbone.fingerprint.startswith("minilm-")
