@@ -128,3 +128,32 @@ def test_nan_rating_names_file_and_row(tiny_policy_dir, tmp_path):
 def test_no_data_is_a_clear_error(tiny_policy_dir, tmp_path):
     with pytest.raises(FileNotFoundError, match="no preference data"):
         run(_params(tiny_policy_dir), tmp_path, progress=False)
+
+
+def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
+    import yaml
+
+    from paretoflow.cli import main
+    from paretoflow.reward.evaluate import evaluate_file
+
+    root, params, result, _, _ = trained
+    rows = [
+        {"chosen": f"\n\nHuman: Tell me about {t}.\n\nAssistant: Here is a clear answer about {t}.",
+         "rejected": f"\n\nHuman: Tell me about {t}.\n\nAssistant: Yes."}
+        for t in TOPICS[:5]
+    ]
+    data = tmp_path / "harmless-test.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    model = RewardModel.load(result.out_dir, root=root)
+    evaluation = evaluate_file(model, data, params, format="hh_rlhf", progress=False)
+    assert evaluation["objectives"]["harmlessness"]["n_pairs"] == 5
+    assert evaluation["objectives"][OVERALL]["n_pairs"] == 5
+    assert 0.0 <= evaluation["objectives"]["harmlessness"]["accuracy"] <= 1.0
+
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    out = tmp_path / "eval.json"
+    code = main(["--params", str(params_file), "eval-rm", "--data", str(data), "--root", str(root), "--out", str(out)])
+    assert code == 0 and json.loads(out.read_text())["objectives"]["harmlessness"]["n_pairs"] == 5
+    assert "harmlessness" in capsys.readouterr().out
+    assert main(["--params", str(params_file), "eval-rm", "--data", str(tmp_path / "missing.jsonl"), "--root", str(root)]) == 2

@@ -1,0 +1,58 @@
+"""`paretoflow train-rm` (the reward stage) and `paretoflow eval-rm` (score a saved
+reward model on any importable preference file)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    train = subparsers.add_parser("train-rm", help="train the multi-objective reward model on data/pairs (+ curated labels)")
+    train.add_argument("--root", default=".", help="repo root (data paths are relative to it)")
+    train.set_defaults(func=_train)
+
+    evaluate = subparsers.add_parser("eval-rm", help="evaluate the saved reward model on a preference file")
+    evaluate.add_argument("--data", required=True, help="a preference file any importer reads (JSONL, JSON, Parquet, CSV)")
+    evaluate.add_argument("--format", default="auto",
+                          choices=["auto", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"],
+                          help="file format (default: detected)")
+    evaluate.add_argument("--objective", default=None, help="objective of an HH-RLHF file (default: from its name)")
+    evaluate.add_argument("--model-dir", default=None, help="reward model folder (default: reward.out_dir)")
+    evaluate.add_argument("--root", default=".", help="repo root")
+    evaluate.add_argument("--out", default=None, help="also write the results as JSON here")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _train(args) -> int:
+    from paretoflow.config import load_params
+    from paretoflow.reward.train import run
+
+    result = run(load_params(args.params), Path(args.root))
+    print(f"reward model written to {result.out_dir}; report {result.report_md_path}")
+    for key, value in sorted(result.metrics.items()):
+        print(f"  {key}: {value:.4f}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from paretoflow.config import load_params
+    from paretoflow.reward.evaluate import evaluate_file
+    from paretoflow.reward.model import RewardModel
+
+    params = load_params(args.params)
+    root = Path(args.root)
+    model_dir = Path(args.model_dir) if args.model_dir else root / params.reward.out_dir
+    data = Path(args.data)
+    if not data.exists():
+        raise FileNotFoundError(f"data file not found: {data}")
+    result = evaluate_file(RewardModel.load(model_dir, root=root), data, params, args.format, args.objective)
+    print(f"{result['file']}: {result['n_responses']} responses, {result['n_quarantined_rows']} rows quarantined")
+    print(f"{'objective':<16} {'pairs':>7} {'accuracy':>9} {'ECE':>7}")
+    for name, values in result["objectives"].items():
+        print(f"{name:<16} {values['n_pairs']:>7} {values['accuracy']:>9.4f} {values['ece']:>7.4f}")
+    if result["not_in_model"]:
+        print(f"objectives in the file but not in the model (skipped): {result['not_in_model']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    return 0

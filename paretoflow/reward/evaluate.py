@@ -1,0 +1,91 @@
+"""Evaluate a saved reward model on any importable preference file (`paretoflow eval-rm`).
+
+The file is read by the importers of `paretoflow.data.importers` (HH-RLHF, PKU-SafeRLHF,
+HelpSteer2, UltraFeedback, generic JSONL/Parquet/CSV; format detected or given). Pairs
+come from the file's own pairs; for objectives it only rates (HelpSteer2, generic
+ratings), pairs are built from ratings of responses to the same prompt whose rescaled
+ratings differ by at least `min_margin`. Each model objective is scored on its pairs:
+pairwise accuracy and ECE of σ(τ·Δr) with the model's fitted τ; "overall" is scored on
+every pair. Objectives in the file but not in the model are listed, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from paretoflow.config import Params
+from paretoflow.metrics import pairwise_accuracy, pairwise_calibration_error
+from paretoflow.reward.model import OVERALL, RewardModel
+from paretoflow.reward.train import pairs_from_ratings
+
+
+def collect_pairs(path: Path, params: Params, format: str = "auto", objective: str | None = None):
+    """(prompts, responses, pairs DataFrame[objective, chosen, rejected], quarantined count)."""
+    from paretoflow.data.importers import read_file
+
+    imported = read_file(Path(path), params.objectives, format=format, objective=objective)
+    key_of: dict[tuple[str, str], int] = {}
+    prompts, responses = [], []
+    rows, rated = [], defaultdict(dict)  # rated[objective][response index] = value in [0, 1]
+    prompt_of_response = {}
+    directions = {o.name: o.direction for o in params.objectives}
+    for record in imported.records:
+        prompt_key = json.dumps(record.messages, sort_keys=True)
+        index = []
+        for text in record.responses:
+            key = (prompt_key, text)
+            if key not in key_of:
+                key_of[key] = len(responses)
+                prompts.append(record.messages)
+                responses.append(text)
+                prompt_of_response[key_of[key]] = prompt_key
+            index.append(key_of[key])
+        for pair in record.pairs:
+            rows.append((pair.objective, index[pair.chosen_index], index[pair.rejected_index]))
+        for rating in record.ratings:
+            value = (rating.value - rating.scale_min) / (rating.scale_max - rating.scale_min)
+            if directions.get(rating.objective) == "minimize":
+                value = 1.0 - value
+            rated[rating.objective][index[rating.response_index]] = value
+    explicit = {objective for objective, _, _ in rows}
+    for name, values in rated.items():
+        if name in explicit:
+            continue
+        series = pd.Series(values)
+        derived = pairs_from_ratings(series, pd.Series(prompt_of_response), params.reward.combined_min_margin)
+        rows += [(name, c, r) for c, r in zip(derived["chosen_id"], derived["rejected_id"])]
+    pairs = pd.DataFrame(rows, columns=["objective", "chosen", "rejected"])
+    return prompts, responses, pairs, len(imported.quarantined)
+
+
+def evaluate_file(
+    model: RewardModel, path: Path, params: Params, format: str = "auto", objective: str | None = None, progress: bool = True
+) -> dict:
+    """Per-objective accuracy/ECE of `model` on the pairs of one importable file."""
+    prompts, responses, pairs, quarantined = collect_pairs(path, params, format, objective)
+    if pairs.empty:
+        raise ValueError(f"{path}: no preference pairs or comparable ratings found ({quarantined} rows quarantined)")
+    scores = model.score(prompts, responses, progress=progress)
+    bins = params.reward.calibration_bins
+    results: dict[str, dict] = {}
+    file_objectives = sorted(set(pairs["objective"]))
+    for name in [o for o in file_objectives if o in model.objectives] + [OVERALL]:
+        subset = pairs if name == OVERALL else pairs[pairs["objective"] == name]
+        chosen, rejected = scores[name][subset["chosen"].to_numpy()], scores[name][subset["rejected"].to_numpy()]
+        results[name] = {
+            "n_pairs": int(len(subset)),
+            "accuracy": pairwise_accuracy(chosen, rejected),
+            "ece": pairwise_calibration_error(chosen, rejected, model.temperature(name), bins),
+        }
+    return {
+        "file": str(path),
+        "n_responses": len(responses),
+        "n_quarantined_rows": quarantined,
+        "objectives": results,
+        "not_in_model": [o for o in file_objectives if o not in model.objectives],
+    }
