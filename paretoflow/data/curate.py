@@ -148,6 +148,7 @@ def curate_files(
     if progress is not None:
         progress.total = sum(len(f.records) for f in files)
     rows: list[_Row] = []
+    prompt_ids: dict[tuple[tuple[str, str], ...], str] = {}  # rows share prompts: hash each once
     for file_index, imported in enumerate(files):
         for record in imported.records:
             row = _Row(
@@ -157,7 +158,8 @@ def curate_files(
             )
             _check(row, config)
             if row.rejected is None:
-                row.prompt_id = prompt_id(row.messages)
+                turns = tuple((t["role"], t["content"]) for t in row.messages)
+                row.prompt_id = prompt_ids.get(turns) or prompt_ids.setdefault(turns, prompt_id(row.messages))
                 row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
             rows.append(row)
             if progress is not None:
@@ -185,16 +187,16 @@ def curate_files(
     for row in rows:
         if row.rejected is None:
             first_row_of_prompt.setdefault(row.prompt_id, row)
-    prompt_ids = list(first_row_of_prompt)
+    distinct_ids = list(first_row_of_prompt)
     if progress is not None:
-        progress.total += len(prompt_ids)
+        progress.total += len(distinct_ids)
         progress.refresh()
     found = near_duplicates(
-        [_dialogue_text(first_row_of_prompt[p].messages) for p in prompt_ids],
+        [_dialogue_text(first_row_of_prompt[p].messages) for p in distinct_ids],
         num_perm=config.minhash_num_perm, threshold=config.near_dup_threshold,
         shingle_size=config.shingle_size, progress=None if progress is None else progress.update,
     )
-    near_dup_of = {prompt_ids[d.index]: (prompt_ids[d.representative], d.similarity) for d in found}
+    near_dup_of = {distinct_ids[d.index]: (distinct_ids[d.representative], d.similarity) for d in found}
     for row in rows:
         if row.rejected is None and row.prompt_id in near_dup_of:
             kept_id, similarity = near_dup_of[row.prompt_id]

@@ -5,8 +5,8 @@ Same text → same bytes → same content-hash id, whatever the source's encodin
 1. Unicode NFKC (full-width letters, ligatures and compatibility forms fold together).
 2. Control characters removed (Unicode category Cc except newline and tab), plus the
    invisible zero-width space / byte-order mark that NFKC keeps.
-3. Whitespace collapsed: runs of spaces/tabs become one space, trailing spaces on a line
-   go, three or more newlines become two (a paragraph break). Newlines themselves are
+3. Whitespace collapsed: runs of spaces/tabs become one space, spaces around a line
+   break go, three or more newlines become two (a paragraph break). Newlines themselves are
    kept because chat text carries lists and code whose meaning depends on line breaks.
 4. Leading/trailing whitespace stripped.
 
@@ -19,28 +19,28 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Cc category minus \t and \n (\r is folded to \n first); built once as a translate table.
-_CONTROL_TABLE = {
-    code: None
-    for code in list(range(0x00, 0x20)) + list(range(0x7F, 0xA0))
-    if chr(code) not in "\t\n"
-}
-_CONTROL_TABLE.update({0x200B: None, 0xFEFF: None})
-_HORIZONTAL_SPACE = re.compile(r"[^\S\n]+")
-_SPACE_BEFORE_NEWLINE = re.compile(r" ?\n ?")
-_MANY_NEWLINES = re.compile(r"\n{3,}")
+# Cc category minus \t and \n (\r is folded to \n first), plus zero-width space and BOM.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def normalize_text(text: str) -> str:
     """NFKC, drop control characters, collapse whitespace, strip (see module docstring)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # str.split() / join do the whitespace work at C speed; regex substitutions measured
+    # ~5x slower on 300-character single-line texts (measured on the 2-core machine).
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = unicodedata.normalize("NFKC", text)
-    text = text.translate(_CONTROL_TABLE)
-    text = _HORIZONTAL_SPACE.sub(" ", text)
-    text = _SPACE_BEFORE_NEWLINE.sub("\n", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
-    return text.strip()
+    if _CONTROL.search(text) is not None:
+        text = _CONTROL.sub("", text)
+    if "\n" not in text:
+        return " ".join(text.split())
+    lines: list[str] = []
+    for line in text.split("\n"):
+        line = " ".join(line.split())
+        if line or (lines and lines[-1]):  # at most one blank line in a row
+            lines.append(line)
+    return "\n".join(lines).strip()
 
 
 def has_lone_surrogate(text: str) -> bool:
