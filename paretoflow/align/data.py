@@ -1,0 +1,303 @@
+"""Preference pairs for training: canonical tables → examples → token ids → batches.
+
+Reads the four canonical tables (paretoflow/schema.py) written by the pairs stage,
+selects one objective's pairs on one split, attaches the judge ratings of both
+responses on every objective (the MODPO margin rewards), and tokenizes.
+
+Tokenization, the same for chosen and rejected:
+- prompt: the chat template applied to `prompts.messages` with the generation prompt
+  (`<|im_start|>assistant\\n` for SmolLM2), tokenized without extra special tokens;
+- response: the response text followed by the tokenizer's eos token (`<|im_end|>`, the
+  token that ends an assistant turn in the chat template), so training also teaches
+  where to stop.
+
+Truncation rule (counted per pair and reported in meta.json):
+- a prompt longer than `max_prompt_tokens` keeps its LAST `max_prompt_tokens` tokens
+  (the latest turns and the generation prompt matter most);
+- a response longer than `max_length − len(prompt)` keeps its FIRST tokens (its eos
+  is then cut too: the sequence is scored as an unfinished answer).
+
+Margin rewards are ratings mapped to [0, 1] on each objective's declared scale, flipped
+for objectives to minimize, so a larger margin reward is always better.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from paretoflow import schema
+from paretoflow.config import Objective
+
+TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
+
+
+@dataclass
+class PairTables:
+    prompts: pd.DataFrame
+    responses: pd.DataFrame
+    ratings: pd.DataFrame
+    pairs: pd.DataFrame
+    directory: Path | None = None
+
+
+@dataclass
+class PairExample:
+    pair_id: str
+    prompt_id: str
+    messages: list[dict[str, str]]
+    chosen_text: str
+    rejected_text: str
+    # Margin reward per declared objective (NaN where no rating is needed or available).
+    chosen_margins: list[float]
+    rejected_margins: list[float]
+
+
+@dataclass
+class SelectionReport:
+    """What `select_pairs` kept and skipped (for meta.json)."""
+
+    objective: str
+    split: str
+    kept: int = 0
+    skipped_missing_margin: int = 0
+
+
+@dataclass
+class TokenizedPair:
+    prompt_ids: list[int]
+    chosen_ids: list[int]
+    rejected_ids: list[int]
+
+
+@dataclass
+class TruncationCounts:
+    """How many pairs had each part cut by the truncation rule."""
+
+    pairs: int = 0
+    prompts_truncated: int = 0
+    chosen_truncated: int = 0
+    rejected_truncated: int = 0
+    tokens: int = 0  # chosen + rejected sequence tokens after truncation (prompt counted twice)
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+    def add(self, other: "TruncationCounts") -> "TruncationCounts":
+        return TruncationCounts(**{k: getattr(self, k) + getattr(other, k) for k in self.__dict__})
+
+
+def load_pair_tables(pairs_dir: str | Path) -> PairTables:
+    """Read data/pairs/{prompts,responses,ratings,pairs}.parquet; name the missing file."""
+    pairs_dir = Path(pairs_dir)
+    frames = {}
+    for name in TABLE_NAMES:
+        path = pairs_dir / f"{name}.parquet"
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{path} not found: run the pairs stage first (paretoflow pairs), "
+                f"or point align.pairs_dir at a folder holding {', '.join(TABLE_NAMES)}.parquet"
+            )
+        df = pd.read_parquet(path)
+        missing = [c for c in schema.TABLES[name] if c not in df.columns]
+        if missing:
+            raise ValueError(f"{path}: missing columns {missing}")
+        frames[name] = df
+    return PairTables(**frames, directory=pairs_dir)
+
+
+def tables_hash(pairs_dir: str | Path) -> str:
+    """Content hash of the four table files (lineage: which pairs trained an adapter)."""
+    h = hashlib.sha256()
+    for name in TABLE_NAMES:
+        path = Path(pairs_dir) / f"{name}.parquet"
+        h.update(name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def normalized_rating(value: float, scale_min: float, scale_max: float, direction: str) -> float:
+    """Map a rating to [0, 1] on its scale, flipped when the objective is minimized."""
+    unit = (float(value) - float(scale_min)) / (float(scale_max) - float(scale_min))
+    return 1.0 - unit if direction == "minimize" else unit
+
+
+def _rating_lookup(tables: PairTables, rater: str, objectives: list[Objective]) -> dict[tuple[str, str], float]:
+    source = tables.directory / "ratings.parquet" if tables.directory else "ratings table"
+    ratings = tables.ratings[tables.ratings["rater"] == rater]
+    duplicated = ratings.duplicated(["response_id", "objective"], keep=False)
+    if duplicated.any():
+        row = ratings[duplicated].iloc[0]
+        raise ValueError(
+            f"{source}: row {ratings[duplicated].index[0]}: response {row['response_id']} has "
+            f"several {rater!r} ratings for objective {row['objective']!r}"
+        )
+    directions = {o.name: o.direction for o in objectives}
+    lookup = {}
+    for row in ratings.itertuples(index=True):
+        if row.objective not in directions:
+            continue  # ratings of objectives not declared in params are not margins here
+        if not (math.isfinite(row.value) and row.scale_max > row.scale_min):
+            raise ValueError(
+                f"{source}: row {row.Index}: bad rating value={row.value} "
+                f"scale=[{row.scale_min}, {row.scale_max}] for {row.response_id}"
+            )
+        lookup[(row.response_id, row.objective)] = normalized_rating(
+            row.value, row.scale_min, row.scale_max, directions[row.objective]
+        )
+    return lookup
+
+
+def select_pairs(
+    tables: PairTables,
+    objective: str,
+    split: str,
+    objectives: list[Objective],
+    margin_objectives: list[str] | None = None,
+    rater: str = "judges",
+    limit: int | None = None,
+) -> tuple[list[PairExample], SelectionReport]:
+    """The `objective` pairs whose prompt is in `split`, as examples, in pair_id order.
+
+    `margin_objectives` names the objectives whose ratings MODPO needs; pairs where
+    either response lacks one of them are skipped and counted. A pair whose prompt or
+    responses are missing from the tables is a data error and raises.
+    """
+    source = tables.directory / "pairs.parquet" if tables.directory else "pairs table"
+    names = [o.name for o in objectives]
+    report = SelectionReport(objective=objective, split=split)
+    pairs = tables.pairs[tables.pairs["objective"] == objective]
+    prompts = tables.prompts.set_index("prompt_id")
+    split_of = prompts["split"]
+    pairs = pairs[pairs["prompt_id"].map(split_of) == split].sort_values("pair_id")
+    texts = dict(zip(tables.responses["response_id"], tables.responses["text"]))
+    lookup = _rating_lookup(tables, rater, objectives) if margin_objectives else {}
+    examples: list[PairExample] = []
+    for row in pairs.itertuples(index=True):
+        for column in ("chosen_id", "rejected_id"):
+            if getattr(row, column) not in texts:
+                raise ValueError(
+                    f"{source}: row {row.Index} (pair {row.pair_id}): {column} "
+                    f"{getattr(row, column)} not in responses.parquet"
+                )
+        chosen_margins = [math.nan] * len(names)
+        rejected_margins = [math.nan] * len(names)
+        complete = True
+        for name in margin_objectives or []:
+            i = names.index(name)
+            chosen = lookup.get((row.chosen_id, name))
+            rejected = lookup.get((row.rejected_id, name))
+            if chosen is None or rejected is None:
+                complete = False
+                break
+            chosen_margins[i], rejected_margins[i] = chosen, rejected
+        if not complete:
+            report.skipped_missing_margin += 1
+            continue
+        examples.append(PairExample(
+            pair_id=row.pair_id,
+            prompt_id=row.prompt_id,
+            messages=schema.parse_messages(prompts.at[row.prompt_id, "messages"]),
+            chosen_text=texts[row.chosen_id],
+            rejected_text=texts[row.rejected_id],
+            chosen_margins=chosen_margins,
+            rejected_margins=rejected_margins,
+        ))
+        if limit is not None and len(examples) >= limit:
+            break
+    report.kept = len(examples)
+    return examples, report
+
+
+def tokenize_pairs(
+    tokenizer,
+    examples: list[PairExample],
+    max_length: int,
+    max_prompt_tokens: int,
+) -> tuple[list[TokenizedPair], TruncationCounts]:
+    """Token ids of prompt, chosen+eos and rejected+eos, truncated by the module's rule."""
+    if max_prompt_tokens >= max_length:
+        raise ValueError(f"max_prompt_tokens ({max_prompt_tokens}) must be < max_length ({max_length})")
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no eos token: responses need an end marker")
+    counts = TruncationCounts()
+    out: list[TokenizedPair] = []
+    for example in examples:
+        rendered = tokenizer.apply_chat_template(example.messages, tokenize=False, add_generation_prompt=True)
+        prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        if len(prompt_ids) > max_prompt_tokens:
+            prompt_ids = prompt_ids[-max_prompt_tokens:]
+            counts.prompts_truncated += 1
+        budget = max_length - len(prompt_ids)
+        responses = []
+        for kind, text in (("chosen", example.chosen_text), ("rejected", example.rejected_text)):
+            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+            if len(ids) > budget:
+                ids = ids[:budget]
+                setattr(counts, f"{kind}_truncated", getattr(counts, f"{kind}_truncated") + 1)
+            responses.append(ids)
+        counts.pairs += 1
+        counts.tokens += 2 * len(prompt_ids) + len(responses[0]) + len(responses[1])
+        out.append(TokenizedPair(prompt_ids=list(prompt_ids), chosen_ids=responses[0], rejected_ids=responses[1]))
+    return out, counts
+
+
+def collate_pairs(pairs: list[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """One right-padded batch: rows [0, B) are prompt+chosen, rows [B, 2B) prompt+rejected.
+
+    `response_mask` marks the response tokens whose log-probs are summed.
+    """
+    sequences, response_masks = [], []
+    for side in ("chosen_ids", "rejected_ids"):
+        for pair in pairs:
+            response = getattr(pair, side)
+            sequences.append(pair.prompt_ids + response)
+            response_masks.append([0] * len(pair.prompt_ids) + [1] * len(response))
+    length = max(len(s) for s in sequences)
+    input_ids = torch.full((len(sequences), length), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    response_mask = torch.zeros((len(sequences), length), dtype=torch.bool)
+    for i, (seq, mask) in enumerate(zip(sequences, response_masks)):
+        input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+        attention_mask[i, : len(seq)] = 1
+        response_mask[i, : len(seq)] = torch.tensor(mask, dtype=torch.bool)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}
+
+
+def margin_tensors(examples: list[PairExample]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, n_objectives) chosen and rejected margin rewards; NaN (unused) becomes 0."""
+    chosen = torch.tensor([e.chosen_margins for e in examples], dtype=torch.float32)
+    rejected = torch.tensor([e.rejected_margins for e in examples], dtype=torch.float32)
+    return torch.nan_to_num(chosen, nan=0.0), torch.nan_to_num(rejected, nan=0.0)
+
+
+def examples_digest(examples: list[PairExample]) -> str:
+    """Hash of the selected examples (checks that a resumed run trains on the same data)."""
+    h = hashlib.sha256()
+    for e in examples:
+        h.update(json.dumps([e.pair_id, e.chosen_margins, e.rejected_margins]).encode())
+    return h.hexdigest()[:16]
+
+
+__all__ = [
+    "PairExample",
+    "PairTables",
+    "SelectionReport",
+    "TokenizedPair",
+    "TruncationCounts",
+    "collate_pairs",
+    "examples_digest",
+    "load_pair_tables",
+    "margin_tensors",
+    "normalized_rating",
+    "select_pairs",
+    "tables_hash",
+    "tokenize_pairs",
+]
