@@ -143,7 +143,8 @@ def write_report(
         f"Backbone: `{model_config['backbone']['kind']}` (fingerprint `{model_config['backbone_fingerprint']}`), "
         f"feature dim {model_config['feature_dim']}, gating target `{model_config['gating_target']}`, "
         f"verbosity penalty {model_config['verbosity_penalty']}.",
-        f"Responses per split: {data_summary['responses_per_split']}. Inputs: {', '.join(data_summary['files'])}.",
+        f"Responses per split: {data_summary['responses_per_split']} ({data_summary.get('split_note', '')}). "
+        f"Inputs: {', '.join(data_summary['files'])}.",
         "",
         "## Held-out (test) pairwise accuracy and calibration",
         "",

@@ -191,6 +191,39 @@ def _has_training_data(name: str, data: PreferenceData, rating_wide: pd.DataFram
     return bool(pairs["prompt_id"].isin(train_prompts).any())
 
 
+def _hash_fraction(prompt_id: str) -> float:
+    """A stable number in [0, 1) from the content-hash id (same prompt → same side)."""
+    import hashlib
+
+    return int(hashlib.sha256(prompt_id.encode()).hexdigest()[:8], 16) / 16**8
+
+
+def held_out_splits(splits: pd.Series, used_prompts: set[str]) -> tuple[pd.Series, str]:
+    """Prompt → split, making sure val and test both hold prompts when possible.
+
+    The pairs stage never samples test prompts (the front is judged on them), so
+    on-policy data usually has train and val only. Rather than report on the split that
+    picked the hyperparameters, half of the val prompts (by prompt-id hash) become the
+    reported test split; with no val prompts either, 10% + 10% of train are carved out.
+    The returned note says what was done (it goes into the report).
+    """
+    splits = splits.copy()
+    used = splits[splits.index.isin(used_prompts)]
+    counts = used.value_counts()
+    if counts.get("test", 0) > 0 and counts.get("val", 0) > 0:
+        return splits, "prompt splits as given"
+    if counts.get("test", 0) == 0 and counts.get("val", 0) >= 2:
+        moved = [pid for pid in used.index[used == "val"] if _hash_fraction(pid) >= 0.5]
+        splits[moved] = "test"
+        return splits, f"no test prompts in the data: {len(moved)} of {counts['val']} val prompts (prompt-id hash) held out as test"
+    if counts.get("test", 0) == 0 and counts.get("val", 0) == 0:
+        fractions = {pid: _hash_fraction(pid) for pid in used.index[used == "train"]}
+        splits[[p for p, f in fractions.items() if f < 0.1]] = "val"
+        splits[[p for p, f in fractions.items() if 0.1 <= f < 0.2]] = "test"
+        return splits, "no val/test prompts in the data: 10% + 10% of train prompts (prompt-id hash) held out as val/test"
+    return splits, "prompt splits as given (no val prompts: hyperparameters chosen by leave-one-out / train loss)"
+
+
 def _index(ids, position: dict[str, int]) -> np.ndarray:
     return np.array([position[i] for i in ids], dtype=np.int64)
 
@@ -212,7 +245,7 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
         raise ValueError(f"no rated or paired responses in {data.files}")
     prompt_table = data.prompts.set_index("prompt_id")
     messages_of = {pid: parse_messages(m) for pid, m in prompt_table["messages"].items()}
-    split_of_prompt = prompt_table["split"]
+    split_of_prompt, split_note = held_out_splits(prompt_table["split"], set(responses["prompt_id"]))
     position = {rid: i for i, rid in enumerate(responses["response_id"])}
     prompt_of = pd.Series(responses["prompt_id"].to_numpy(), index=responses["response_id"].to_numpy())
     response_split = split_of_prompt.reindex(responses["prompt_id"]).to_numpy()
@@ -399,6 +432,7 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
             "n_responses": int(len(responses)),
             "responses_per_split": {s: int((response_split == s).sum()) for s in ("train", "val", "test")},
             "features_from_cache": features.from_cache,
+            "split_note": split_note,
         },
         timings=timings,
         calibration_bins=config.calibration_bins,

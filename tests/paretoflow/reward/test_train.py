@@ -157,3 +157,18 @@ def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
     assert code == 0 and json.loads(out.read_text())["objectives"]["harmlessness"]["n_pairs"] == 5
     assert "harmlessness" in capsys.readouterr().out
     assert main(["--params", str(params_file), "eval-rm", "--data", str(tmp_path / "missing.jsonl"), "--root", str(root)]) == 2
+
+
+def test_held_out_splits_carve_test_from_val_when_missing():
+    from paretoflow.reward.train import held_out_splits
+
+    ids = [f"p_{i}" for i in range(40)]
+    splits = pd.Series(["train"] * 20 + ["val"] * 20, index=ids)
+    out, note = held_out_splits(splits, set(ids))
+    assert (out[:20] == "train").all()  # train prompts never move
+    assert 0 < (out == "test").sum() < 20 and (out == "val").sum() + (out == "test").sum() == 20
+    assert "held out as test" in note
+    again, _ = held_out_splits(splits, set(ids))
+    assert again.equals(out)  # deterministic
+    only_train, note = held_out_splits(pd.Series(["train"] * 40, index=ids), set(ids))
+    assert {"train", "val", "test"} <= set(only_train) and "10%" in note
