@@ -23,9 +23,9 @@ The merged model is base + ΔW written into a loaded model's weights. `MergeTarg
 copy of every touched base weight and always writes base + ΔW from that copy, so base
 weights are never accumulated into across candidates; `restore()` puts the base back.
 
-Experts must share their base model: adapters whose meta.json `base_fingerprint` (or
-adapter_config `base_model_name_or_path`, when no fingerprint is recorded) differ refuse
-to merge, naming both bases.
+Experts must share their base model: adapters whose meta.json `base_model_fingerprint`
+(or adapter_config `base_model_name_or_path`, when no fingerprint is recorded) differ
+refuse to merge, naming both bases.
 
 Usage:
     experts = [load_expert(p) for p in adapter_dirs]
@@ -75,12 +75,22 @@ class LoraExpert:
         return sorted(self.lora_a)
 
     @property
+    def base_fingerprint(self) -> str | None:
+        """meta.json `base_model_fingerprint` (written by paretoflow.align), if recorded."""
+        return self.meta.get("base_model_fingerprint") or self.meta.get("base_fingerprint")
+
+    @property
+    def objective_weights(self) -> list[float] | None:
+        """meta.json `objective_weights` (MODPO policies); None for single-objective experts."""
+        weights = self.meta.get("objective_weights", self.meta.get("weights"))
+        return [float(w) for w in weights] if weights is not None else None
+
+    @property
     def base_id(self) -> str:
         """The base this adapter was trained on: fingerprint if recorded, else its path/name."""
-        fingerprint = self.meta.get("base_fingerprint")
-        if fingerprint:
-            return f"fingerprint {fingerprint}"
-        base = self.meta.get("base_model") or self.config.get("base_model_name_or_path")
+        if self.base_fingerprint:
+            return f"fingerprint {self.base_fingerprint}"
+        base = self.meta.get("base_model_path") or self.config.get("base_model_name_or_path")
         return f"model {base}" if base else "unknown base"
 
     def delta(self, module: str) -> torch.Tensor:

@@ -63,12 +63,14 @@ def discover_adapters(adapters_dir: str | Path, objective_names: Sequence[str]) 
     others: list[LoraExpert] = []
     for folder in sorted(p for p in adapters_dir.iterdir() if (p / "adapter_model.safetensors").exists()):
         adapter = load_expert(folder)
-        objective = adapter.meta.get("objective")
-        if objective is None and folder.name.startswith(EXPERT_PREFIX) and "weights" not in adapter.meta:
-            objective = folder.name[len(EXPERT_PREFIX):]
-        if objective is None:
+        # MODPO policies also record the objective whose pairs trained them; what makes an
+        # expert is having no objective weights.
+        if adapter.objective_weights is not None or not (
+            folder.name.startswith(EXPERT_PREFIX) or adapter.meta.get("objective")
+        ):
             others.append(adapter)
             continue
+        objective = adapter.meta.get("objective") or folder.name[len(EXPERT_PREFIX):]
         if objective not in objective_names:
             raise ValueError(f"adapter {folder}: objective {objective!r} is not declared ({list(objective_names)})")
         if objective in by_objective:
@@ -233,8 +235,8 @@ def run(
     if config.include_base:
         evaluations.append(evaluator.evaluate(CandidateSpec("base", "base", source="base")))
     for adapter in evaluator.adapters.values():
-        weights = adapter.meta.get("weights")
-        source = "modpo" if adapter.name.startswith("modpo") or "weights" in adapter.meta else "adapter"
+        weights = adapter.objective_weights
+        source = "modpo" if adapter.name.startswith("modpo") or weights is not None else "adapter"
         evaluations.append(evaluator.evaluate(
             CandidateSpec(adapter.name, "adapter", adapter=adapter.name, weights=weights, source=source)))
 

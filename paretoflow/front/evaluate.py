@@ -259,7 +259,7 @@ class CandidateEvaluator:
 
 def check_base(expert: LoraExpert, base_fingerprint: str) -> None:
     """Refuse an adapter whose recorded base fingerprint is not the loaded base's."""
-    recorded = expert.meta.get("base_fingerprint")
+    recorded = expert.base_fingerprint
     if recorded and recorded != base_fingerprint:
         raise ValueError(
             f"adapter {expert.name} was trained on base fingerprint {recorded}, "

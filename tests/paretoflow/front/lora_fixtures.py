@@ -43,13 +43,12 @@ def write_random_expert(
             if "lora_A" in name or "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
     peft_model.save_pretrained(out_dir)
+    # The keys paretoflow.align writes (MODPO policies record their trained objective too).
     meta = {
-        "base_model": str(path),
-        "base_fingerprint": base_fingerprint or model_fingerprint(path),
+        "base_model_path": str(path),
+        "base_model_fingerprint": base_fingerprint or model_fingerprint(path),
+        "objective": objective if objective is not None else ("a" if weights is not None else None),
+        "objective_weights": weights,
     }
-    if objective is not None:
-        meta["objective"] = objective
-    if weights is not None:
-        meta["weights"] = weights
     (Path(out_dir) / "meta.json").write_text(json.dumps(meta))
     return Path(out_dir)

@@ -57,8 +57,7 @@ def test_adapter_candidate_equals_merge_with_weight_one(project, tiny_policy_dir
     shutil.copytree(project / "artifacts" / "adapters" / "expert-verbosity", root / "artifacts/adapters/expert-verbosity")
     shutil.copytree(project / "artifacts" / "adapters" / "expert-brevity", root / "artifacts/adapters/modpo-1-0")
     meta = json.loads((root / "artifacts/adapters/modpo-1-0/meta.json").read_text())
-    meta.pop("objective")
-    meta["weights"] = [1.0, 0.0]
+    meta["objective_weights"] = [1.0, 0.0]
     (root / "artifacts/adapters/modpo-1-0/meta.json").write_text(json.dumps(meta))
     result = front.run(tiny_params(tiny_policy_dir, include_base=False), root, scorer=tiny_scorer, progress=False)
     by_name = {r.name: r for r in result.records}
