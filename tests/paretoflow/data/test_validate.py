@@ -156,7 +156,7 @@ def test_failures_name_expectation_table_column_and_ids(failed):
     message = str(error)
     for outcome in error.result.failures:
         assert outcome.describe() in message
-    assert f"pairs.chosen_id,rejected_id: expect_select_column_values_to_be_unique_within_record" in message
+    assert "pairs.chosen_id,rejected_id: expect_select_column_values_to_be_unique_within_record" in message
     assert planted["self_pair"] in message and "Data Docs:" in message
 
 
@@ -180,7 +180,7 @@ def test_docs_and_report_written_on_failure(failed, params):
     assert {"prompt_splits", "ratings", "pairs", "pairs_links"} <= failed_tables
 
 
-def test_cli_prints_table_and_exits_nonzero_on_failure(failed, tmp_path, capsys):
+def test_cli_prints_table_and_exits_nonzero_on_failure(failed, capsys):
     root, _, _ = failed
     code = cli_main(["--params", str(Path(__file__).resolve().parents[3] / "params.yaml"), "validate", "--root", str(root)])
     err = capsys.readouterr().err
