@@ -3,10 +3,12 @@
 - Exact duplicates: by content hash (`content_key`), first occurrence kept.
 - Near duplicates: MinHash LSH (datasketch) over word k-shingles, then the exact
   Jaccard of the two shingle sets confirms each LSH candidate, so the LSH only prunes
-  comparisons and never decides on its own (at 128 permutations its Jaccard estimate has
-  a standard error of sqrt(J(1-J)/128) = 0.035 at J = 0.8). Texts are visited in the caller's order and each is compared with the
-  texts kept so far: the first of a cluster is its representative, later members are
-  duplicates of it (a chain A~B~C where A and C differ keeps C, as in Lee et al. 2022).
+  comparisons and never decides on its own (at 128 permutations its Jaccard estimate
+  has a standard error of sqrt(J(1-J)/128) = 0.035 at J = 0.8). Texts are visited in
+  the caller's order and each is compared with the texts kept so far: the first of a
+  cluster is its representative, later members are duplicates of it. Unlike
+  connected-component clustering (Lee et al. 2022), a chain A~B~C where A and C differ
+  keeps C: only texts close to a kept text go.
 - Contamination: the fraction of a training text's word n-grams that occur in any held-
   out text (GPT-3 appendix C / Tulu 3 style). Texts shorter than n words have no n-gram;
   they count as contaminated only when their whole token sequence equals a held-out
