@@ -18,6 +18,7 @@ any backbone. `paretoflow.reward.train` feeds them real features.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,7 +76,8 @@ def select_ridge_alpha(
     alphas = sorted(float(a) for a in alphas)
     if not alphas:
         raise ValueError("need at least one ridge alpha")
-    weights, y_mean, (x_mean, u, s) = fit_ridge_path(train_features, train_targets, alphas)
+    with single_thread():
+        weights, y_mean, (x_mean, u, s) = fit_ridge_path(train_features, train_targets, alphas)
     x = np.asarray(train_features, dtype=np.float64)
     y = np.asarray(train_targets, dtype=np.float64)
     mse: dict[float, float] = {}
@@ -99,6 +101,30 @@ def select_ridge_alpha(
         selection_mse=mse,
         selection="validation" if use_validation else "leave_one_out",
     )
+
+
+@contextlib.contextmanager
+def single_thread():
+    """Run torch and BLAS on one thread, then restore.
+
+    The heads and the gate are a few hundred rows by a few hundred features. On the shared
+    2-core machines (load ~12) multi-threaded BLAS/torch spent its time waiting: an SVD of
+    255x1152 took 16 s with default threads and 0.14 s on one; a gating epoch 55 ms vs
+    7 ms. threadpoolctl ships with scikit-learn; without it only torch is limited.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn (a dependency) brings it
+        limits = contextlib.nullcontext()
+    else:
+        limits = threadpool_limits(1)
+    try:
+        with limits:
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 # ---------------------------------------------------------------- Bradley-Terry head
@@ -154,14 +180,15 @@ def fit_bradley_terry_head(
         return bradley_terry_loss(val_diff @ weight, torch.zeros(val_diff.shape[0], dtype=torch.float64))[0].mean()
 
     best = (float("inf"), 0, weight.detach().clone())
-    for epoch in range(1, epochs + 1):
-        optimizer.zero_grad()
-        loss = train_loss()
-        loss.backward()
-        optimizer.step()
-        monitored = _val_loss(validation_loss) if has_val else _val_loss(train_loss)
-        if monitored < best[0] - 1e-9:
-            best = (monitored, epoch, weight.detach().clone())
+    with single_thread():
+        for epoch in range(1, epochs + 1):
+            optimizer.zero_grad()
+            loss = train_loss()
+            loss.backward()
+            optimizer.step()
+            monitored = _val_loss(validation_loss) if has_val else _val_loss(train_loss)
+            if monitored < best[0] - 1e-9:
+                best = (monitored, epoch, weight.detach().clone())
     weight.data.copy_(best[2])
     return BradleyTerryFit(
         weight=best[2].numpy(),
@@ -241,16 +268,17 @@ def fit_gating(
         return {k: v.detach().clone() for k, v in gate.state_dict().items()}
 
     best = (float("inf"), 0, snapshot())
-    for epoch in range(1, epochs + 1):
-        gate.train()
-        optimizer.zero_grad()
-        loss = loss_on(p, zc, zr)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            monitored = float((loss_on(vp, vzc, vzr) if has_val else loss_on(p, zc, zr)).item())
-        if monitored < best[0] - 1e-9:
-            best = (monitored, epoch, snapshot())
+    with single_thread():
+        for epoch in range(1, epochs + 1):
+            gate.train()
+            optimizer.zero_grad()
+            loss = loss_on(p, zc, zr)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                monitored = float((loss_on(vp, vzc, vzr) if has_val else loss_on(p, zc, zr)).item())
+            if monitored < best[0] - 1e-9:
+                best = (monitored, epoch, snapshot())
     gate.load_state_dict(best[2])
     with torch.no_grad():
         train_loss = float(loss_on(p, zc, zr).item())
