@@ -64,7 +64,7 @@ def nightly(
     model: ModelConfig = DEFAULTS.model,
     objectives: list[Objective] = DEFAULTS.objectives,
     curate: CurateConfig = DEFAULTS.curate,
-    validate: ValidateConfig = DEFAULTS.validate_,
+    validation: ValidateConfig = DEFAULTS.validate_,
     pairs: PairsConfig = DEFAULTS.pairs,
     reward: RewardConfig = DEFAULTS.reward,
     align: AlignConfig = DEFAULTS.align,
@@ -76,7 +76,7 @@ def nightly(
 
     params = Params.model_validate({
         "project": project, "model": model, "objectives": objectives, "curate": curate,
-        "validate": validate, "pairs": pairs, "reward": reward, "align": align, "front": front,
+        "validate": validation, "pairs": pairs, "reward": reward, "align": align, "front": front,
         "promote": promote, "tracking": tracking, "dvc": DEFAULTS.dvc,
     })
     rootp = Path(root).resolve()
@@ -100,7 +100,10 @@ def nightly(
 def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
     from paretoflow.tracking import lineage_tags
 
+    summaries: list[dict] = []
+
     def record(stage, summary, artifacts, **kw):
+        summaries.append(summary)
         io = stage_io(params, "align" if stage.startswith(("expert-", "modpo-")) else stage, kw.get("adapter"))
         kw.pop("adapter", None)
         return log_stage(p, root, parent, stage, summary, lineage, artifacts, list(io.sections), **kw)
@@ -131,8 +134,10 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
     dvc_commit_task(root, None)
     promotion = promote_task(p, root, parent, bool(validation.get("success")), lineage)
 
+    summaries.append(promotion)
     _prefect_artifacts(params, front, promotion)
-    return {"front": front, "promotion": promotion, "parent_run_id": parent, "tracking_uri": tracker.uri}
+    return {"front": front, "promotion": promotion, "parent_run_id": parent, "tracking_uri": tracker.uri,
+            "stage_summaries": summaries}
 
 
 def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:

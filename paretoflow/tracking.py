@@ -183,20 +183,13 @@ def git_sha(root: Path) -> str:
 
 
 def dvc_data_hash(root: Path) -> str:
-    """Hash of the data versions DVC recorded (dvc.lock outs md5s); 'none' before any repro."""
-    import hashlib
+    """Hash over every output DVC recorded in dvc.lock; 'none' before any repro/commit."""
+    from paretoflow.dvc import data_hash, lock_hashes
 
-    import yaml
-
-    lock = Path(root) / "dvc.lock"
-    if not lock.exists():
+    try:
+        return data_hash(root, sorted(lock_hashes(root)))
+    except (FileNotFoundError, KeyError):
         return "none"
-    data = yaml.safe_load(lock.read_text()) or {}
-    outs = []
-    for stage, spec in sorted((data.get("stages") or {}).items()):
-        for out in spec.get("outs", []) or []:
-            outs.append(f"{stage}:{out.get('path')}:{out.get('md5')}")
-    return hashlib.sha256("\n".join(outs).encode()).hexdigest()[:16]
 
 
 def files_hash(paths: list[Path]) -> str:

@@ -78,8 +78,24 @@ def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None 
     return stage + "-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
 
-def summarize(result: Any) -> dict[str, Any]:
-    """A library result dataclass → plain JSON (paths as strings) for Prefect's JSON results."""
+def summarize(result: Any, seconds: float | None = None) -> dict[str, Any]:
+    """A library result dataclass → plain JSON (paths as strings) for Prefect's JSON results.
+
+    `library_seconds` records the time spent in the library call itself, so
+    bench/overhead.py can separate orchestration and tracking cost from the work.
+    """
     if dataclasses.is_dataclass(result):
         result = dataclasses.asdict(result)
-    return json.loads(json.dumps(result, default=str))
+    out = json.loads(json.dumps(result, default=str))
+    if seconds is not None:
+        out["library_seconds"] = seconds
+    return out
+
+
+def timed(fn, *args, **kwargs) -> dict[str, Any]:
+    """Call a library stage function and summarize its result with its wall time."""
+    import time
+
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return summarize(result, time.perf_counter() - start)

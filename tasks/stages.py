@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import CacheKeyFnPolicy
 
 from paretoflow.config import Params
-from tasks.common import stage_cache_key, summarize
+from tasks.common import stage_cache_key, timed
 
 
 def _params(p: dict[str, Any]) -> Params:
@@ -36,7 +36,7 @@ _CACHED = dict(persist_result=True, result_serializer="json")
 def curate_task(params: dict, root: str) -> dict:
     from paretoflow.data.curate import run
 
-    return summarize(run(_params(params), Path(root)))
+    return timed(run, _params(params), Path(root))
 
 
 @task(name="validate", persist_result=False)
@@ -44,21 +44,21 @@ def validate_task(params: dict, root: str) -> dict:
     # Never cached: the gate re-checks the data on every run and stops the flow on failure.
     from paretoflow.data.validate import run
 
-    return summarize(run(_params(params), Path(root)))
+    return timed(run, _params(params), Path(root))
 
 
 @task(name="pairs", cache_policy=_stage_policy("pairs"), retries=1, **_CACHED)
 def pairs_task(params: dict, root: str) -> dict:
     from paretoflow.pairs import run
 
-    return summarize(run(_params(params), Path(root)))
+    return timed(run, _params(params), Path(root))
 
 
 @task(name="train-reward-model", cache_policy=_stage_policy("reward"), **_CACHED)
 def reward_task(params: dict, root: str) -> dict:
     from paretoflow.reward.train import run
 
-    return summarize(run(_params(params), Path(root)))
+    return timed(run, _params(params), Path(root))
 
 
 @task(name="align", cache_policy=_stage_policy("align", adapter_arg="adapter"), **_CACHED)
@@ -66,14 +66,14 @@ def align_task(params: dict, root: str, adapter: str, objective: str | None = No
                weights: list[float] | None = None) -> dict:
     from paretoflow.align import run
 
-    return summarize(run(_params(params), Path(root), objective=objective, weights=weights))
+    return timed(run, _params(params), Path(root), objective=objective, weights=weights)
 
 
 @task(name="front", cache_policy=_stage_policy("front"), **_CACHED)
 def front_task(params: dict, root: str) -> dict:
     from paretoflow.front import run
 
-    return summarize(run(_params(params), Path(root)))
+    return timed(run, _params(params), Path(root))
 
 
 @task(name="promote", persist_result=False)
@@ -84,7 +84,7 @@ def promote_task(params: dict, root: str, parent_run_id: str, validation_passed:
 
     p = _params(params)
     tracker = Tracker(p.tracking, Path(root))
-    return summarize(run(p, Path(root), tracker, parent_run_id, validation_passed, lineage))
+    return timed(run, p, Path(root), tracker, parent_run_id, validation_passed, lineage)
 
 
 @task(name="log-stage", retries=2, retry_delay_seconds=5, persist_result=False)

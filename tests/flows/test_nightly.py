@@ -1,0 +1,91 @@
+"""The whole nightly flow on the tiny model under a temporary Prefect server."""
+
+import json
+import os
+
+import pytest
+
+from tests.flows.project import make_project
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, prefect_harness):
+    from flows.nightly import nightly
+
+    work = tmp_path_factory.mktemp("nightly")
+    root, overrides = make_project(work, tiny=True)
+    result = nightly(root=str(root), **overrides)
+    return root, overrides, result
+
+
+def _client(root):
+    from paretoflow.config import load_params
+    from paretoflow.tracking import Tracker
+
+    params = load_params(root / "params.yaml")
+    return params, Tracker(params.tracking, root)
+
+
+def test_front_artifact_holds_only_consistent_candidates(first_run):
+    root, _, result = first_run
+    front = json.loads((root / "artifacts/front/front.json").read_text())
+    assert (root / "artifacts/front/front.png").stat().st_size > 0
+    names = {c["name"] for c in front["candidates"]}
+    assert {"base"} <= {c["kind"] for c in front["candidates"]}
+    assert any(c["kind"] == "merge" for c in front["candidates"])
+    assert result["front"]["n_candidates"] == len(names)
+    # non-dominated flags agree with a direct check on the objective vectors
+    vecs = {c["name"]: c["objectives"] for c in front["candidates"]}
+    for c in front["candidates"]:
+        dominated = any(all(v[k] >= c["objectives"][k] for k in v) and any(v[k] > c["objectives"][k] for k in v)
+                        for n, v in vecs.items() if n != c["name"])
+        assert c["non_dominated"] == (not dominated)
+
+
+def test_registry_alias_and_lineage_tags(first_run):
+    root, _, result = first_run
+    params, tracker = _client(root)
+    promotion = result["promotion"]
+    name = params.tracking.registered_model
+    version = tracker.client.get_model_version_by_alias(name, promotion["alias"]).version
+    assert version == promotion["version"]
+    mv = tracker.client.get_model_version(name, version)
+    assert set(mv.tags) >= {f"objective.{o}" for o in params.objective_names}
+    assert all(k.startswith("gate.") or not k.startswith("gate") for k in mv.tags)
+    parent = tracker.client.get_run(result["parent_run_id"])
+    tags = parent.data.tags
+    for key in ("paretoflow.git_sha", "paretoflow.dvc_data_hash", "paretoflow.params_hash", "paretoflow.flow_run_id"):
+        assert tags.get(key), key
+    assert tags["paretoflow.dvc_data_hash"] != "none"            # dvc.lock recorded the data
+    assert tags["paretoflow.flow_run_id"] != "local"              # a real Prefect flow run id
+    children = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    stages = {r.data.tags.get("paretoflow.stage") for r in children}
+    assert {"curate", "validate", "pairs", "reward", "front", "promote"} <= stages
+    assert all(r.data.tags.get("paretoflow.dvc_data_hash") == tags["paretoflow.dvc_data_hash"] for r in children)
+    front_run = next(r for r in children if r.data.tags.get("paretoflow.stage") == "front")
+    arts = {a.path for a in tracker.client.list_artifacts(front_run.info.run_id, "front")}
+    assert {"front/front.json", "front/front.png"} <= arts
+
+
+def test_rerun_resumes_from_cache_without_recomputing(first_run):
+    from flows.nightly import nightly
+
+    root, overrides, _ = first_run
+    watched = [root / "data/pairs/pairs.parquet", root / "artifacts/reward/model.safetensors",
+               *sorted((root / "artifacts/adapters").glob("*/adapter_model.safetensors"))]
+    before = {p: os.stat(p).st_mtime_ns for p in watched}
+    result = nightly(root=str(root), **overrides)
+    assert {p: os.stat(p).st_mtime_ns for p in watched} == before   # cached: nothing retrained
+    assert result["promotion"]["version"] is not None
+
+
+def test_failed_validation_stops_before_training(tmp_path, prefect_harness):
+    from flows.nightly import nightly
+    from paretoflow.data.validate import ValidationFailed
+
+    root, overrides = make_project(tmp_path, tiny=True)
+    overrides["validation"] = {"min_prompts_per_split": 10_000}   # impossible to meet
+    with pytest.raises(ValidationFailed, match="min"):
+        nightly(root=str(root), **overrides)
+    assert not (root / "data/pairs").exists() and not (root / "artifacts/adapters").exists()
