@@ -202,6 +202,10 @@ class PolicyBackbone:
             from paretoflow.models import load_policy
 
             self._model, self._tokenizer, _ = load_policy(self.path)
+            # GPU profile: run the frozen backbone where the accelerator is (fp32 kept, so
+            # features match the CPU ones up to kernel rounding).
+            if torch.cuda.is_available():
+                self._model = self._model.to("cuda")
         return self._model, self._tokenizer
 
     def tokenize(self, messages: Messages, response: str) -> tuple[list[int], int]:
@@ -241,7 +245,8 @@ class PolicyBackbone:
                 ids = encoded[i][0]
                 input_ids[j, : len(ids)] = torch.tensor(ids)
                 attention[j, : len(ids)] = 1
-            states = model.base_model(input_ids=input_ids, attention_mask=attention).last_hidden_state
+            device = next(model.parameters()).device
+            states = model.base_model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state.cpu()
             last = attention.sum(dim=1) - 1
             prompt_end = torch.tensor([encoded[i][1] for i in rows])
             arange = torch.arange(len(rows))
