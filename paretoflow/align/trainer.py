@@ -33,7 +33,9 @@ pairs, and only the main process writes files:
 
     accelerate launch --num_processes 4 -m paretoflow.cli --params params.yaml align --all
 
-(with `project.profile: gpu` for bf16 and the larger budget).
+(with `project.profile: gpu` for bf16 and the larger budget). Several CPU processes
+(gloo; checked with 2) run under torchrun:
+`python -m torch.distributed.run --nproc_per_node 2 -m paretoflow.cli align --all`.
 """
 
 from __future__ import annotations

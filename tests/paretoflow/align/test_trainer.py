@@ -43,6 +43,7 @@ def test_training_learns_and_only_lora_moves(tiny_policy_dir, pair_tables_dir, t
     assert [e["step"] for e in log["validation"]] == [3, 6]
     assert log["validation"][-1]["val_accuracy"] == 1.0
 
+    result.model.cpu()  # on a GPU machine the trainer ran on cuda
     base = AutoModelForCausalLM.from_pretrained(tiny_policy_dir, use_safetensors=True)
     base_state = base.state_dict()
     lora_moved = 0
@@ -66,17 +67,16 @@ def test_reloaded_adapter_gives_identical_logits(tiny_policy_dir, pair_tables_di
     train, val = _examples(pair_tables_dir)
     result = train_adapter(tiny_profile(max_steps=3), tiny_policy_dir, train, val, tmp_path / "a",
                            progress=False)
+    result.model.cpu()
     base = AutoModelForCausalLM.from_pretrained(tiny_policy_dir, use_safetensors=True)
     reloaded = PeftModel.from_pretrained(base, tmp_path / "a").eval()
     ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
     with torch.no_grad():
         expected = result.model(input_ids=ids).logits
         got = reloaded(input_ids=ids).logits
-        plain = base.get_base_model()(input_ids=ids).logits if hasattr(base, "get_base_model") else None
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
     with reloaded.disable_adapter(), torch.no_grad():
         assert (reloaded(input_ids=ids).logits - got).abs().max() > 1e-4  # the adapter matters
-    del plain
 
 
 def test_resume_gives_same_losses_as_uninterrupted(tiny_policy_dir, pair_tables_dir, tmp_path, monkeypatch):
@@ -98,9 +98,11 @@ def test_resume_gives_same_losses_as_uninterrupted(tiny_policy_dir, pair_tables_
     assert len(calls) == (6 - 4) * 2  # it resumed: only steps 5-6 (2 micro-batches each) ran
     once = json.loads((tmp_path / "once" / "train_log.json").read_text())
     twice = json.loads((tmp_path / "twice" / "train_log.json").read_text())
-    assert [s["loss"] for s in twice["steps"]] == [s["loss"] for s in once["steps"]]
+    # bit-identical on CPU; CUDA's atomic index_add reorders float sums, hence the tolerance
+    assert [s["loss"] for s in twice["steps"]] == pytest.approx([s["loss"] for s in once["steps"]], abs=1e-5)
     assert [s["lr"] for s in twice["steps"]] == [s["lr"] for s in once["steps"]]
-    assert twice["validation"] == once["validation"]
+    for a, b in zip(twice["validation"], once["validation"]):
+        assert a == pytest.approx(b, abs=1e-5)
 
 
 def test_modpo_one_hot_matches_dpo_and_margins_shift_loss(tiny_policy_dir, pair_tables_dir, tmp_path):
