@@ -298,8 +298,10 @@ class AlignConfig(_Section):
     # Weight vectors (one weight per objective, in declared order) trained with MODPO by
     # `align --all`; checked against the objectives before any compute.
     modpo_weights: list[list[float]] = Field(default_factory=list)
-    # cpu: measured on the 2-core default run so that 3 experts + the configured MODPO
-    # points fit ~5 min; gpu: bf16, bigger budgets (one H100-class card).
+    # cpu: sized from the shared STACK.md timings (LoRA DPO ~6.8 s per step of 4 pairs on
+    # 2 cores) so that 3 experts + 2 MODPO points fit ~5 min (5 x [8 steps + reference
+    # pass + 2 evaluations of 8 val pairs]); not yet timed end to end on real pairs.
+    # gpu: bf16, bigger budgets (one H100-class card).
     cpu: AlignProfile = Field(default_factory=AlignProfile)
     gpu: AlignProfile = Field(
         default_factory=lambda: AlignProfile(
