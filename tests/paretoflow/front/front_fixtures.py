@@ -39,7 +39,7 @@ def tiny_params(policy_dir, **front) -> Params:
             {"name": "brevity", "judges": [{"name": "length_band", "params": {"low": 1, "high": 3}}]},
             {"name": "verbosity", "judges": [{"name": "length_band", "params": {"low": 6, "high": 12}}]},
         ],
-        "front": {"cpu": {"n_eval_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "grid_step": 0.5},
+        "front": {"cpu": {"n_eval_prompts": 3, "max_new_tokens": 4, "batch_size": 3, "grid_step": 0.5},
                   "n_boot": 50, **front},
     }
     # Built from defaults, not the repo params.yaml: its other sections name its three objectives.

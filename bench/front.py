@@ -1,0 +1,202 @@
+"""Bench: the merged-experts front vs MODPO policies trained at the same weights.
+
+One run trains one DPO expert per objective and one MODPO policy per interior weight
+vector of a simplex grid (paretoflow.align), evaluates the exact merges Σ wᵢ ΔWᵢ at every
+grid vector and the MODPO policies on the same held-out prompts (paretoflow.front), and
+prints both hypervolumes (same fixed reference point) and both training computes:
+
+    merged front: the expert trainings only;
+    MODPO front:  one training per weight vector (a one-hot vector is the DPO expert itself,
+                  so the vertices are shared and counted on both sides).
+
+Goal (issue 5): HV(merged) / HV(MODPO) >= 0.95 at <= 1/3 of the MODPO compute.
+
+    python bench/front.py --tiny        # tiny llama, 2 objectives, synthetic pairs: ~1-3 min
+    python bench/front.py               # default model: needs data/pairs and data/curated
+                                        # from the pipeline (paretoflow pairs); long on CPU
+
+Work goes to --work (default .cache/bench/front); the pipeline's artifacts/ are untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _tiny_project(work: Path):
+    """A tiny policy, two conflicting length objectives, synthetic pairs rated by the real judges."""
+    from paretoflow import schema
+    from paretoflow.config import Params
+    from paretoflow.judges import build_mixture
+    from paretoflow.models import build_tiny_policy
+
+    policy = build_tiny_policy(work / "policy", seed=0)
+    params = Params.model_validate({
+        "project": {"seed": 0, "profile": "cpu"},
+        "model": {"policy": str(policy)},
+        "objectives": [
+            {"name": "brevity", "judges": [{"name": "length_band", "params": {"low": 1, "high": 4}}]},
+            {"name": "verbosity", "judges": [{"name": "length_band", "params": {"low": 12, "high": 24}}]},
+        ],
+        "align": {"cpu": {"lora_r": 4, "lora_alpha": 8.0, "lora_dropout": 0.0, "batch_size": 4,
+                          "eval_batch_size": 8, "max_steps": 12, "eval_steps": 4, "checkpoint_steps": 4,
+                          "patience": 3, "max_val_pairs": 8, "max_length": 64, "max_prompt_tokens": 24,
+                          "learning_rate": 1e-2}},
+        "front": {"cpu": {"n_eval_prompts": 12, "max_new_tokens": 24, "batch_size": 12, "grid_step": 0.5},
+                  "n_boot": 200},
+    })
+    short = ["Sure.", "I cannot help.", "Relax.", "Yes, the sea."]
+    long = ["Sure! Here are three tips for better sleep: keep a schedule, avoid screens, relax.",
+            "The quick brown fox jumps over the lazy dog. Write a short poem about the sea and the sky at dawn.",
+            "Explain how photosynthesis works in simple terms: the sea and the sky at dawn, keep a schedule."]
+    mixture = build_mixture(params, work)
+    prompts, responses, ratings, pairs = [], [], [], []
+    splits = ["train"] * 48 + ["val"] * 8 + ["test"] * 12
+    for i, split in enumerate(splits):
+        content = f"Question {i}: " + ["write a short poem about the sea.", "explain photosynthesis.",
+                                       "give me tips for better sleep."][i % 3]
+        messages = [{"role": "user", "content": content}]
+        pid = schema.prompt_id(messages)
+        prompts.append(dict(prompt_id=pid, messages=schema.messages_json(messages), text=content,
+                            source="bench", split=split, tags="[]"))
+        texts = {"short": short[i % len(short)], "long": long[i % len(long)]}
+        ids = {}
+        scores = mixture.score([content, content], [texts["short"], texts["long"]])
+        for j, (kind, text) in enumerate(texts.items()):
+            ids[kind] = schema.response_id(pid, text)
+            responses.append(dict(response_id=ids[kind], prompt_id=pid, text=text, origin="bench"))
+            for objective in params.objective_names:
+                ratings.append(dict(response_id=ids[kind], objective=objective, value=float(scores[objective][j]),
+                                    scale_min=0.0, scale_max=1.0, rater="judges"))
+        for objective, (chosen, rejected) in (("brevity", ("short", "long")), ("verbosity", ("long", "short"))):
+            pairs.append(dict(pair_id=schema.pair_id(pid, ids[chosen], ids[rejected], objective), prompt_id=pid,
+                              chosen_id=ids[chosen], rejected_id=ids[rejected], objective=objective,
+                              margin=1.0, source="bench"))
+    for directory in (work / "data" / "pairs",):
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs)):
+            schema.frame(name, rows).to_parquet(directory / f"{name}.parquet", index=False)
+    (work / "data" / "curated").mkdir(parents=True, exist_ok=True)
+    shutil.copy(work / "data/pairs/prompts.parquet", work / "data/curated/prompts.parquet")
+    return params
+
+
+def _default_project(work: Path, params_path: Path):
+    from paretoflow.config import load_params
+
+    params = load_params(params_path)
+    # Read the pipeline's data, write adapters and the front under the bench folder.
+    for needed in (REPO / params.align.pairs_dir, REPO / params.front.prompts_path):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} missing: run the pipeline up to `paretoflow pairs` first")
+    params.align.pairs_dir = str(REPO / params.align.pairs_dir)
+    params.front.prompts_path = str(REPO / params.front.prompts_path)
+    params.front.reward_dir = str(REPO / params.front.reward_dir)
+    params.model.cache_dir = str(REPO / params.model.cache_dir)
+    params.front.generations_cache = str(work / "generations")
+    return params
+
+
+def _train(params, work: Path, objective=None, weights=None) -> dict:
+    from paretoflow import align
+
+    start = time.perf_counter()
+    result = align.run(params, work, objective=objective, weights=weights, progress=False, resume=False)
+    seconds = time.perf_counter() - start
+    meta = json.loads((result.adapter_dir / "meta.json").read_text())
+    return {"name": result.name, "seconds": seconds, "tokens": int(meta.get("tokens_seen", 0)),
+            "steps": int(meta.get("steps", 0))}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny model and synthetic pairs (quick check)")
+    parser.add_argument("--params", default=str(REPO / "params.yaml"))
+    parser.add_argument("--divisions", type=int, default=None,
+                        help="simplex grid step 1/divisions (default: tiny 5, default model 3)")
+    parser.add_argument("--work", default=str(REPO / ".cache" / "bench" / "front"))
+    args = parser.parse_args()
+
+    from paretoflow import front
+    from paretoflow.pareto import hypervolume, simplex_grid
+
+    work = Path(args.work) / ("tiny" if args.tiny else "default")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    params = _tiny_project(work) if args.tiny else _default_project(work, Path(args.params))
+    names = params.objective_names
+    divisions = args.divisions or (5 if args.tiny else 3)
+    grid = simplex_grid(len(names), 1.0 / divisions)
+    interior = [w for w in grid if (w > 0).sum() > 1]
+    print(f"objectives {names}; grid 1/{divisions}: {len(grid)} weight vectors, "
+          f"{len(names)} experts + {len(interior)} MODPO trainings", flush=True)
+
+    experts = [_train(params, work, objective=o) for o in names]
+    for e in experts:
+        print(f"  trained {e['name']}: {e['seconds']:.1f} s, {e['tokens']} tokens", flush=True)
+    modpo = []
+    for w in interior:
+        modpo.append(_train(params, work, weights=[float(x) for x in w]))
+        print(f"  trained {modpo[-1]['name']}: {modpo[-1]['seconds']:.1f} s, {modpo[-1]['tokens']} tokens", flush=True)
+
+    budget = params.front.budget(params.project.profile)
+    budget.grid_step = 1.0 / divisions
+    params.front.method, params.front.merge_method = "grid", "exact"
+    params.front.include_adapters, params.front.include_base = True, True
+    start = time.perf_counter()
+    result = front.run(params, work, progress=False)
+    eval_seconds = time.perf_counter() - start
+
+    directions = [o.direction for o in params.objectives]
+    reference = [result.reference_point[n] for n in names]
+    merged = np.array([[r.objectives[n] for n in names] for r in result.records if r.kind == "merge"])
+    vertices = np.array([[r.objectives[n] for n in names] for r in result.records
+                         if r.kind == "merge" and max(r.coefficients.values()) == 1.0])
+    modpo_values = np.array([[r.objectives[n] for n in names] for r in result.records if r.kind == "adapter"])
+    # The MODPO front at the grid: its interior policies plus the one-hot vectors (the experts).
+    modpo_front = np.vstack([modpo_values, vertices]) if len(modpo_values) else vertices
+    hv_merged = hypervolume(merged, reference, directions)
+    hv_modpo = hypervolume(modpo_front, reference, directions)
+    expert_seconds = sum(e["seconds"] for e in experts)
+    expert_tokens = sum(e["tokens"] for e in experts)
+    modpo_seconds = expert_seconds + sum(m["seconds"] for m in modpo)
+    modpo_tokens = expert_tokens + sum(m["tokens"] for m in modpo)
+    report = {
+        "mode": "tiny" if args.tiny else "default",
+        "objectives": names,
+        "reference_point": dict(zip(names, reference)),
+        "grid_vectors": len(grid),
+        "hypervolume_merged": hv_merged,
+        "hypervolume_modpo": hv_modpo,
+        "hv_ratio_merged_over_modpo": hv_merged / hv_modpo if hv_modpo > 0 else float("nan"),
+        "train_seconds_merged": expert_seconds,
+        "train_seconds_modpo": modpo_seconds,
+        "train_tokens_merged": expert_tokens,
+        "train_tokens_modpo": modpo_tokens,
+        "compute_ratio_seconds": expert_seconds / modpo_seconds,
+        "compute_ratio_tokens": expert_tokens / modpo_tokens if modpo_tokens else float("nan"),
+        "front_eval_seconds": eval_seconds,
+        "n_candidates": result.n_candidates,
+        "base": next(({n: round(r.objectives[n], 4) for n in names} for r in result.records if r.kind == "base"), None),
+    }
+    print(json.dumps(report, indent=2))
+    for r in result.records:
+        print(f"  {'*' if r.non_dominated else ' '} {r.name:24s} " + " ".join(f"{n}={r.objectives[n]:.3f}" for n in names))
+    goal = report["hv_ratio_merged_over_modpo"] >= 0.95 and report["compute_ratio_seconds"] <= 1 / 3
+    print(f"goal (HV ratio >= 0.95 at <= 1/3 compute): {'met' if goal else 'not met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
