@@ -31,7 +31,7 @@ from paretoflow.config import (
     ValidateConfig,
     load_params,
 )
-from tasks.common import stage_io
+from tasks.common import outputs_present, stage_io
 from tasks.dvc import dvc_commit_task
 from tasks.stages import (
     align_task,
@@ -102,13 +102,18 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
 
     summaries: list[dict] = []
 
+    def cached(task_fn, stage, *args, **kwargs):
+        # A stage whose outputs were deleted must recompute even when its inputs match.
+        fresh = not outputs_present(params, Path(root), stage, kwargs.get("adapter"))
+        return task_fn.with_options(refresh_cache=fresh)(*args, **kwargs)
+
     def record(stage, summary, artifacts, **kw):
         summaries.append(summary)
         io = stage_io(params, "align" if stage.startswith(("expert-", "modpo-")) else stage, kw.get("adapter"))
         kw.pop("adapter", None)
         return log_stage(p, root, parent, stage, summary, lineage, artifacts, list(io.sections), **kw)
 
-    curated = curate_task(p, root)
+    curated = cached(curate_task, "curate", p, root)
     validation = validate_task(p, root)      # raises ValidationFailed: the flow stops here
     dvc_commit_task(root, ["curate", "validate"])
     lineage = lineage_tags(params, Path(root), str(flow_run.get_id() or "local"))
@@ -116,20 +121,20 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
     record("curate", curated, [f"{params.curate.out_dir}/report.json", f"{params.curate.out_dir}/quarantine.parquet"])
     record("validate", validation, [params.validate_.docs_dir])
 
-    pairs = pairs_task(p, root)
+    pairs = cached(pairs_task, "pairs", p, root)
     record("pairs", pairs, ["data/pairs/report.json"])
-    reward = reward_task(p, root)
+    reward = cached(reward_task, "reward", p, root)
     record("reward", reward, ["artifacts/reward"])
 
     adapters = {}
     for job in adapter_jobs(params):
-        summary = align_task(p, root, **job)
+        summary = cached(align_task, "align", p, root, **job)
         adapters[job["adapter"]] = summary
         tags = {"paretoflow.objective": job.get("objective", ""), "paretoflow.weights": str(job.get("weights", ""))}
         record(job["adapter"], summary, [], adapter=job["adapter"], tags=tags,
                adapter_dir=f"{params.align.out_dir}/{job['adapter']}")
 
-    front = front_task(p, root)
+    front = cached(front_task, "front", p, root)
     record("front", front, ["artifacts/front"])
     dvc_commit_task(root, None)
     promotion = promote_task(p, root, parent, bool(validation.get("success")), lineage)

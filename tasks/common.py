@@ -3,8 +3,9 @@
 Cache key = stage name + the params sections the stage reads + a content hash of its
 input files + a hash of the library source. A rerun after a crash (kill -9 mid-align)
 therefore skips every stage whose inputs, params and code are unchanged and resumes at
-the first that is not. A stage whose output files are missing never hits the cache:
-outputs on disk are the stage's real result, the cached summary only describes them.
+the first that is not. Outputs on disk are the stage's real result and the cached
+summary only describes them, so the flow refreshes the cache of a stage whose output
+files are missing (`outputs_present`).
 Results are persisted as JSON (no pickle) under PREFECT_HOME.
 """
 
@@ -14,7 +15,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,8 @@ def stage_io(params: Params, stage: str, adapter: str | None = None) -> StageIO:
         "validate": StageIO(("objectives", "validate"), (c,), (f"{params.validate_.docs_dir}",)),
         "pairs": StageIO(("project", "model", "objectives", "pairs"), (f"{c}/prompts.parquet",),
                          ("data/pairs/pairs.parquet", "data/pairs/ratings.parquet")),
-        "reward": StageIO(("project", "objectives", "reward"), ("data/pairs", c),
+        "reward": StageIO(("project", "objectives", "reward"),
+                          ("data/pairs", f"{c}/ratings.parquet", f"{c}/pairs.parquet"),
                           ("artifacts/reward/model.safetensors", "artifacts/reward/report.json")),
         "align": StageIO(("project", "model", "objectives", "align"), ("data/pairs",),
                          (f"artifacts/adapters/{adapter}/adapter_model.safetensors",)),
@@ -62,13 +63,16 @@ def stage_io(params: Params, stage: str, adapter: str | None = None) -> StageIO:
     return table[stage]
 
 
+def outputs_present(params: Params, root: Path, stage: str, adapter: str | None = None) -> bool:
+    return all((Path(root) / o).exists() for o in stage_io(params, stage, adapter).outputs)
+
+
 def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None = None,
                     extra: Any = None) -> str:
     io = stage_io(params, stage, adapter)
-    if not all((root / o).exists() for o in io.outputs):
-        return f"{stage}-missing-outputs-{uuid.uuid4().hex}"  # never a cache hit
     payload = {
         "stage": stage,
+        "root": str(Path(root).resolve()),
         "adapter": adapter,
         "extra": extra,
         "sections": params.section_hash(*[s if s != "validate" else "validate" for s in io.sections]),

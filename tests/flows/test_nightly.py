@@ -86,6 +86,6 @@ def test_failed_validation_stops_before_training(tmp_path, prefect_harness):
 
     root, overrides = make_project(tmp_path, tiny=True)
     overrides["validation"] = {"min_prompts_per_split": 10_000}   # impossible to meet
-    with pytest.raises(ValidationFailed, match="min"):
+    with pytest.raises(ValidationFailed, match="at least 10000 prompts per split"):
         nightly(root=str(root), **overrides)
     assert not (root / "data/pairs").exists() and not (root / "artifacts/adapters").exists()
