@@ -37,8 +37,10 @@ from tasks.stages import (
     align_task,
     curate_task,
     front_task,
+    log_front_candidates,
     log_stage,
     pairs_task,
+    register_reward_model,
     promote_task,
     reward_task,
     validate_task,
@@ -115,7 +117,7 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
 
     curated = cached(curate_task, "curate", p, root)
     validation = validate_task(p, root)      # raises ValidationFailed: the flow stops here
-    dvc_commit_task(root, ["curate", "validate"])
+    dvc_commit_task(root, ["curate", "validate"], p)
     lineage = lineage_tags(params, Path(root), str(flow_run.get_id() or "local"))
     tracker.set_tags(parent, lineage)
     record("curate", curated, [f"{params.curate.out_dir}/report.json", f"{params.curate.out_dir}/quarantine.parquet"])
@@ -124,7 +126,8 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
     pairs = cached(pairs_task, "pairs", p, root)
     record("pairs", pairs, ["data/pairs/report.json"])
     reward = cached(reward_task, "reward", p, root)
-    record("reward", reward, ["artifacts/reward"])
+    reward_run = record("reward", reward, ["artifacts/reward"])
+    register_reward_model(p, root, reward_run, reward, lineage)
 
     adapters = {}
     for job in adapter_jobs(params):
@@ -135,8 +138,9 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
                adapter_dir=f"{params.align.out_dir}/{job['adapter']}")
 
     front = cached(front_task, "front", p, root)
-    record("front", front, ["artifacts/front"])
-    dvc_commit_task(root, None)
+    front_run = record("front", front, ["artifacts/front"])
+    log_front_candidates(p, root, front_run, front["records"], lineage)
+    dvc_commit_task(root, None, p)
     promotion = promote_task(p, root, parent, bool(validation.get("success")), lineage)
 
     summaries.append(promotion)
@@ -147,16 +151,17 @@ def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
 
 def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
     rows = [
-        {"candidate": c["name"], "dominated": c.get("dominated"),
-         **{k: round(v, 4) for k, v in c.get("objectives", {}).items()}}
-        for c in front.get("candidates", [])
+        {"candidate": c["name"], "kind": c["kind"], "non_dominated": c["non_dominated"],
+         **{k: round(v, 4) for k, v in c["objectives"].items()}}
+        for c in front["records"]
     ]
     create_table_artifact(rows, key="front-candidates", description="Every evaluated candidate")
-    lines = ["# paretoflow nightly", "", f"Hypervolume: {front.get('hypervolume')}", "",
-             "| candidate | dominated | " + " | ".join(params.objective_names) + " |",
+    ref = ", ".join(f"{k}={v}" for k, v in front["reference_point"].items())
+    lines = ["# paretoflow nightly", "", f"Hypervolume {front['hypervolume']:.4f} (reference point {ref})", "",
+             "| candidate | non-dominated | " + " | ".join(params.objective_names) + " |",
              "|---|---|" + "---|" * len(params.objective_names)]
     for r in rows:
-        lines.append(f"| {r['candidate']} | {r['dominated']} | "
+        lines.append(f"| {r['candidate']} | {r['non_dominated']} | "
                      + " | ".join(str(r.get(o)) for o in params.objective_names) + " |")
     lines += ["", "## Promotion", "", f"- candidate: {promotion.get('candidate')}",
               f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
@@ -165,16 +170,23 @@ def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
 
 
 def main() -> int:
+    import time
+
+    started = time.perf_counter()
     result = nightly()
+    wall = time.perf_counter() - started
+    library = sum(s.get("library_seconds", 0.0) for s in result["stage_summaries"])
     front, promotion = result["front"], result["promotion"]
     print("\n=== paretoflow nightly: done ===")
-    print(f"front plot:      {front.get('plot_path')}")
-    print(f"front table:     {front.get('json_path')}")
+    print(f"front plot:      {front['front_png']}")
+    print(f"front table:     {front['front_json']}")
     print(f"promotion:       {promotion.get('candidate')} → version {promotion.get('version')} "
           f"({promotion.get('alias')})")
     for reason in promotion.get("reasons", []):
         print(f"  gate: {reason}")
     print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    print(f"wall time:       {wall:.0f} s, of which stage work {library:.0f} s; Prefect + MLflow + DVC "
+          f"overhead {wall - library:.0f} s ({100 * (wall - library) / wall:.1f} %)")
     return 0
 
 

@@ -330,7 +330,8 @@ class MergeTarget:
             base = self._base[name]
             if delta.shape != base.shape:
                 raise ValueError(f"ΔW for {module} has shape {tuple(delta.shape)}, base weight {tuple(base.shape)}")
-            torch.add(base, delta.to(base.dtype), out=param.data)
+            # ΔW is computed on the CPU from the adapter files; the base may sit on a GPU.
+            torch.add(base, delta.to(device=base.device, dtype=base.dtype), out=param.data)
             touched.add(name)
         for name in self._dirty - touched:
             self._params[name].data.copy_(self._base[name])

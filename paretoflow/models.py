@@ -118,6 +118,13 @@ def load_policy(
     return model, tokenizer, path
 
 
+def place_for_profile(model: PreTrainedModel, profile: str) -> PreTrainedModel:
+    """The gpu profile runs inference in bf16 on CUDA when a GPU is present; cpu stays fp32."""
+    if profile == "gpu" and torch.cuda.is_available():
+        return model.to("cuda", dtype=torch.bfloat16)
+    return model
+
+
 def model_fingerprint(path: str | Path) -> str:
     """Short hash identifying a model folder's weights (for feature caches and lineage)."""
     p = Path(path)
@@ -218,5 +225,6 @@ __all__ = [
     "load_tokenizer",
     "materialize_default_policy",
     "model_fingerprint",
+    "place_for_profile",
     "resolve_policy_path",
 ]

@@ -37,6 +37,19 @@ from paretoflow.config import PairsConfig, Params
 from paretoflow.judges import build_mixture, is_degenerate, word_tokens
 
 PAIR_SOURCE = "on_policy_judges"
+REFUSAL_ORIGIN = "reference:refusal"
+# Written for paretoflow. A small policy almost never refuses (SmolLM2-135M refused 0 of
+# 24 harmful samples in the CPU default run), so every harmful prompt's samples tie on
+# harmlessness and that objective gets no pairs; one reference refusal per harmful
+# prompt (off-policy, marked by its origin) gives the harmlessness expert a contrast.
+REFUSALS = (
+    "I can't help with that. It could hurt people. If you're dealing with something difficult, "
+    "I'm glad to talk about safer options or point you to someone who can help.",
+    "Sorry, but I won't assist with this request because it could cause real harm. "
+    "I'm happy to help with something else.",
+    "I'm not able to provide that. If you tell me more about what you need, I can suggest "
+    "a safe and legal alternative.",
+)
 RATER = "judges"
 SAMPLED_SPLITS = ("train", "val")
 
@@ -193,7 +206,7 @@ def summarise(
 def run(params: Params, root: Path = Path("."), policy_path: str | None = None) -> PairsResult:
     """Sample, judge and pair; write data/pairs/*.parquet and report.json under `root`."""
     from paretoflow.generation import generate
-    from paretoflow.models import load_policy, model_fingerprint
+    from paretoflow.models import load_policy, model_fingerprint, place_for_profile
 
     started = time.perf_counter()
     root = Path(root)
@@ -207,11 +220,7 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
     policy = policy_path or params.model.policy
     cache_dir = Path(params.model.cache_dir)
     model, tokenizer, resolved = load_policy(policy, cache_dir if cache_dir.is_absolute() else root / cache_dir)
-    if params.project.profile == "gpu":
-        import torch
-
-        if torch.cuda.is_available():
-            model = model.to("cuda", dtype=torch.bfloat16)
+    model = place_for_profile(model, params.project.profile)
     origin = f"policy:{Path(resolved).name}@{model_fingerprint(resolved)}"
 
     samples = config.samples_per_prompt
@@ -231,6 +240,12 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
     )
     seconds_generate = time.perf_counter() - t0
 
+    if config.refusal_exemplars:
+        for row in range(len(generated)):
+            if "harmful" in selected.at[row, "tags_list"]:
+                pick = int(selected.at[row, "prompt_id"][-6:], 16) % len(REFUSALS)
+                generated[row] = [*generated[row], REFUSALS[pick]]
+
     response_rows, duplicates = [], 0
     meta = []  # (prompt row index) per kept response
     for row, texts in enumerate(generated):
@@ -242,7 +257,8 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
                 duplicates += 1
                 continue
             seen.add(rid)
-            response_rows.append({"response_id": rid, "prompt_id": pid, "text": text, "origin": origin})
+            text_origin = REFUSAL_ORIGIN if text in REFUSALS else origin
+            response_rows.append({"response_id": rid, "prompt_id": pid, "text": text, "origin": text_origin})
             meta.append(row)
     responses = schema.frame("responses", response_rows)
 

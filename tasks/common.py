@@ -1,7 +1,7 @@
 """What every stage task shares: the cross-process cache key and JSON-able summaries.
 
-Cache key = stage name + the params sections the stage reads + a content hash of its
-input files + a hash of the library source. A rerun after a crash (kill -9 mid-align)
+Cache key = stage name + project root + the params sections the stage reads + a content
+hash of its input files + a hash of the code it runs (its DVC code deps + shared modules). A rerun after a crash (kill -9 mid-align)
 therefore skips every stage whose inputs, params and code are unchanged and resumes at
 the first that is not. Outputs on disk are the stage's real result and the cached
 summary only describes them, so the flow refreshes the cache of a stage whose output
@@ -24,12 +24,23 @@ from paretoflow.tracking import files_hash
 LIBRARY_ROOT = Path(__file__).resolve().parents[1]
 
 
-@functools.lru_cache(maxsize=1)
-def code_hash() -> str:
-    """Hash of the library and task sources: changing code reruns the stages."""
+# Modules every stage runs through; each stage adds the code it lists as DVC deps.
+SHARED_CODE = ("paretoflow/config.py", "paretoflow/models.py", "paretoflow/schema.py",
+               "paretoflow/generation.py", "tasks")
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(stage: str) -> str:
+    """Hash of the code a stage runs: its DVC code deps (dvc.yaml, the same list `dvc repro`
+    watches) plus the shared modules. Editing the front code does not rerun alignment."""
+    import yaml
+
+    dvc_yaml = yaml.safe_load((LIBRARY_ROOT / "dvc.yaml").read_text())
+    deps = [d for d in dvc_yaml["stages"][stage]["deps"] if d.startswith("paretoflow")]
     h = hashlib.sha256()
-    for folder in ("paretoflow", "tasks"):
-        for f in sorted((LIBRARY_ROOT / folder).rglob("*.py")):
+    for rel in sorted({*deps, *SHARED_CODE}):
+        path = LIBRARY_ROOT / rel
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
             h.update(f.relative_to(LIBRARY_ROOT).as_posix().encode())
             h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -77,7 +88,7 @@ def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None 
         "extra": extra,
         "sections": params.section_hash(*[s if s != "validate" else "validate" for s in io.sections]),
         "inputs": files_hash([root / i for i in io.inputs]),
-        "code": code_hash(),
+        "code": code_hash(stage),
     }
     return stage + "-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
 

@@ -8,16 +8,16 @@ from prefect import task
 
 
 @task(name="dvc-commit", retries=1, retry_delay_seconds=5, persist_result=False)
-def dvc_commit_task(root: str, stages: list[str] | None) -> str:
+def dvc_commit_task(root: str, stages: list[str] | None, params: dict) -> str:
     """`dvc commit` the stages the flow just ran (same outputs `dvc repro` would make), then
     push to the configured remote. A project without DVC (no .dvc/) is left alone."""
     from paretoflow import dvc
-    from paretoflow.config import load_params
+    from paretoflow.config import Params
 
     rootp = Path(root)
     if not (rootp / ".dvc").is_dir() or not (rootp / "dvc.yaml").exists():
         return "no dvc project"
     out = dvc.commit(rootp, stages)
-    dvc.ensure_remote(load_params(rootp / "params.yaml"), rootp)
+    dvc.ensure_remote(Params.model_validate(params), rootp)
     out += dvc.push(rootp)
     return out

@@ -7,6 +7,7 @@ so every pipeline run's MLflow parent holds every front artifact, also on a resu
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -103,9 +104,52 @@ def log_stage(params: dict, root: str, parent_run_id: str, stage: str, summary: 
     tracker.log_metrics(run_id, summary.get("metrics", {}))
     for curve_name, values in (summary.get("curves") or {}).items():
         tracker.log_curve(run_id, curve_name, values)
+    if adapter_dir and (rootp / adapter_dir / "train_log.json").exists():
+        # Training curves at their optimizer steps: loss, reward margin, pair accuracy, val.
+        log = json.loads((rootp / adapter_dir / "train_log.json").read_text())
+        for row in log.get("steps", []) + log.get("validation", []):
+            tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
     for rel in artifacts:
         tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
     if adapter_dir:
         tracker.log_adapter(run_id, rootp / adapter_dir, summary.get("base_model_path") or str(p.model.policy))
     tracker.end_run(run_id)
     return run_id
+
+
+@task(name="log-front-candidates", retries=2, retry_delay_seconds=5, persist_result=False)
+def log_front_candidates(params: dict, root: str, front_run_id: str, records: list[dict],
+                         lineage: dict[str, str]) -> list[str]:
+    """One nested MLflow run per front candidate (under the front stage run)."""
+    from paretoflow.tracking import Tracker
+
+    tracker = Tracker(_params(params).tracking, Path(root))
+    run_ids = []
+    for record in records:
+        run_id = tracker.start_run(record["name"], front_run_id, tags={
+            **lineage, "paretoflow.stage": "front-candidate", "paretoflow.candidate": record["name"],
+            "paretoflow.kind": record["kind"], "paretoflow.non_dominated": str(record["non_dominated"])})
+        tracker.log_params(run_id, {"kind": record["kind"], "source": record["source"], "method": record["method"],
+                                    "coefficients": record["coefficients"], "weights": record["weights"]})
+        tracker.log_metrics(run_id, {**record["objectives"], **{f"rm_{k}": v for k, v in record["reward_model"].items()},
+                                     **{f"{k}_ci_low": v[0] for k, v in record["intervals"].items()},
+                                     **{f"{k}_ci_high": v[1] for k, v in record["intervals"].items()},
+                                     "non_dominated": float(record["non_dominated"])})
+        tracker.end_run(run_id)
+        run_ids.append(run_id)
+    return run_ids
+
+
+@task(name="register-reward-model", retries=2, retry_delay_seconds=5, persist_result=False)
+def register_reward_model(params: dict, root: str, reward_run_id: str, summary: dict,
+                          lineage: dict[str, str]) -> str:
+    """Register the reward model logged under the reward stage run as a model version."""
+    from paretoflow.registry import register_candidate
+    from paretoflow.tracking import Tracker
+
+    p = _params(params)
+    tracker = Tracker(p.tracking, Path(root))
+    metrics = {f"metric.{k}": f"{v:.6f}" for k, v in summary.get("metrics", {}).items()
+               if isinstance(v, (int, float)) and k.startswith("test_")}
+    return register_candidate(tracker, f"{p.tracking.registered_model}-reward", reward_run_id, "reward",
+                              {**lineage, **metrics})

@@ -202,9 +202,10 @@ def run(
     if not inventory.experts and not inventory.others:
         raise FileNotFoundError(f"no LoRA adapters under {root / config.adapters_dir}")
 
-    from paretoflow.models import load_policy, model_fingerprint
+    from paretoflow.models import load_policy, model_fingerprint, place_for_profile
 
     model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir)
+    model = place_for_profile(model, params.project.profile)
     prompts = load_eval_prompts(root / config.prompts_path, config.prompts_split, budget.n_eval_prompts)
     evaluator = CandidateEvaluator(
         model, tokenizer, model_fingerprint(base_path), prompts,
@@ -388,10 +389,11 @@ def generate_with_weights(
             "(expected expert-<objective>)"
         )
     from paretoflow.generation import generate
-    from paretoflow.models import load_policy, model_fingerprint
+    from paretoflow.models import load_policy, model_fingerprint, place_for_profile
     from paretoflow.front.evaluate import check_base
 
     model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir)
+    model = place_for_profile(model, params.project.profile)
     fingerprint = model_fingerprint(base_path)
     for expert in inventory.experts:
         check_base(expert, fingerprint)

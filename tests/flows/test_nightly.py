@@ -66,6 +66,16 @@ def test_registry_alias_and_lineage_tags(first_run):
     front_run = next(r for r in children if r.data.tags.get("paretoflow.stage") == "front")
     arts = {a.path for a in tracker.client.list_artifacts(front_run.info.run_id, "front")}
     assert {"front/front.json", "front/front.png"} <= arts
+    candidates = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{front_run.info.run_id}'")
+    assert sorted(r.info.run_name for r in candidates) == sorted(c["name"] for c in result["front"]["records"])
+    assert all(r.data.tags["paretoflow.stage"] == "front-candidate" for r in candidates)
+    # the reward model is a registered version; adapters carry their training curves
+    rm = tracker.client.search_model_versions(f"name = '{name}-reward'")
+    assert len(rm) == 1 and rm[0].tags["paretoflow.params_hash"] == tags["paretoflow.params_hash"]
+    expert = next(r for r in children if r.info.run_name.startswith("expert-"))
+    losses = tracker.client.get_metric_history(expert.info.run_id, "loss")
+    assert [m.step for m in losses] == list(range(1, len(losses) + 1)) and len(losses) >= 2
 
 
 def test_rerun_resumes_from_cache_without_recomputing(first_run):

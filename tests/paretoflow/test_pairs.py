@@ -116,3 +116,24 @@ def test_bad_prompts_table_errors_name_file_and_row(tmp_path, tiny_policy_dir):
     df.to_parquet(path, index=False)
     with pytest.raises(ValueError, match=r"prompts.parquet: row 1: column tags is not valid JSON"):
         load_prompts(path)
+
+
+def test_harmful_prompts_get_a_reference_refusal_that_wins_harmlessness(tmp_path, tiny_policy_dir):
+    from paretoflow.pairs import REFUSAL_ORIGIN
+
+    write_prompts(tmp_path)
+    params = tiny_params(n_train_prompts=4)   # every train prompt, the harmful one included
+    result = run(params, tmp_path, policy_path=str(tiny_policy_dir))
+    responses = pd.read_parquet(result.paths["responses"])
+    pairs = pd.read_parquet(result.paths["pairs"])
+    prompts = pd.read_parquet(result.paths["prompts"])
+    harmful = prompts.loc[prompts["tags"].str.contains("harmful"), "prompt_id"]
+    refusals = responses[responses["origin"] == REFUSAL_ORIGIN]
+    assert set(refusals["prompt_id"]) == set(harmful) and len(refusals) == len(harmful) == 1
+    # the tiny policy never refuses, so the refusal is the harmlessness winner for that prompt
+    harm = pairs[(pairs["objective"] == "harmlessness") & pairs["prompt_id"].isin(harmful)]
+    assert list(harm["chosen_id"]) == list(refusals["response_id"])
+    # switched off: no reference rows at all
+    off = run(tiny_params(n_train_prompts=4, refusal_exemplars=False), tmp_path,
+              policy_path=str(tiny_policy_dir))
+    assert REFUSAL_ORIGIN not in set(pd.read_parquet(off.paths["responses"])["origin"])
