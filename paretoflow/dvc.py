@@ -75,12 +75,15 @@ def run_dvc(root: Path, *args: str, timeout: float | None = None) -> str:
 
 
 def _remote_urls(root: Path) -> dict[str, str]:
-    out = run_dvc(root, "remote", "list")
+    # `dvc config --list` prints one `remote.<name>.url=<url>` per line; `dvc remote list`
+    # wraps long paths over several lines and cannot be parsed reliably.
+    out = run_dvc(root, "config", "--list")
     remotes = {}
     for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            remotes[parts[0]] = parts[1]
+        key, _, value = line.partition("=")
+        parts = key.split(".")
+        if len(parts) == 3 and parts[0] == "remote" and parts[2] == "url":
+            remotes[parts[1]] = value.strip()
     return remotes
 
 

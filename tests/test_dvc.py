@@ -159,13 +159,20 @@ def project(tmp_path) -> Path:
     _git(root, "init", "-q")
     _git(root, "config", "user.email", "test@paretoflow")
     _git(root, "config", "user.name", "test")
-    for name in ("params.yaml", "dvc.yaml", ".gitignore"):
+    for name in ("params.yaml", ".gitignore"):
         shutil.copy(REPO_ROOT / name, root / name)
-    for stage in DVC_YAML["stages"].values():
+    # The data stages only: the model stages (pairs onward) need the real policy.
+    data_stages = {k: v for k, v in DVC_YAML["stages"].items() if k in ("curate", "validate")}
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": data_stages}, sort_keys=False))
+    for stage in data_stages.values():
         for dep in stage["deps"]:
             if dep.startswith("paretoflow/"):
                 (root / dep).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(REPO_ROOT / dep, root / dep)
+                if (REPO_ROOT / dep).is_dir():
+                    shutil.copytree(REPO_ROOT / dep, root / dep, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("__pycache__"))
+                else:
+                    shutil.copy(REPO_ROOT / dep, root / dep)
     prompts = root / "data/raw/prompts"
     prompts.mkdir(parents=True)
     train_rows = [{"prompt": p, "tags": ["category:test"]} for p in [*TRAIN, NEAR_A, NEAR_B]]

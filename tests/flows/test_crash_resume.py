@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 
 import pytest
 
+from paretoflow.tracking import files_hash
 from tests.flows.project import REPO, make_project
 
 pytestmark = pytest.mark.integration
@@ -45,16 +47,18 @@ def test_kill_during_align_then_rerun_completes_from_cache(tmp_path):
     assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
     os.killpg(proc.pid, signal.SIGKILL)        # kill -9 the flow mid-alignment
     proc.wait()
-    curated = {p.name: p.stat().st_mtime_ns for p in (root / "data/curated").glob("*.parquet")}
-    pairs_mtime = (root / "data/pairs/pairs.parquet").stat().st_mtime_ns
+    curated_hash = files_hash([root / "data/curated" / f"{t}.parquet" for t in ("prompts", "responses", "ratings", "pairs")])
+    pairs_hash = files_hash([root / "data/pairs"])
 
     proc = _run(root, overrides_file, env, tmp_path / "run2.log")
     assert proc.wait(timeout=900) == 0, (tmp_path / "run2.log").read_text()[-4000:]
     out = (tmp_path / "run2.log").read_text()
     promotion = json.loads(out.split("PROMOTION ", 1)[1].splitlines()[0])
-    # earlier stages were not recomputed: same curated data, same pairs
-    assert {p.name: p.stat().st_mtime_ns for p in (root / "data/curated").glob("*.parquet")} == curated
-    assert (root / "data/pairs/pairs.parquet").stat().st_mtime_ns == pairs_mtime
+    # earlier stages came from the cache (not recomputed) and the data hash is unchanged
+    for stage in ("curate", "pairs", "train-reward-model"):
+        assert re.search(rf"Task run '{stage}-\w+' - Finished in state Cached", out), stage
+    assert files_hash([root / "data/curated" / f"{t}.parquet" for t in ("prompts", "responses", "ratings", "pairs")]) == curated_hash
+    assert files_hash([root / "data/pairs"]) == pairs_hash
     assert (root / "artifacts/front/front.json").exists()
 
     from paretoflow.config import load_params

@@ -82,6 +82,12 @@ async def _trigger_and_check(root, overrides, mlflow_url, tmp_path):
     promote = next(r for r in runs if r.data.tags.get("paretoflow.stage") == "promote")
     assert json.loads(promote.data.params["preference"]) == [0.2, 0.4, 0.4]   # the non-default value
     versions = ml.search_model_versions("name = 'paretoflow-policy'")
-    assert len(versions) == 2
-    aliases = {a for v in versions for a in v.aliases}
-    assert "champion" in aliases or "challenger" in aliases
+    assert len(versions) == 2                                    # one per completed run
+    moved = {}
+    for alias in ("champion", "challenger"):
+        try:
+            moved[alias] = ml.get_model_version_by_alias("paretoflow-policy", alias).version
+        except Exception:
+            pass
+    assert moved, "neither champion nor challenger was set"
+    assert set(moved.values()) <= {v.version for v in versions}
