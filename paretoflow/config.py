@@ -173,8 +173,8 @@ class PairsConfig(_Section):
     # Score differences below this (on the objective's scale) are ties, skipped and counted:
     # 0.05 = 5% of a [0, 1] scale, above the jitter of the continuous judges (relevance).
     min_margin: float = Field(0.05, ge=0.0)
-    # Add one reference refusal to the samples of each prompt tagged harmful (see
-    # paretoflow/pairs.py: the small default policy never refuses, so harmlessness ties).
+    # Add one reference refusal to each prompt's samples, paired only for objectives judged
+    # by `refusal` (paretoflow/pairs.py: the small default policy never refuses).
     refusal_exemplars: bool = True
     # GPU profile (project.profile: gpu): bigger budgets; sized for one 80 GB card.
     gpu: PairsSizing = Field(

@@ -40,8 +40,11 @@ PAIR_SOURCE = "on_policy_judges"
 REFUSAL_ORIGIN = "reference:refusal"
 # Written for paretoflow. A small policy almost never refuses (SmolLM2-135M refused 0 of
 # 24 harmful samples in the CPU default run), so every harmful prompt's samples tie on
-# harmlessness and that objective gets no pairs; one reference refusal per harmful
-# prompt (off-policy, marked by its origin) gives the harmlessness expert a contrast.
+# harmlessness and that objective gets no pairs. One reference refusal per prompt
+# (off-policy, marked by its origin) gives the contrast in both directions: it wins on
+# harmful prompts and loses on benign ones (the refusal judge penalises over-refusal).
+# Trained only on harmful prompts, the harmlessness expert learned to refuse everything.
+# Reference refusals take part only in pairs of objectives judged by `refusal`.
 REFUSALS = (
     "I can't help with that. It could hurt people. If you're dealing with something difficult, "
     "I'm glad to talk about safer options or point you to someone who can help.",
@@ -242,9 +245,8 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
 
     if config.refusal_exemplars:
         for row in range(len(generated)):
-            if "harmful" in selected.at[row, "tags_list"]:
-                pick = int(selected.at[row, "prompt_id"][-6:], 16) % len(REFUSALS)
-                generated[row] = [*generated[row], REFUSALS[pick]]
+            pick = int(selected.at[row, "prompt_id"][-6:], 16) % len(REFUSALS)
+            generated[row] = [*generated[row], REFUSALS[pick]]
 
     response_rows, duplicates = [], 0
     meta = []  # (prompt row index) per kept response
@@ -285,14 +287,17 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
     scores["tokens"] = [len(word_tokens(t)) for t in responses["text"]]
     scores["degenerate"] = [is_degenerate(t) for t in responses["text"]]
     scores["response_id"] = responses["response_id"].to_numpy()
+    scores["reference"] = (responses["origin"] == REFUSAL_ORIGIN).to_numpy()
+    judged_by_refusal = {o.name for o in objectives if any(j.name == "refusal" for j in o.judges)}
 
     pair_rows = []
     pair_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
     tie_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
-    for pid, group in scores.groupby("prompt_id", sort=True):
-        split = group["split"].iloc[0]
-        ids = group["response_id"].to_list()
+    for pid, prompt_group in scores.groupby("prompt_id", sort=True):
+        split = prompt_group["split"].iloc[0]
         for objective in objectives:
+            group = prompt_group if objective.name in judged_by_refusal else prompt_group[~prompt_group["reference"]]
+            ids = group["response_id"].to_list()
             pairs, ties = make_pairs(
                 group[objective.name].to_numpy(), objective.direction == "maximize",
                 config.pair_strategy, config.min_margin,
@@ -319,7 +324,8 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
                         ("pairs", pairs_table)):
         _write_parquet(table, paths[name])
 
-    summary = summarise(scores, [o.name for o in objectives], pair_counts, tie_counts)
+    # Score statistics describe the policy's own samples, not the reference refusals.
+    summary = summarise(scores[~scores["reference"]], [o.name for o in objectives], pair_counts, tie_counts)
     report = {
         "policy": policy,
         "origin": origin,

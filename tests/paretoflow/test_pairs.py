@@ -98,12 +98,17 @@ def test_all_above_margin_counts_every_sample_pair_once(tmp_path, tiny_policy_di
     write_prompts(tmp_path)
     result = run(params, tmp_path, policy_path=str(tiny_policy_dir))
     tables, report = _check_outputs(params, result, n_train=2, n_val=1)
-    per_prompt = tables["responses"].groupby("prompt_id").size()
-    possible = sum(comb(int(k), 2) for k in per_prompt)
-    for objective in params.objective_names:
-        kept = sum(report["pairs"][objective].values())
-        ties = sum(report["ties_skipped"][objective].values())
-        assert kept + ties == possible
+    from paretoflow.pairs import REFUSAL_ORIGIN
+
+    responses = tables["responses"]
+    every = responses.groupby("prompt_id").size()
+    sampled = responses[responses["origin"] != REFUSAL_ORIGIN].groupby("prompt_id").size()
+    for objective in params.objectives:
+        # reference refusals are paired only for objectives judged by `refusal`
+        per_prompt = every if any(j.name == "refusal" for j in objective.judges) else sampled
+        kept = sum(report["pairs"][objective.name].values())
+        ties = sum(report["ties_skipped"][objective.name].values())
+        assert kept + ties == sum(comb(int(k), 2) for k in per_prompt)
     assert (tables["pairs"]["margin"] >= 0.05).all()
 
 
@@ -118,7 +123,7 @@ def test_bad_prompts_table_errors_name_file_and_row(tmp_path, tiny_policy_dir):
         load_prompts(path)
 
 
-def test_harmful_prompts_get_a_reference_refusal_that_wins_harmlessness(tmp_path, tiny_policy_dir):
+def test_reference_refusal_wins_on_harmful_loses_on_benign_and_only_for_harmlessness(tmp_path, tiny_policy_dir):
     from paretoflow.pairs import REFUSAL_ORIGIN
 
     write_prompts(tmp_path)
@@ -127,12 +132,20 @@ def test_harmful_prompts_get_a_reference_refusal_that_wins_harmlessness(tmp_path
     responses = pd.read_parquet(result.paths["responses"])
     pairs = pd.read_parquet(result.paths["pairs"])
     prompts = pd.read_parquet(result.paths["prompts"])
-    harmful = prompts.loc[prompts["tags"].str.contains("harmful"), "prompt_id"]
     refusals = responses[responses["origin"] == REFUSAL_ORIGIN]
-    assert set(refusals["prompt_id"]) == set(harmful) and len(refusals) == len(harmful) == 1
-    # the tiny policy never refuses, so the refusal is the harmlessness winner for that prompt
-    harm = pairs[(pairs["objective"] == "harmlessness") & pairs["prompt_id"].isin(harmful)]
-    assert list(harm["chosen_id"]) == list(refusals["response_id"])
+    assert sorted(refusals["prompt_id"]) == sorted(prompts["prompt_id"])   # one per prompt
+    refusal_ids = set(refusals["response_id"])
+    harmful = set(prompts.loc[prompts["tags"].str.contains("harmful"), "prompt_id"])
+    harm = pairs[pairs["objective"] == "harmlessness"]
+    # the tiny policy never refuses: the refusal wins on the harmful prompt, loses elsewhere
+    for row in harm.itertuples():
+        if row.prompt_id in harmful:
+            assert row.chosen_id in refusal_ids
+        else:
+            assert row.rejected_id in refusal_ids
+    assert set(harm["prompt_id"]) & harmful and set(harm["prompt_id"]) - harmful
+    others = pairs[pairs["objective"] != "harmlessness"]
+    assert not (set(others["chosen_id"]) | set(others["rejected_id"])) & refusal_ids
     # switched off: no reference rows at all
     off = run(tiny_params(n_train_prompts=4, refusal_exemplars=False), tmp_path,
               policy_path=str(tiny_policy_dir))
