@@ -38,6 +38,14 @@ class PromoteResult:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+def validation_passed(params: Params, root: Path) -> bool:
+    """The data gate's verdict as the validate stage recorded it (validation.json)."""
+    path = Path(root) / Path(params.validate_.docs_dir).parent / "validation.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no validation report at {path} (run `paretoflow validate` first)")
+    return bool(json.loads(path.read_text()).get("success"))
+
+
 def load_front(params: Params, root: Path) -> tuple[dict, list[Candidate]]:
     path = root / params.front.out_dir / "front.json"
     if not path.exists():
@@ -142,7 +150,8 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
     tags = {**lineage, "candidate": chosen.name, **{f"objective.{k}": f"{v:.6f}" for k, v in chosen.objectives.items()}}
     version = register_candidate(tracker, name, run_id, PACKAGE, tags)
     decision = decide(chosen, objectives=params.objectives, validation_passed=validation_passed,
-                      champion_objectives=champion, reference=reference, tolerance=params.promote.tolerance)
+                      champion_objectives=champion, reference=reference, tolerance=params.promote.tolerance,
+                      rm_tolerance=params.promote.rm_tolerance)
     outcome = apply_decision(tracker, name, version, decision, champion_version, root / params.promote.lock_file)
     tracker.set_tags(run_id, {"paretoflow.registry_version": version, "paretoflow.alias": outcome.alias})
     tracker.end_run(run_id)

@@ -114,9 +114,11 @@ def gate_no_regression(candidate: Candidate, champion: Mapping[str, float] | Non
 
 
 def gate_judge_rm_agreement(candidate: Candidate, reference: Candidate | None,
-                            objectives: Sequence[Objective], tolerance: float) -> GateResult:
+                            objectives: Sequence[Objective], tolerance: float,
+                            rm_tolerance: float = 0.0) -> GateResult:
     """Where both judges and the RM score an objective, the candidate's change against the
-    reference must have the same sign under both (changes within `tolerance` count as 0)."""
+    reference must have the same sign under both. Judge changes within `tolerance`
+    (normalised) and RM changes within `rm_tolerance` (RM units) count as no change."""
     if reference is None or not candidate.rm_objectives or not reference.rm_objectives:
         return GateResult("judge_rm_agreement", True, "no reward-model scores to compare")
     disagree = []
@@ -127,7 +129,7 @@ def gate_judge_rm_agreement(candidate: Candidate, reference: Candidate | None,
         dr = candidate.rm_objectives[o.name] - reference.rm_objectives[o.name]
         if o.direction == "minimize":
             dr = -dr
-        if abs(dj) > tolerance and abs(dr) > 1e-9 and (dj > 0) != (dr > 0):
+        if abs(dj) > tolerance and abs(dr) > rm_tolerance and (dj > 0) != (dr > 0):
             disagree.append(f"{o.name}: judges {dj:+.4f}, reward model {dr:+.4f}")
     if disagree:
         return GateResult("judge_rm_agreement", False, "judges and reward model disagree: " + "; ".join(disagree))
@@ -136,9 +138,9 @@ def gate_judge_rm_agreement(candidate: Candidate, reference: Candidate | None,
 
 def decide(candidate: Candidate, *, objectives: Sequence[Objective], validation_passed: bool,
            champion_objectives: Mapping[str, float] | None, reference: Candidate | None,
-           tolerance: float) -> Decision:
+           tolerance: float, rm_tolerance: float = 0.0) -> Decision:
     return Decision(candidate, [
         gate_validation(validation_passed),
         gate_no_regression(candidate, champion_objectives, objectives, tolerance),
-        gate_judge_rm_agreement(candidate, reference, objectives, tolerance),
+        gate_judge_rm_agreement(candidate, reference, objectives, tolerance, rm_tolerance),
     ])

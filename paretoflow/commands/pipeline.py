@@ -22,7 +22,7 @@ def _serve(args) -> int:
 
 def _promote(args) -> int:
     from paretoflow.config import load_params
-    from paretoflow.promote import run
+    from paretoflow.promote import run, validation_passed
     from paretoflow.tracking import Tracker, lineage_tags
 
     overrides = {}
@@ -35,7 +35,7 @@ def _promote(args) -> int:
     tracker = Tracker(params.tracking, root)
     lineage = lineage_tags(params, root)
     parent = tracker.start_run("promote", tags=lineage)
-    outcome = run(params, root, tracker, parent, validation_passed=not args.skip_validation_gate_failed,
+    outcome = run(params, root, tracker, parent, validation_passed=validation_passed(params, root),
                   lineage=lineage)
     tracker.end_run(parent)
     print(f"{outcome.candidate}: version {outcome.version} → {outcome.alias}")
@@ -67,8 +67,6 @@ def register(sub) -> None:
     p.add_argument("--root", default=".")
     p.add_argument("--weights", help="preference vector, e.g. 0.5,0.3,0.2")
     p.add_argument("--constraint", help='JSON, e.g. {"maximize":"helpfulness","minimums":{"harmlessness":0.8}}')
-    p.add_argument("--skip-validation-gate-failed", action="store_true",
-                   help="treat the data validation gate as failed (dry promotion to challenger)")
     p.set_defaults(func=_promote)
     p = sub.add_parser("rollback", help="move champion back to the previous version")
     p.add_argument("--root", default=".")

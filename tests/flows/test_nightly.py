@@ -99,3 +99,28 @@ def test_failed_validation_stops_before_training(tmp_path, prefect_harness):
     with pytest.raises(ValidationFailed, match="at least 10000 prompts per split"):
         nightly(root=str(root), **overrides)
     assert not (root / "data/pairs").exists() and not (root / "artifacts/adapters").exists()
+
+
+def test_registered_package_rebuilds_the_candidate_model(first_run, tmp_path):
+    import torch
+
+    from paretoflow.merging import load_expert, merge_deltas
+    from paretoflow.models import load_policy
+    from paretoflow.promote import load_candidate
+
+    root, overrides, result = first_run
+    params, tracker = _client(root)
+    mv = tracker.client.get_model_version(params.tracking.registered_model, result["promotion"]["version"])
+    local = tracker.download(mv.run_id, "candidate", tmp_path)
+    model, _ = load_candidate(local, cache_dir=root / ".cache/models")
+    recipe = json.loads((local / "recipe.json").read_text())
+    base, _, _ = load_policy(overrides["model"]["policy"])
+    expected = {n: p.detach().clone() for n, p in base.named_parameters()}
+    names = list(recipe["coefficients"])
+    if names:
+        experts = [load_expert(root / "artifacts/adapters" / n) for n in names]
+        for module, delta in merge_deltas(experts, [recipe["coefficients"][n] for n in names], recipe["method"]):
+            expected[f"{module}.weight"] += delta
+    got = dict(model.named_parameters())
+    for name, tensor in expected.items():
+        assert torch.allclose(got[name], tensor, atol=1e-6), name

@@ -60,6 +60,10 @@ def test_judge_rm_agreement_gate():
     agree = Candidate("x", {"help": 0.7, "short": 5.0}, rm_objectives={"help": 1.2})
     disagree = Candidate("y", {"help": 0.7, "short": 5.0}, rm_objectives={"help": -0.4})
     assert gate_judge_rm_agreement(agree, ref, OBJ, 0.01).passed
+    # an RM change inside the RM dead-band is "no change", not a disagreement
+    tiny = Candidate("z", {"help": 0.7, "short": 5.0}, rm_objectives={"help": -0.004})
+    assert not gate_judge_rm_agreement(tiny, ref, OBJ, 0.01).passed
+    assert gate_judge_rm_agreement(tiny, ref, OBJ, 0.01, rm_tolerance=0.005).passed
     g = gate_judge_rm_agreement(disagree, ref, OBJ, 0.01)
     assert not g.passed and "help" in g.reason
     d = decide(disagree, objectives=OBJ, validation_passed=False, champion_objectives=None, reference=ref, tolerance=0.01)
