@@ -28,3 +28,15 @@ def params():
     from paretoflow.config import load_params
 
     return load_params(REPO_ROOT / "params.yaml")
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny-model matmuls take microseconds: with 2 threads on a shared 2-core machine the
+    thread hand-offs dominate (measured 0.6 s vs 4-12 s per tiny training run)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

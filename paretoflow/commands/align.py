@@ -12,12 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-
-def _parse_weights(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise ValueError(f"--weights must be comma-separated numbers, got {text!r}") from exc
+from paretoflow.commands import parse_weights
 
 
 def _handle(args) -> int:
@@ -31,7 +26,7 @@ def _handle(args) -> int:
     if args.all:
         results = align.run_all(params, root, policy_path=args.policy, resume=not args.fresh)
     else:
-        weights = _parse_weights(args.weights) if args.weights is not None else None
+        weights = parse_weights(args.weights) if args.weights is not None else None
         results = [align.run(params, root, objective=args.objective, weights=weights,
                              policy_path=args.policy, resume=not args.fresh)]
     for result in results:

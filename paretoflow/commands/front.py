@@ -9,12 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-def _parse_weights(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise ValueError(f"--weights must be comma-separated numbers, got {text!r}") from exc
+from paretoflow.commands import parse_weights
 
 
 def _front(args) -> int:
@@ -47,7 +42,7 @@ def _generate(args) -> int:
     params = load_params(args.params)
     if args.profile:
         params.project.profile = args.profile
-    print(generate_with_weights(params, _parse_weights(args.weights), args.prompt, Path(args.root),
+    print(generate_with_weights(params, parse_weights(args.weights), args.prompt, Path(args.root),
                                 max_new_tokens=args.max_new_tokens))
     return 0
 

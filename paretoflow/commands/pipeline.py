@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from paretoflow.commands import parse_weights
+
 
 def _run(args) -> int:
     from flows.nightly import main
@@ -27,7 +29,7 @@ def _promote(args) -> int:
 
     overrides = {}
     if args.weights:
-        overrides = {"promote": {"preference": [float(x) for x in args.weights.split(",")], "constraint": None}}
+        overrides = {"promote": {"preference": parse_weights(args.weights), "constraint": None}}
     if args.constraint:
         overrides = {"promote": {"preference": None, "constraint": json.loads(args.constraint)}}
     params = load_params(args.params, overrides)

@@ -18,13 +18,7 @@ from paretoflow.models import load_policy
 from tests.paretoflow.front.lora_fixtures import write_random_expert
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny-model matmuls: thread hand-offs dominate on a shared 2-core machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -72,12 +72,5 @@ def pair_tables_dir(tmp_path) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The tiny model's matmuls are microseconds: with 2 threads on a shared 2-core box,
-    thread hand-offs dominate (measured 0.6 s vs 4-12 s per tiny training run)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_model_threads(one_torch_thread):
     yield
-    torch.set_num_threads(previous)

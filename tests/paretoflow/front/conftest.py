@@ -5,10 +5,5 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_model_threads(one_torch_thread):  # fixture in tests/conftest.py
     yield
-    torch.set_num_threads(previous)
