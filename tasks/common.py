@@ -86,7 +86,7 @@ def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None 
         "root": str(Path(root).resolve()),
         "adapter": adapter,
         "extra": extra,
-        "sections": params.section_hash(*[s if s != "validate" else "validate" for s in io.sections]),
+        "sections": params.section_hash(*io.sections),
         "inputs": files_hash([root / i for i in io.inputs]),
         "code": code_hash(stage),
     }
