@@ -385,14 +385,19 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
     )
     scores = model.score_features(features.pair, features.prompt, response_lengths(responses["text"].tolist()))
 
-    # ---- calibration temperatures on val (train when val has no pairs), then test report
+    # ---- calibration temperatures on val, then test report. With no val pairs τ stays 1:
+    # fitted on train, in-sample separation pushes τ to the top of the grid and makes the
+    # test probabilities overconfident (measured on the CPU default run: ECE 0.50 vs 0.01).
     evaluation: dict[str, dict] = {}
     pair_rows = {name: {s: pairs_of(name, s) for s in ("train", "val", "test")} for name in objective_names}
     pair_rows[OVERALL] = gate_rows
     for name in objective_names + [OVERALL]:
-        fit_split = "val" if pair_rows[name]["val"][0].size else "train"
-        c, r = pair_rows[name][fit_split]
-        model.config["temperatures"][name] = fitting.fit_temperature(scores[name][c] - scores[name][r])
+        fit_split = "val" if pair_rows[name]["val"][0].size else "none"
+        if fit_split == "val":
+            c, r = pair_rows[name]["val"]
+            model.config["temperatures"][name] = fitting.fit_temperature(scores[name][c] - scores[name][r])
+        else:
+            model.config["temperatures"][name] = 1.0
         c, r = pair_rows[name]["test"]
         tau = model.config["temperatures"][name]
         evaluation[name] = {

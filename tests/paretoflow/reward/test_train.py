@@ -78,6 +78,11 @@ def test_run_writes_model_and_report(trained):
     assert report["evaluation"]["harmlessness"]["n_test_pairs"] == 4  # 2 test prompts x 2 pairs
     assert report["data"]["responses_per_split"] == {"train": 24, "val": 6, "test": 6}
     assert "test_accuracy_harmlessness" in result.metrics
+    # Temperatures come from val pairs only; without them τ stays 1 (never fitted in-sample).
+    for name, ev in report["evaluation"].items():
+        assert ev["temperature_fit_on"] == ("val" if ev["n_val_pairs"] else "none"), name
+        if not ev["n_val_pairs"]:
+            assert ev["temperature"] == 1.0
     assert all(np.isfinite(v) for v in result.metrics.values())
     # Features went to the cache under the key the model records.
     key = json.loads(result.config_path.read_text())["feature_cache_key"]
