@@ -40,7 +40,9 @@ class PromoteResult:
 
 def validation_passed(params: Params, root: Path) -> bool:
     """The data gate's verdict as the validate stage recorded it (validation.json)."""
-    path = Path(root) / Path(params.validate_.docs_dir).parent / "validation.json"
+    from paretoflow.data.validate import REPORT_NAME
+
+    path = Path(root) / Path(params.validate_.docs_dir).parent / REPORT_NAME
     if not path.exists():
         raise FileNotFoundError(f"no validation report at {path} (run `paretoflow validate` first)")
     return bool(json.loads(path.read_text()).get("success"))
