@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Params, TrackingConfig
+from paretoflow.schema import TABLES
 
 PARENT_TAG = "mlflow.parentRunId"
 _FORBIDDEN_METRIC_CHARS = str.maketrans({"(": "_", ")": "_", "@": "_at_"})
@@ -209,7 +210,9 @@ def lineage_tags(params: Params, root: Path, flow_run_id: str | None = None, dat
     return {
         "paretoflow.git_sha": git_sha(root),
         "paretoflow.dvc_data_hash": dvc_data_hash(root),
-        "paretoflow.data_hash": data_hash or files_hash([root / params.curate.out_dir]),
+        # The curated tables only: Data Docs in the same folder are rewritten on every run.
+        "paretoflow.data_hash": data_hash or files_hash(
+            [root / params.curate.out_dir / f"{table}.parquet" for table in TABLES]),
         "paretoflow.params_hash": params.section_hash(),
         "paretoflow.flow_run_id": flow_run_id or "local",
     }

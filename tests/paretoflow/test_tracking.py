@@ -74,5 +74,14 @@ def test_params_metrics_and_lineage(tracker, tmp_path):
     assert r.data.metrics == {"acc_test_": 0.5}
     assert r.data.tags["paretoflow.flow_run_id"] == "fr-1"
     assert len(r.data.tags["paretoflow.params_hash"]) == 16
+    # the data hash follows the curated tables, not the Data Docs rewritten beside them
+    root = tmp_path / "proj"
+    (root / "data/curated/data_docs").mkdir(parents=True)
+    (root / "data/curated/prompts.parquet").write_bytes(b"v1")
+    first = lineage_tags(params, root)["paretoflow.data_hash"]
+    (root / "data/curated/data_docs/index.html").write_text("<html>rebuilt</html>")
+    assert lineage_tags(params, root)["paretoflow.data_hash"] == first
+    (root / "data/curated/prompts.parquet").write_bytes(b"v2")
+    assert lineage_tags(params, root)["paretoflow.data_hash"] != first
     assert flatten({"x": {"y": {"z": 1}}}) == {"x.y.z": 1}
     assert metric_name("hv@ref(1)") == "hv_at_ref_1_"
