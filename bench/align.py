@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from paretoflow.align.data import PairExample  # noqa: E402
 from paretoflow.align.trainer import train_adapter  # noqa: E402
-from paretoflow.config import AlignProfile  # noqa: E402
+from paretoflow.config import AlignBudget  # noqa: E402
 
 TOPICS = ["the sea", "sleep", "photosynthesis", "a budget", "bread", "the moon", "rain", "chess",
           "gardens", "trains", "music", "bees", "glaciers", "tea", "maps", "bridges"]
@@ -57,7 +57,7 @@ def make_examples(n: int) -> list[PairExample]:
 
 
 def bench_ours(policy: str, examples, args, bf16: bool, out: Path) -> tuple[float, int, float]:
-    config = AlignProfile(
+    config = AlignBudget(
         lora_r=args.r, lora_alpha=2.0 * args.r, lora_dropout=0.05, batch_size=args.batch_size,
         eval_batch_size=args.batch_size, max_steps=args.steps + 1, eval_steps=10_000,
         checkpoint_steps=10_000, max_val_pairs=0, max_length=args.max_length,

@@ -95,15 +95,13 @@ def _default_project(work: Path, params_path: Path):
     from paretoflow.config import load_params
 
     params = load_params(params_path)
-    # Read the pipeline's data, write adapters and the front under the bench folder.
-    for needed in (REPO / params.align.pairs_dir, REPO / params.front.prompts_path):
-        if not needed.exists():
-            raise FileNotFoundError(f"{needed} missing: run the pipeline up to `paretoflow pairs` first")
-    params.align.pairs_dir = str(REPO / params.align.pairs_dir)
-    params.front.prompts_path = str(REPO / params.front.prompts_path)
-    params.front.reward_dir = str(REPO / params.front.reward_dir)
-    params.model.cache_dir = str(REPO / params.model.cache_dir)
-    params.front.generations_cache = str(work / "generations")
+    # Read the pipeline's data (linked into the bench folder), write adapters and the front
+    # under the bench folder: paths in params stay inside the project root they name.
+    for rel in (params.pairs.out_dir, params.curate.out_dir, params.reward.out_dir, params.model.cache_dir):
+        if not (REPO / rel).exists():
+            raise FileNotFoundError(f"{REPO / rel} missing: run the pipeline up to `paretoflow pairs` first")
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).symlink_to((REPO / rel).resolve(), target_is_directory=True)
     return params
 
 

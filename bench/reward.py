@@ -95,7 +95,7 @@ def build_standin(params, root: Path, limit: int | None) -> Path:
                 pairs.append({"pair_id": schema.pair_id(pid, chosen, rejected, objective.name), "prompt_id": pid,
                               "chosen_id": chosen, "rejected_id": rejected, "objective": objective.name,
                               "margin": best - worst, "source": "bench_standin"})
-    out = root / params.reward.pairs_dir
+    out = root / params.pairs.out_dir
     out.mkdir(parents=True, exist_ok=True)
     for name, table in (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs)):
         schema.frame(name, table).to_parquet(out / f"{name}.parquet")
@@ -173,9 +173,9 @@ def main() -> None:
     from paretoflow.reward.train import run
 
     root = Path(args.root)
-    params = load_params(root / "params.yaml", overrides={"reward": {"backbone_cpu": args.backbone}})
-    if (root / params.reward.pairs_dir / "pairs.parquet").exists():
-        data_kind, work = f"real: {root / params.reward.pairs_dir}", root
+    params = load_params(root / "params.yaml", overrides={"reward": {"cpu": {"backbone": args.backbone}}})
+    if (root / params.pairs.out_dir / "pairs.parquet").exists():
+        data_kind, work = f"real: {root / params.pairs.out_dir}", root
     else:
         work = Path(tempfile.mkdtemp(prefix="pf-bench-reward-"))
         (work / ".cache").symlink_to((REPO / ".cache").resolve(), target_is_directory=True)
@@ -189,15 +189,15 @@ def main() -> None:
 
         from paretoflow.schema import parse_messages
 
-        pairs_dir = work / params.reward.pairs_dir
+        pairs_dir = work / params.pairs.out_dir
         responses = pd.read_parquet(pairs_dir / "responses.parquet").head(args.n)
         prompts = pd.read_parquet(pairs_dir / "prompts.parquet").set_index("prompt_id")
         messages = [parse_messages(prompts.loc[p, "messages"]) for p in responses["prompt_id"]]
         texts = responses["text"].tolist()
-        minilm_s, minilm_rate = throughput(BackboneSpec(kind="minilm", max_length=params.reward.max_length), messages, texts)
+        minilm_s, minilm_rate = throughput(BackboneSpec(kind="minilm", max_length=params.reward.cpu.max_length), messages, texts)
         policy_s, policy_rate = throughput(
             BackboneSpec(kind="policy", policy=params.model.policy, models_cache_dir=str(root / params.model.cache_dir),
-                         max_length=params.reward.max_length, batch_size=params.reward.batch_size), messages, texts)
+                         max_length=params.reward.cpu.max_length, batch_size=params.reward.cpu.batch_size), messages, texts)
         print(f"feature throughput on {len(texts)} sequences: minilm {minilm_rate:.1f} seq/s ({minilm_s:.1f} s), "
               f"policy {policy_rate:.1f} seq/s ({policy_s:.1f} s); minilm/policy = {minilm_rate / policy_rate:.1f}x")
 

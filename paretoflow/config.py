@@ -14,14 +14,44 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+Profile = Literal["cpu", "gpu"]
+
+
+def _relative_path(value: str) -> str:
+    """A path a stage writes: relative to the project root and never leaving it."""
+    path = Path(value)
+    if not value.strip() or value.strip() == "." or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"{value!r}: must be a non-empty path inside the project root (relative, no '..')")
+    return value
+
+
+# Every path a stage writes or caches to is a ProjectPath; `paretoflow.io.inside` checks
+# it again against the resolved root where it is used (symlinks).
+ProjectPath = Annotated[str, AfterValidator(_relative_path)]
+
+
+class _Budgeted(_Section):
+    """A stage section whose compute budget depends on the hardware profile.
+
+    The one profile pattern of every stage: fields `cpu` and `gpu` of the same budget
+    model, and `budget(profile)` picks one. Settings that depend on the hardware live in
+    the budget and nowhere else; `project.profile` chooses for every stage at once.
+    """
+
+    def budget(self, profile: Profile) -> Any:
+        if profile not in ("cpu", "gpu"):
+            raise ValueError(f"unknown profile {profile!r}; expected cpu or gpu")
+        return getattr(self, profile)
 
 
 class JudgeRef(_Section):
@@ -52,7 +82,7 @@ class Objective(_Section):
 class ProjectConfig(_Section):
     seed: int = 0
     # cpu: sized for the 2-core machines (shared STACK.md timings); gpu: bf16, bigger budgets.
-    profile: Literal["cpu", "gpu"] = "cpu"
+    profile: Profile = "cpu"
 
 
 class ModelConfig(_Section):
@@ -60,7 +90,7 @@ class ModelConfig(_Section):
     # once to safetensors under cache_dir. Otherwise a local HF folder, a safetensors file
     # beside its config, or (with hub access) a hub id through the normal transformers path.
     policy: str = "default"
-    cache_dir: str = ".cache/models"
+    cache_dir: ProjectPath = ".cache/models"
 
 
 class SourceConfig(_Section):
@@ -79,8 +109,7 @@ class SourceConfig(_Section):
 
 
 class CurateConfig(_Section):
-    raw_dir: str = "data/raw"
-    out_dir: str = "data/curated"
+    out_dir: ProjectPath = "data/curated"
     sources: list[SourceConfig] = Field(
         default_factory=lambda: [SourceConfig(path="data/raw/prompts", format="builtin")]
     )
@@ -117,7 +146,7 @@ class ValidateConfig(_Section):
     min_prompts_per_split: int = Field(5, ge=0)
     min_pairs_per_objective_split: int = Field(0, ge=0)
     max_words: int = Field(2048, ge=1)
-    docs_dir: str = "data/curated/data_docs"
+    docs_dir: ProjectPath = "data/curated/data_docs"
 
 
 class TrackingConfig(_Section):
@@ -134,39 +163,25 @@ class DvcConfig(_Section):
     remote_url: str = "dvc-remote"
 
 
-# Stage sections added by their stages; each stage inserts its model above its marker.
-# section-model:judges
-class PairsSizing(_Section):
-    """Per-profile overrides of the pairs sizing (only the fields given replace the cpu ones)."""
+class PairsBudget(_Section):
+    """Sampling budget of the pairs stage for one hardware profile."""
 
-    n_train_prompts: int | None = Field(None, ge=0)
-    n_val_prompts: int | None = Field(None, ge=0)
-    samples_per_prompt: int | None = Field(None, ge=2)
-    max_new_tokens: int | None = Field(None, ge=1)
-    batch_size: int | None = Field(None, ge=1)
-
-
-class PairsConfig(_Section):
-    """On-policy preference pairs: sample the policy, score with the judge mixture, pair.
-
-    The top-level sizing is the cpu profile; `gpu` overrides it when project.profile is
-    "gpu" (`for_profile`).
-    """
-
-    out_dir: str = "data/pairs"
-    # CPU sizing: measured on the CPU default run (SmolLM2-135M, 2 cores): 52 prompts x 4
-    # samples x <= 48 new tokens = 13 batches of 16, ~8 s each on free cores (~2 min stage).
     n_train_prompts: int = Field(40, ge=0)
     n_val_prompts: int = Field(12, ge=0)
     samples_per_prompt: int = Field(4, ge=2)
     max_new_tokens: int = Field(48, ge=1)
+    # Sequences per generate() forward (prompts per batch = batch_size // samples).
+    batch_size: int = Field(16, ge=1)
+
+
+class PairsConfig(_Budgeted):
+    """On-policy preference pairs: sample the policy, score with the judge mixture, pair."""
+
+    out_dir: ProjectPath = "data/pairs"
     # Sampling: temperature 0.8 / top-p 0.95, the on-policy sampling settings of SimPO
     # (Meng et al. 2024) for UltraFeedback prompts.
     temperature: float = Field(0.8, gt=0.0)
     top_p: float = Field(0.95, gt=0.0, le=1.0)
-    # Sequences per generate() forward (prompts per batch = batch_size // samples); 16 is
-    # the batch STACK.md measured on 2 cores.
-    batch_size: int = Field(16, ge=1)
     # best_worst: one pair per prompt and objective (best vs worst sample);
     # all_above_margin: every pair of samples whose score difference >= min_margin.
     pair_strategy: Literal["best_worst", "all_above_margin"] = "best_worst"
@@ -176,39 +191,36 @@ class PairsConfig(_Section):
     # Add one reference refusal to each prompt's samples, paired only for objectives judged
     # by `refusal` (paretoflow/pairs.py: the small default policy never refuses).
     refusal_exemplars: bool = True
-    # GPU profile (project.profile: gpu): bigger budgets; sized for one 80 GB card.
-    gpu: PairsSizing = Field(
-        default_factory=lambda: PairsSizing(
+    # cpu: measured on the CPU default run (SmolLM2-135M, 2 cores): 52 prompts x 4 samples
+    # x <= 48 new tokens = 13 batches of 16, ~8 s each on free cores (~2 min stage); 16 is
+    # the batch shared STACK.md measured. gpu: sized for one 80 GB card (not yet timed).
+    cpu: PairsBudget = Field(default_factory=PairsBudget)
+    gpu: PairsBudget = Field(
+        default_factory=lambda: PairsBudget(
             n_train_prompts=2000, n_val_prompts=200, samples_per_prompt=8,
             max_new_tokens=256, batch_size=128,
         )
     )
 
-    def for_profile(self, profile: str) -> "PairsConfig":
-        """This config with the profile's overrides applied (cpu: unchanged)."""
-        if profile != "gpu":
-            return self
-        overrides = {k: v for k, v in self.gpu.model_dump().items() if v is not None}
-        return self.model_copy(update=overrides)
+
+class RewardBudget(_Section):
+    """Feature backbone of the reward model for one hardware profile."""
+
+    # Shared STACK.md, 2 CPU cores: policy hidden states ~585 tokens/s, MiniLM ~12x faster,
+    # so MiniLM on CPU and the policy's last hidden state (as ArmoRM) on GPU.
+    backbone: Literal["minilm", "policy"] = "minilm"
+    # 256: MiniLM's max_seq_length (sentence-transformers config); STACK.md measured policy
+    # dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
+    max_length: int = Field(256, ge=8)
+    batch_size: int = Field(16, ge=1)  # the batch of the STACK.md timings
 
 
-# section-model:pairs
-class RewardConfig(_Section):
+class RewardConfig(_Budgeted):
     """ArmoRM-style multi-objective reward model (paretoflow.reward)."""
 
-    pairs_dir: str = "data/pairs"
-    curated_dir: str = "data/curated"  # human ratings/pairs from curated imports, if any
-    out_dir: str = "artifacts/reward"
-    feature_cache_dir: str = ".cache/features"
-    # Backbone per profile. Shared STACK.md, 2 CPU cores: policy hidden states ~585
-    # tokens/s, MiniLM ~12x faster, so MiniLM on CPU and the policy (as ArmoRM) on GPU.
-    backbone_cpu: Literal["minilm", "policy"] = "minilm"
-    backbone_gpu: Literal["minilm", "policy"] = "policy"
+    out_dir: ProjectPath = "artifacts/reward"
+    feature_cache_dir: ProjectPath = ".cache/features"
     backbone_policy: str | None = None  # None: the policy named in model.policy
-    # 256: MiniLM's max_seq_length (sentence-transformers config); STACK.md measured
-    # policy dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
-    max_length: int = Field(256, ge=8)
-    batch_size: int = Field(16, ge=1)  # batch used for the STACK.md timings
     # Ridge penalty grid, one decade apart (our choice); picked by validation MSE.
     ridge_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])
     # Bradley-Terry heads (objectives with pairs only): full-batch Adam, early stop on
@@ -234,6 +246,8 @@ class RewardConfig(_Section):
     verbosity_penalty: float = Field(0.0, ge=0.0, le=1.0)
     # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
     calibration_bins: int = Field(10, ge=1)
+    cpu: RewardBudget = Field(default_factory=RewardBudget)
+    gpu: RewardBudget = Field(default_factory=lambda: RewardBudget(backbone="policy", max_length=512, batch_size=64))
 
     @field_validator("ridge_alphas")
     @classmethod
@@ -243,21 +257,24 @@ class RewardConfig(_Section):
         return sorted(v)
 
 
-# section-model:reward
-class AlignProfile(_Section):
-    """LoRA DPO/MODPO training budget for one hardware profile (see AlignConfig)."""
+class AlignBudget(_Section):
+    """LoRA DPO/MODPO training budget for one hardware profile (see AlignConfig).
 
-    # LoRA (Hu et al. 2021): r=8, alpha=2r (torchtune/peft habit), dropout 0.05 (peft
-    # examples); "all-linear" = every linear layer except the output head (peft keyword).
-    lora_r: int = Field(8, ge=1)
-    lora_alpha: float = Field(16.0, gt=0.0)
+    Defaults are the cpu profile of params.yaml; each says where it comes from.
+    """
+
+    # LoRA (Hu et al. 2021). r=16 on all linear layers: the setting of the measured DPO run
+    # in shared STACK.md; alpha = 2r (torchtune/peft habit); dropout 0.05 (peft examples);
+    # "all-linear" = every linear layer except the output head (peft keyword).
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: float = Field(32.0, gt=0.0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
     loss: Literal["dpo", "ipo"] = "dpo"
     beta: float = Field(0.1, gt=0.0)  # DPO paper default (Rafailov et al. 2023)
-    # 5e-4 for LoRA: measured on the CPU default run (shared STACK.md, 24 steps moved the
-    # policy); full fine-tuning DPO uses ~5e-7, LoRA needs far more.
-    learning_rate: float = Field(5e-4, gt=0.0)
+    # LoRA needs far more than full fine-tuning DPO (~5e-7). Measured on the CPU default
+    # run: 5e-4 for 8 steps left the loss at ~0.70 (no movement); 1e-3 for 16 steps moved it.
+    learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)  # TRL DPOConfig default
     warmup_steps: int = Field(0, ge=0)
     # constant after warmup by default: short budgets stop early on validation, and a
@@ -267,9 +284,11 @@ class AlignProfile(_Section):
     batch_size: int = Field(4, ge=1)  # pairs per micro-batch per process
     gradient_accumulation_steps: int = Field(1, ge=1)
     eval_batch_size: int = Field(8, ge=1)
-    max_steps: int = Field(8, ge=1)  # optimizer steps
+    # Optimizer steps. 16 on CPU: ~5 s per step of 4 pairs on 2 cores (measured on the CPU
+    # default run), 4 adapters in ~6.5 min.
+    max_steps: int = Field(16, ge=1)
     eval_steps: int = Field(4, ge=1)  # validate every N steps; keep the best adapter
-    checkpoint_steps: int = Field(4, ge=1)
+    checkpoint_steps: int = Field(8, ge=1)
     # Early stopping: stop after `patience` evaluations without improvement of the metric.
     patience: int = Field(2, ge=1)
     early_stopping_metric: Literal["val_loss", "val_accuracy"] = "val_loss"
@@ -282,7 +301,7 @@ class AlignProfile(_Section):
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
 
     @model_validator(mode="after")
-    def _prompt_fits(self) -> "AlignProfile":
+    def _prompt_fits(self) -> "AlignBudget":
         if self.max_prompt_tokens >= self.max_length:
             raise ValueError(
                 f"max_prompt_tokens ({self.max_prompt_tokens}) must be < max_length ({self.max_length})"
@@ -290,36 +309,29 @@ class AlignProfile(_Section):
         return self
 
 
-class AlignConfig(_Section):
+class AlignConfig(_Budgeted):
     """Align stage: one DPO expert per objective and MODPO policies for weight vectors."""
 
-    pairs_dir: str = "data/pairs"
-    out_dir: str = "artifacts/adapters"
+    out_dir: ProjectPath = "artifacts/adapters"
     # MODPO margin rewards r_-k come from the ratings table, this rater's rows.
     margin_rater: str = "judges"
     seed: int = 0
     # Weight vectors (one weight per objective, in declared order) trained with MODPO by
     # `align --all`; checked against the objectives before any compute.
     modpo_weights: list[list[float]] = Field(default_factory=list)
-    # cpu: sized from the shared STACK.md timings (LoRA DPO ~6.8 s per step of 4 pairs on
-    # 2 cores) so that 3 experts + 2 MODPO points fit ~5 min (5 x [8 steps + reference
-    # pass + 2 evaluations of 8 val pairs]); not yet timed end to end on real pairs.
-    # gpu: bf16, bigger budgets (one H100-class card).
-    cpu: AlignProfile = Field(default_factory=AlignProfile)
-    gpu: AlignProfile = Field(
-        default_factory=lambda: AlignProfile(
-            lora_r=16, lora_alpha=32.0, batch_size=16, gradient_accumulation_steps=2,
+    # cpu: the defaults above (2 cores). gpu: bf16, bigger budgets for one H100-class card
+    # (batch and lengths sized for its memory; not yet timed end to end).
+    cpu: AlignBudget = Field(default_factory=AlignBudget)
+    gpu: AlignBudget = Field(
+        default_factory=lambda: AlignBudget(
+            learning_rate=5e-4, batch_size=16, gradient_accumulation_steps=2,
             eval_batch_size=32, max_steps=400, eval_steps=25, checkpoint_steps=50,
             patience=4, max_val_pairs=256, max_length=512, max_prompt_tokens=256,
             warmup_steps=20, lr_scheduler="cosine",
         )
     )
 
-    def profile(self, name: str) -> AlignProfile:
-        return self.gpu if name == "gpu" else self.cpu
 
-
-# section-model:align
 class FrontBudget(_Section):
     """Compute budget of the front stage for one hardware profile."""
 
@@ -331,15 +343,16 @@ class FrontBudget(_Section):
     grid_step: float = Field(gt=0.0, le=1.0)
 
 
-class FrontConfig(_Section):
-    """Front stage: merge experts over coefficient vectors, evaluate, keep the non-dominated."""
+class FrontConfig(_Budgeted):
+    """Front stage: merge experts over coefficient vectors, evaluate, keep the non-dominated.
 
-    adapters_dir: str = "artifacts/adapters"
-    out_dir: str = "artifacts/front"
-    prompts_path: str = "data/curated/prompts.parquet"
+    Reads the adapters of `align.out_dir`, the reward model of `reward.out_dir` and the
+    curated prompts of `curate.out_dir` (split `prompts_split`).
+    """
+
+    out_dir: ProjectPath = "artifacts/front"
     prompts_split: str = "test"
-    reward_dir: str = "artifacts/reward"  # scored too when it exists (recorded as rm_<objective>)
-    generations_cache: str = ".cache/generations"
+    generations_cache: ProjectPath = ".cache/generations"
     # grid: every point of the simplex lattice; map: quadratic surrogate fitted on a small
     # design, predicted Pareto set verified by evaluation (paretoflow/front/search.py).
     method: Literal["grid", "map"] = "grid"
@@ -364,23 +377,18 @@ class FrontConfig(_Section):
     hv_reference: dict[str, float] = Field(default_factory=dict)
     # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
     eu_step: float = Field(0.1, gt=0.0, le=1.0)
-    # Budgets. cpu, measured on the 2-core default run (3 experts): one candidate of 8
-    # prompts x 32 greedy tokens took 4.1-4.7 s (exact merge 0.14 s of it); 64 tokens ~2x,
-    # so base + 6 grid merges + ~3 MODPO policies ~ 100 s, the stage <= ~3 min. 64 > the
+    # cpu, measured on the 2-core default run (3 experts): one candidate of 12 prompts x 64
+    # greedy tokens ~11 s (exact merge 0.14 s of it); 8 candidates ~90 s. 64 > the
     # conciseness band top (30 tokens): with 32, cut-off answers all looked concise
     # (measured conciseness 0.94 at 32 tokens vs 0.61 at 48).
     cpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=8, max_new_tokens=64, batch_size=8, grid_step=0.5)
+        default_factory=lambda: FrontBudget(n_eval_prompts=12, max_new_tokens=64, batch_size=12, grid_step=0.5)
     )
     gpu: FrontBudget = Field(
         default_factory=lambda: FrontBudget(n_eval_prompts=128, max_new_tokens=128, batch_size=32, grid_step=0.1)
     )
 
-    def budget(self, profile: str) -> FrontBudget:
-        return self.gpu if profile == "gpu" else self.cpu
 
-
-# section-model:front
 class PromoteConfig(_Section):
     """How a front candidate is chosen and gated (paretoflow/promotion.py)."""
 
@@ -396,7 +404,7 @@ class PromoteConfig(_Section):
     # Measured on the CPU default run: RM scores of the 8 front candidates differ by
     # 0.002-0.05 per objective while judge scores differ by up to 0.15.
     rm_tolerance: float = Field(0.01, ge=0.0)
-    lock_file: str = "mlflow/registry.lock"
+    lock_file: ProjectPath = "mlflow/registry.lock"
 
     @model_validator(mode="after")
     def _one_rule(self) -> "PromoteConfig":
@@ -407,7 +415,6 @@ class PromoteConfig(_Section):
         return self
 
 
-# section-model:promote
 class ScheduleConfig(_Section):
     """Prefect deployments made by `paretoflow serve`."""
 
@@ -417,12 +424,8 @@ class ScheduleConfig(_Section):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
 
 
-
-
 class Params(_Section):
-    """All of params.yaml. Stage sections beyond these are added by their stages."""
-
-    model_config = ConfigDict(extra="allow", validate_assignment=True)
+    """All of params.yaml, one typed section per stage."""
 
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -431,17 +434,11 @@ class Params(_Section):
     validate_: ValidateConfig = Field(default_factory=ValidateConfig, alias="validate")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     dvc: DvcConfig = Field(default_factory=DvcConfig)
-    # field:judges
     pairs: PairsConfig = Field(default_factory=PairsConfig)
-    # field:pairs
     reward: RewardConfig = Field(default_factory=RewardConfig)
-    # field:reward
     align: AlignConfig = Field(default_factory=AlignConfig)
-    # field:align
     front: FrontConfig = Field(default_factory=FrontConfig)
-    # field:front
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
-    # field:promote
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     @model_validator(mode="after")

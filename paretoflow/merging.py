@@ -48,6 +48,8 @@ from typing import Literal
 import torch
 from safetensors.torch import load_file
 
+from paretoflow.io import file_hash
+
 MergeMethod = Literal["exact", "ties", "dare", "task_arithmetic"]
 MERGE_METHODS: tuple[str, ...] = ("exact", "ties", "dare", "task_arithmetic")
 # Methods whose coefficients are mixing weights; only task arithmetic may subtract a task.
@@ -97,14 +99,6 @@ class LoraExpert:
         """ΔW = scaling · B A for one module, shaped like the base weight (out, in)."""
         update = self.scaling[module] * (self.lora_b[module] @ self.lora_a[module])
         return update.T if self.config.get("fan_in_fan_out") else update
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
 
 
 def _alpha_for(module: str, config: dict) -> float:
@@ -166,7 +160,7 @@ def load_expert(adapter_dir: str | Path) -> LoraExpert:
         lora_a=lora_a,
         lora_b=lora_b,
         scaling=scaling,
-        file_hash=_file_sha256(weights_path),
+        file_hash=file_hash(weights_path),
     )
 
 

@@ -22,7 +22,6 @@ The test split is never sampled here (front evaluation holds it out). Run:
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -33,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from paretoflow import schema
-from paretoflow.config import PairsConfig, Params
+from paretoflow.config import Params
+from paretoflow.io import write_json, write_table
 from paretoflow.judges import build_mixture, is_degenerate, word_tokens
 
 PAIR_SOURCE = "on_policy_judges"
@@ -153,13 +153,6 @@ def select_prompts(df: pd.DataFrame, n_train: int, n_val: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    # Write beside and rename: a killed run never leaves a half-written table behind.
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
 def _correlation(table: pd.DataFrame) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for a in table.columns:
@@ -213,9 +206,10 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
 
     started = time.perf_counter()
     root = Path(root)
-    config: PairsConfig = params.pairs.for_profile(params.project.profile)
+    config = params.pairs
+    budget = config.budget(params.project.profile)
     prompts_path = root / params.curate.out_dir / "prompts.parquet"
-    selected = select_prompts(load_prompts(prompts_path), config.n_train_prompts, config.n_val_prompts)
+    selected = select_prompts(load_prompts(prompts_path), budget.n_train_prompts, budget.n_val_prompts)
     if selected.empty:
         raise ValueError(f"{prompts_path}: no train or val prompts to sample")
     mixture = build_mixture(params, root)  # fail on a bad judge config before generating
@@ -226,18 +220,18 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
     model = place_for_profile(model, params.project.profile)
     origin = f"policy:{Path(resolved).name}@{model_fingerprint(resolved)}"
 
-    samples = config.samples_per_prompt
+    samples = budget.samples_per_prompt
     t0 = time.perf_counter()
     generated = generate(
         model,
         tokenizer,
         list(selected["messages_list"]),
-        max_new_tokens=config.max_new_tokens,
+        max_new_tokens=budget.max_new_tokens,
         do_sample=True,
         temperature=config.temperature,
         top_p=config.top_p,
         num_return_sequences=samples,
-        batch_size=max(1, config.batch_size // samples),
+        batch_size=max(1, budget.batch_size // samples),
         seed=params.project.seed,
         desc="pairs: sample",
     )
@@ -322,7 +316,7 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
     paths = {name: out_dir / f"{name}.parquet" for name in ("prompts", "responses", "ratings", "pairs")}
     for name, table in (("prompts", prompts_table), ("responses", responses), ("ratings", ratings),
                         ("pairs", pairs_table)):
-        _write_parquet(table, paths[name])
+        write_table(table, paths[name])
 
     # Score statistics describe the policy's own samples, not the reference refusals.
     summary = summarise(scores[~scores["reference"]], [o.name for o in objectives], pair_counts, tie_counts)
@@ -331,7 +325,7 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
         "origin": origin,
         "profile": params.project.profile,
         "seed": params.project.seed,
-        "config": config.model_dump(mode="json", exclude={"gpu"}),
+        "config": {**config.model_dump(mode="json", exclude={"cpu", "gpu"}), **budget.model_dump(mode="json")},
         "counts": {
             "prompts": {s: int((selected["split"] == s).sum()) for s in SAMPLED_SPLITS},
             "responses": {s: int((scores["split"] == s).sum()) for s in SAMPLED_SPLITS},
@@ -341,9 +335,7 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
         **summary,
     }
     paths["report"] = out_dir / "report.json"
-    tmp = paths["report"].with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, paths["report"])
+    write_json(paths["report"], report, sort_keys=True)
 
     metrics: dict[str, float] = {
         "n_prompts": float(len(selected)), "n_responses": float(len(responses)),

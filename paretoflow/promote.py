@@ -77,7 +77,7 @@ def package_candidate(params: Params, root: Path, candidate: Candidate, out: Pat
 
     record = candidate.info
     out.mkdir(parents=True, exist_ok=True)
-    adapters_dir = root / params.front.adapters_dir
+    adapters_dir = root / params.align.out_dir
     if record["kind"] == "merge":
         parts = {name: coef for name, coef in record["coefficients"].items() if coef != 0.0}
     elif record["kind"] == "adapter":

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Params, TrackingConfig
+from paretoflow.io import files_hash
 from paretoflow.schema import TABLES
 
 PARENT_TAG = "mlflow.parentRunId"
@@ -191,19 +192,6 @@ def dvc_data_hash(root: Path) -> str:
         return data_hash(root, sorted(lock_hashes(root)))
     except (FileNotFoundError, KeyError):
         return "none"
-
-
-def files_hash(paths: list[Path]) -> str:
-    """Content hash of files / folders (sorted, recursive): the data version a stage read."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for p in sorted(Path(x) for x in paths):
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else ([p] if p.exists() else [])
-        for f in files:
-            h.update(str(f.relative_to(p.parent if p.is_dir() else f.parent)).encode())
-            h.update(hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()[:16]
 
 
 def lineage_tags(params: Params, root: Path, flow_run_id: str | None = None, data_hash: str | None = None) -> dict[str, str]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Params
-from paretoflow.tracking import files_hash
+from paretoflow.io import files_hash
 
 LIBRARY_ROOT = Path(__file__).resolve().parents[1]
 

@@ -95,8 +95,8 @@ def run(
     name, trained_objective, weights, margin_objectives = _plan(params, objective, weights)
     root = Path(root)
     settings = params.align
-    config = settings.profile(params.project.profile)
-    pairs_dir = root / settings.pairs_dir
+    config = settings.budget(params.project.profile)
+    pairs_dir = root / params.pairs.out_dir
     tables = load_pair_tables(pairs_dir)
     common = dict(objectives=params.objectives, margin_objectives=margin_objectives,
                   rater=settings.margin_rater)
@@ -113,7 +113,7 @@ def run(
         "objective_names": params.objective_names,
         "margin_objectives": margin_objectives,
         "margin_rater": settings.margin_rater if margin_objectives else None,
-        "pairs_dir": settings.pairs_dir,
+        "pairs_dir": params.pairs.out_dir,
         "pairs_data_hash": tables_hash(pairs_dir),
         "selection": {"train": train_report.__dict__, "val": val_report.__dict__ if val_report else None},
         "params_hash": params.section_hash("align", "objectives", "model"),
@@ -139,7 +139,7 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
     requests = [(o, None) for o in params.objective_names]
     requests += [(None, list(w)) for w in params.align.modpo_weights]
     plans = [_plan(params, o, w) for o, w in requests]
-    pairs_dir = Path(root) / params.align.pairs_dir
+    pairs_dir = Path(root) / params.pairs.out_dir
     counts = _train_pair_counts(load_pair_tables(pairs_dir))
     for _, trained_objective, _, _ in plans:
         if counts.get(trained_objective, 0) == 0:

@@ -102,7 +102,7 @@ def load_pair_tables(pairs_dir: str | Path) -> PairTables:
         if not path.exists():
             raise FileNotFoundError(
                 f"{path} not found: run the pairs stage first (paretoflow pairs), "
-                f"or point align.pairs_dir at a folder holding {', '.join(TABLE_NAMES)}.parquet"
+                f"or point pairs.out_dir at a folder holding {', '.join(TABLE_NAMES)}.parquet"
             )
         df = pd.read_parquet(path)
         missing = [c for c in schema.TABLES[name] if c not in df.columns]

@@ -66,7 +66,7 @@ from paretoflow.align.data import (
     tokenize_pairs,
 )
 from paretoflow.align.logps import ResponseLogps
-from paretoflow.config import AlignProfile
+from paretoflow.config import AlignBudget
 from paretoflow.losses import LOSSES, modpo_loss
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class PairStream:
         return [self.at(p) for p in range(start, start + count)]
 
 
-def micro_batch_indices(stream: PairStream, config: AlignProfile, step: int, micro: int,
+def micro_batch_indices(stream: PairStream, config: AlignBudget, step: int, micro: int,
                         process_index: int, num_processes: int) -> list[int]:
     """This process's pair indices for optimizer step `step`, micro-batch `micro`."""
     global_micro = step * config.gradient_accumulation_steps + micro
@@ -196,7 +196,7 @@ def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 # ------------------------------------------------------------------ the trainer
 
 
-def _make_scheduler(optimizer, config: AlignProfile):
+def _make_scheduler(optimizer, config: AlignBudget):
     from transformers import (
         get_constant_schedule_with_warmup,
         get_cosine_schedule_with_warmup,
@@ -210,7 +210,7 @@ def _make_scheduler(optimizer, config: AlignProfile):
     return get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
 
 
-def make_loss_fn(config: AlignProfile, objective_weights: list[float] | None,
+def make_loss_fn(config: AlignBudget, objective_weights: list[float] | None,
                  objective_index: int | None) -> tuple[str, Callable]:
     """(loss name, fn(policy_c, policy_r, ref_c, ref_r, margin_c, margin_r) → triple)."""
     if objective_weights is None:
@@ -305,7 +305,7 @@ def _improved(metric: str, value: float, best: float | None) -> bool:
     return value < best if metric == "val_loss" else value > best
 
 
-def _run_fingerprint(config: AlignProfile, policy_fingerprint: str, train_digest: str, val_digest: str,
+def _run_fingerprint(config: AlignBudget, policy_fingerprint: str, train_digest: str, val_digest: str,
                      seed: int, weights, objective_index, num_processes: int) -> str:
     payload = json.dumps([config.model_dump(mode="json"), policy_fingerprint, train_digest, val_digest,
                           seed, weights, objective_index, num_processes], sort_keys=True)
@@ -321,7 +321,7 @@ def _latest_checkpoint(output_dir: Path) -> Path | None:
 
 
 def train_adapter(
-    config: AlignProfile,
+    config: AlignBudget,
     policy_path: str | Path,
     train_examples: list[PairExample],
     val_examples: list[PairExample],

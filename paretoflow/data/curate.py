@@ -35,23 +35,20 @@ record, see importers.py) and a violation raises.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from paretoflow.config import CurateConfig, Params
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates, split_of
 from paretoflow.data.importers import ImportedFile, Quarantined, Record, read_source
 from paretoflow.data.normalize import normalize_text, word_count
+from paretoflow.io import write_table, write_text
 from paretoflow.schema import QUARANTINE_COLUMNS, frame, messages_json, pair_id, prompt_id, response_id
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
@@ -336,33 +333,14 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
     }
 
 
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    # No pandas metadata and no index: the bytes depend on the rows only (DVC caching).
-    table = pa.Table.from_pandas(df, preserve_index=False).replace_schema_metadata(None)
-    _atomic_write(path, lambda tmp: pq.write_table(table, tmp))
-
-
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    # Write beside the target then rename: a killed run never leaves a half-written file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
     for name in TABLE_NAMES:
-        _write_parquet(curated.tables[name], paths[name])
-    _write_parquet(curated.quarantine[QUARANTINE_COLUMNS], paths["quarantine"])
+        write_table(curated.tables[name], paths[name])
+    write_table(curated.quarantine[QUARANTINE_COLUMNS], paths["quarantine"])
     paths["report"] = out_dir / "report.json"
-    text = json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(paths["report"], lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_text(paths["report"], json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return paths
 
 

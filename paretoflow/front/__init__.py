@@ -175,7 +175,7 @@ def _default_scorer(params: Params, root: Path) -> Scorer:
 
 
 def _reward_scorer(params: Params, root: Path) -> Scorer | None:
-    directory = root / params.front.reward_dir
+    directory = root / params.reward.out_dir
     if not directory.is_dir() or not any(directory.iterdir()):
         return None
     from paretoflow.reward.model import RewardModel
@@ -198,15 +198,15 @@ def run(
     budget = config.budget(params.project.profile)
     names = params.objective_names
     directions = [o.direction for o in params.objectives]
-    inventory = discover_adapters(root / config.adapters_dir, names)
+    inventory = discover_adapters(root / params.align.out_dir, names)
     if not inventory.experts and not inventory.others:
-        raise FileNotFoundError(f"no LoRA adapters under {root / config.adapters_dir}")
+        raise FileNotFoundError(f"no LoRA adapters under {root / params.align.out_dir}")
 
     from paretoflow.models import load_policy, model_fingerprint, place_for_profile
 
     model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir)
     model = place_for_profile(model, params.project.profile)
-    prompts = load_eval_prompts(root / config.prompts_path, config.prompts_split, budget.n_eval_prompts)
+    prompts = load_eval_prompts(root / params.curate.out_dir / "prompts.parquet", config.prompts_split, budget.n_eval_prompts)
     evaluator = CandidateEvaluator(
         model, tokenizer, model_fingerprint(base_path), prompts,
         scorer or _default_scorer(params, root), names,
@@ -381,11 +381,11 @@ def generate_with_weights(
     root = Path(root)
     names = params.objective_names
     weights = check_weights(weights, names)
-    inventory = discover_adapters(root / params.front.adapters_dir, names)
+    inventory = discover_adapters(root / params.align.out_dir, names)
     missing = [n for n, w in zip(names, weights) if w > 0 and n not in inventory.expert_objectives]
     if missing:
         raise FileNotFoundError(
-            f"no expert adapter for objectives {missing} under {root / params.front.adapters_dir} "
+            f"no expert adapter for objectives {missing} under {root / params.align.out_dir} "
             "(expected expert-<objective>)"
         )
     from paretoflow.generation import generate

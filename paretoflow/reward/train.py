@@ -1,7 +1,7 @@
 """Reward stage: preference data → ArmoRM-style reward model + honest report.
 
-`run(params, root)` reads the on-policy tables in `reward.pairs_dir` (ratings by the
-judges) and, when present, human ratings/pairs from `reward.curated_dir`; extracts
+`run(params, root)` reads the on-policy tables in `pairs.out_dir` (ratings by the
+judges) and, when present, human ratings/pairs from `curate.out_dir`; extracts
 (cached) backbone features; fits stage 1 (one head per declared objective: ridge on
 absolute ratings where the objective has ratings, else a Bradley-Terry head on its
 pairs) and stage 2 (the gating network, see `paretoflow.reward.model`); and writes
@@ -103,7 +103,7 @@ def load_preference_data(root: Path, params: Params) -> PreferenceData:
     config = params.reward
     objectives = {o.name: (o.direction, *o.scale) for o in params.objectives}
     prompts, responses, ratings, pairs, files = [], [], [], [], []
-    for directory, needs_labels in ((root / config.pairs_dir, False), (root / config.curated_dir, True)):
+    for directory, needs_labels in ((root / params.pairs.out_dir, False), (root / params.curate.out_dir, True)):
         paths = {name: directory / f"{name}.parquet" for name in TABLE_NAMES}
         if not (paths["prompts"].exists() and paths["responses"].exists()):
             continue
@@ -124,7 +124,7 @@ def load_preference_data(root: Path, params: Params) -> PreferenceData:
             files.append(str(paths["pairs"]))
     if not prompts:
         raise FileNotFoundError(
-            f"no preference data: neither {root / config.pairs_dir} nor {root / config.curated_dir} "
+            f"no preference data: neither {root / params.pairs.out_dir} nor {root / params.curate.out_dir} "
             "has prompts+responses with ratings or pairs (run the pairs stage first)"
         )
     prompt_frame = pd.concat(prompts).drop_duplicates("prompt_id")
@@ -170,13 +170,13 @@ def pairs_from_ratings(ratings: pd.Series, prompt_of: pd.Series, min_margin: flo
 
 def backbone_spec(params: Params) -> BackboneSpec:
     config = params.reward
-    kind = config.backbone_gpu if params.project.profile == "gpu" else config.backbone_cpu
+    budget = config.budget(params.project.profile)
     return BackboneSpec(
-        kind=kind,
-        policy=(config.backbone_policy or params.model.policy) if kind == "policy" else None,
+        kind=budget.backbone,
+        policy=(config.backbone_policy or params.model.policy) if budget.backbone == "policy" else None,
         models_cache_dir=params.model.cache_dir,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
+        max_length=budget.max_length,
+        batch_size=budget.batch_size,
     )
 
 

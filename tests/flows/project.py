@@ -38,10 +38,12 @@ def tiny_overrides(policy_dir: Path) -> dict:
     front["n_boot"] = 50
     front["cpu"] = {"n_eval_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "grid_step": 0.5}
     pairs = base["pairs"]
-    pairs.update({"n_train_prompts": 8, "n_val_prompts": 4, "samples_per_prompt": 3,
-                  "max_new_tokens": 12, "batch_size": 12, "min_margin": 0.0})
+    pairs["min_margin"] = 0.0
+    pairs["cpu"] = {"n_train_prompts": 8, "n_val_prompts": 4, "samples_per_prompt": 3,
+                    "max_new_tokens": 12, "batch_size": 12}
     reward = base["reward"]
-    reward.update({"backbone_cpu": "policy", "bt_epochs": 20, "gating_epochs": 20, "max_length": 64})
+    reward.update({"bt_epochs": 20, "gating_epochs": 20})
+    reward["cpu"] = {"backbone": "policy", "max_length": 64, "batch_size": 16}
     # A random tiny model rarely stops before the token cap, so every answer has the same
     # length and the length judge alone ties everywhere; the profanity probability varies
     # continuously with the text and breaks those ties, so conciseness still gets pairs.

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from paretoflow.tracking import files_hash
+from paretoflow.io import files_hash
 from tests.flows.project import REPO, make_project
 
 pytestmark = pytest.mark.integration

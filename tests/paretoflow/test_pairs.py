@@ -37,9 +37,14 @@ def write_prompts(root, rows=PROMPTS):
     return path
 
 
+BUDGET_KEYS = {"n_train_prompts", "n_val_prompts", "samples_per_prompt", "max_new_tokens", "batch_size"}
+
+
 def tiny_params(**pairs):
-    section = {"n_train_prompts": 3, "n_val_prompts": 2, "samples_per_prompt": 3, "max_new_tokens": 8,
-               "batch_size": 6, "min_margin": 0.0, "pair_strategy": "best_worst", **pairs}
+    section = {"min_margin": 0.0, "pair_strategy": "best_worst",
+               **{k: v for k, v in pairs.items() if k not in BUDGET_KEYS}}
+    section["cpu"] = {"n_train_prompts": 3, "n_val_prompts": 2, "samples_per_prompt": 3, "max_new_tokens": 8,
+                      "batch_size": 6, **{k: v for k, v in pairs.items() if k in BUDGET_KEYS}}
     return load_params(REPO_ROOT / "params.yaml", overrides={"pairs": section})
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from paretoflow import schema
-from paretoflow.config import AlignProfile
+from paretoflow.config import AlignBudget
 
 OBJECTIVES = ("helpfulness", "conciseness", "harmlessness")
 # A learnable toy preference: the tiny tokenizer's corpus holds both answers, so a
@@ -57,13 +57,13 @@ def write_pair_tables(
     return directory
 
 
-def tiny_profile(**overrides) -> AlignProfile:
+def tiny_profile(**overrides) -> AlignBudget:
     """A budget that trains the tiny model in about a second."""
     values = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.0, batch_size=4, eval_batch_size=8,
                   max_steps=6, eval_steps=3, checkpoint_steps=3, patience=5, max_val_pairs=4,
                   max_length=48, max_prompt_tokens=24, learning_rate=1e-2)
     values.update(overrides)
-    return AlignProfile(**values)
+    return AlignBudget(**values)
 
 
 @pytest.fixture

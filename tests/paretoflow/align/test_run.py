@@ -24,7 +24,7 @@ def tiny_params(tmp_path):
 
     return load_params(REPO_ROOT / "params.yaml", overrides={
         "project": {"profile": "cpu"},
-        "align": {"pairs_dir": "pairs", "out_dir": "adapters", "cpu": TINY_BUDGET,
+        "pairs": {"out_dir": "pairs"}, "align": {"out_dir": "adapters", "cpu": TINY_BUDGET,
                   "modpo_weights": [[0.6, 0.4, 0.0]]},
     })
 

@@ -54,7 +54,7 @@ def _params(tiny_policy_dir):
         REPO_ROOT / "params.yaml",
         overrides={
             "model": {"policy": str(tiny_policy_dir)},
-            "reward": {"backbone_cpu": "policy", "bt_epochs": 50, "gating_epochs": 50, "max_length": 64},
+            "reward": {"bt_epochs": 50, "gating_epochs": 50, "cpu": {"backbone": "policy", "max_length": 64}},
         },
     )
 
