@@ -87,3 +87,15 @@ def frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{name}: rows lack columns {missing}")
     return df[cols].astype({c: _dtype(c) for c in cols})
+
+
+def read(name: str, path: Any, *, required: list[str] | None = None) -> pd.DataFrame:
+    """The one reader of a canonical table: a missing file or column is one clear error.
+
+    `required` defaults to the table's canonical columns; a reader that needs fewer (e.g.
+    a table written by an older version) passes its own list.
+    """
+    from paretoflow.io import read_table
+
+    columns = TABLES.get(name, QUARANTINE_COLUMNS) if required is None else required
+    return read_table(path, columns, what=f"{name} table")
