@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import tempfile
 import urllib.error
@@ -29,7 +30,9 @@ from paretoflow.schema import TABLES
 
 PARENT_TAG = "mlflow.parentRunId"
 _FORBIDDEN_METRIC_CHARS = str.maketrans({"(": "_", ")": "_", "@": "_at_"})
-_SECRET_HINTS = ("password", "secret", "token", "api_key", "apikey", "auth")
+# A key is secret when one of its name parts is a secret word ("api_token", "auth.password");
+# "max_new_tokens" is a budget, not a credential.
+_SECRET_PART = re.compile(r"(^|[._-])(password|passwd|secret|token|api_?key|auth|credentials?)([._-]|$)", re.I)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -104,7 +107,7 @@ class Tracker:
 
     def log_params(self, run_id: str, params: Mapping[str, Any], prefix: str = "") -> None:
         for key, value in flatten(params, prefix).items():
-            if any(h in key.lower() for h in _SECRET_HINTS):
+            if _SECRET_PART.search(key):
                 continue  # never log secrets as params
             self.client.log_param(run_id, key[:250], str(value)[:6000])
 

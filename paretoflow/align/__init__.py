@@ -129,6 +129,18 @@ def run(
                        metrics=result.metrics, completed=result.completed)
 
 
+def jobs(params: Params) -> list[dict]:
+    """The adapters `align --all` trains, as keyword arguments of `run`: one DPO expert
+    per objective, then one MODPO policy per `align.modpo_weights` vector."""
+    return ([{"objective": o} for o in params.objective_names]
+            + [{"weights": [float(x) for x in w]} for w in params.align.modpo_weights])
+
+
+def job_name(job: dict) -> str:
+    """The adapter folder name of one job of `jobs`."""
+    return adapter_name(objective=job.get("objective"), weights=job.get("weights"))
+
+
 def run_all(params: Params, root: Path = Path("."), policy_path: str | None = None,
             progress: bool = True, resume: bool = True) -> list[AlignResult]:
     """Every objective's expert, then every configured MODPO weight vector.
@@ -148,4 +160,4 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
                 resume=resume) for o, w in requests]
 
 
-__all__ = ["AlignResult", "adapter_name", "modpo_objective_index", "run", "run_all"]
+__all__ = ["AlignResult", "adapter_name", "job_name", "jobs", "modpo_objective_index", "run", "run_all"]

@@ -11,14 +11,13 @@ from paretoflow.commands import parse_weights
 def _run(args) -> int:
     from flows.nightly import main
 
-    return main()
+    return main(["--params", args.params, *(["--root", args.root] if args.root else [])])
 
 
 def _serve(args) -> int:
     from flows.serve import serve_deployments
-    from paretoflow.config import load_params
 
-    serve_deployments(load_params(args.params), str(Path(args.root).resolve()))
+    serve_deployments(args.params, Path(args.root).resolve())
     return 0
 
 
@@ -61,6 +60,7 @@ def _rollback(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run the nightly flow locally (no Prefect server needed)")
+    p.add_argument("--root", default=None, help="project root (default: the params file's folder)")
     p.set_defaults(func=_run)
     p = sub.add_parser("serve", help="serve nightly + on-demand deployments on a Prefect server")
     p.add_argument("--root", default=".")

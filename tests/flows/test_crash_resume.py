@@ -55,7 +55,7 @@ def test_kill_during_align_then_rerun_completes_from_cache(tmp_path):
     out = (tmp_path / "run2.log").read_text()
     promotion = json.loads(out.split("PROMOTION ", 1)[1].splitlines()[0])
     # earlier stages came from the cache (not recomputed) and the data hash is unchanged
-    for stage in ("curate", "pairs", "train-reward-model"):
+    for stage in ("curate", "pairs", "reward"):
         assert re.search(rf"Task run '{stage}-\w+' - Finished in state Cached", out), stage
     assert files_hash([root / "data/curated" / f"{t}.parquet" for t in ("prompts", "responses", "ratings", "pairs")]) == curated_hash
     assert files_hash([root / "data/pairs"]) == pairs_hash

@@ -10,12 +10,37 @@ from tests.flows.project import make_project
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, prefect_harness):
-    from flows.nightly import nightly
+    from flows.nightly import run_from_file
 
     work = tmp_path_factory.mktemp("nightly")
     root, overrides = make_project(work, tiny=True)
-    result = nightly(root=str(root), **overrides)
+    # Every section from the project's own params file (`paretoflow --params F run`).
+    result = run_from_file(root / "params.yaml")
     return root, overrides, result
+
+
+def test_run_takes_every_section_from_the_given_params_file(first_run):
+    root, overrides, result = first_run
+    params, tracker = _client(root)
+    children = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    pairs_run = next(r for r in children if r.data.tags.get("paretoflow.stage") == "pairs")
+    logged = pairs_run.data.params
+    for key, value in overrides["pairs"]["cpu"].items():                # the tiny budget of that file
+        assert logged[f"pairs.cpu.{key}"] == str(value), key
+    assert logged["model.policy"] == overrides["model"]["policy"]
+
+
+def test_cli_run_passes_params_file_through(monkeypatch, tmp_path):
+    import flows.nightly
+    from paretoflow import cli
+
+    seen = {}
+    monkeypatch.setattr(flows.nightly, "run_from_file", lambda path, root=None: seen.update(path=path, root=root) or {
+        "stage_summaries": [], "front": {"front_png": "-", "front_json": "-"}, "promotion": {},
+        "tracking_uri": "-"})
+    assert cli.main(["--params", str(tmp_path / "other.yaml"), "run"]) == 0
+    assert seen["path"] == str(tmp_path / "other.yaml")
 
 
 def _client(root):

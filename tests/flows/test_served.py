@@ -53,15 +53,18 @@ async def _trigger_and_check(root, overrides, mlflow_url, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    params = {**overrides, "root": str(root),
+    # The served flow takes stage sections only: root and tracking are fixed by `serve`.
+    params = {**{k: v for k, v in overrides.items() if k != "tracking"},
               "promote": {"preference": [0.2, 0.4, 0.4], "constraint": None, "tolerance": 0.05,
                           "lock_file": "mlflow/registry.lock"}}
     async with get_client() as client:
-        deployment = await _wait_deployment(client, "paretoflow-nightly/on-demand", 120)
+        deployment = await _wait_deployment(client, "paretoflow-pipeline/on-demand", 120)
         assert deployment.concurrency_limit == 1 or deployment.global_concurrency_limit is not None
+        exposed = set(deployment.parameter_openapi_schema["properties"])
+        assert not exposed & {"root", "tracking", "dvc"}, exposed
         # Two triggers at once: the second must wait for the first (ENQUEUE).
-        first = await run_deployment("paretoflow-nightly/on-demand", parameters=params, timeout=0)
-        second = await run_deployment("paretoflow-nightly/on-demand", parameters=params, timeout=0)
+        first = await run_deployment("paretoflow-pipeline/on-demand", parameters=params, timeout=0)
+        second = await run_deployment("paretoflow-pipeline/on-demand", parameters=params, timeout=0)
         first = await _wait_final(client, first.id, 900)
         second = await _wait_final(client, second.id, 900)
         log = (tmp_path / "serve.log").read_text()[-4000:]

@@ -67,10 +67,11 @@ def test_params_metrics_and_lineage(tracker, tmp_path):
 
     params = load_params(REPO_ROOT / "params.yaml")
     run = tracker.start_run("stage", tags=lineage_tags(params, REPO_ROOT, flow_run_id="fr-1"))
-    tracker.log_params(run, {"a": {"b": 1}, "api_key": "s3cret"})
+    tracker.log_params(run, {"a": {"b": 1}, "api_key": "s3cret", "llm": {"auth_token": "t0k", "password": "p"},
+                             "gen": {"max_new_tokens": 48}})
     tracker.log_metrics(run, {"acc(test)": 0.5, "nan": float("nan"), "flag": True})
     r = tracker.client.get_run(run)
-    assert r.data.params == {"a.b": "1"}                       # secrets never logged
+    assert r.data.params == {"a.b": "1", "gen.max_new_tokens": "48"}   # secrets never logged; budgets are
     assert r.data.metrics == {"acc_test_": 0.5}
     assert r.data.tags["paretoflow.flow_run_id"] == "fr-1"
     assert len(r.data.tags["paretoflow.params_hash"]) == 16
