@@ -113,6 +113,21 @@ def test_rerun_resumes_from_cache_without_recomputing(first_run):
     result = nightly(root=str(root), **overrides)
     assert {p: os.stat(p).st_mtime_ns for p in watched} == before   # cached: nothing retrained
     assert result["promotion"]["version"] is not None
+    # the run reports itself honestly: cached stages say so and count no work of this run
+    from flows.nightly import run_report
+
+    by_stage = {(s["stage"], s.get("job_name")): s for s in result["stage_summaries"]}
+    assert all(s["cached"] for (stage, _), s in by_stage.items() if stage not in ("validate", "promote"))
+    report = "\n".join(run_report(result, wall=30.0))
+    work = float(report.split("stage work ")[1].split(" s")[0])
+    assert 0 <= work <= 30.0, report
+    assert "from the cache:" in report
+    params, tracker = _client(root)
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    flags = {r.data.tags["paretoflow.stage"]: r.data.tags.get("paretoflow.cached") for r in runs
+             if r.data.tags.get("paretoflow.stage") in ("pairs", "reward", "front", "validate")}
+    assert flags == {"pairs": "true", "reward": "true", "front": "true", "validate": "false"}
 
 
 def test_failed_validation_stops_before_training(tmp_path, prefect_harness):
