@@ -94,9 +94,13 @@ class ModelConfig(_Section):
 
 
 class SourceConfig(_Section):
-    """One raw input file or folder and how to read it."""
+    """One raw input file or folder and how to read it.
 
-    path: str
+    `path` is relative to the project root and must stay inside it; a folder outside is
+    read only under a data root named in PARETOFLOW_DATA_ROOTS (paretoflow/data/importers.py).
+    """
+
+    path: str = Field(min_length=1)
     format: Literal[
         "auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"
     ] = "auto"
@@ -106,6 +110,11 @@ class SourceConfig(_Section):
     column_map: dict[str, str] = Field(default_factory=dict)
     # Role of the prompts of this source: "train" prompts get split, "eval" are held out.
     role: Literal["train", "eval"] = "train"
+    # Prompt-grouped sample: keep every row of the `max_prompts` prompts with the smallest
+    # sha256(sample_seed, prompt_id) (a hash independent of the split's), None = all. Adding
+    # rows never swaps one kept prompt for another except to admit a smaller hash.
+    max_prompts: int | None = Field(None, ge=1)
+    sample_seed: int = 0
 
 
 class CurateConfig(_Section):
@@ -130,6 +139,12 @@ class CurateConfig(_Section):
     # longest built-in prompt is well under 200 words; 2048 keeps HH dialogues).
     min_words: int = Field(1, ge=0)
     max_words: int = Field(2048, ge=1)
+    # Size caps per file (bytes of decompressed content; gzip stops inflating there) and per
+    # field (characters, any string of a row). 1 GiB: the whole UltraFeedback JSONL is
+    # ~0.9 GB; 100,000 characters: 12x the longest text of the shipped data (AlpacaEval,
+    # 8,103) and above max_words x ~6 characters a word; a multi-MB string is caught.
+    max_file_bytes: int = Field(1 << 30, ge=1)
+    max_field_chars: int = Field(100_000, ge=1)
 
     @field_validator("split_fractions")
     @classmethod
@@ -142,11 +157,25 @@ class CurateConfig(_Section):
 
 
 class ValidateConfig(_Section):
-    # Minimum rows per (objective, split) in the pairs/ratings tables, and prompts per split.
+    # Minimum prompts per split, and pairs per (objective, split): one number for every
+    # objective, or {objective: number} (objectives left out: 0), so that an objective
+    # without human pairs does not fail the gate while a lost source does.
     min_prompts_per_split: int = Field(5, ge=0)
-    min_pairs_per_objective_split: int = Field(0, ge=0)
+    min_pairs_per_objective_split: int | dict[str, int] = 0
     max_words: int = Field(2048, ge=1)
     docs_dir: ProjectPath = "data/curated/data_docs"
+
+    @field_validator("min_pairs_per_objective_split")
+    @classmethod
+    def _non_negative(cls, v: int | dict[str, int]) -> int | dict[str, int]:
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(n < 0 for n in values):
+            raise ValueError(f"min_pairs_per_objective_split must be >= 0, got {v}")
+        return v
+
+    def min_pairs(self, objective: str) -> int:
+        v = self.min_pairs_per_objective_split
+        return v.get(objective, 0) if isinstance(v, dict) else v
 
 
 class TrackingConfig(_Section):

@@ -39,13 +39,12 @@ class PromoteResult:
 
 
 def validation_passed(params: Params, root: Path) -> bool:
-    """The data gate's verdict as the validate stage recorded it (validation.json)."""
-    from paretoflow.data.validate import REPORT_NAME
+    """The data gate's verdict as the validate stage recorded it (validation.json), only
+    for the curated tables now on disk: a report on other data or other validate params
+    raises paretoflow.data.validate.StaleVerdict."""
+    from paretoflow.data.validate import verdict
 
-    path = Path(root) / Path(params.validate_.docs_dir).parent / REPORT_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"no validation report at {path} (run `paretoflow validate` first)")
-    return bool(json.loads(path.read_text()).get("success"))
+    return verdict(params, Path(root))
 
 
 def load_front(params: Params, root: Path) -> tuple[dict, list[Candidate]]:

@@ -79,6 +79,11 @@ def make_project(work: Path, tiny: bool = True, n_train: int = 40, n_eval: int =
         overrides = tiny_overrides(build_tiny_policy(work / "tiny_policy", seed=0))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(overrides)
+    # The project carries the built-in prompts only, not the shipped human data: curate
+    # reads those, and validate asks for no human pairs.
+    params["curate"]["sources"] = [s for s in params["curate"]["sources"] if s["path"].startswith("data/raw/prompts/")]
+    params["validate"]["min_pairs_per_objective_split"] = 0
+    overrides.update(curate=params["curate"], validation=params["validate"])
     if tracking_uri:
         params["tracking"]["tracking_uri"] = tracking_uri
         overrides["tracking"] = params["tracking"]
