@@ -114,10 +114,7 @@ def load_prompts(path: Path) -> pd.DataFrame:
     """The curated prompts table, checked, with `messages_list` and `tags_list` parsed."""
     if not path.exists():
         raise FileNotFoundError(f"curated prompts not found: {path} (run the curate stage first)")
-    df = pd.read_parquet(path)
-    missing = [c for c in ("prompt_id", "messages", "text", "split", "tags") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+    df = schema.read("prompts", path, required=["prompt_id", "messages", "text", "split", "tags"])
     df = df.reset_index(drop=True)
     messages, tags = [], []
     for row, (m, t, text) in enumerate(zip(df["messages"], df["tags"], df["text"])):
