@@ -12,9 +12,10 @@ per objective, each with a weight in `reward.sources.<objective>`:
   weight `judges` (0 = not computed). This is how conciseness gets data at all.
 
 A source with weight 0 is left out of training and still reported. Sampling keeps the
-stage inside the CPU budget: `max_prompts_per_source` prompts per pair source and
-`max_pairs_per_prompt` pairs per (prompt, objective), both chosen by a seeded hash of
-the ids, so a sample is prompt-grouped, reproducible and keeps curate's split fractions.
+stage inside the CPU budget: `max_pairs_per_prompt` pairs per (prompt, objective), then
+whole prompts up to `max_pairs_per_source` pairs per pair source, both chosen by a
+seeded hash of the ids, so a sample is prompt-grouped, reproducible and keeps curate's
+split fractions.
 """
 
 from __future__ import annotations
@@ -127,21 +128,30 @@ def _read_curated(root: Path, params: Params) -> tuple[dict[str, pd.DataFrame], 
     return tables, files
 
 
-def sample_pairs(pairs: pd.DataFrame, max_prompts_per_source: int | None, max_pairs_per_prompt: int | None,
+def sample_pairs(pairs: pd.DataFrame, max_pairs_per_source: int | None, max_pairs_per_prompt: int | None,
                  seed: int) -> tuple[pd.DataFrame, dict]:
-    """Seeded, prompt-grouped caps (see module doc); returns the kept pairs and counts."""
+    """Seeded, prompt-grouped caps (see module doc); returns the kept pairs and counts.
+
+    Each prompt first keeps at most `max_pairs_per_prompt` pairs (per objective); then
+    whole prompts are taken in a seeded hash order while the source's pair count stays
+    within `max_pairs_per_source`. A cap in pairs, not prompts, suits sources of one
+    pair per prompt (HH-RLHF) and of ~25 (AlpacaEval) alike.
+    """
     summary: dict[str, dict[str, int]] = {}
     kept = []
     for source, group in pairs.groupby("source", sort=True):
-        prompts = sorted(set(group["prompt_id"]), key=lambda p: salted_fraction(p, f"reward-sample-{seed}"))
-        chosen_prompts = set(prompts[:max_prompts_per_source] if max_prompts_per_source else prompts)
-        sample = group[group["prompt_id"].isin(chosen_prompts)]
+        sample = group
         if max_pairs_per_prompt:
-            rank = sample["chosen_id"] + sample["rejected_id"]
-            order = rank.map(lambda k: salted_fraction(k, f"reward-pairs-{seed}"))
+            order = (sample["chosen_id"] + sample["rejected_id"]).map(lambda k: salted_fraction(k, f"reward-pairs-{seed}"))
             sample = sample.assign(_order=order).sort_values("_order")
             sample = sample.groupby(["prompt_id", "objective"], sort=False).head(max_pairs_per_prompt).drop(columns="_order")
-        summary[str(source)] = {"prompts_in": len(prompts), "prompts_kept": len(chosen_prompts),
+        counts = sample.groupby("prompt_id").size()
+        prompts = sorted(counts.index, key=lambda p: salted_fraction(p, f"reward-sample-{seed}"))
+        if max_pairs_per_source:
+            total = np.cumsum(counts.reindex(prompts).to_numpy())
+            prompts = prompts[: int(np.searchsorted(total, max_pairs_per_source, side="right"))]
+        sample = sample[sample["prompt_id"].isin(set(prompts))]
+        summary[str(source)] = {"prompts_in": int(group["prompt_id"].nunique()), "prompts_kept": len(prompts),
                                 "pairs_in": int(len(group)), "pairs_kept": int(len(sample))}
         kept.append(sample)
     frame = pd.concat(kept) if kept else pairs.iloc[:0]
@@ -179,7 +189,7 @@ def load_preference_data(root: Path, params: Params) -> PreferenceData:
     prompts = tables["prompts"].set_index("prompt_id")
     pairs = tables["pairs"][tables["pairs"]["objective"].isin(names)]
     pairs, sampling = sample_pairs(pairs[["prompt_id", "chosen_id", "rejected_id", "objective", "source"]],
-                                   config.max_prompts_per_source, config.max_pairs_per_prompt, params.project.seed)
+                                   config.max_pairs_per_source, config.max_pairs_per_prompt, params.project.seed)
     ratings = normalize_ratings(tables["ratings"], params, root / params.curate.out_dir / "ratings.parquet")
     responses = tables["responses"][["response_id", "prompt_id", "text"]]
     _check_references(responses, prompts, pairs, ratings)

@@ -189,15 +189,33 @@ def fit_heads(data: PreferenceData, enc: Encoded, params: Params, x: np.ndarray,
             )
         head = fitting.fit_preference_head(train_pairs, train_ratings, params.reward.head_alphas, *split_sources["val"])
         weight[k] = head.weight
+        debias = debias_length(weight[k], x, enc, prompts["train"], params.reward.length_debias.get(name, 0.0))
         used = {s.name: s.weight for s in sources if s.weight > 0}
         heads.append(ObjectiveHead(name=name, sources=used, alpha=head.alpha))
         details[name] = {
             "alpha": head.alpha, "selected_on": head.selected_on, "train_loss": head.train_loss,
             "iterations": head.iterations, "rating_bias": head.rating_bias,
             "selection": {str(a): v for a, v in head.selection.items()},
-            "sources": {s.name: {"kind": s.kind, "weight": s.weight} for s in sources},
+            "sources": {s.name: {"kind": s.kind, "weight": s.weight} for s in sources}, "length_debias": debias,
         }  # fmt: skip
     return weight, heads, details
+
+
+def debias_length(weight: np.ndarray, x: np.ndarray, enc: Encoded, train_prompts: set[str], strength: float) -> dict:
+    """Remove `strength` of the head's linear length component, in place (see
+    RewardConfig.length_debias). ℓ is the standardised log word count, which is the first
+    text-feature column of x, so r − λℓ is the same head with λ less on that column."""
+    if strength <= 0:
+        return {"strength": 0.0, "lambda": 0.0}
+    if enc.pair.shape[1] == enc.backbone_dim:
+        raise ValueError("reward.length_debias needs reward.text_features: true (the length column)")
+    rows = np.flatnonzero(enc.responses["prompt_id"].isin(train_prompts).to_numpy())
+    column = x[rows, enc.backbone_dim]
+    scores = x[rows] @ weight
+    variance = float(column.var())
+    lam = strength * float(np.mean((scores - scores.mean()) * (column - column.mean()))) / variance if variance > 1e-12 else 0.0
+    weight[enc.backbone_dim] -= lam
+    return {"strength": strength, "lambda": lam}
 
 
 def _gate_pairs(data: PreferenceData, enc: Encoded, prompts: set) -> tuple[np.ndarray, np.ndarray]:

@@ -54,13 +54,13 @@ def _pairs(n_prompts: int, per_prompt: int, source: str) -> pd.DataFrame:
 
 def test_sampling_caps_prompts_per_source_and_pairs_per_prompt():
     pairs = pd.concat([_pairs(50, 6, "a"), _pairs(10, 2, "b")], ignore_index=True)
-    kept, summary = sample_pairs(pairs, max_prompts_per_source=20, max_pairs_per_prompt=4, seed=0)
+    kept, summary = sample_pairs(pairs, max_pairs_per_source=82, max_pairs_per_prompt=4, seed=0)
     assert summary["a"] == {"prompts_in": 50, "prompts_kept": 20, "pairs_in": 300, "pairs_kept": 80}
     assert summary["b"] == {"prompts_in": 10, "prompts_kept": 10, "pairs_in": 20, "pairs_kept": 20}
     assert kept.groupby("prompt_id").size().max() == 4
-    again, _ = sample_pairs(pairs.sample(frac=1.0, random_state=1), 20, 4, seed=0)
+    again, _ = sample_pairs(pairs.sample(frac=1.0, random_state=1), 82, 4, seed=0)
     assert again.reset_index(drop=True).equals(kept)  # row order does not matter
-    other, _ = sample_pairs(pairs, 20, 4, seed=1)
+    other, _ = sample_pairs(pairs, 82, 4, seed=1)
     assert set(other["prompt_id"]) != set(kept["prompt_id"])  # the seed does
     everything, _ = sample_pairs(pairs, None, None, seed=0)
     assert len(everything) == len(pairs)
