@@ -188,6 +188,8 @@ def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
     model = RewardModel.load(result.out_dir, root=root)
     evaluation = evaluate_file(model, data, params, format="hh_rlhf", progress=False)
     assert evaluation["objectives"]["harmlessness"]["n_pairs"] == 5
+    # Every chosen answer here is the longer one: no length-controlled pair, reported as such.
+    assert evaluation["objectives"]["harmlessness"]["n_lc_pairs"] == 0
     assert evaluation["objectives"][OVERALL]["n_pairs"] == 5
     assert 0.0 <= evaluation["objectives"]["harmlessness"]["accuracy"] <= 1.0
 
@@ -198,3 +200,24 @@ def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
     assert code == 0 and json.loads(out.read_text())["objectives"]["harmlessness"]["n_pairs"] == 5
     assert "harmlessness" in capsys.readouterr().out
     assert main(["--params", str(params_file), "eval-rm", "--data", str(tmp_path / "missing.jsonl"), "--root", str(root)]) == 2
+
+
+def test_length_debias_removes_the_heads_length_component():
+    from paretoflow.reward.train import Encoded, debias_length
+
+    rng = np.random.default_rng(0)
+    n, d = 200, 3
+    texts = [" ".join(["w"] * int(k)) for k in rng.integers(1, 60, n)]
+    ell = np.log1p([len(t.split()) for t in texts])
+    x = np.column_stack([rng.normal(size=(n, d)), (ell - ell.mean()) / ell.std()])
+    enc = Encoded(responses=pd.DataFrame({"prompt_id": ["p"] * n, "text": texts}), pair=x, prompt=np.zeros((n, 1)),
+                  backbone_dim=d, key="", fingerprint="", spec=None, from_cache=True, seconds=0.0)
+    weight = np.array([0.5, -0.2, 0.1, 2.0])
+    full = weight.copy()
+    details = debias_length(full, x, enc, {"p"}, 1.0)
+    scores = x @ full
+    assert abs(np.mean((scores - scores.mean()) * (x[:, d] - x[:, d].mean()))) < 1e-10  # no linear length part left
+    half = weight.copy()
+    debias_length(half, x, enc, {"p"}, 0.5)
+    assert half[d] == pytest.approx(weight[d] - details["lambda"] / 2)
+    assert np.array_equal(half[:d], weight[:d])  # content weights untouched
