@@ -242,6 +242,34 @@ class RewardBudget(_Section):
     # dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
     max_length: int = Field(256, ge=8)
     batch_size: int = Field(16, ge=1)  # the batch of the STACK.md timings
+    # MiniLM: response windows of max_length tokens averaged into e_r (1 = first window
+    # only). Measured in bench/reward.py; each window costs one more encoder pass.
+    max_chunks: int = Field(1, ge=1)
+
+
+class RewardSourceWeights(_Section):
+    """How much each source of one objective weighs in its head's loss (see
+    paretoflow.reward.data). A weight multiplies the source's *mean* loss, so a source
+    of 200 ratings and one of 2,000 pairs count alike at equal weights; 0 leaves a
+    source out of training (it is still reported)."""
+
+    pairs: float = Field(1.0, ge=0.0)  # curated preference pairs (every `source` value)
+    ratings: float = Field(1.0, ge=0.0)  # curated ratings (every rater)
+    # The objective's judges in params.objectives (reward_model excluded) rating the
+    # curated responses; 0 = not computed. Measured (bench/reward.py): judge ratings
+    # lower human-pair accuracy where humans exist, so only conciseness uses them.
+    judges: float = Field(0.0, ge=0.0)
+    # Per-source overrides by the curated pairs' `source` value (a file path) or
+    # "ratings:<rater>"; e.g. {"data/raw/x.jsonl": 0.5}.
+    by_source: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("by_source")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if not (w >= 0 and math.isfinite(w))}
+        if bad:
+            raise ValueError(f"source weights must be finite and >= 0, got {bad}")
+        return v
 
 
 class RewardConfig(_Budgeted):
@@ -250,40 +278,67 @@ class RewardConfig(_Budgeted):
     out_dir: ProjectPath = "artifacts/reward"
     feature_cache_dir: ProjectPath = ".cache/features"
     backbone_policy: str | None = None  # None: the policy named in model.policy
-    # Ridge penalty grid, one decade apart (our choice); picked by validation MSE.
-    ridge_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])
-    # Bradley-Terry heads (objectives with pairs only): full-batch Adam, early stop on
-    # validation loss. lr 1e-2 / 300 epochs: measured to converge on the CPU default run.
-    bt_epochs: int = Field(300, ge=1)
-    bt_lr: float = Field(0.01, gt=0.0)
-    bt_weight_decay: float = Field(1e-4, ge=0.0)
+    # Per objective: the weight of each data source (an objective not listed gets the
+    # defaults of RewardSourceWeights).
+    sources: dict[str, RewardSourceWeights] = Field(default_factory=dict)
+    # CPU budget: at most this many pairs per (prompt, objective), then whole prompts up
+    # to this many pairs per curated pair source, chosen by a seeded hash (prompt-grouped;
+    # keeps split fractions). None = all. Measured in bench/reward.py (accuracy vs size).
+    max_pairs_per_source: int | None = Field(None, ge=1)
+    max_pairs_per_prompt: int | None = Field(None, ge=1)
+    # L2 penalty grid of the linear heads on standardised features (our choice, half a
+    # decade apart); the value with the lowest validation loss is kept.
+    head_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+    # Explicit response-length/format features beside the backbone's (log words, lines,
+    # list items, emphasis): the head can then weigh length apart from content.
+    text_features: bool = True
+    # Per objective, how much of its head's linear length component to remove (0..1):
+    # λ = strength · cov(r, ℓ) / var(ℓ) over the training responses (ℓ = standardised
+    # log word count), subtracted from the head itself; needs text_features. The
+    # AlpacaEval judge prefers the longer answer in 90% of pairs. Measured in
+    # bench/reward.py on curate's AlpacaEval test split (1,131 pairs, 90 LC): strength 0
+    # 0.873 / LC 0.489, 0.5 0.826 / 0.567, 1.0 0.722 / 0.611; params.yaml sets 0.5 for
+    # helpfulness (a 5-fold CV on 150 prompts agreed: best length-balanced accuracy).
+    length_debias: dict[str, float] = Field(default_factory=dict)
     # Gating MLP. ArmoRM used 1024 hidden units on 4096-d Llama-3 features and ~10^5
     # preference pairs; 64 suits <= 10^4 pairs on CPU (our choice).
     gating_hidden_size: int = Field(64, ge=1)
     gating_epochs: int = Field(300, ge=1)
     gating_lr: float = Field(0.005, gt=0.0)
-    # Stage-2 preference signal. mean_rating: pairs of the combined objective (unweighted
-    # mean of direction-aware ratings rescaled to [0, 1]) + any pairs labelled "overall";
-    # all_pairs: every per-objective pair counts as an overall preference.
-    gating_target: Literal["mean_rating", "all_pairs"] = "mean_rating"
-    # Smallest rating gap (on [0, 1]) that makes a pair from ratings: below it judge noise
-    # dominates (our choice, not tuned).
+    # Smallest rating gap (on [0, 1]) that makes a test pair from ratings: below it judge
+    # noise dominates (our choice, not tuned).
     combined_min_margin: float = Field(0.05, ge=0.0)
     # ArmoRM verbosity debiasing strength in [0, 1]: 1 removes the linear length component
-    # of each head from the overall score (as ArmoRM), 0 turns it off. Off by default
-    # because conciseness is one of our objectives.
+    # of each head from the overall score (as ArmoRM), 0 turns it off. Measured on
+    # AlpacaEval (bench/reward.py): overall 0.810 / LC 0.567 off, 0.782 / 0.567 at 1: off.
     verbosity_penalty: float = Field(0.0, ge=0.0, le=1.0)
+    # The Goodhart guard: the main model fits on half "a" of the train prompts (salted
+    # hash) and an independent model on half "b", written to <out_dir>/independent
+    # (paretoflow.reward.train.fit_independent); false = main on all train prompts.
+    independent: bool = True
     # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
     calibration_bins: int = Field(10, ge=1)
     cpu: RewardBudget = Field(default_factory=RewardBudget)
     gpu: RewardBudget = Field(default_factory=lambda: RewardBudget(backbone="policy", max_length=512, batch_size=64))
 
-    @field_validator("ridge_alphas")
+    @field_validator("head_alphas")
     @classmethod
     def _alphas_positive(cls, v: list[float]) -> list[float]:
         if not v or any(not (a > 0 and math.isfinite(a)) for a in v):
-            raise ValueError(f"ridge_alphas must be a non-empty list of positive numbers, got {v}")
+            raise ValueError(f"head_alphas must be a non-empty list of positive numbers, got {v}")
         return sorted(v)
+
+    @field_validator("length_debias")
+    @classmethod
+    def _strengths(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: s for k, s in v.items() if not 0.0 <= s <= 1.0}
+        if bad:
+            raise ValueError(f"length_debias strengths must be in [0, 1], got {bad}")
+        return v
+
+    def weights(self, objective: str) -> RewardSourceWeights:
+        """The source weights of one objective (defaults when params name none)."""
+        return self.sources.get(objective) or RewardSourceWeights()
 
 
 class AlignBudget(_Section):

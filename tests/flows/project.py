@@ -42,7 +42,7 @@ def tiny_overrides(policy_dir: Path) -> dict:
     pairs["cpu"] = {"n_train_prompts": 8, "n_val_prompts": 4, "samples_per_prompt": 3,
                     "max_new_tokens": 12, "batch_size": 12}
     reward = base["reward"]
-    reward.update({"bt_epochs": 20, "gating_epochs": 20})
+    reward.update({"gating_epochs": 20})
     reward["cpu"] = {"backbone": "policy", "max_length": 64, "batch_size": 16}
     # A random tiny model rarely stops before the token cap, so every answer has the same
     # length and the length judge alone ties everywhere; the profanity probability varies
