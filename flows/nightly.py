@@ -1,5 +1,6 @@
-"""The nightly pipeline: curate → validate → pairs → reward model → experts and MODPO
-→ merged Pareto front → gated promotion, with one MLflow parent run and lineage tags.
+"""The nightly pipeline: curate → validate → reward model (human data) → on-policy pairs
+(judged by the reward model and rules) → experts and MODPO → merged Pareto front → gated
+promotion, with one MLflow parent run and lineage tags.
 
 Run it locally with no server (`python -m flows.nightly` or `paretoflow [--params F] run`,
 what `make run` does), or serve it against a Prefect server (`paretoflow serve`, see
@@ -147,9 +148,9 @@ class Pipeline:
         self.log(curated)
         self.log(validation)
 
-        self.stage("pairs")
         reward, reward_run = self.stage("reward")
         register_reward_model(params, root, reward_run, reward, self.lineage)
+        self.stage("pairs")
         for job in stage("align").job_list(params):
             self.stage("align", job, tags={"paretoflow.objective": job.get("objective", ""),
                                            "paretoflow.weights": str(job.get("weights", ""))})

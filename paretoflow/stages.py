@@ -131,25 +131,25 @@ _register(Stage(
     cached=False,  # the gate re-checks the data on every run
 ))
 _register(Stage(
+    name="reward",
+    entry="paretoflow.reward.train:run",
+    command="paretoflow train-rm",
+    sections=("project", "model", "objectives", "reward"),
+    inputs=lambda p: _curated(p, *CURATED_TABLES),
+    outputs=lambda p: [p.reward.out_dir],
+    artifacts=lambda p: [p.reward.out_dir],
+    summary="curated human pairs + ratings + rule judges → per-objective heads (every source), gating, calibration; independent twin",
+))
+_register(Stage(
     name="pairs",
     entry="paretoflow.pairs:run",
     command="paretoflow pairs",
     sections=("project", "model", "objectives", "pairs"),
-    inputs=lambda p: _curated(p, "prompts"),
+    inputs=lambda p: [*_curated(p, "prompts"), p.reward.out_dir],  # the reward model judges
     outputs=lambda p: [p.pairs.out_dir],
     artifacts=lambda p: [f"{p.pairs.out_dir}/report.json"],
     retries=1,  # an LLM judge endpoint may fail transiently
-    summary="sample N answers per prompt (chat template), judge per objective, best-vs-worst pairs",
-))
-_register(Stage(
-    name="reward",
-    entry="paretoflow.reward.train:run",
-    command="paretoflow train-rm",
-    sections=("project", "model", "objectives", "reward", "pairs"),
-    inputs=lambda p: [p.pairs.out_dir, *_curated(p, *CURATED_TABLES)],
-    outputs=lambda p: [p.reward.out_dir],
-    artifacts=lambda p: [p.reward.out_dir],
-    summary="cached backbone features → per-objective heads + gating; calibrated, reported on test",
+    summary="sample N answers per prompt (chat template), judge per objective (reward model + rules), pair",
 ))
 _register(Stage(
     name="align",
@@ -166,7 +166,7 @@ _register(Stage(
     name="front",
     entry="paretoflow.front:run",
     command="paretoflow front",
-    sections=("project", "model", "objectives", "curate", "align", "reward", "front"),
+    sections=("project", "model", "objectives", "front"),
     inputs=lambda p: [p.align.out_dir, p.reward.out_dir, *_curated(p, "prompts")],
     outputs=lambda p: [p.front.out_dir],
     artifacts=lambda p: [p.front.out_dir],

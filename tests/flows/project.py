@@ -1,4 +1,5 @@
-"""Build a small, real paretoflow project in a folder: params, built-in prompts, DVC.
+"""Build a small, real paretoflow project in a folder: params, built-in prompts, a slice of
+the shipped human preference data, DVC.
 
 Used by the flow smoke test, the integration test and bench/overhead.py. `tiny=True`
 swaps in a 2-layer llama and budgets that run the whole pipeline in about a minute;
@@ -24,6 +25,16 @@ def _subset(src: Path, dst: Path, n: int) -> None:
     other = [line for line in lines if '"harmful"' not in line]
     take = other[: n - n // 4] + harmful[: n // 4]   # keep some prompts that should be refused
     dst.write_text("\n".join(take) + "\n")
+
+
+def _slice_gz(src: Path, dst: Path, n: int) -> None:
+    """The first n lines of a shipped .jsonl.gz (its rows are in no particular order)."""
+    import gzip
+
+    with gzip.open(src, "rt", encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(n)]
+    with gzip.open(dst, "wt", encoding="utf-8") as out:
+        out.writelines(lines)
 
 
 def tiny_overrides(policy_dir: Path) -> dict:
@@ -62,7 +73,7 @@ def tiny_overrides(policy_dir: Path) -> dict:
 
 
 def make_project(work: Path, tiny: bool = True, n_train: int = 40, n_eval: int = 16,
-                 tracking_uri: str | None = None) -> tuple[Path, dict]:
+                 tracking_uri: str | None = None, n_human: int = 60) -> tuple[Path, dict]:
     """Create `work/project` and return (root, flow-parameter overrides)."""
     root = work / "project"
     (root / "data/raw/prompts").mkdir(parents=True)
@@ -79,9 +90,12 @@ def make_project(work: Path, tiny: bool = True, n_train: int = 40, n_eval: int =
         overrides = tiny_overrides(build_tiny_policy(work / "tiny_policy", seed=0))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(overrides)
-    # The project carries the built-in prompts only, not the shipped human data: curate
-    # reads those, and validate asks for no human pairs.
-    params["curate"]["sources"] = [s for s in params["curate"]["sources"] if s["path"].startswith("data/raw/prompts/")]
+    # The project carries a slice of each shipped human-data source at the same path (the
+    # reward model trains on it); validate asks for as many pairs as a slice can give.
+    for source in params["curate"]["sources"]:
+        if not source["path"].startswith("data/raw/prompts/"):
+            source.pop("max_prompts", None)
+            _slice_gz(REPO / source["path"], root / source["path"], n_human)
     params["validate"]["min_pairs_per_objective_split"] = 0
     overrides.update(curate=params["curate"], validation=params["validate"])
     if tracking_uri:
