@@ -98,7 +98,15 @@ def log_stage(params: dict, root: str, parent_run_id: str, stage: str, summary: 
     p = _params(params)
     rootp = Path(root)
     tracker = Tracker(p.tracking, rootp)
-    run_id = tracker.start_run(stage, parent_run_id, tags={**lineage, "paretoflow.stage": stage, **(tags or {})})
+    # A retry of this task reuses the run its failed attempt created (one run per stage).
+    with tracker.run(stage, parent_run_id, tags={**lineage, "paretoflow.stage": stage, **(tags or {})},
+                     run_key=f"log-stage:{stage}") as run_id:
+        _log_stage_run(tracker, run_id, p, rootp, summary, artifacts, sections, adapter_dir)
+    return run_id
+
+
+def _log_stage_run(tracker, run_id: str, p: Params, rootp: Path, summary: dict, artifacts: list[str],
+                   sections: list[str], adapter_dir: str | None) -> None:
     dumped = p.model_dump(mode="json", by_alias=True)
     tracker.log_params(run_id, {s: dumped[s] for s in sections if s in dumped and s != "objectives"})
     tracker.log_metrics(run_id, summary.get("metrics", {}))
@@ -113,8 +121,6 @@ def log_stage(params: dict, root: str, parent_run_id: str, stage: str, summary: 
         tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
     if adapter_dir:
         tracker.log_adapter(run_id, rootp / adapter_dir, summary.get("base_model_path") or str(p.model.policy))
-    tracker.end_run(run_id)
-    return run_id
 
 
 @task(name="log-front-candidates", retries=2, retry_delay_seconds=5, persist_result=False)
