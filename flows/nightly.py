@@ -95,13 +95,16 @@ def nightly(
 
 def run_pipeline(params: Params, root: Path) -> dict:
     """The pipeline under one MLflow parent run, holding the project lock."""
-    from paretoflow.tracking import Tracker
+    from paretoflow.tracking import Tracker, sweep_zombie_runs
+    from tasks.tracking import flow_run_is_alive
 
     # A local run holds the project lock: a second run on this checkout waits (DVC and the
     # stage outputs are not safe to share). Deployments add a Prefect concurrency limit.
     with FileLock(str(root / ".paretoflow.lock")):
         # Fails here, before any training, when the tracking server is unreachable.
         tracker = Tracker(params.tracking, root)
+        # Runs of earlier flow runs that died (kill -9) are still RUNNING: mark them FAILED.
+        sweep_zombie_runs(tracker, flow_run_is_alive, current_flow_run_id=_flow_run_id())
         parent = tracker.start_run("nightly", tags={"paretoflow.flow_run_id": _flow_run_id()})
         try:
             result = Pipeline(params, root, tracker, parent).run()

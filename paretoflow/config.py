@@ -488,7 +488,12 @@ class PromoteConfig(_Section):
     # Measured on the CPU default run: RM scores of the 8 front candidates differ by
     # 0.002-0.05 per objective while judge scores differ by up to 0.15.
     rm_tolerance: float = Field(0.01, ge=0.0)
+    # The file lock of server-less runs (paretoflow/registry.py); with PREFECT_API_URL set,
+    # a Prefect global concurrency limit named after the registered model is used instead.
     lock_file: ProjectPath = "mlflow/registry.lock"
+    # How long a promotion or rollback waits for the registry lock. A holder keeps it for
+    # seconds (package upload + alias moves); 10 minutes covers a queue of several.
+    lock_timeout_s: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _one_rule(self) -> "PromoteConfig":

@@ -5,12 +5,16 @@ vector (or constraint), packages it as a self-contained recipe (merge method,
 coefficients, the expert adapters it needs as safetensors, the base model fingerprint),
 logs that under a nested candidate run, registers a model version tagged with its
 objective values and lineage, and applies the gates (paretoflow/promotion.py) through
-the registry's compare-and-set (paretoflow/registry.py). `load_candidate` rebuilds the
+the registry's check-move-verify (paretoflow/registry.py), all inside the registry lock.
+The package is built from the exact adapter files the front evaluated (their hashes in
+front.json are checked); a candidate whose recipe and adapter files are unchanged reuses
+its registered version instead of registering a new one. `load_candidate` rebuilds the
 exact model from a downloaded package: what a server loads for `models:/name@champion`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
@@ -18,11 +22,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from paretoflow.config import Params
+from paretoflow.io import file_hash, write_json
 from paretoflow.promotion import Candidate, decide, select_by_constraint, select_by_preference
-from paretoflow.registry import apply_decision, champion_objectives, register_candidate
+from paretoflow.registry import (
+    apply_decision,
+    champion_objectives,
+    find_version,
+    register_candidate,
+    registry_lock,
+)
 from paretoflow.tracking import Tracker
 
 PACKAGE = "candidate"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# Files of an adapter that decide its weights when loaded (meta.json holds timings too).
+_IDENTITY_FILES = (ADAPTER_WEIGHTS, "adapter_config.json")
+# Recipe fields that decide the packaged model's weights; measured values and paths do not.
+_IDENTITY_FIELDS = ("kind", "method", "merge_params", "coefficients", "base_fingerprint", "seed", "adapters")
+
+
+class AdapterChanged(ValueError):
+    """An adapter on disk is not the file the front evaluated."""
 
 
 @dataclass
@@ -70,28 +90,57 @@ def choose(params: Params, candidates: list[Candidate]) -> Candidate:
     return select_by_preference(candidates, params.objectives, weights)
 
 
-def package_candidate(params: Params, root: Path, candidate: Candidate, out: Path) -> Path:
-    """Write recipe.json + the adapters the candidate needs into `out` (safetensors only)."""
+def evaluated_hashes(front_doc: dict) -> dict[str, str]:
+    """adapter name → hash of the adapter_model.safetensors the front evaluated (front.json
+    `experts`, and `adapters` for the other trained adapters it evaluated)."""
+    return {e["name"]: e["file_hash"] for e in [*front_doc.get("experts", []), *front_doc.get("adapters", [])]
+            if e.get("file_hash")}
+
+
+def _candidate_parts(candidate: Candidate) -> dict[str, float]:
+    record = candidate.info
+    if record["kind"] == "merge":
+        return {name: coef for name, coef in record["coefficients"].items() if coef != 0.0}
+    if record["kind"] == "adapter":
+        return {record["name"]: 1.0}
+    return {}
+
+
+def _copy_adapter(src: Path, dst: Path, name: str, expected: str | None, candidate: str) -> str:
+    """Copy one adapter into the package and check the copied weights against the front's
+    hash (the copy, not the source: the package holds exactly the bytes checked)."""
+    if not (src / ADAPTER_WEIGHTS).exists():
+        raise FileNotFoundError(f"candidate {candidate} needs adapter {src}, which is missing")
+    if expected is None:
+        raise AdapterChanged(f"candidate {candidate} needs adapter {name}, but front.json records no file_hash "
+                             "for it: rerun `paretoflow front` so the package can be checked against what it evaluated")
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        if f.is_file() and f.suffix in (".safetensors", ".json"):
+            shutil.copy2(f, dst / f.name)
+    actual = file_hash(dst / ADAPTER_WEIGHTS)
+    if actual != expected:
+        raise AdapterChanged(f"adapter {src / ADAPTER_WEIGHTS} has hash {actual}, but the front evaluated "
+                             f"{expected} (front.json): it changed after the front ran; rerun `paretoflow front`")
+    return actual
+
+
+def package_candidate(params: Params, root: Path, candidate: Candidate, out: Path,
+                      hashes: dict[str, str]) -> Path:
+    """Write recipe.json + the adapters the candidate needs into `out` (safetensors only).
+
+    `hashes` (from `evaluated_hashes(front.json)`) are the adapter files the front
+    evaluated; an adapter that differs, or has no recorded hash, is refused (AdapterChanged).
+    """
     from paretoflow.models import model_fingerprint, resolve_policy_path
 
     record = candidate.info
     out.mkdir(parents=True, exist_ok=True)
     adapters_dir = root / params.align.out_dir
-    if record["kind"] == "merge":
-        parts = {name: coef for name, coef in record["coefficients"].items() if coef != 0.0}
-    elif record["kind"] == "adapter":
-        parts = {record["name"]: 1.0}
-    else:
-        parts = {}
-    for name in parts:
-        src = adapters_dir / name
-        if not (src / "adapter_model.safetensors").exists():
-            raise FileNotFoundError(f"candidate {candidate.name} needs adapter {src}, which is missing")
-        dst = out / "adapters" / name
-        dst.mkdir(parents=True)
-        for f in src.iterdir():
-            if f.is_file() and f.suffix in (".safetensors", ".json"):
-                shutil.copy2(f, dst / f.name)
+    parts = _candidate_parts(candidate)
+    adapter_hashes = {name: _copy_adapter(adapters_dir / name, out / "adapters" / name, name, hashes.get(name),
+                                          candidate.name)
+                      for name in parts}
     base_path = resolve_policy_path(params.model.policy, root / params.model.cache_dir)
     recipe = {
         "candidate": candidate.name,
@@ -100,14 +149,29 @@ def package_candidate(params: Params, root: Path, candidate: Candidate, out: Pat
         "method": record.get("method") if record["kind"] == "merge" else "exact",
         "merge_params": record.get("merge_params") or {},
         "coefficients": parts,
+        "adapters": adapter_hashes,           # adapter name → hash of its adapter_model.safetensors
         "base_model": params.model.policy,
         "base_fingerprint": model_fingerprint(base_path),
         "objectives": candidate.objectives,
         "reward_model": candidate.rm_objectives,
         "seed": params.project.seed,
     }
-    (out / "recipe.json").write_text(json.dumps(recipe, indent=2))
+    write_json(out / "recipe.json", recipe)
     return out
+
+
+def candidate_key(package_dir: Path) -> str:
+    """Content key of a package: the recipe fields that decide the weights plus the hash of
+    each adapter's weight and config files. Equal keys ⇒ the same model; measured objective
+    values, the candidate's name and the base model's local path are not part of it."""
+    recipe = json.loads((package_dir / "recipe.json").read_text())
+    identity = {k: recipe.get(k) for k in _IDENTITY_FIELDS}
+    identity["files"] = {
+        name: {f: file_hash(package_dir / "adapters" / name / f, 64)
+               for f in _IDENTITY_FILES if (package_dir / "adapters" / name / f).exists()}
+        for name in sorted(recipe["coefficients"])
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def load_candidate(package_dir: Path, policy: str | None = None, cache_dir: str | Path = ".cache/models"):
@@ -121,6 +185,9 @@ def load_candidate(package_dir: Path, policy: str | None = None, cache_dir: str 
         raise ValueError(f"candidate {recipe['candidate']} was built on base {recipe['base_fingerprint']}, "
                          f"not on {path} ({model_fingerprint(path)})")
     names = list(recipe["coefficients"])
+    for n, expected in (recipe.get("adapters") or {}).items():
+        if file_hash(package_dir / "adapters" / n / ADAPTER_WEIGHTS) != expected:
+            raise AdapterChanged(f"package {package_dir}: adapter {n} does not match the hash in its recipe")
     if names:
         experts = [load_expert(package_dir / "adapters" / n) for n in names]
         mp = recipe.get("merge_params") or {}
@@ -133,33 +200,50 @@ def load_candidate(package_dir: Path, policy: str | None = None, cache_dir: str 
 
 def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, validation_passed: bool,
         lineage: dict[str, str]) -> PromoteResult:
+    """Choose, package (hash-checked), register or reuse, gate and move aliases, the last
+    three inside registry_lock. The candidate run ends FAILED on any error."""
     root = Path(root)
-    _, candidates = load_front(params, root)
+    front_doc, candidates = load_front(params, root)
     chosen = choose(params, candidates)
     reference = next((c for c in candidates if c.info.get("kind") == "base"), None)
     name = params.tracking.registered_model
-    champion_version, champion = champion_objectives(tracker, name)
 
-    run_id = tracker.start_run(f"candidate-{chosen.name}", parent_run_id,
-                               tags={**lineage, "paretoflow.stage": "promote", "paretoflow.candidate": chosen.name})
-    tracker.log_params(run_id, {"preference": params.promote.preference, "constraint": params.promote.constraint,
-                                "tolerance": params.promote.tolerance, "candidate": chosen.name})
-    tracker.log_metrics(run_id, {**chosen.objectives, **{f"rm_{k}": v for k, v in chosen.rm_objectives.items()}})
-    with tempfile.TemporaryDirectory() as tmp:
-        package = package_candidate(params, root, chosen, Path(tmp) / PACKAGE)
-        tracker.log_artifact(run_id, package, PACKAGE)
-    tags = {**lineage, "candidate": chosen.name, **{f"objective.{k}": f"{v:.6f}" for k, v in chosen.objectives.items()}}
-    version = register_candidate(tracker, name, run_id, PACKAGE, tags)
-    decision = decide(chosen, objectives=params.objectives, validation_passed=validation_passed,
-                      champion_objectives=champion, reference=reference, tolerance=params.promote.tolerance,
-                      rm_tolerance=params.promote.rm_tolerance)
-    outcome = apply_decision(tracker, name, version, decision, champion_version, root / params.promote.lock_file)
-    tracker.set_tags(run_id, {"paretoflow.registry_version": version, "paretoflow.alias": outcome.alias})
-    tracker.end_run(run_id)
+    with tracker.run(f"candidate-{chosen.name}", parent_run_id,
+                     tags={**lineage, "paretoflow.stage": "promote", "paretoflow.candidate": chosen.name}) as run_id:
+        tracker.log_params(run_id, {"preference": params.promote.preference, "constraint": params.promote.constraint,
+                                    "tolerance": params.promote.tolerance, "candidate": chosen.name})
+        tracker.log_metrics(run_id, {**chosen.objectives, **{f"rm_{k}": v for k, v in chosen.rm_objectives.items()}})
+        with tempfile.TemporaryDirectory() as tmp:
+            package = package_candidate(params, root, chosen, Path(tmp) / PACKAGE, evaluated_hashes(front_doc))
+            with registry_lock(params, root) as lock:
+                champion_version, champion = champion_objectives(tracker, name)   # fails closed
+                version, reused = _register_or_reuse(tracker, name, run_id, package, lineage, chosen)
+                decision = decide(chosen, objectives=params.objectives, validation_passed=validation_passed,
+                                  champion_objectives=champion, reference=reference,
+                                  tolerance=params.promote.tolerance, rm_tolerance=params.promote.rm_tolerance)
+                outcome = apply_decision(tracker, name, version, decision, champion_version)
+        tracker.set_tags(run_id, {"paretoflow.registry_version": version, "paretoflow.alias": outcome.alias,
+                                  "paretoflow.reused_version": str(reused).lower(), "paretoflow.registry_lock": lock,
+                                  "paretoflow.champion_moved": str(outcome.moved).lower()})
     return PromoteResult(
         candidate=chosen.name, version=version, alias=outcome.alias, previous=outcome.previous,
         reasons=outcome.reasons, gates={g.name: ("pass" if g.passed else "FAIL: ") + ("" if g.passed else g.reason)
                                         for g in decision.gates},
         candidate_run_id=run_id, objectives=chosen.objectives,
-        metrics={"promoted": float(outcome.alias == "champion")},
+        metrics={"promoted": float(outcome.moved), "reused_version": float(reused)},
     )
+
+
+def _register_or_reuse(tracker: Tracker, name: str, run_id: str, package: Path, lineage: dict[str, str],
+                       chosen: Candidate) -> tuple[str, bool]:
+    """(version, reused?): the version already registered for this package's key, else a
+    new one whose artifact is the package logged under the candidate run. Under the lock,
+    so two promoters of the same candidate register it once."""
+    key = candidate_key(package)
+    version = find_version(tracker, name, key)
+    if version is not None:
+        return version, True
+    tracker.log_artifact(run_id, package, PACKAGE)
+    tags = {**lineage, "candidate": chosen.name,
+            **{f"objective.{k}": f"{v:.6f}" for k, v in chosen.objectives.items()}}
+    return register_candidate(tracker, name, run_id, PACKAGE, tags, key=key), False

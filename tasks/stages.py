@@ -71,9 +71,15 @@ def log_stage(params: Params, root: str, parent_run_id: str, label: str, summary
     rootp = Path(root)
     s = stage(summary["stage"])
     tracker = Tracker(params.tracking, rootp)
-    run_id = tracker.start_run(label, parent_run_id, tags={
-        **lineage, "paretoflow.stage": s.name, "paretoflow.cached": str(bool(summary.get("cached"))).lower(),
-        **(tags or {})})
+    tags = {**lineage, "paretoflow.stage": s.name, "paretoflow.cached": str(bool(summary.get("cached"))).lower(),
+            **(tags or {})}
+    # A retry of this task reuses the run its failed attempt created (one run per stage).
+    with tracker.run(label, parent_run_id, tags=tags, run_key=f"log-stage:{label}") as run_id:
+        _log_stage_run(tracker, run_id, params, rootp, s, summary)
+    return run_id
+
+
+def _log_stage_run(tracker, run_id: str, params: Params, rootp: Path, s, summary: dict) -> None:
     tracker.log_params(run_id, _params_for_mlflow(params, list(s.sections)))
     tracker.log_metrics(run_id, summary.get("metrics", {}))
     for curve_name, values in (summary.get("curves") or {}).items():
@@ -82,8 +88,6 @@ def log_stage(params: Params, root: str, parent_run_id: str, label: str, summary
         tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
     if summary.get("job"):  # one adapter of the align stage: its folder is the job's output
         _log_adapter(tracker, run_id, params, rootp / s.outputs_for(params, summary["job"])[0], summary)
-    tracker.end_run(run_id)
-    return run_id
 
 
 def _log_adapter(tracker, run_id: str, params: Params, adapter_dir: Path, summary: dict) -> None:
@@ -122,15 +126,21 @@ def log_front_candidates(params: Params, root: str, front_run_id: str, records: 
 @task(name="register-reward-model", retries=2, retry_delay_seconds=5, persist_result=False)
 def register_reward_model(params: Params, root: str, reward_run_id: str, summary: dict,
                           lineage: dict[str, str]) -> str:
-    """Register the reward model logged under the reward stage run as a model version."""
-    from paretoflow.registry import register_candidate
+    """Register the reward model logged under the reward stage run as a model version; an
+    unchanged model (same files by content hash) keeps the version it already has."""
+    from paretoflow.io import files_hash
+    from paretoflow.registry import find_version, register_candidate
     from paretoflow.tracking import Tracker
 
     tracker = Tracker(params.tracking, Path(root))
+    name = f"{params.tracking.registered_model}-reward"
+    key = files_hash([Path(root) / params.reward.out_dir], length=32)
+    existing = find_version(tracker, name, key)
+    if existing is not None:
+        return existing
     metrics = {f"metric.{k}": f"{v:.6f}" for k, v in summary.get("metrics", {}).items()
                if isinstance(v, (int, float)) and k.startswith("test_")}
-    return register_candidate(tracker, f"{params.tracking.registered_model}-reward", reward_run_id, "reward",
-                              {**lineage, **metrics})
+    return register_candidate(tracker, name, reward_run_id, "reward", {**lineage, **metrics}, key=key)
 
 
 @task(name="promote", persist_result=False)

@@ -308,6 +308,8 @@ def run(
         "merge_method": config.merge_method,
         "experts": [{"name": e.name, "objective": o, "file_hash": e.file_hash}
                     for e, o in zip(inventory.experts, inventory.expert_objectives)],
+        # Other evaluated adapters (MODPO): promote checks the packaged files against these.
+        "adapters": [{"name": a.name, "file_hash": a.file_hash} for a in evaluator.adapters.values()],
         "evaluation": {"prompts": len(prompts.texts), "split": config.prompts_split,
                        "prompts_hash": prompts.digest, **evaluator.generation,
                        "n_boot": config.n_boot, "ci_level": config.ci_level,

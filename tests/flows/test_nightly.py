@@ -72,7 +72,7 @@ def test_registry_alias_and_lineage_tags(first_run):
     params, tracker = _client(root)
     promotion = result["promotion"]
     name = params.tracking.registered_model
-    version = tracker.client.get_model_version_by_alias(name, promotion["alias"]).version
+    version = str(tracker.client.get_model_version_by_alias(name, promotion["alias"]).version)
     assert version == promotion["version"]
     mv = tracker.client.get_model_version(name, version)
     assert set(mv.tags) >= {f"objective.{o}" for o in params.objective_names}
