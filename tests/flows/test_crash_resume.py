@@ -36,7 +36,8 @@ def test_kill_during_align_then_rerun_completes_from_cache(tmp_path):
     overrides_file = tmp_path / "overrides.json"
     overrides_file.write_text(json.dumps(overrides))
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_API_URL": "",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     proc = _run(root, overrides_file, env, tmp_path / "run1.log")
     adapters = root / "artifacts/adapters"
     deadline = time.time() + 600
