@@ -1,22 +1,25 @@
 """Reward model benchmark on the shipped real data, in one run.
 
-1. The reward stage as configured (`paretoflow.reward.train.run`, with the params'
-   sampling caps), timed: feature extraction (first run vs the per-text store) and fit.
-2. On curate's *full* test split of every curated pair source (no sampling cap: all test
-   prompts, all their pairs), per objective: test accuracy and length-controlled (LC)
-   accuracy of
-   - the stage's model (main) and its independent model (the Goodhart guard),
-   - variants refitted on the same features: main on all train prompts (not half a),
-     length debiasing off / on (`length_debias`), and the ArmoRM `verbosity_penalty`
-     on the overall score off / on,
-   - a logistic-regression probe (sklearn, C=1, no intercept) on the same standardised
-     features and the same training pairs,
-   - the rules "longer wins" / "shorter wins" (word counts; ties count 0.5),
-   with a 95% prompt-cluster bootstrap interval of main − probe (scipy.stats.bootstrap,
-   paired over test prompts).
-3. `--sizes 60,150,300`: accuracy vs `max_pairs_per_source` (the default's trade-off).
+1. The reward stage as configured (`paretoflow.reward.train.run`), timed: texts encoded
+   (0 when the per-text store has them all), feature and fit seconds.
+2. Curate's *full* test split of every curated pair source (no sampling cap), per
+   objective, accuracy and length-controlled (LC: chosen is the shorter) accuracy of
+   - the stage's main model and its independent model (the Goodhart guard), with how
+     often they order a pair alike and the correlation of their errors,
+   - the previous guard: main on half "a" of the train prompts, a same-view twin on half "b",
+   - refits on the same features: each head on the backbone / lexical view alone, length
+     debiasing off and at 1.0, the ArmoRM verbosity penalty on the overall score,
+   - a logistic-regression probe (sklearn, C=1, no intercept) on the backbone features
+     and the same training pairs, and the rules "longer wins" / "shorter wins",
+   with 95% paired prompt-cluster bootstrap intervals (scipy.stats.bootstrap) of main −
+   probe and main − backbone-only.
+3. `--cv K`: K-fold prompt-grouped CV on curate's train+val prompts: the stage's recipe
+   (`fit_model`, the params' caps on each fold's training prompts) scored on every pair
+   of the held-out prompts, for the variants above; paired intervals against main.
+4. `--sizes 300,600,1200`: test accuracy vs `max_pairs_per_source`, with the texts each
+   size encodes (the CPU budget: MiniLM ~40 texts/s on 2 idle cores).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/reward.py --root <project with curated data>
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reward.py --root <project with curated data> --cv 5 --sizes 300,600,1200
 """
 
 from __future__ import annotations
@@ -33,136 +36,249 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def accuracy(scores, c, r) -> float:
-    return float(np.mean((scores[c] > scores[r]) + 0.5 * (scores[c] == scores[r]))) if len(c) else float("nan")
+def correct(scores, c, r) -> np.ndarray:
+    return (scores[c] > scores[r]) + 0.5 * (scores[c] == scores[r])
 
 
-def rows_for(scores, words, c, r) -> dict:
-    lc = words[c] < words[r]
-    return {"acc": accuracy(scores, c, r), "lc": accuracy(scores, c[lc], r[lc]), "n": len(c), "n_lc": int(lc.sum())}
-
-
-def paired_interval(a, b, c, r, prompt_of) -> tuple[float, float]:
-    """95% bootstrap CI of accuracy(a) − accuracy(b), resampling test prompts (clusters)."""
+def paired_interval(a: np.ndarray, b: np.ndarray, prompt_of) -> tuple[float, float]:
+    """95% bootstrap CI of mean(a) − mean(b) (per-pair correctness), resampling prompts."""
     from scipy.stats import bootstrap
 
-    diff = ((a[c] > a[r]) + 0.5 * (a[c] == a[r])) - ((b[c] > b[r]) + 0.5 * (b[c] == b[r]))
-    frame = pd.DataFrame({"prompt": prompt_of, "diff": diff}).groupby("prompt")["diff"].agg(["sum", "count"])
+    frame = pd.DataFrame({"prompt": prompt_of, "diff": a - b}).groupby("prompt")["diff"].agg(["sum", "count"])
     result = bootstrap((frame["sum"].to_numpy(), frame["count"].to_numpy()), lambda s, n: s.sum() / n.sum(),
                        paired=True, vectorized=False, n_resamples=2000, random_state=0, method="percentile")
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def full_test_data(params, root):
-    """Curated data without sampling caps or judge ratings, restricted to test prompts."""
+def with_reward(params, **update):
+    return params.model_copy(update={"reward": params.reward.model_copy(update=update)})
+
+
+def uncapped(params):
+    """Params without sampling caps or judge ratings: every curated pair, for evaluation."""
+    sources = {n: params.reward.weights(n).model_copy(update={"judges": 0.0}) for n in params.objective_names}
+    return with_reward(params, max_pairs_per_source=None, max_pairs_per_prompt=None, sources=sources)
+
+
+def variants(params) -> dict:
+    """Refits of the main recipe: label -> (params, views or None, train half or None)."""
+    names = params.objective_names
+    debias = params.reward.length_debias
+    return {
+        "main": (params, None, None),
+        "backbone view only": (params, {n: ["backbone"] for n in names}, None),
+        "lexical view only": (params, {n: ["lexical"] for n in names}, None),
+        "length_debias off": (with_reward(params, length_debias={}), None, None),
+        "length_debias 1.0": (with_reward(params, length_debias={n: 1.0 for n in debias}), None, None),
+        "previous guard: main on half a": (params, None, "a"),
+        "previous guard: twin on half b": (params, None, "b"),
+    }
+
+
+def fit_variants(data, enc, params, train: set[str]) -> dict:
+    from paretoflow.reward.train import fit_independent, fit_model, independent_halves
+
+    halves = dict(zip("ab", independent_halves(train, params.project.seed)))
+    models = {"independent": fit_independent(data, enc, params, train).model}
+    for label, (p, views, half) in variants(params).items():
+        models[label] = fit_model(data, enc, p, halves[half] if half else train, label=label, views=views).model
+    models["verbosity_penalty 1 (overall)"] = fit_model(data, enc, with_reward(params, verbosity_penalty=1.0), train).model
+    return models
+
+
+def probe_scores(data, enc, params, train: set[str], name: str, test_enc) -> np.ndarray:
+    """sklearn logistic regression on the standardised backbone features of the training pairs."""
+    from sklearn.linear_model import LogisticRegression
+
+    from paretoflow.reward.fit import single_thread, standardizer
+
+    rows = np.flatnonzero(enc.responses["prompt_id"].isin(train).to_numpy())
+    mean, scale = standardizer(enc.pair[rows, : enc.backbone_dim])
+    pairs = data.pairs[(data.pairs["objective"] == name) & data.pairs["prompt_id"].isin(train)]
+    x = (enc.pair[:, : enc.backbone_dim] - mean) / scale
+    d = x[enc.rows(pairs["chosen_id"].tolist())] - x[enc.rows(pairs["rejected_id"].tolist())]
+    with single_thread():
+        probe = LogisticRegression(fit_intercept=False, max_iter=3000).fit(np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))])
+    return ((test_enc.pair[:, : enc.backbone_dim] - mean) / scale) @ probe.coef_[0]
+
+
+def objective_table(name, models, test, test_enc, probe, words) -> dict:
+    """label -> per-pair correctness on the objective's test pairs (plus c, r, prompts)."""
+    from paretoflow.reward.model import OVERALL
+
+    pairs = test.pairs[test.pairs["objective"] == name]
+    c, r = test_enc.rows(pairs["chosen_id"].tolist()), test_enc.rows(pairs["rejected_id"].tolist())
+    texts = test_enc.responses["text"].tolist()
+    scores = {k: m.score_matrix(test_enc.pair, test_enc.prompt, texts) for k, m in models.items()}
+    table = {k: s[name] for k, s in scores.items()}
+    table["overall (main)"] = scores["main"][OVERALL]
+    table["overall, verbosity_penalty 1"] = scores["verbosity_penalty 1 (overall)"][OVERALL]
+    del table["verbosity_penalty 1 (overall)"]
+    table["probe (logistic regression, backbone)"] = probe
+    table["longer wins"], table["shorter wins"] = words, -words
+    return {"ok": {k: correct(s, c, r) for k, s in table.items()}, "diff": {k: s[c] - s[r] for k, s in table.items()},
+            "lc": words[c] < words[r], "prompts": pairs["prompt_id"].to_numpy()}
+
+
+def print_table(name: str, t: dict, pairs_against=("probe (logistic regression, backbone)", "backbone view only")) -> None:
+    from paretoflow.reward.evaluate import error_agreement
+
+    lc = t["lc"]
+    for label, ok in t["ok"].items():
+        print(f"{name:<13} {label:<40} {len(ok):>6} {ok.mean():>6.3f} {ok[lc].mean() if lc.any() else float('nan'):>6.3f} ({lc.sum():>3})")
+    for other in pairs_against:
+        low, high = paired_interval(t["ok"]["main"], t["ok"][other], t["prompts"])
+        print(f"{name:<13} main − {other}: {t['ok']['main'].mean() - t['ok'][other].mean():+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]")
+    for a, b in (("main", "independent"), ("previous guard: main on half a", "previous guard: twin on half b")):
+        e = error_agreement(t["diff"][a], t["diff"][b])
+        print(f"{name:<13} {a} vs {b}: agreement {e['agreement']:.3f}, both wrong {e['both_wrong']:.3f}, "
+              f"error correlation {e['error_correlation']:+.3f}")
+
+
+def test_split(params, root, data, enc) -> None:
+    """Section 2: every pair of curate's test split."""
     from paretoflow.reward.data import load_preference_data
+    from paretoflow.reward.model import response_lengths
+    from paretoflow.reward.train import encode
 
-    sources = {n: {"judges": 0.0} for n in params.objective_names}
-    uncapped = params.model_copy(update={"reward": params.reward.model_copy(update={
-        "max_pairs_per_source": None, "max_pairs_per_prompt": None,
-        "sources": {n: params.reward.weights(n).model_copy(update=v) for n, v in sources.items()}})})
-    data = load_preference_data(root, uncapped)
-    test = set(data.prompts.index[data.prompts["split"] == "test"])
-    data.pairs = data.pairs[data.pairs["prompt_id"].isin(test)].reset_index(drop=True)
-    data.ratings = data.ratings.iloc[:0]
-    used = set(data.pairs["chosen_id"]) | set(data.pairs["rejected_id"])
-    data.responses = data.responses[data.responses["response_id"].isin(used)].reset_index(drop=True)
-    return uncapped, data
-
-
-def variant(params, root, data, enc, update: dict, label: str, all_train: bool = False):
-    """Refit the stage's model with `update` applied to params.reward."""
-    from paretoflow.reward.train import fit_model, independent_halves
-
-    p = params.model_copy(update={"reward": params.reward.model_copy(update=update)})
     train = set(data.prompts.index[data.prompts["split"] == "train"])
-    prompts = train if all_train else independent_halves(train, params.project.seed)[0]
-    return fit_model(data, enc, p, prompts, label=label).model
+    models = fit_variants(data, enc, params, train)
+    test = load_preference_data(root, uncapped(params))
+    test_prompts = set(test.prompts.index[test.prompts["split"] == "test"])
+    test.pairs = test.pairs[test.pairs["prompt_id"].isin(test_prompts)].reset_index(drop=True)
+    test.ratings = test.ratings.iloc[:0]
+    used = set(test.pairs["chosen_id"]) | set(test.pairs["rejected_id"])
+    test.responses = test.responses[test.responses["response_id"].isin(used)].reset_index(drop=True)
+    test_enc = encode(test, uncapped(params), root, progress=False)
+    words = response_lengths(test_enc.responses["text"].tolist())
+    print(f"\n== curate's full test split (train pairs: the stage's sample)\n{'objective':<13} {'scorer':<40} {'pairs':>6} {'acc':>6} {'LC (n)':>12}")
+    for name in params.objective_names:
+        if (test.pairs["objective"] == name).any():
+            probe = probe_scores(data, enc, params, train, name, test_enc)
+            print_table(name, objective_table(name, models, test, test_enc, probe, words))
+
+
+def cv_folds(prompt_ids, k: int, seed: int) -> dict[str, int]:
+    from paretoflow.reward.data import salted_fraction
+
+    return {p: int(salted_fraction(p, f"bench-cv-{seed}") * k) for p in prompt_ids}
+
+
+def fold_data(full, params, fold_of: dict, j: int):
+    """The stage's view of fold j: held-out prompts → test, caps on the rest's pairs."""
+    import copy
+
+    from paretoflow.reward.data import sample_pairs
+
+    data = copy.copy(full)
+    held = {p for p, f in fold_of.items() if f == j}
+    data.prompts = full.prompts.assign(split=np.where(full.prompts.index.isin(held), "test", full.prompts["split"]))
+    rest = full.pairs[full.pairs["prompt_id"].isin(set(fold_of) - held)]
+    capped, _ = sample_pairs(rest, params.reward.max_pairs_per_source, params.reward.max_pairs_per_prompt, params.project.seed)
+    data.pairs = pd.concat([capped, full.pairs[full.pairs["prompt_id"].isin(held)]], ignore_index=True)
+    return data, held
+
+
+def cross_validation(params, root, k: int) -> None:
+    """Section 3: the stage's recipe in K prompt-grouped folds of curate's train+val prompts."""
+    from paretoflow.reward.data import load_preference_data
+    from paretoflow.reward.evaluate import error_agreement
+    from paretoflow.reward.model import response_lengths
+    from paretoflow.reward.train import encode, fit_independent, fit_model, independent_halves
+
+    full = load_preference_data(root, uncapped(params))
+    full.ratings = full.ratings.iloc[:0]
+    enc = encode(full, uncapped(params), root, progress=False)
+    words, texts = response_lengths(enc.responses["text"].tolist()), enc.responses["text"].tolist()
+    fold_of = cv_folds(full.prompts.index[full.prompts["split"].isin(["train", "val"])], k, params.project.seed)
+    out: dict = {}
+    for j in range(k):
+        data, held = fold_data(full, params, fold_of, j)
+        train = set(data.prompts.index[data.prompts["split"] == "train"])
+        halves = dict(zip("ab", independent_halves(train, params.project.seed)))
+        models = {"independent": fit_independent(data, enc, params, train).model}
+        for label, (p, views, half) in variants(params).items():
+            models[label] = fit_model(data, enc, p, halves[half] if half else train, views=views).model
+        scores = {label: m.score_matrix(enc.pair, enc.prompt, texts) for label, m in models.items()}
+        for name in params.objective_names:
+            pairs = data.pairs[(data.pairs["objective"] == name) & data.pairs["prompt_id"].isin(held)]
+            c, r = enc.rows(pairs["chosen_id"].tolist()), enc.rows(pairs["rejected_id"].tolist())
+            row = out.setdefault(name, {"lc": [], "prompts": [], "diff": {}})
+            row["lc"].append(words[c] < words[r])
+            row["prompts"].append(pairs["prompt_id"].to_numpy())
+            for label, s in scores.items():
+                row["diff"].setdefault(label, []).append(s[name][c] - s[name][r])
+        print(f"fold {j + 1}/{k} done", flush=True)
+    print(f"\n== {k}-fold prompt-grouped CV on curate's train+val prompts (caps on training folds, every held-out pair)")
+    for name, row in out.items():
+        lc, prompts = np.concatenate(row["lc"]), np.concatenate(row["prompts"])
+        if not lc.size:
+            continue
+        diff = {label: np.concatenate(v) for label, v in row["diff"].items()}
+        ok = {label: (d > 0) + 0.5 * (d == 0) for label, d in diff.items()}
+        for label, v in ok.items():
+            interval = "" if label == "main" else "  main − this: {:+.3f} [{:+.3f}, {:+.3f}]".format(
+                ok["main"].mean() - v.mean(), *paired_interval(ok["main"], v, prompts))
+            print(f"{name:<13} {label:<32} {len(v):>6} {v.mean():.3f} LC {v[lc].mean() if lc.any() else float('nan'):.3f} ({lc.sum()}){interval}")
+        for a, b in (("main", "independent"), ("previous guard: main on half a", "previous guard: twin on half b")):
+            e = error_agreement(diff[a], diff[b])
+            print(f"{name:<13} {a} vs {b}: agreement {e['agreement']:.3f}, error correlation {e['error_correlation']:+.3f}")
+
+
+def sizes(params, root, values: list[int], test_enc_cache: dict) -> None:
+    """Section 4: test accuracy vs max_pairs_per_source, and the texts each size encodes."""
+    from paretoflow.reward.data import load_preference_data
+    from paretoflow.reward.train import encode, fit_model
+
+    full = load_preference_data(root, uncapped(params))
+    test_prompts = set(full.prompts.index[full.prompts["split"] == "test"])
+    enc_full = encode(full, uncapped(params), root, progress=False)
+    print("\n== accuracy vs max_pairs_per_source (main recipe, curate's full test split)")
+    for size in values:
+        sized = with_reward(params, max_pairs_per_source=size)
+        data = load_preference_data(root, sized)
+        enc = encode(data, sized, root, progress=False)
+        model = fit_model(data, enc, sized, set(data.prompts.index[data.prompts["split"] == "train"])).model
+        scores = model.score_matrix(enc_full.pair, enc_full.prompt, enc_full.responses["text"].tolist())
+        n_texts = len(enc.responses) + data.responses["prompt_id"].nunique()
+        line = []
+        for name in params.objective_names:
+            pairs = full.pairs[(full.pairs["objective"] == name) & full.pairs["prompt_id"].isin(test_prompts)]
+            if pairs.empty:
+                continue
+            c, r = enc_full.rows(pairs["chosen_id"].tolist()), enc_full.rows(pairs["rejected_id"].tolist())
+            words = np.array([len(t.split()) for t in enc_full.responses["text"]])
+            ok, lc = correct(scores[name], c, r), words[c] < words[r]
+            line.append(f"{name} {ok.mean():.3f} (LC {ok[lc].mean():.3f})")
+        print(f"size {size:>5}: {data.sampling} | ~{n_texts} texts (responses + prompts) | " + ", ".join(line), flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=str(REPO), help="project root with curated data (curate.out_dir)")
+    ap.add_argument("--cv", type=int, default=0, help="K of the prompt-grouped CV (0 = skip)")
     ap.add_argument("--sizes", default="", help="comma list of max_pairs_per_source values to sweep")
+    ap.add_argument("--skip-test", action="store_true", help="skip sections 1-2")
     args = ap.parse_args()
-
-    from sklearn.linear_model import LogisticRegression
 
     from paretoflow.config import load_params
     from paretoflow.reward.data import load_preference_data
-    from paretoflow.reward.fit import single_thread
-    from paretoflow.reward.model import OVERALL, RewardModel, response_lengths
-    from paretoflow.reward.train import INDEPENDENT_DIR, encode, run
+    from paretoflow.reward.train import encode, run
 
     root = Path(args.root)
     params = load_params(root / "params.yaml")
-    started = time.perf_counter()
-    result = run(params, root, progress=False)
-    print(f"reward stage: {time.perf_counter() - started:.1f} s (features {result.metrics['feature_seconds']:.1f} s, "
-          f"fit {result.metrics['fit_seconds']:.1f} s); caps: {params.reward.max_pairs_per_source} prompts/source, "
-          f"{params.reward.max_pairs_per_prompt} pairs/prompt")
-    main_model = RewardModel.load(result.out_dir, root=root)
-    independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=root)
-
-    data = load_preference_data(root, params)  # the stage's (sampled) training data
-    enc = encode(data, params, root, progress=False)
-    models = {
-        "main (half a)": main_model, "independent (half b)": independent,
-        "all train prompts": variant(params, root, data, enc, {}, "all", all_train=True),
-        "length_debias off": variant(params, root, data, enc, {"length_debias": {}}, "half a"),
-        "length_debias 1.0": variant(params, root, data, enc, {"length_debias": {n: 1.0 for n in params.objective_names}}, "half a"),
-        "verbosity_penalty 1 (overall)": variant(params, root, data, enc, {"verbosity_penalty": 1.0}, "half a"),
-    }
-    full_params, test = full_test_data(params, root)
-    test_enc = encode(test, full_params, root, progress=False)
-    texts = test_enc.responses["text"].tolist()
-    words = response_lengths(texts)
-    backbone = test_enc.pair[:, : test_enc.backbone_dim]
-    scores = {k: m.score_features(backbone, test_enc.prompt, texts) for k, m in models.items()}
-    # Probe: same standardised features, same training pairs as the main model's heads.
-    train_rows = enc.responses["prompt_id"].isin(set(data.prompts.index[data.prompts["split"] == "train"])).to_numpy()
-    t = main_model.tensors
-    x_train = (enc.pair - t["feature_mean"]) / t["feature_scale"]
-    x_test = (test_enc.pair - t["feature_mean"]) / t["feature_scale"]
-    print(f"\nfull curate test split; train pairs from the stage's sample (train responses {int(train_rows.sum())})")
-    print(f"{'objective':<13} {'scorer':<30} {'pairs':>6} {'acc':>6} {'LC (n)':>12}")
-    for name in params.objective_names:
-        pairs = test.pairs[test.pairs["objective"] == name]
-        if pairs.empty:
-            continue
-        c, r = test_enc.rows(pairs["chosen_id"].tolist()), test_enc.rows(pairs["rejected_id"].tolist())
-        train_pairs = data.pairs[(data.pairs["objective"] == name) & data.pairs["prompt_id"].isin(data.prompts.index[data.prompts["split"] == "train"])]
-        d = x_train[enc.rows(train_pairs["chosen_id"].tolist())] - x_train[enc.rows(train_pairs["rejected_id"].tolist())]
-        with single_thread():
-            probe = LogisticRegression(fit_intercept=False, max_iter=3000).fit(np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))])
-        table = {k: s[name] for k, s in scores.items()}
-        table["overall (main)"] = scores["main (half a)"][OVERALL]
-        table["overall, verbosity_penalty 1"] = scores["verbosity_penalty 1 (overall)"][OVERALL]
-        table["probe (logistic regression)"] = x_test @ probe.coef_[0]
-        table["longer wins"], table["shorter wins"] = words, -words
-        for label, s in table.items():
-            m = rows_for(s, words, c, r)
-            print(f"{name:<13} {label:<30} {m['n']:>6} {m['acc']:>6.3f} {m['lc']:>6.3f} ({m['n_lc']:>3})")
-        low, high = paired_interval(table["main (half a)"], table["probe (logistic regression)"], c, r, pairs["prompt_id"].to_numpy())
-        low2, high2 = paired_interval(table["all train prompts"], table["probe (logistic regression)"], c, r, pairs["prompt_id"].to_numpy())
-        print(f"{name:<13} main − probe 95% CI [{low:+.3f}, {high:+.3f}]; all-train − probe [{low2:+.3f}, {high2:+.3f}] (prompt bootstrap)")
-
-    for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
-        sized = params.model_copy(update={"reward": params.reward.model_copy(update={"max_pairs_per_source": size})})
-        d2 = load_preference_data(root, sized)
-        e2 = encode(d2, sized, root, progress=False)
-        train = set(d2.prompts.index[d2.prompts["split"] == "train"])
-        from paretoflow.reward.train import fit_model
-
-        model = fit_model(d2, e2, sized, train, label="all").model
-        s = model.score_features(backbone, test_enc.prompt, texts)
-        line = []
-        for name in params.objective_names:
-            pairs = test.pairs[test.pairs["objective"] == name]
-            if not pairs.empty:
-                m = rows_for(s[name], words, test_enc.rows(pairs["chosen_id"].tolist()), test_enc.rows(pairs["rejected_id"].tolist()))
-                line.append(f"{name} {m['acc']:.3f} (LC {m['lc']:.3f})")
-        print(f"size {size:>4} prompts/source, {len(e2.responses)} responses, features {e2.seconds:.0f} s: " + ", ".join(line))
+    if not args.skip_test:
+        started = time.perf_counter()
+        result = run(params, root, progress=False)
+        print(f"reward stage: {time.perf_counter() - started:.1f} s (features {result.metrics['feature_seconds']:.1f} s, "
+              f"fit {result.metrics['fit_seconds']:.1f} s); caps: {params.reward.max_pairs_per_source} pairs/source, "
+              f"{params.reward.max_pairs_per_prompt} pairs/prompt")
+        data = load_preference_data(root, params)
+        test_split(params, root, data, encode(data, params, root, progress=False))
+    if args.cv:
+        cross_validation(params, root, args.cv)
+    if args.sizes:
+        sizes(params, root, [int(s) for s in args.sizes.split(",") if s.strip()], {})
 
 
 if __name__ == "__main__":

@@ -44,6 +44,28 @@ def pair_metrics(scores: np.ndarray, words: np.ndarray, chosen: np.ndarray, reje
     }
 
 
+def error_agreement(differences_a, differences_b) -> dict:
+    """Two scorers on the same pairs, from their score differences r_c − r_r (a pair is
+    an error when its difference is ≤ 0, ties counted wrong): the fraction of pairs both
+    order the same way, the fraction both get wrong, and the correlation (φ) of the two
+    error indicators, NaN when either never or always errs. φ near 1: the second scorer
+    repeats the first one's mistakes and cannot catch them; near 0: unrelated mistakes."""
+    a = np.asarray(differences_a, dtype=np.float64) <= 0
+    b = np.asarray(differences_b, dtype=np.float64) <= 0
+    if a.shape != b.shape:
+        raise ValueError(f"need score differences of the same pairs, got shapes {a.shape} and {b.shape}")
+    if a.size == 0:
+        nan = float("nan")
+        return {"agreement": nan, "both_wrong": nan, "error_correlation": nan}
+    pa, pb, both = a.mean(), b.mean(), (a & b).mean()
+    spread = pa * (1 - pa) * pb * (1 - pb)
+    return {
+        "agreement": float(np.mean(a == b)),
+        "both_wrong": float(both),
+        "error_correlation": float((both - pa * pb) / np.sqrt(spread)) if spread > 0 else float("nan"),
+    }
+
+
 def collect_pairs(path: Path, params: Params, format: str = "auto", objective: str | None = None):
     """(prompts, responses, pairs DataFrame[objective, chosen, rejected], quarantined count)."""
     from paretoflow.data.importers import read_file

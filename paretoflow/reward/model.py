@@ -44,6 +44,7 @@ from safetensors.numpy import load_file, save_file
 from paretoflow.io import atomic_write, read_json, write_json
 from paretoflow.metrics import sigmoid
 from paretoflow.reward.features import Backbone, BackboneSpec, PromptLike, build_backbone, extract_features
+from paretoflow.reward.lexical import lexical_dim, lexical_features
 
 MODEL_FORMAT = "paretoflow-armorm/2"
 OVERALL = "overall"
@@ -80,6 +81,17 @@ def text_features(responses: Sequence[str]) -> np.ndarray:
     return np.log1p(np.asarray(rows, dtype=np.float64).reshape(len(rows), len(TEXT_FEATURES)))
 
 
+def feature_matrix(backbone_features: np.ndarray, responses: Sequence[str], text: bool, lexical: bool) -> np.ndarray:
+    """[backbone ‖ text_features (if text) ‖ lexical_features (if lexical)]: one layout
+    for training and scoring; the first text column (log words) is the length column."""
+    parts = [np.asarray(backbone_features, dtype=np.float64)]
+    if text:
+        parts.append(text_features(responses))
+    if lexical:
+        parts.append(lexical_features(responses))
+    return np.concatenate(parts, axis=1)
+
+
 class ObjectiveHead(BaseModel):
     """One stage-1 head: which sources trained it, with what weight, and its penalty."""
 
@@ -87,6 +99,9 @@ class ObjectiveHead(BaseModel):
     name: str
     sources: dict[str, float] = Field(default_factory=dict)  # source -> weight in the loss
     alpha: float | None = None  # L2 penalty chosen on val
+    # Feature views the head reads ("backbone", "lexical"; text features always); the
+    # columns of a view it does not read have weight 0.
+    views: list[str] = Field(default_factory=lambda: ["backbone"])
 
 
 class RewardModelConfig(BaseModel):
@@ -99,7 +114,8 @@ class RewardModelConfig(BaseModel):
     backbone_fingerprint: str
     backbone_feature_dim: int
     text_features: list[str] = Field(default_factory=list)  # appended after the backbone's
-    feature_dim: int  # backbone_feature_dim + len(text_features)
+    lexical_dim: int = 0  # paretoflow.reward.lexical columns after the text features (0 = none)
+    feature_dim: int  # backbone_feature_dim + len(text_features) + lexical_dim
     prompt_feature_dim: int
     gating_hidden_size: int
     verbosity_penalty: float = 0.0
@@ -135,8 +151,13 @@ class RewardModel:
         if missing:
             raise ValueError(f"reward model lacks tensors {missing}")
         k, d = len(self.objectives), self.config.feature_dim
-        if self.config.backbone_feature_dim + len(self.config.text_features) != d:
-            raise ValueError(f"feature_dim {d} != backbone {self.config.backbone_feature_dim} + text features {self.config.text_features}")
+        if self.config.lexical_dim not in (0, lexical_dim()):
+            raise ValueError(f"lexical_dim {self.config.lexical_dim} differs from this version's lexical view ({lexical_dim()}): retrain")
+        if self.config.backbone_feature_dim + len(self.config.text_features) + self.config.lexical_dim != d:
+            raise ValueError(
+                f"feature_dim {d} != backbone {self.config.backbone_feature_dim} + text features "
+                f"{self.config.text_features} + lexical {self.config.lexical_dim}"
+            )
         if self.tensors["head_weight"].shape != (k, d):
             raise ValueError(
                 f"head_weight has shape {self.tensors['head_weight'].shape}, expected "
@@ -182,7 +203,7 @@ class RewardModel:
         return _softmax(hidden @ t["gate_w2"].T + t["gate_b2"])
 
     def pair_matrix(self, backbone_features: np.ndarray, responses: Sequence[str]) -> np.ndarray:
-        """[backbone pair features ‖ text features], the head's input before standardising."""
+        """[backbone pair features ‖ text features ‖ lexical view], the heads' input before standardising."""
         backbone_features = np.asarray(backbone_features, dtype=np.float64)
         if backbone_features.ndim != 2 or backbone_features.shape[1] != self.config.backbone_feature_dim:
             raise ValueError(
@@ -190,9 +211,7 @@ class RewardModel:
             )
         if len(responses) != backbone_features.shape[0]:
             raise ValueError(f"{backbone_features.shape[0]} feature rows but {len(responses)} responses")
-        if not self.config.text_features:
-            return backbone_features
-        return np.concatenate([backbone_features, text_features(responses)], axis=1)
+        return feature_matrix(backbone_features, responses, bool(self.config.text_features), self.config.lexical_dim > 0)
 
     def head_scores(self, pair_matrix: np.ndarray) -> np.ndarray:
         """Raw per-objective head outputs [n, K] from `pair_matrix` rows."""
@@ -208,8 +227,20 @@ class RewardModel:
         objectives: Sequence[str] | None = None,
     ) -> dict[str, np.ndarray]:
         """Scores from precomputed backbone features: {objective: [n]} plus "overall"."""
+        return self.score_matrix(self.pair_matrix(pair_features, responses), prompt_features, responses, objectives)
+
+    def score_matrix(
+        self,
+        matrix: np.ndarray,
+        prompt_features: np.ndarray,
+        responses: Sequence[str],
+        objectives: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """`score_features` from a precomputed `pair_matrix` (training scores it many times)."""
         wanted = [self.check_objective(o) for o in (objectives or self.objectives + [OVERALL])]
-        matrix = self.pair_matrix(pair_features, responses)
+        matrix = np.asarray(matrix, dtype=np.float64)
+        if matrix.ndim != 2 or matrix.shape[1] != self.config.feature_dim:
+            raise ValueError(f"pair matrix has shape {matrix.shape}, model expects (n, {self.config.feature_dim})")
         if not np.all(np.isfinite(matrix)):
             raise ValueError("pair features contain NaN or inf")
         t = self.tensors

@@ -107,22 +107,19 @@ def _source_lines(evaluation: dict) -> list[str]:
     return lines
 
 
-def write_report(out_dir: Path, fitted, result: dict, independent: dict | None, data, enc, timings: dict, bins: int) -> dict:
-    """Write report.json, report.md and PNGs into out_dir; return their paths."""
-    out_dir = Path(out_dir)
-    model, evaluation, cross = fitted.model, result["evaluation"], result["cross_accuracy"]
-    names = model.objectives
-    split = data.prompts["split"].reindex(enc.responses["prompt_id"]).to_numpy()
+def _report_dict(fitted, result: dict, independent: dict | None, data, enc, timings: dict, split: np.ndarray) -> dict:
+    model, names, scores = fitted.model, fitted.model.objectives, result["scores"]
     test_rows = np.flatnonzero(split == "test")
-    scores = result["scores"]
     reward_matrix = np.column_stack([scores[n][test_rows] for n in names]) if test_rows.size else np.zeros((0, len(names)))
     reward_correlation = correlation_matrix(reward_matrix) if test_rows.size > 1 else np.full((len(names),) * 2, np.nan)
     gate = model.gate(enc.prompt[test_rows]) if test_rows.size else np.full((1, len(names)), np.nan)
-    report = {
+    return {
         "objectives": names,
-        "evaluation": evaluation,
-        "independent_evaluation": independent,
-        "cross_accuracy": cross,
+        "evaluation": result["evaluation"],
+        "independent_evaluation": (independent or {}).get("evaluation"),
+        "independent_agreement": (independent or {}).get("agreement"),
+        "independent_model": (independent or {}).get("config"),
+        "cross_accuracy": result["cross_accuracy"],
         "conflict": {"method": "spearman over test responses", "reward_correlation": reward_correlation},
         "mean_gate_weights_test": dict(zip(names, gate.mean(axis=0))),
         "heads": fitted.heads,
@@ -135,35 +132,59 @@ def write_report(out_dir: Path, fitted, result: dict, independent: dict | None, 
         },
         "timings_seconds": timings,
     }
-    json_path = write_json(out_dir / "report.json", _clean(report))
-    pair_scores = {n: (scores[n][c], scores[n][r]) for n, (c, r) in result["test_pairs"].items()}
-    test_scores = {n: scores[n][test_rows] for n in names + [OVERALL]}
-    plots = _plots(out_dir, test_scores, pair_scores, model.config.temperatures, bins)
+
+
+def _report_md(report: dict, fitted, data, plots: list[Path]) -> str:
+    model, evaluation, cross = fitted.model, report["evaluation"], report["cross_accuracy"]
+    other, agree = report["independent_evaluation"] or {}, report["independent_agreement"] or {}
     lines = [
         "# Reward model report", "",
         f"Backbone `{model.config.backbone['kind']}` (fingerprint `{model.config.backbone_fingerprint}`), "
-        f"feature dim {model.config.feature_dim} (text features: {', '.join(model.config.text_features) or 'none'}), "
-        f"verbosity penalty {model.config.verbosity_penalty}, trained on train prompts: {model.config.train_prompts}.",
+        f"feature dim {model.config.feature_dim} (text features: {', '.join(model.config.text_features) or 'none'}; "
+        f"lexical view: {model.config.lexical_dim} columns), verbosity penalty {model.config.verbosity_penalty}, "
+        f"trained on train prompts: {model.config.train_prompts}.",
         f"Responses per split: {report['data']['responses_per_split']} ({data.split_note}). Inputs: {', '.join(data.files)}.",
         "", "## Held-out (test) accuracy per objective", "",
-        "LC = length-controlled: test pairs whose chosen response has fewer words. ECE over σ(τ·Δr), τ fitted on val pairs.", "",
-        "| objective | test pairs | accuracy | LC accuracy (n) | ECE | τ | independent model accuracy |", "|---|---|---|---|---|---|---|",
+        "LC = length-controlled: test pairs whose chosen response has fewer words. ECE over σ(τ·Δr), τ fitted on val pairs. "
+        "Independent: the Goodhart guard's accuracy, how often it orders a test pair as the main model does, and the "
+        "correlation of the two models' errors (1 = the same mistakes).", "",
+        "| objective | test pairs | accuracy | LC accuracy (n) | ECE | τ | independent accuracy | agreement | error corr. |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for name, v in evaluation.items():
-        other = (independent or {}).get(name, {}).get("accuracy")
+        a = agree.get(name, {})
         lines.append(f"| {name} | {v['n_test_pairs']} | {_fmt(v['accuracy'])} | {_fmt(v['lc_accuracy'])} ({v['n_lc_pairs']}) | "
-                     f"{_fmt(v['ece'])} | {_fmt(v['temperature'], 2)} | {_fmt(other)} |")
+                     f"{_fmt(v['ece'])} | {_fmt(v['temperature'], 2)} | {_fmt(other.get(name, {}).get('accuracy'))} | "
+                     f"{_fmt(a.get('agreement'))} | {_fmt(a.get('error_correlation'))} |")
     lines += ["", "## Every source of every objective", ""] + _source_lines(evaluation)
     lines += ["", "## Cross-objective accuracy (row: score used, column: whose test pairs)", ""]
     heads = list(cross)
     lines += ["| score \\ pairs | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
     lines += [f"| {h} | " + " | ".join(_fmt(cross[h][t]) for t in heads) + " |" for h in heads]
-    lines += ["", "## Objective conflict (Spearman of predicted rewards, test responses)", ""] + _matrix_md(names, reward_correlation)
+    lines += ["", "## Objective conflict (Spearman of predicted rewards, test responses)", ""]
+    lines += _matrix_md(model.objectives, np.asarray(report["conflict"]["reward_correlation"], dtype=float))
     lines += ["", "## Heads", ""]
     for name, d in fitted.heads.items():
-        lines.append(f"- {name}: alpha={_fmt(d['alpha'], 3)} (on {d['selected_on']}), sources {d['sources']}")
+        lines.append(f"- {name}: views {'+'.join(d['views'])} ({d['n_features']} features), alpha={_fmt(d['alpha'], 3)} "
+                     f"(on {d['selected_on']}), sources {d['sources']}")
     lines.append("- gating: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in fitted.gating.items()))
+    timings = report["timings_seconds"]
     lines += ["", f"Sampling: {data.sampling}", "", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), ""]
     lines += [f"![reward histograms]({plots[0].name})", "", f"![calibration]({plots[1].name})", ""]
-    md_path = write_text(out_dir / "report.md", "\n".join(lines))
+    return "\n".join(lines)
+
+
+def write_report(out_dir: Path, fitted, result: dict, independent: dict | None, data, enc, timings: dict, bins: int) -> dict:
+    """Write report.json, report.md and PNGs into out_dir; return their paths. `independent`:
+    {"evaluation": per objective, "agreement": per objective, "config": its model config} or None."""
+    out_dir = Path(out_dir)
+    names, scores = fitted.model.objectives, result["scores"]
+    split = data.prompts["split"].reindex(enc.responses["prompt_id"]).to_numpy()
+    report = _report_dict(fitted, result, independent, data, enc, timings, split)
+    json_path = write_json(out_dir / "report.json", _clean(report))
+    test_rows = np.flatnonzero(split == "test")
+    pair_scores = {n: (scores[n][c], scores[n][r]) for n, (c, r) in result["test_pairs"].items()}
+    test_scores = {n: scores[n][test_rows] for n in names + [OVERALL]}
+    plots = _plots(out_dir, test_scores, pair_scores, fitted.model.config.temperatures, bins)
+    md_path = write_text(out_dir / "report.md", _report_md(report, fitted, data, plots))
     return {"json": json_path, "md": md_path, "plots": plots}

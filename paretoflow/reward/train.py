@@ -35,8 +35,9 @@ from paretoflow.config import Params
 from paretoflow.reward import fit as fitting
 from paretoflow.reward.data import PreferenceData, load_preference_data, pairs_from_ratings, salted_fraction
 from paretoflow.reward.features import BackboneSpec, build_backbone, extract_features
+from paretoflow.reward.lexical import BAG_OF_WORDS_FEATURES, lexical_dim
 from paretoflow.reward.model import (
-    OVERALL, TEXT_FEATURES, ObjectiveHead, RewardModel, RewardModelConfig, response_lengths,
+    OVERALL, TEXT_FEATURES, ObjectiveHead, RewardModel, RewardModelConfig, feature_matrix, response_lengths,
 )  # fmt: skip
 from paretoflow.schema import parse_messages
 
@@ -71,9 +72,23 @@ class Encoded:
     from_cache: bool
     seconds: float
     row: dict[str, int] = field(default_factory=dict)
+    lexical_dim: int = 0  # the last columns of `pair`
 
     def rows(self, ids) -> np.ndarray:
         return np.fromiter((self.row[i] for i in ids), dtype=np.int64, count=len(ids))
+
+    def view_columns(self, views: list[str]) -> np.ndarray:
+        """Boolean mask of the columns a head on `views` reads (text features always)."""
+        d = self.pair.shape[1]
+        mask = np.zeros(d, dtype=bool)
+        mask[self.backbone_dim : d - self.lexical_dim] = True
+        if "backbone" in views:
+            mask[: self.backbone_dim] = True
+        if "lexical" in views:
+            if not self.lexical_dim:
+                raise ValueError("a head reads the lexical view but the features were encoded without it")
+            mask[d - self.lexical_dim :] = True
+        return mask
 
 
 @dataclass
@@ -110,8 +125,18 @@ def backbone_spec(params: Params) -> BackboneSpec:
     )
 
 
+def uses_lexical(params: Params) -> bool:
+    """Whether any head (main or independent) reads the lexical view."""
+    config = params.reward
+    views = [config.head_views(n) for n in params.objective_names]
+    if config.independent:
+        views += [config.independent_head_views(n) for n in params.objective_names]
+    return any("lexical" in v for v in views)
+
+
 def encode(data: PreferenceData, params: Params, root: Path, progress: bool = True) -> Encoded:
-    """Backbone features (cached per text) of every response in `data`, plus text features."""
+    """Backbone features (cached per text) of every response in `data`, plus text
+    features and the lexical view (`model.feature_matrix`, one layout for fit and score)."""
     started = time.perf_counter()
     spec = backbone_spec(params)
     backbone = build_backbone(spec, root)
@@ -121,13 +146,13 @@ def encode(data: PreferenceData, params: Params, root: Path, progress: bool = Tr
         backbone, [messages[p] for p in responses["prompt_id"]], responses["text"].tolist(),
         cache_dir=root / params.reward.feature_cache_dir, progress=progress,
     )  # fmt: skip
-    pair = features.pair.astype(np.float64)
-    if params.reward.text_features:
-        from paretoflow.reward.model import text_features
-
-        pair = np.concatenate([pair, text_features(responses["text"].tolist())], axis=1)
+    lexical = uses_lexical(params)
+    if lexical and not params.reward.text_features:
+        raise ValueError("reward: the lexical view needs reward.text_features: true (the length column comes first)")
+    pair = feature_matrix(features.pair, responses["text"].tolist(), params.reward.text_features, lexical)
     return Encoded(
         responses=responses, pair=pair, prompt=features.prompt.astype(np.float64), backbone_dim=features.pair.shape[1],
+        lexical_dim=lexical_dim() if lexical else 0,
         key=features.key, fingerprint=backbone.fingerprint, spec=spec, from_cache=features.from_cache,
         seconds=time.perf_counter() - started, row={r: i for i, r in enumerate(responses["response_id"])},
     )  # fmt: skip
@@ -173,14 +198,17 @@ def _fit_sources(sources: list[Source], data: PreferenceData, enc: Encoded, x: n
     return out
 
 
-def fit_heads(data: PreferenceData, enc: Encoded, params: Params, x: np.ndarray, prompts: dict[str, set]):
-    """Stage 1: one head per objective on all of its sources; (weights [K, d], details)."""
+def fit_heads(data: PreferenceData, enc: Encoded, params: Params, x: np.ndarray, prompts: dict[str, set],
+              views: dict[str, list[str]]):
+    """Stage 1: one head per objective on all of its sources, reading the columns of its
+    views (the others keep weight 0); (weights [K, d], heads, details)."""
     names = params.objective_names
     weight = np.zeros((len(names), x.shape[1]))
     heads, details = [], {}
     for k, name in enumerate(names):
         sources = objective_sources(data, params, name)
-        split_sources = _fit_sources(sources, data, enc, x, prompts)
+        columns = enc.view_columns(views[name])
+        split_sources = _fit_sources(sources, data, enc, x[:, columns], prompts)
         train_pairs, train_ratings = split_sources["train"]
         if not train_pairs and not train_ratings:
             raise ValueError(
@@ -188,15 +216,16 @@ def fit_heads(data: PreferenceData, enc: Encoded, params: Params, x: np.ndarray,
                 f"{[(s.name, s.weight) for s in sources] or 'none'}); add a curate source or set reward.sources.{name}"
             )
         head = fitting.fit_preference_head(train_pairs, train_ratings, params.reward.head_alphas, *split_sources["val"])
-        weight[k] = head.weight
+        weight[k, columns] = head.weight
         debias = debias_length(weight[k], x, enc, prompts["train"], params.reward.length_debias.get(name, 0.0))
         used = {s.name: s.weight for s in sources if s.weight > 0}
-        heads.append(ObjectiveHead(name=name, sources=used, alpha=head.alpha))
+        heads.append(ObjectiveHead(name=name, sources=used, alpha=head.alpha, views=list(views[name])))
         details[name] = {
             "alpha": head.alpha, "selected_on": head.selected_on, "train_loss": head.train_loss,
             "iterations": head.iterations, "rating_bias": head.rating_bias,
             "selection": {str(a): v for a, v in head.selection.items()},
             "sources": {s.name: {"kind": s.kind, "weight": s.weight} for s in sources}, "length_debias": debias,
+            "views": list(views[name]), "n_features": int(columns.sum()),
         }  # fmt: skip
     return weight, heads, details
 
@@ -240,20 +269,36 @@ def fit_gate(data: PreferenceData, enc: Encoded, params: Params, xp: np.ndarray,
     }  # fmt: skip
 
 
-def fit_model(data: PreferenceData, enc: Encoded, params: Params, train_prompts: set[str], label: str = "all") -> FittedModel:
-    """Stages 1 and 2 and the val temperatures, fitted on `train_prompts` only."""
+def feature_standardizer(enc: Encoded, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column mean and scale on `rows`; the bag-of-words columns share one scale, the
+    root mean of their variances, so a word rare in training cannot blow up a score (and
+    the frequent words keep their weight). Measured on HH harmless (5-fold CV, lexical
+    view): 0.592 with one block scale vs 0.574 with per-column scales."""
+    mean, scale = fitting.standardizer(enc.pair[rows])
+    if enc.lexical_dim:
+        start = enc.pair.shape[1] - enc.lexical_dim
+        words = slice(start, start + BAG_OF_WORDS_FEATURES)
+        scale[words] = max(float(np.sqrt(np.mean(enc.pair[rows, words].var(axis=0)))), 1e-12)
+    return mean, scale
+
+
+def fit_model(data: PreferenceData, enc: Encoded, params: Params, train_prompts: set[str], label: str = "all",
+              views: dict[str, list[str]] | None = None) -> FittedModel:
+    """Stages 1 and 2 and the val temperatures, fitted on `train_prompts` only; each
+    head reads `views[objective]` (default: `reward.views`)."""
     started = time.perf_counter()
     config = params.reward
+    views = views or {name: config.head_views(name) for name in params.objective_names}
     split = _split_of(data, enc.responses["prompt_id"])
     prompts = {"train": set(train_prompts), "val": set(data.prompts.index[data.prompts["split"] == "val"])}
     train_rows = np.flatnonzero(enc.responses["prompt_id"].isin(prompts["train"]).to_numpy() & (split == "train"))
     if train_rows.size == 0:
         raise ValueError("no training responses: no prompt in use has split 'train'")
-    feature_mean, feature_scale = fitting.standardizer(enc.pair[train_rows])
+    feature_mean, feature_scale = feature_standardizer(enc, train_rows)
     x = (enc.pair - feature_mean) / feature_scale
     prompt_mean, prompt_scale = fitting.standardizer(enc.prompt[train_rows])
     xp = (enc.prompt - prompt_mean) / prompt_scale
-    head_weight, heads, details = fit_heads(data, enc, params, x, prompts)
+    head_weight, heads, details = fit_heads(data, enc, params, x, prompts, views)
     raw = x @ head_weight.T
     head_mean, head_std = raw[train_rows].mean(axis=0), raw[train_rows].std(axis=0)
     head_std[head_std < 1e-12] = 1.0
@@ -267,7 +312,7 @@ def fit_model(data: PreferenceData, enc: Encoded, params: Params, train_prompts:
         config=RewardModelConfig(
             objectives=heads, backbone=enc.spec.to_dict(), backbone_fingerprint=enc.fingerprint,
             backbone_feature_dim=enc.backbone_dim, text_features=list(TEXT_FEATURES) if config.text_features else [],
-            feature_dim=x.shape[1], prompt_feature_dim=xp.shape[1], gating_hidden_size=config.gating_hidden_size,
+            lexical_dim=enc.lexical_dim, feature_dim=x.shape[1], prompt_feature_dim=xp.shape[1], gating_hidden_size=config.gating_hidden_size,
             verbosity_penalty=config.verbosity_penalty, feature_key=enc.key,
             params_hash=params.section_hash("objectives", "reward"), train_prompts=label,
         ),
@@ -297,7 +342,7 @@ def source_pairs(source: Source, data: PreferenceData, split: str, min_margin: f
 def calibrate(model: RewardModel, data: PreferenceData, enc: Encoded, params: Params) -> None:
     """Per-objective τ on its val pairs (all sources); τ = 1 without val pairs. "overall"
     is calibrated on the val pairs of curated pair sources only (the gate's target)."""
-    scores = model.score_features(enc.pair[:, : enc.backbone_dim], enc.prompt, enc.responses["text"].tolist())
+    scores = model.score_matrix(enc.pair, enc.prompt, enc.responses["text"].tolist())
     temperatures, overall = {}, []
     for name in model.objectives:
         sources = objective_sources(data, params, name)
@@ -318,7 +363,7 @@ def evaluate(model: RewardModel, data: PreferenceData, enc: Encoded, params: Par
     """Test metrics per objective and per source, LC accuracy, cross-objective accuracy."""
     from paretoflow.reward.evaluate import pair_metrics
 
-    scores = model.score_features(enc.pair[:, : enc.backbone_dim], enc.prompt, enc.responses["text"].tolist())
+    scores = model.score_matrix(enc.pair, enc.prompt, enc.responses["text"].tolist())
     words = response_lengths(enc.responses["text"].tolist())
     bins, margin = params.reward.calibration_bins, params.reward.combined_min_margin
     evaluation, test_pairs, human = {}, {}, []
@@ -359,20 +404,40 @@ def evaluate(model: RewardModel, data: PreferenceData, enc: Encoded, params: Par
 
 
 def independent_halves(train_prompts: set[str], seed: int) -> tuple[set[str], set[str]]:
-    """Two disjoint halves of the train prompts by a salted hash (independent of curate's)."""
+    """Two disjoint halves of the train prompts by a salted hash (independent of curate's).
+    The previous Goodhart guard (main on half a, a same-view twin on half b); bench/reward.py
+    still measures it beside the view-based one."""
     a = {p for p in train_prompts if salted_fraction(p, f"reward-independent-{seed}") < 0.5}
     return a, set(train_prompts) - a
 
 
-def fit_independent(data: PreferenceData, enc: Encoded, params: Params, main_train: set[str]) -> FittedModel:
-    """The Goodhart guard: a model fitted on train prompts the main model did not train on.
+def fit_independent(data: PreferenceData, enc: Encoded, params: Params, train: set[str]) -> FittedModel:
+    """The Goodhart guard: a model whose heads read other features than the main model's.
 
-    The main model trains on half "a" of the train prompts and this one on half "b" (see
-    `run`), so the scorer that judged the on-policy pairs is never the only scorer of
-    the front, and the second one never saw the first one's training prompts.
+    Both fit on all train prompts (the main model needs them: on HH harmless, half the
+    prompts cost 0.014 accuracy in CV); independence comes from the view: each head of
+    this model reads `reward.independent_views` (by default the lexical view where the
+    main head reads the backbone alone, else the backbone), so a response that games the
+    main model's features need not game these. The scorer that judged the on-policy pairs
+    is then never the only scorer of the front; the report shows how often they disagree.
     """
-    train = set(data.prompts.index[data.prompts["split"] == "train"])
-    return fit_model(data, enc, params, train - main_train, label="half b")
+    views = {name: params.reward.independent_head_views(name) for name in params.objective_names}
+    label = "all; views " + ", ".join(f"{n}: {'+'.join(v)}" for n, v in views.items())
+    return fit_model(data, enc, params, train, label=label, views=views)
+
+
+def agreement(main: dict, other: dict) -> dict[str, dict]:
+    """Per objective, on its test pairs: how often the two models order a pair the same
+    way, how often both are wrong, and the correlation of their error indicators
+    (`evaluate.error_agreement`; 1 = the same mistakes, 0 = unrelated ones)."""
+    from paretoflow.reward.evaluate import error_agreement
+
+    out = {}
+    for name, (chosen, rejected) in main["test_pairs"].items():
+        a = main["scores"][name][chosen] - main["scores"][name][rejected]
+        b = other["scores"][name][chosen] - other["scores"][name][rejected]
+        out[name] = {"n_test_pairs": int(chosen.size), **error_agreement(a, b)}
+    return out
 
 
 def _metrics(evaluation: dict, timings: dict, independent: dict | None) -> dict[str, float]:
@@ -381,9 +446,13 @@ def _metrics(evaluation: dict, timings: dict, independent: dict | None) -> dict[
         for key in ("accuracy", "lc_accuracy", "ece", "n_test_pairs"):
             if values.get(key) is not None and np.isfinite(values[key]):
                 metrics[f"test_{key}_{name}"] = float(values[key])
-    for name, values in (independent or {}).items():
-        if values.get("accuracy") is not None and np.isfinite(values["accuracy"]):
-            metrics[f"independent_test_accuracy_{name}"] = float(values["accuracy"])
+    independent = independent or {"evaluation": {}, "agreement": {}}
+    for prefix, table, key in (("independent_test_accuracy", "evaluation", "accuracy"),
+                               ("independent_agreement", "agreement", "agreement"),
+                               ("independent_error_correlation", "agreement", "error_correlation")):
+        for name, values in independent[table].items():
+            if values.get(key) is not None and np.isfinite(values[key]):
+                metrics[f"{prefix}_{name}"] = float(values[key])
     return metrics
 
 
@@ -399,13 +468,14 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
     data = load_preference_data(root, params)
     enc = encode(data, params, root, progress)
     train = set(data.prompts.index[data.prompts["split"] == "train"])
-    main_train, _ = independent_halves(train, params.project.seed) if params.reward.independent else (train, None)
-    fitted = fit_model(data, enc, params, main_train, label="half a" if params.reward.independent else "all")
-    result = evaluate(fitted.model, data, enc, params, {"train": main_train})
+    fitted = fit_model(data, enc, params, train, label="all")
+    result = evaluate(fitted.model, data, enc, params, {"train": train})
     independent = None
     if params.reward.independent:
-        other = fit_independent(data, enc, params, main_train)
-        independent = evaluate(other.model, data, enc, params, {"train": train - main_train})["evaluation"]
+        other = fit_independent(data, enc, params, train)
+        other_result = evaluate(other.model, data, enc, params, {"train": train})
+        independent = {"evaluation": other_result["evaluation"], "agreement": agreement(result, other_result),
+                       "config": other.model.config.model_dump(mode="json")}
     timings = {"feature_seconds": enc.seconds, "fit_seconds": fitted.seconds}
     out_dir = root / params.reward.out_dir
     with atomic_dir(out_dir) as tmp:

@@ -136,3 +136,17 @@ def test_probability_is_calibrated_logistic_around_the_training_mean():
     model.tensors["head_mean"] = np.array([1.0, 0.0])
     p = model.probability("helpfulness", np.array([1.0, 2.0]))
     assert p == pytest.approx([0.5, 1 / (1 + math.exp(-2.0))])  # τ = 2
+
+
+def test_error_agreement_hand_case():
+    from paretoflow.reward.evaluate import error_agreement
+
+    # Errors (difference <= 0): a = [T, T, F, F], b = [T, F, T, F].
+    result = error_agreement([-1.0, 0.0, 2.0, 1.0], [-3.0, 1.0, -1.0, 5.0])
+    assert result["agreement"] == 0.5 and result["both_wrong"] == 0.25
+    assert result["error_correlation"] == pytest.approx(0.0)  # (0.25 - 0.5*0.5) / (0.5*0.5)
+    same = error_agreement([-1.0, 1.0, 1.0, -2.0], [-5.0, 2.0, 3.0, -1.0])
+    assert same["agreement"] == 1.0 and same["error_correlation"] == pytest.approx(1.0)
+    assert math.isnan(error_agreement([1.0, 2.0], [-1.0, 1.0])["error_correlation"])  # a never errs
+    with pytest.raises(ValueError, match="same pairs"):
+        error_agreement([1.0], [1.0, 2.0])

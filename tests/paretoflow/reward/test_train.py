@@ -8,6 +8,7 @@ import pytest
 
 from paretoflow.config import load_params
 from paretoflow.reward.data import load_preference_data
+from paretoflow.reward.lexical import lexical_dim
 from paretoflow.reward.model import OVERALL, RewardModel, RewardModelConfig
 from paretoflow.reward.train import INDEPENDENT_DIR, run
 from paretoflow.schema import frame, messages_json, pair_id, prompt_id, response_id
@@ -87,21 +88,48 @@ def test_run_writes_model_and_report(trained):
     model = RewardModel.load(result.out_dir, root=root)
     assert isinstance(model.config, RewardModelConfig)
     assert model.config.objectives[0].sources == {"data/raw/alpaca.jsonl": 1.0, "ratings:people": 1.0}
-    assert model.config.train_prompts == "half a"
+    assert model.config.train_prompts == "all"
+    # Default views: every head reads the backbone and the lexical view (+ text features).
+    assert model.config.lexical_dim == lexical_dim()
+    assert model.config.feature_dim == model.config.backbone_feature_dim + len(model.config.text_features) + lexical_dim()
+    assert all(h.views == ["backbone", "lexical"] for h in model.config.objectives)
 
 
-def test_independent_model_saw_other_train_prompts(trained):
+def test_independent_model_reads_other_views_of_the_same_prompts(trained):
     root, params, result, _, _ = trained
     main = RewardModel.load(result.out_dir, root=root)
     independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=root)
-    assert independent.config.train_prompts == "half b" and independent.objectives == main.objectives
+    assert independent.objectives == main.objectives and independent.config.train_prompts.startswith("all")
+    # A main head on both views -> the independent head reads the backbone alone, and its
+    # lexical columns carry no weight; the main head uses them.
+    assert all(h.views == ["backbone"] for h in independent.config.objectives)
+    lexical = slice(main.config.feature_dim - lexical_dim(), None)
+    assert np.all(independent.tensors["head_weight"][:, lexical] == 0)
+    assert np.any(main.tensors["head_weight"][:, lexical] != 0)
     report = json.loads(result.report_path.read_text())
     assert set(report["independent_evaluation"]) == set(report["evaluation"])
-    from paretoflow.reward.train import independent_halves
+    for name, values in report["independent_agreement"].items():
+        assert values["n_test_pairs"] == report["evaluation"][name]["n_test_pairs"]
+        assert values["agreement"] is None or 0.0 <= values["agreement"] <= 1.0
+    assert "independent_agreement_harmlessness" in result.metrics
 
-    train = {p["prompt_id"] for p in trained[3] if p["split"] == "train"}
-    a, b = independent_halves(train, params.project.seed)
-    assert a and b and not (a & b) and a | b == train
+
+def test_views_choose_the_columns_each_head_reads(tiny_policy_dir, tmp_path):
+    _write_tables(tmp_path)
+    params = _params(tiny_policy_dir, views={"harmlessness": ["backbone"], "helpfulness": ["lexical"]},
+                     independent_views={"conciseness": ["lexical"]})
+    assert params.reward.independent_head_views("harmlessness") == ["lexical"]  # the view its main head lacks
+    assert params.reward.independent_head_views("helpfulness") == ["backbone"]
+    result = run(params, tmp_path, progress=False)
+    main = RewardModel.load(result.out_dir, root=tmp_path)
+    independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=tmp_path)
+    d, b = main.config.feature_dim, main.config.backbone_feature_dim
+    weights = dict(zip(main.objectives, main.tensors["head_weight"]))
+    assert np.all(weights["harmlessness"][d - lexical_dim():] == 0) and np.any(weights["harmlessness"][:b] != 0)
+    assert np.all(weights["helpfulness"][:b] == 0) and np.any(weights["helpfulness"][d - lexical_dim():] != 0)
+    other = dict(zip(independent.objectives, independent.tensors["head_weight"]))
+    assert np.all(other["harmlessness"][:b] == 0) and np.all(other["conciseness"][:b] == 0)
+    assert np.all(other["helpfulness"][d - lexical_dim():] == 0)
 
 
 def test_saved_model_round_trips_through_the_backbone(trained):
@@ -133,7 +161,7 @@ def test_reward_model_judge_scores_in_unit_interval(trained):
         raw = judge.model.score(["Tell me about tea."], ["Tea is a drink."], objectives=[objective])[objective]
         assert values[0] == pytest.approx(judge.model.probability(objective, raw)[0])
     independent = build_judge(JudgeRef(name="reward_model", params={"objective": "harmlessness", "model_dir": "artifacts/reward/independent"}), context)
-    assert independent.model.config.train_prompts == "half b"
+    assert independent.model.config.objectives[0].views == ["backbone"]
     with pytest.raises(KeyError, match="'honesty'"):
         build_judge(JudgeRef(name="reward_model", params={"objective": "honesty"}), context)
 
@@ -221,3 +249,25 @@ def test_length_debias_removes_the_heads_length_component():
     debias_length(half, x, enc, {"p"}, 0.5)
     assert half[d] == pytest.approx(weight[d] - details["lambda"] / 2)
     assert np.array_equal(half[:d], weight[:d])  # content weights untouched
+
+
+def test_bag_of_words_columns_share_one_scale():
+    from paretoflow.reward.lexical import BAG_OF_WORDS_FEATURES
+    from paretoflow.reward.train import Encoded, feature_standardizer
+
+    rng = np.random.default_rng(0)
+    n, b, text = 40, 3, 4
+    lexical = np.zeros((n, lexical_dim()))
+    lexical[:, :5] = rng.random((n, 5)) * np.array([1.0, 0.1, 0.01, 0.0, 2.0])  # words of very different spread
+    lexical[:, BAG_OF_WORDS_FEATURES:] = rng.normal(size=(n, lexical_dim() - BAG_OF_WORDS_FEATURES))
+    pair = np.hstack([rng.normal(size=(n, b)) * 3, rng.normal(size=(n, text)), lexical])
+    enc = Encoded(responses=pd.DataFrame({"prompt_id": ["p"] * n, "text": ["x"] * n}), pair=pair, prompt=np.zeros((n, 1)),
+                  backbone_dim=b, key="", fingerprint="", spec=None, from_cache=True, seconds=0.0, lexical_dim=lexical_dim())
+    mean, scale = feature_standardizer(enc, np.arange(n))
+    words = slice(b + text, b + text + BAG_OF_WORDS_FEATURES)
+    block = np.sqrt(np.mean(pair[:, words].var(axis=0)))
+    assert np.all(scale[words] == pytest.approx(block))
+    assert scale[:b] == pytest.approx(pair[:, :b].std(axis=0))  # other columns: their own std
+    cue_columns = slice(b + text + BAG_OF_WORDS_FEATURES, None)
+    assert scale[cue_columns] == pytest.approx(pair[:, cue_columns].std(axis=0))
+    assert mean == pytest.approx(pair.mean(axis=0))
