@@ -60,19 +60,24 @@ def uncapped(params):
     return with_reward(params, max_pairs_per_source=None, max_pairs_per_prompt=None, sources=sources)
 
 
+DEBIAS = [0.0, 1.0]  # --debias: length_debias strengths refitted beside the params' own
+
+
 def variants(params) -> dict:
     """Refits of the main recipe: label -> (params, views or None, train half or None)."""
     names = params.objective_names
     debias = params.reward.length_debias
-    return {
+    out = {
         "main": (params, None, None),
         "backbone view only": (params, {n: ["backbone"] for n in names}, None),
         "lexical view only": (params, {n: ["lexical"] for n in names}, None),
-        "length_debias off": (with_reward(params, length_debias={}), None, None),
-        "length_debias 1.0": (with_reward(params, length_debias={n: 1.0 for n in debias}), None, None),
-        "previous guard: main on half a": (params, None, "a"),
-        "previous guard: twin on half b": (params, None, "b"),
+        "both views": (params, {n: ["backbone", "lexical"] for n in names}, None),
     }
+    for strength in DEBIAS:
+        out[f"length_debias {strength:g}"] = (with_reward(params, length_debias={n: strength for n in debias}), None, None)
+    out["previous guard: main on half a"] = (params, None, "a")
+    out["previous guard: twin on half b"] = (params, None, "b")
+    return out
 
 
 def fit_variants(data, enc, params, train: set[str]) -> dict:
@@ -186,9 +191,9 @@ def cross_validation(params, root, k: int) -> None:
     from paretoflow.reward.model import response_lengths
     from paretoflow.reward.train import encode, fit_independent, fit_model, independent_halves
 
-    full = load_preference_data(root, uncapped(params))
-    full.ratings = full.ratings.iloc[:0]
-    enc = encode(full, uncapped(params), root, progress=False)
+    every_pair = with_reward(params, max_pairs_per_source=None, max_pairs_per_prompt=None)  # judge ratings kept
+    full = load_preference_data(root, every_pair)
+    enc = encode(full, every_pair, root, progress=False)
     words, texts = response_lengths(enc.responses["text"].tolist()), enc.responses["text"].tolist()
     fold_of = cv_folds(full.prompts.index[full.prompts["split"].isin(["train", "val"])], k, params.project.seed)
     out: dict = {}
@@ -259,7 +264,9 @@ def main() -> None:
     ap.add_argument("--cv", type=int, default=0, help="K of the prompt-grouped CV (0 = skip)")
     ap.add_argument("--sizes", default="", help="comma list of max_pairs_per_source values to sweep")
     ap.add_argument("--skip-test", action="store_true", help="skip sections 1-2")
+    ap.add_argument("--debias", default="0,1", help="length_debias strengths to refit (objectives of params.reward.length_debias)")
     args = ap.parse_args()
+    DEBIAS[:] = [float(v) for v in args.debias.split(",") if v.strip()]
 
     from paretoflow.config import load_params
     from paretoflow.reward.data import load_preference_data

@@ -462,9 +462,10 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
     from paretoflow.reward.report import write_report
 
     root = Path(root)
-    unknown = sorted(set(params.reward.sources) - set(params.objective_names))
-    if unknown:
-        raise ValueError(f"reward.sources names undeclared objectives {unknown}; declared: {params.objective_names}")
+    for key in ("sources", "views", "independent_views"):
+        unknown = sorted(set(getattr(params.reward, key)) - set(params.objective_names))
+        if unknown:
+            raise ValueError(f"reward.{key} names undeclared objectives {unknown}; declared: {params.objective_names}")
     data = load_preference_data(root, params)
     enc = encode(data, params, root, progress)
     train = set(data.prompts.index[data.prompts["split"] == "train"])

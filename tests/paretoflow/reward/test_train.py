@@ -89,10 +89,11 @@ def test_run_writes_model_and_report(trained):
     assert isinstance(model.config, RewardModelConfig)
     assert model.config.objectives[0].sources == {"data/raw/alpaca.jsonl": 1.0, "ratings:people": 1.0}
     assert model.config.train_prompts == "all"
-    # Default views: every head reads the backbone and the lexical view (+ text features).
+    # params.yaml's views: harmlessness on the backbone alone, the others on both views (+ text features).
     assert model.config.lexical_dim == lexical_dim()
     assert model.config.feature_dim == model.config.backbone_feature_dim + len(model.config.text_features) + lexical_dim()
-    assert all(h.views == ["backbone", "lexical"] for h in model.config.objectives)
+    views = {h.name: h.views for h in model.config.objectives}
+    assert views == {"helpfulness": ["backbone", "lexical"], "conciseness": ["backbone", "lexical"], "harmlessness": ["backbone"]}
 
 
 def test_independent_model_reads_other_views_of_the_same_prompts(trained):
@@ -100,12 +101,18 @@ def test_independent_model_reads_other_views_of_the_same_prompts(trained):
     main = RewardModel.load(result.out_dir, root=root)
     independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=root)
     assert independent.objectives == main.objectives and independent.config.train_prompts.startswith("all")
-    # A main head on both views -> the independent head reads the backbone alone, and its
-    # lexical columns carry no weight; the main head uses them.
-    assert all(h.views == ["backbone"] for h in independent.config.objectives)
-    lexical = slice(main.config.feature_dim - lexical_dim(), None)
-    assert np.all(independent.tensors["head_weight"][:, lexical] == 0)
-    assert np.any(main.tensors["head_weight"][:, lexical] != 0)
+    # A main head on both views -> the independent head reads the backbone alone; a main
+    # head on the backbone alone (harmlessness) -> the lexical view.
+    views = {h.name: h.views for h in independent.config.objectives}
+    assert views == {"helpfulness": ["backbone"], "conciseness": ["backbone"], "harmlessness": ["lexical"]}
+    lexical, backbone = slice(main.config.feature_dim - lexical_dim(), None), slice(0, main.config.backbone_feature_dim)
+    for k, name in enumerate(main.objectives):
+        main_weight, other_weight = main.tensors["head_weight"][k], independent.tensors["head_weight"][k]
+        if name == "harmlessness":
+            assert np.all(main_weight[lexical] == 0) and np.all(other_weight[backbone] == 0)
+            assert np.any(other_weight[lexical] != 0)
+        else:
+            assert np.any(main_weight[lexical] != 0) and np.all(other_weight[lexical] == 0)
     report = json.loads(result.report_path.read_text())
     assert set(report["independent_evaluation"]) == set(report["evaluation"])
     for name, values in report["independent_agreement"].items():
@@ -161,7 +168,7 @@ def test_reward_model_judge_scores_in_unit_interval(trained):
         raw = judge.model.score(["Tell me about tea."], ["Tea is a drink."], objectives=[objective])[objective]
         assert values[0] == pytest.approx(judge.model.probability(objective, raw)[0])
     independent = build_judge(JudgeRef(name="reward_model", params={"objective": "harmlessness", "model_dir": "artifacts/reward/independent"}), context)
-    assert independent.model.config.objectives[0].views == ["backbone"]
+    assert [h.views for h in independent.model.config.objectives if h.name == "harmlessness"] == [["lexical"]]
     with pytest.raises(KeyError, match="'honesty'"):
         build_judge(JudgeRef(name="reward_model", params={"objective": "honesty"}), context)
 
@@ -186,6 +193,10 @@ def test_undeclared_objective_in_sources_is_an_error(tiny_policy_dir, tmp_path):
     _write_tables(tmp_path)
     with pytest.raises(ValueError, match=r"undeclared objectives \['honesty'\]"):
         run(_params(tiny_policy_dir, sources={"honesty": {"pairs": 1.0}}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"reward.views names undeclared objectives \['honesty'\]"):
+        run(_params(tiny_policy_dir, views={"honesty": ["lexical"]}), tmp_path, progress=False)
+    with pytest.raises(ValueError, match="at least one view"):
+        _params(tiny_policy_dir, independent_views={"helpfulness": []})
 
 
 def test_nan_rating_names_file_and_row(tiny_policy_dir, tmp_path):
