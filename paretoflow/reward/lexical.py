@@ -5,12 +5,13 @@ head may read the words of the response themselves. Measured with 5-fold prompt-
 CV on curate's train+val prompts of the shipped data (bench/reward.py):
 
 - AlpacaEval (GPT-4-turbo's choice): the bag of words predicts better than MiniLM,
-  0.88 vs 0.82 pairwise accuracy at length-controlled accuracy 0.53 vs 0.55 (length
-  debias 0.5); both views together 0.885 / 0.525.
-- HH-RLHF harmless: worse than MiniLM (0.57-0.60 vs 0.62); the cues alone 0.60.
-- The two views err on different pairs (correlation of the error indicators 0.28 on
-  HH, 0.36 on AlpacaEval, against 0.65-0.75 for a same-view twin fitted on the other
-  half of the train prompts), which makes the view the independent model's difference.
+  0.889 vs 0.800 pairwise accuracy (length-controlled 0.500 vs 0.532, length debias
+  0.5); both views together 0.890 / 0.490.
+- HH-RLHF harmless: worse than MiniLM (0.555 vs 0.608); both views 0.579.
+- The two views err on different pairs: the correlation of the error indicators of a
+  model on one view and a model on the other is 0.23 on HH and 0.35 on AlpacaEval,
+  against 0.49 / 0.47 for two same-view models on disjoint halves of the train prompts,
+  which makes the view the independent model's difference (`reward.independent_views`).
 
 Bag of words: sklearn's `HashingVectorizer` (stateless: nothing to fit or store, so a
 saved model reads any new text into the same columns), word unigrams and bigrams,

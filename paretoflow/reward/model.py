@@ -11,7 +11,10 @@ and Mixture-of-Experts"), on a frozen backbone's features x (pair) and x_p (prom
 
 x̃ are features standardised with the training mean/std: the backbone's pair features
 followed by a few explicit text features of the response (`TEXT_FEATURES`: log word,
-line, list-item and emphasis counts), so a head can weigh length apart from content.
+line, list-item and emphasis counts), so a head can weigh length apart from content,
+then, when any head reads it, the lexical view (`paretoflow.reward.lexical`: a hashed
+bag of words and harm/tone cues; its word columns share one scale). Each head reads the
+columns of its views (`ObjectiveHead.views`); the others have weight 0.
 ℓ is the z-scored log word count of the response. Departures from the paper, and why:
 - stage 1 fits each head on every source of its objective at once (Bradley-Terry on
   pairs, soft-label logistic regression on ratings: `fit.fit_preference_head`), where
