@@ -50,6 +50,11 @@ def paired_interval(a: np.ndarray, b: np.ndarray, prompt_of) -> tuple[float, flo
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
+def accuracy_interval(ok: np.ndarray, prompt_of) -> tuple[float, float]:
+    """95% bootstrap CI of the accuracy (per-pair correctness), resampling prompts."""
+    return paired_interval(ok, np.zeros_like(ok, dtype=float), prompt_of)
+
+
 def with_reward(params, **update):
     return params.model_copy(update={"reward": params.reward.model_copy(update=update)})
 
@@ -131,6 +136,10 @@ def print_table(name: str, t: dict, pairs_against=("probe (logistic regression, 
     lc = t["lc"]
     for label, ok in t["ok"].items():
         print(f"{name:<13} {label:<40} {len(ok):>6} {ok.mean():>6.3f} {ok[lc].mean() if lc.any() else float('nan'):>6.3f} ({lc.sum():>3})")
+    for label in ("main", "independent"):
+        low, high = accuracy_interval(t["ok"][label], t["prompts"])
+        lc_low, lc_high = accuracy_interval(t["ok"][label][lc], t["prompts"][lc]) if lc.sum() > 1 else (np.nan, np.nan)
+        print(f"{name:<13} {label} accuracy 95% CI [{low:.3f}, {high:.3f}], LC [{lc_low:.3f}, {lc_high:.3f}] (prompt bootstrap)")
     for other in pairs_against:
         low, high = paired_interval(t["ok"]["main"], t["ok"][other], t["prompts"])
         print(f"{name:<13} main − {other}: {t['ok']['main'].mean() - t['ok'][other].mean():+.3f}, 95% CI [{low:+.3f}, {high:+.3f}]")
@@ -221,6 +230,10 @@ def cross_validation(params, root, k: int) -> None:
             continue
         diff = {label: np.concatenate(v) for label, v in row["diff"].items()}
         ok = {label: (d > 0) + 0.5 * (d == 0) for label, d in diff.items()}
+        for label in ("main", "independent"):
+            low, high = accuracy_interval(ok[label], prompts)
+            lc_low, lc_high = accuracy_interval(ok[label][lc], prompts[lc])
+            print(f"{name:<13} {label} CV accuracy 95% CI [{low:.3f}, {high:.3f}], LC [{lc_low:.3f}, {lc_high:.3f}] (prompt bootstrap)")
         for label, v in ok.items():
             interval = "" if label == "main" else "  main − this: {:+.3f} [{:+.3f}, {:+.3f}]".format(
                 ok["main"].mean() - v.mean(), *paired_interval(ok["main"], v, prompts))
