@@ -282,3 +282,14 @@ def test_bag_of_words_columns_share_one_scale():
     cue_columns = slice(b + text + BAG_OF_WORDS_FEATURES, None)
     assert scale[cue_columns] == pytest.approx(pair[:, cue_columns].std(axis=0))
     assert mean == pytest.approx(pair.mean(axis=0))
+
+
+def test_lexical_view_is_computed_only_when_a_head_reads_it(tiny_policy_dir):
+    from paretoflow.reward.train import uses_lexical
+
+    backbone = {n: ["backbone"] for n in ("helpfulness", "conciseness", "harmlessness")}
+    assert uses_lexical(_params(tiny_policy_dir))
+    # Main heads on the backbone alone: the independent model's default is the lexical view.
+    assert uses_lexical(_params(tiny_policy_dir, views=backbone))
+    assert not uses_lexical(_params(tiny_policy_dir, views=backbone, independent=False))
+    assert not uses_lexical(_params(tiny_policy_dir, views=backbone, independent_views=backbone))
