@@ -230,7 +230,16 @@ def ensure_crash_automation(deployment_id, scale: ScaleConfig) -> None:
     except ValueError:  # "not found"
         existing = None
     if existing is not None:
-        if existing.trigger == wanted.trigger and existing.actions == wanted.actions:
+        if _signature(existing) == _signature(wanted):
             return
-        existing.delete()
+        existing.delete()  # another deployment id or timer: replace it
     wanted.create()
+
+
+def _signature(automation) -> tuple:
+    """What makes two crash automations the same (server copies add ids and defaults)."""
+    trigger = automation.trigger
+    return (json.dumps(trigger.match_related.model_dump(mode="json") if hasattr(trigger.match_related, "model_dump")
+                       else trigger.match_related, sort_keys=True, default=str),
+            trigger.within.total_seconds(), sorted(trigger.after), sorted(trigger.expect),
+            [(a.state, a.message) for a in automation.actions], automation.enabled)

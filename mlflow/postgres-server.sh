@@ -14,9 +14,10 @@
 #   server.env       ports and pids of the running servers (no secret)
 #   postgres.log, mlflow-server.log
 #
-# Needs initdb/pg_ctl on PATH (or PG_BINDIR), and `mlflow` (MLFLOW=..., default: the repo's
+# Needs the PostgreSQL server binaries (pg_ctl on PATH, PG_BINDIR, or Debian's
+# /usr/lib/postgresql/<version>/bin), and `mlflow` (MLFLOW=..., default: the repo's
 # .venv/bin/mlflow, else the one on PATH) from an environment with a PostgreSQL driver
-# (psycopg2-binary, in pyproject). PostgreSQL refuses to run as root: as root, the cluster
+# (psycopg[binary], in pyproject). PostgreSQL refuses to run as root: as root, the cluster
 # is owned and run by PG_USER (default: postgres), so DIR must be reachable by that user.
 # The MLflow security middleware stays on; both servers bind 127.0.0.1.
 set -euo pipefail
@@ -40,13 +41,18 @@ fi
 PY="$(dirname "${MLFLOW:-/nonexistent}")/python"
 if [ -z "${PG_BINDIR:-}" ]; then
   PG_CTL_PATH="$(command -v pg_ctl || true)"
-  [ -n "$PG_CTL_PATH" ] || die "pg_ctl not found on PATH: install PostgreSQL 15 or set PG_BINDIR"
-  PG_BINDIR="$(dirname "$(readlink -f "$PG_CTL_PATH")")"
+  if [ -n "$PG_CTL_PATH" ]; then
+    PG_BINDIR="$(dirname "$(readlink -f "$PG_CTL_PATH")")"
+  else  # Debian/Ubuntu keep the server binaries off PATH, one folder per major version
+    PG_BINDIR="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+  fi
 fi
+[ -x "${PG_BINDIR:-}/pg_ctl" ] || die "PostgreSQL server binaries (pg_ctl, initdb) not found: install PostgreSQL 15 or set PG_BINDIR"
 
 # As root, every server-side PostgreSQL command runs as the unprivileged cluster owner.
 if [ "$(id -u)" = 0 ]; then
   PG_USER="${PG_USER:-postgres}"
+  id "$PG_USER" >/dev/null 2>&1 || die "as root, the cluster needs an unprivileged owner: user $PG_USER does not exist (set PG_USER)"
   as_owner() { runuser -u "$PG_USER" -- "$@"; }
 else
   PG_USER="$(id -un)"
@@ -68,7 +74,13 @@ free_port() {
 
 mlflow_alive() { [ -n "${MLFLOW_PID:-}" ] && kill -0 "$MLFLOW_PID" 2>/dev/null; }
 
-healthy() { curl -fsS --max-time 3 "http://127.0.0.1:$1/health" >/dev/null 2>&1; }
+healthy() {
+  "$PY" -c 'import sys, urllib.request
+try:
+    sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=3).status == 200 else 1)
+except OSError:
+    sys.exit(1)' "http://127.0.0.1:$1/health" 2>/dev/null
+}
 
 init_cluster() {
   mkdir -p "$DIR"

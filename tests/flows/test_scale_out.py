@@ -134,6 +134,7 @@ def test_experts_fan_out_over_a_work_pool_and_a_lost_worker_retrains_alone(tmp_p
                 kill_tree(first.pid)
             runs_1 = asyncio.run(_check_first_run(lost, log1.read_text()))
             _check_nothing_registered(root, mlflow_url)
+            automation = _crash_automation_id()
 
             shutil.rmtree(root / "artifacts/adapters")          # the checkout's adapters are gone
             rerun_start = runs_1["latest"]
@@ -141,6 +142,7 @@ def test_experts_fan_out_over_a_work_pool_and_a_lost_worker_retrains_alone(tmp_p
             second = _nightly(root, env, log2)
             assert second.wait(timeout=RUN_TIMEOUT) == 0, log2.read_text()[-6000:]
         asyncio.run(_check_rerun(lost, rerun_start))
+        assert _crash_automation_id() == automation          # registered once, kept across runs
         _check_mlflow(root, mlflow_url, lost)
 
 
@@ -160,6 +162,14 @@ async def _check_first_run(lost: str, log: str) -> dict:
     assert any(_overlap(a, b) for i, a in enumerate(completed) for b in completed[i + 1:]), \
         [(r.name, r.start_time, r.end_time) for r in completed]
     return {"latest": max(r.expected_start_time or r.start_time for r in runs)}
+
+
+def _crash_automation_id():
+    from prefect.automations import Automation
+
+    from flows.expert import CRASH_AUTOMATION
+
+    return Automation.read(name=CRASH_AUTOMATION).id
 
 
 def _mlflow(url: str):
