@@ -513,6 +513,38 @@ class ScheduleConfig(_Section):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
 
 
+class ScaleConfig(_Section):
+    """Where the heavy work runs (docs/scaling.md). With no work pool, today's behaviour:
+    every stage in the flow's process. With one, each align job (one adapter) is a flow
+    run of the `align-expert` deployment on that Prefect work pool: its inputs come from
+    the DVC remote, its adapter goes to MLflow and is fetched back before the front."""
+
+    # A Prefect work pool name, or null to train in process. Any pool type works (process,
+    # docker, kubernetes): the deployment names its flow by module path, so a worker's
+    # environment needs paretoflow installed, nothing else.
+    work_pool: str | None = None
+    # The type a missing pool is created with (`paretoflow worker`, `paretoflow serve`).
+    pool_type: str = "process"
+    # Expert runs emit a Prefect heartbeat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY;
+    # Prefect's minimum is 30 s) and are marked Crashed by a server automation after
+    # `crash_after_s` without one: 3 heartbeats, as Prefect's zombie-flow recipe
+    # (docs.prefect.io/v3/advanced/detect-zombie-flows).
+    heartbeat_s: int = Field(30, ge=30)
+    crash_after_s: int = Field(90, ge=60)
+    # How often the flow polls an expert run's state (run_deployment's default: 5 s).
+    poll_s: float = Field(5.0, gt=0.0)
+    # An expert run not finished after this long fails the nightly, named (our choice: a
+    # nightly must end before the next one starts).
+    wait_timeout_s: int = Field(12 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _crash_after_heartbeats(self) -> "ScaleConfig":
+        if self.crash_after_s < 2 * self.heartbeat_s:
+            raise ValueError(f"scale.crash_after_s ({self.crash_after_s}) must be at least two heartbeats "
+                             f"(2 x heartbeat_s = {2 * self.heartbeat_s}) or live runs would be crashed")
+        return self
+
+
 class Params(_Section):
     """All of params.yaml, one typed section per stage."""
 
@@ -529,6 +561,7 @@ class Params(_Section):
     front: FrontConfig = Field(default_factory=FrontConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
     @model_validator(mode="after")
     def _objectives_unique(self) -> "Params":
