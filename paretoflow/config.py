@@ -335,12 +335,22 @@ class AlignConfig(_Budgeted):
 class FrontBudget(_Section):
     """Compute budget of the front stage for one hardware profile."""
 
-    # Held-out test prompts per candidate, greedy tokens per answer, generation batch.
+    # Held-out test prompts per candidate (every candidate answers the same ones), greedy
+    # tokens per answer (each answer stops at its own end of turn), generation batch.
     n_eval_prompts: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
-    # Simplex step of the grid sweep (0.5 over 3 experts = 6 points; 0.1 = 66 points).
-    grid_step: float = Field(gt=0.0, le=1.0)
+    # Merges evaluated by method "grid": the simplex lattice at `grid_step` (0.5 over 3
+    # experts = 6 points; 0.1 = 66; None = no lattice) plus `weight_vectors`, objective
+    # weight vectors in declared order (one-hot = an expert alone), each merged exactly.
+    grid_step: float | None = Field(None, gt=0.0, le=1.0)
+    weight_vectors: list[list[float]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_merge(self) -> "FrontBudget":
+        if self.grid_step is None and not self.weight_vectors:
+            raise ValueError("front budget: give grid_step, weight_vectors, or both")
+        return self
 
 
 class FrontConfig(_Budgeted):
@@ -366,12 +376,18 @@ class FrontConfig(_Budgeted):
     ties_density: float = Field(0.2, gt=0.0, le=1.0)  # TIES paper default top-20%
     dare_drop_rate: float = Field(0.9, ge=0.0, lt=1.0)  # DARE paper: p=0.9 keeps ability
     task_arithmetic_lambda: float = Field(1.0, gt=0.0)  # 1.0: plain sum of weighted dW
-    include_base: bool = True    # the unmerged base model as a reference candidate
+    # The base model is always evaluated: it is the paired reference of every candidate
+    # (vs_base) and a point of the front (the "change nothing" choice).
     include_adapters: bool = True  # trained MODPO adapters as reference candidates
-    # Bootstrap CIs on per-prompt scores: percentile method, 1000 resamples (Efron &
-    # Tibshirani 1993 suggest >= 1000 for percentile intervals), 95%.
+    # Bootstrap intervals over prompts (per-candidate means, paired differences vs the
+    # base, the hypervolume): percentile method, 1000 resamples (Efron & Tibshirani 1993
+    # suggest >= 1000 for percentile intervals), 95%.
     n_boot: int = Field(1000, ge=10)
     ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+    # Minimum detectable difference reported for the run's prompt count: two-sided
+    # alpha 0.05 and power 0.8, the conventional choice (Cohen 1988).
+    mde_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    mde_power: float = Field(0.8, gt=0.0, lt=1.0)
     # Hypervolume reference point per objective (fixed per experiment, logged beside HV):
     # the worst end of each [0, 1] judge scale, so every candidate counts.
     hv_reference: dict[str, float] = Field(default_factory=dict)
