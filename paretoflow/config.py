@@ -413,10 +413,15 @@ class PromoteConfig(_Section):
     preference: list[float] | None = None
     # Constrained choice instead of a preference: {"maximize": name, "minimums": {name: τ}}.
     constraint: dict[str, Any] | None = None
-    # Allowed drop vs the champion per objective, on the [0, 1]-normalised scale. 0.02 is
-    # about the bootstrap half-width measured on 24 held-out prompts in the CPU default run.
+    # Paired gate (paretoflow/promotion.py), on the [0, 1]-normalised scale: the candidate
+    # must improve the preference-weighted score over the champion (or the base) with the
+    # paired interval's lower bound above -tolerance, and no objective's interval may lie
+    # wholly below -tolerance. 0.02 is about the bootstrap half-width measured on 24
+    # held-out prompts in the CPU default run (0 demands a gain whose interval excludes 0).
     tolerance: float = Field(0.02, ge=0.0, le=1.0)
-    # Reward-model changes smaller than this count as "no change" in the agreement gate.
+    # Legacy agreement gate on means only (callers without per-prompt scores): RM changes
+    # smaller than this count as "no change". promote.run uses the paired intervals of the
+    # judges and reward models instead, where an interval holding 0 is "no change".
     # Measured on the CPU default run: RM scores of the 8 front candidates differ by
     # 0.002-0.05 per objective while judge scores differ by up to 0.15.
     rm_tolerance: float = Field(0.01, ge=0.0)

@@ -37,7 +37,8 @@ import numpy as np
 
 from paretoflow.metrics import mean_interval
 from paretoflow.generation import generate_counted
-from paretoflow.io import read_json, read_table, write_json
+from paretoflow import schema
+from paretoflow.io import read_json, write_json
 from paretoflow.merging import LoraExpert, MergeTarget, check_same_base, merge_deltas
 
 Scorer = Callable[[list[str], list[str], "list[list[str]] | None"], dict[str, np.ndarray]]
@@ -69,7 +70,7 @@ def load_eval_prompts(path: str | Path, split: str, n: int) -> EvalPrompts:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"held-out prompts not found: {path} (run `paretoflow curate` first)")
-    table = read_table(path, ["prompt_id", "messages", "text", "split"], what="held-out prompts")
+    table = schema.read("prompts", path, required=["prompt_id", "messages", "text", "split"])
     table = table[table["split"] == split].sort_values("prompt_id").head(n)
     if table.empty:
         raise ValueError(f"{path}: no prompts in split {split!r}")

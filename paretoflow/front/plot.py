@@ -1,13 +1,13 @@
 """Drawing a front people can read: differences against the base first, absolute points beside.
 
-Bottom row, one panel per objective (the plot to read): every candidate's paired
+Top row, one panel per objective (the plot to read): every candidate's paired
 difference against the base (mean over the same prompts) with its paired bootstrap
 interval; a vertical line at 0. Green: the interval lies above 0 (better than the base,
 distinguishable), red: below 0 (worse, distinguishable), grey: the interval holds 0 (no
 difference this run can tell). The dotted band is ± the run's minimum detectable
 difference for that objective.
 
-Top row: the absolute means, one panel per pair of objectives, coloured by how the
+Bottom row: the absolute means, one panel per pair of objectives, coloured by how the
 candidate was made (merge / trained adapter / base), with per-candidate intervals; filled
 markers are distinguishable from the base on some objective, hollow ones are not;
 non-dominated candidates (over ALL objectives) are ringed. In 2-D the front is drawn as
@@ -87,8 +87,11 @@ def _difference_panel(axis, records, name: str, direction: str, mde: float | Non
                       fmt="o", color=colour, capsize=3)
     axis.axvline(0.0, color="black", linewidth=1)
     if mde:
-        axis.axvspan(-mde, mde, color="0.9", zorder=0, label=f"± MDE {mde:.3f}")
-        axis.legend(fontsize=6, loc="lower right")
+        axis.axvspan(-mde, mde, color="0.92", zorder=0)
+    n_better = sum(r.vs_base[name].distinguishable and r.vs_base[name].diff * better_sign > 0 for r in shown)
+    n_worse = sum(r.vs_base[name].distinguishable and r.vs_base[name].diff * better_sign < 0 for r in shown)
+    axis.set_title(f"{name}: {n_better} better, {n_worse} worse than the base"
+                   + (f" (band: ± MDE {mde:.3f})" if mde else ""), fontsize=8)
     axis.set_yticks(ys)
     axis.set_yticklabels([r.name for r in shown], fontsize=6)
     axis.set_xlabel(f"{name}: candidate − base, paired CI" + ("" if direction == "maximize" else " (lower is better)"))
@@ -104,13 +107,13 @@ def plot_front(records, objectives, path: str | Path, *, title: str = "", mde: d
     columns = max(len(pairs), len(names))
     height = max(4.0, 0.22 * len(records) + 1.5)
     fig, axes = plt.subplots(2, columns, figsize=(5 * columns, 4.5 + height), squeeze=False,
-                             gridspec_kw={"height_ratios": [4.5, height]})
-    for axis, (i, j) in zip(axes[0], pairs):
-        _absolute_panel(axis, records, i, j, names, signs)
-    axes[0][0].legend(fontsize=6)
-    for axis, name, direction in zip(axes[1], names, directions):
+                             gridspec_kw={"height_ratios": [height, 4.5]})
+    for axis, name, direction in zip(axes[0], names, directions):
         _difference_panel(axis, records, name, direction, (mde or {}).get(name))
-    for axis in [*axes[0][len(pairs):], *axes[1][len(names):]]:
+    for axis, (i, j) in zip(axes[1], pairs):
+        _absolute_panel(axis, records, i, j, names, signs)
+    axes[1][0].legend(fontsize=6)
+    for axis in [*axes[0][len(names):], *axes[1][len(pairs):]]:
         axis.set_visible(False)
     if title:
         fig.suptitle(title, fontsize=9)
