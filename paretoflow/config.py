@@ -393,15 +393,28 @@ class FrontConfig(_Budgeted):
     hv_reference: dict[str, float] = Field(default_factory=dict)
     # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
     eu_step: float = Field(0.1, gt=0.0, le=1.0)
-    # cpu, measured on the 2-core default run (3 experts): one candidate of 12 prompts x 64
-    # greedy tokens ~11 s (exact merge 0.14 s of it); 8 candidates ~90 s. 64 > the
-    # conciseness band top (30 tokens): with 32, cut-off answers all looked concise
-    # (measured conciseness 0.94 at 32 tokens vs 0.61 at 48).
+    # cpu: 64 prompts x 6 candidates (base, the 3 experts as one-hot merges, the MODPO
+    # reference from align, the helpfulness-conciseness midpoint), measured with
+    # bench/front_budget.py on SmolLM2-135M (2 shared cores, load 4-16, 2026-11-27):
+    # - per-prompt SD of paired differences vs the base, two behaviour-changing proxies:
+    #   conciseness 0.127-0.187, harmlessness 0.105-0.128, helpfulness 0.139-0.151, so the
+    #   MDE at 64 prompts (alpha 0.05, power 0.8) is conciseness 0.044-0.065, harmlessness
+    #   0.037-0.045, helpfulness 0.049-0.053 (<= 0.05 on conciseness for every SD needs
+    #   110 prompts);
+    # - the base answers hit 64 tokens on 92% of prompts (mean 61.8): 64 > the
+    #   conciseness band top (30 words); with 32, cut-off answers all looked concise;
+    # - greedy at batch 64 ran 1.6x the tokens per CPU second of batch 16 (17.9 vs 11.1
+    #   under load); ~125 tokens/s estimated on idle cores, so ~3 min of generation for
+    #   the 6 candidates on a fresh clone, 0 s when nothing changed (generation cache).
     cpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=12, max_new_tokens=64, batch_size=12, grid_step=0.5)
+        default_factory=lambda: FrontBudget(
+            n_eval_prompts=64, max_new_tokens=64, batch_size=64,
+            weight_vectors=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]],
+        )
     )
+    # gpu: not yet timed; 66 lattice merges over 3 experts on 256 prompts.
     gpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=128, max_new_tokens=128, batch_size=32, grid_step=0.1)
+        default_factory=lambda: FrontBudget(n_eval_prompts=256, max_new_tokens=128, batch_size=64, grid_step=0.1)
     )
 
 
