@@ -196,14 +196,18 @@ def gate_scorer_agreement(judges: Mapping[str, tuple[float, float]],
                           others: Mapping[str, Mapping[str, tuple[float, float]]],
                           objectives: Sequence[Objective]) -> GateResult:
     """Where the judges' paired interval vs the base excludes 0, no reward model's interval may
-    exclude 0 the other way. Intervals are (ci_low, ci_high) on each scorer's own scale
-    (same direction as the objective); an interval holding 0 is "no change", not a disagreement."""
+    exclude 0 the other way. Intervals are (ci_low, ci_high) on each scorer's own scale:
+    judges on the objective's raw scale (lower is better for a minimised objective), reward
+    models higher = better (their heads are direction-aware, paretoflow.reward.model). An
+    interval holding 0 is "no change", not a disagreement."""
     disagree = []
     for o in objectives:
         if o.name not in judges:
             continue
         low, high = judges[o.name]
         judged = 1 if low > 0 else (-1 if high < 0 else 0)
+        if o.direction == "minimize":
+            judged = -judged
         for scorer, intervals in others.items():
             if judged == 0 or o.name not in intervals:
                 continue

@@ -161,3 +161,11 @@ def test_scorer_agreement_uses_intervals():
     disagree = gate_scorer_agreement(judges, {"independent reward model": {"help": (-0.3, -0.05)}}, PAIRED_OBJ)
     assert not disagree.passed and "help" in disagree.reason and "independent" in disagree.reason
     assert gate_scorer_agreement(judges, {"reward model": {"help": (-0.3, 0.2)}}, PAIRED_OBJ).passed
+
+
+def test_scorer_agreement_respects_minimised_objectives():
+    length = [Objective(name="length", direction="minimize")]
+    # judges: length went down (better); reward model (higher = better) says better: agree
+    assert gate_scorer_agreement({"length": (-0.2, -0.1)}, {"reward model": {"length": (0.1, 0.3)}}, length).passed
+    assert not gate_scorer_agreement({"length": (-0.2, -0.1)}, {"reward model": {"length": (-0.3, -0.1)}},
+                                     length).passed
