@@ -187,19 +187,24 @@ class Pipeline:
 
 
 def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
-    rows = [
-        {"candidate": c["name"], "kind": c["kind"], "non_dominated": c["non_dominated"],
-         **{k: round(v, 4) for k, v in c["objectives"].items()}}
-        for c in front["records"]
-    ]
-    create_table_artifact(rows, key="front-candidates", description="Every evaluated candidate")
+    from paretoflow.front.document import CandidateRecord
+
+    records = [CandidateRecord(**c) for c in front["records"]]
+    rows = [r.table_row() for r in records]
+    create_table_artifact(rows, key="front-candidates",
+                          description="Every evaluated candidate: means and paired differences vs the base [95% CI]")
     ref = ", ".join(f"{k}={v}" for k, v in front["reference_point"].items())
-    lines = ["# paretoflow nightly", "", f"Hypervolume {front['hypervolume']:.4f} (reference point {ref})", "",
-             "| candidate | non-dominated | " + " | ".join(params.objective_names) + " |",
-             "|---|---|" + "---|" * len(params.objective_names)]
-    for r in rows:
-        lines.append(f"| {r['candidate']} | {r['non_dominated']} | "
-                     + " | ".join(str(r.get(o)) for o in params.objective_names) + " |")
+    low, high = front["hypervolume_ci"]
+    mde = ", ".join(f"{k} {v:.3f}" for k, v in (front.get("mde") or {}).get("judges", {}).items())
+    names = params.objective_names
+    lines = ["# paretoflow nightly", "",
+             f"Hypervolume {front['hypervolume']:.4f} [{low:.4f}, {high:.4f}] (reference point {ref})", "",
+             f"Minimum detectable difference vs the base: {mde}", "",
+             "| candidate | non-dominated | distinguishable | " + " | ".join(f"{n} vs base" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for row in rows:
+        lines.append(f"| {row['candidate']} | {row['non_dominated']} | {row['distinguishable']} | "
+                     + " | ".join(str(row.get(f"{n} vs base")) for n in names) + " |")
     lines += ["", "## Promotion", "", f"- candidate: {promotion.get('candidate')}",
               f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
     lines += [f"- {r}" for r in promotion.get("reasons", [])]
