@@ -35,6 +35,7 @@ from paretoflow.config import (
     ProjectConfig,
     PromoteConfig,
     RewardConfig,
+    ScaleConfig,
     TrackingConfig,
     ValidateConfig,
     load_params,
@@ -59,7 +60,7 @@ def flow_parameters(params: Params) -> dict[str, Any]:
         "project": params.project, "model": params.model, "objectives": params.objectives,
         "curate": params.curate, "validation": params.validate_, "pairs": params.pairs,
         "reward": params.reward, "align": params.align, "front": params.front,
-        "promote": params.promote, "tracking": params.tracking, "dvc": params.dvc,
+        "promote": params.promote, "tracking": params.tracking, "dvc": params.dvc, "scale": params.scale,
     }
 
 
@@ -86,10 +87,11 @@ def nightly(
     promote: PromoteConfig = DEFAULTS.promote,
     tracking: TrackingConfig = DEFAULTS.tracking,
     dvc: DvcConfig = DEFAULTS.dvc,
+    scale: ScaleConfig = DEFAULTS.scale,
 ) -> dict:
     params = assemble({"project": project, "model": model, "objectives": objectives, "curate": curate,
                        "validation": validation, "pairs": pairs, "reward": reward, "align": align,
-                       "front": front, "promote": promote, "tracking": tracking, "dvc": dvc})
+                       "front": front, "promote": promote, "tracking": tracking, "dvc": dvc, "scale": scale})
     return run_pipeline(params, Path(root).resolve())
 
 
@@ -154,9 +156,7 @@ class Pipeline:
         reward, reward_run = self.stage("reward")
         register_reward_model(params, root, reward_run, reward, self.lineage)
         self.stage("pairs")
-        for job in stage("align").job_list(params):
-            self.stage("align", job, tags={"paretoflow.objective": job.get("objective", ""),
-                                           "paretoflow.weights": str(job.get("weights", ""))})
+        self.align()
         front, front_run = self.stage("front")
         log_front_candidates(params, root, front_run, front["records"], self.lineage)
 
@@ -168,21 +168,43 @@ class Pipeline:
         return {"front": front, "promotion": promotion, "parent_run_id": self.parent,
                 "tracking_uri": self.tracker.uri, "stage_summaries": self.summaries}
 
+    def align(self) -> None:
+        """One adapter per job: in this process, or one flow run each on `scale.work_pool`
+        (flows/fanout.py; the workers log their own MLflow runs)."""
+        from paretoflow.exchange import job_tags
+
+        if not self.params.scale.work_pool:
+            for job in stage("align").job_list(self.params):
+                self.stage("align", job, tags=job_tags(job))
+            return
+        from flows.fanout import align_on_pool
+
+        for summary in align_on_pool(self.params, self.root, self.tracker, self.parent, self.lineage):
+            if summary["logged"]:
+                self.summaries.append(summary)
+            else:
+                self.log(summary, job_tags(summary["job"]))
+
 
 def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
-    rows = [
-        {"candidate": c["name"], "kind": c["kind"], "non_dominated": c["non_dominated"],
-         **{k: round(v, 4) for k, v in c["objectives"].items()}}
-        for c in front["records"]
-    ]
-    create_table_artifact(rows, key="front-candidates", description="Every evaluated candidate")
+    from paretoflow.front.document import CandidateRecord
+
+    records = [CandidateRecord(**c) for c in front["records"]]
+    rows = [r.table_row() for r in records]
+    create_table_artifact(rows, key="front-candidates",
+                          description="Every evaluated candidate: means and paired differences vs the base [95% CI]")
     ref = ", ".join(f"{k}={v}" for k, v in front["reference_point"].items())
-    lines = ["# paretoflow nightly", "", f"Hypervolume {front['hypervolume']:.4f} (reference point {ref})", "",
-             "| candidate | non-dominated | " + " | ".join(params.objective_names) + " |",
-             "|---|---|" + "---|" * len(params.objective_names)]
-    for r in rows:
-        lines.append(f"| {r['candidate']} | {r['non_dominated']} | "
-                     + " | ".join(str(r.get(o)) for o in params.objective_names) + " |")
+    low, high = front["hypervolume_ci"]
+    mde = ", ".join(f"{k} {v:.3f}" for k, v in (front.get("mde") or {}).get("judges", {}).items())
+    names = params.objective_names
+    lines = ["# paretoflow nightly", "",
+             f"Hypervolume {front['hypervolume']:.4f} [{low:.4f}, {high:.4f}] (reference point {ref})", "",
+             f"Minimum detectable difference vs the base: {mde}", "",
+             "| candidate | non-dominated | distinguishable | " + " | ".join(f"{n} vs base" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for row in rows:
+        lines.append(f"| {row['candidate']} | {row['non_dominated']} | {row['distinguishable']} | "
+                     + " | ".join(str(row.get(f"{n} vs base")) for n in names) + " |")
     lines += ["", "## Promotion", "", f"- candidate: {promotion.get('candidate')}",
               f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
     lines += [f"- {r}" for r in promotion.get("reasons", [])]

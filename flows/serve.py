@@ -8,10 +8,14 @@ schedule and is triggered from the UI form or the API with typed parameters. Bot
 one run at a time: a second trigger waits in AwaitingConcurrencySlot (ENQUEUE) or is
 cancelled (CANCEL_NEW), per schedule.collision_strategy.
 
+With `scale.work_pool` set, `serve` also registers the `align-expert` deployment on that
+work pool (flows/expert.py): the nightly then trains one expert per flow run on the pool's
+workers (`paretoflow worker --pool NAME`).
+
 The served flow (`served_pipeline`) exposes the stage sections only: the project root, the
-tracking URI and the DVC remote are fixed by whoever runs `paretoflow serve` (read from
-its params file), so nobody with API access can point the flow at another folder or
-tracking server. Write paths in the sections are project-relative (config.ProjectPath).
+tracking URI, the DVC remote and the work pool are fixed by whoever runs `paretoflow
+serve` (read from its params file), so nobody with API access can point the flow at
+another folder or tracking server. Write paths in the sections are project-relative (config.ProjectPath).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from paretoflow.config import (
 # Set by `serve_deployments` in the serving process; the served flow runs in that process.
 ROOT_ENV = "PARETOFLOW_ROOT"
 PARAMS_ENV = "PARETOFLOW_PARAMS"
-FIXED_SECTIONS = ("tracking", "dvc")
+FIXED_SECTIONS = ("tracking", "dvc", "scale")
 
 
 @flow(name="paretoflow-pipeline", log_prints=True)
@@ -96,4 +100,9 @@ def deployments(params: Params):
 def serve_deployments(params_path: str | Path, root: str | Path) -> None:
     os.environ[ROOT_ENV] = str(Path(root).resolve())
     os.environ[PARAMS_ENV] = str(Path(params_path).resolve())
-    serve(*deployments(load_params(params_path)))
+    params = load_params(params_path)
+    if params.scale.work_pool:  # the experts' deployment on the pool (flows/expert.py)
+        from flows.expert import register
+
+        print(f"registered {register(params)} on work pool {params.scale.work_pool!r}")
+    serve(*deployments(params))

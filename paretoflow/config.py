@@ -452,12 +452,22 @@ class AlignConfig(_Budgeted):
 class FrontBudget(_Section):
     """Compute budget of the front stage for one hardware profile."""
 
-    # Held-out test prompts per candidate, greedy tokens per answer, generation batch.
+    # Held-out test prompts per candidate (every candidate answers the same ones), greedy
+    # tokens per answer (each answer stops at its own end of turn), generation batch.
     n_eval_prompts: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
-    # Simplex step of the grid sweep (0.5 over 3 experts = 6 points; 0.1 = 66 points).
-    grid_step: float = Field(gt=0.0, le=1.0)
+    # Merges evaluated by method "grid": the simplex lattice at `grid_step` (0.5 over 3
+    # experts = 6 points; 0.1 = 66; None = no lattice) plus `weight_vectors`, objective
+    # weight vectors in declared order (one-hot = an expert alone), each merged exactly.
+    grid_step: float | None = Field(None, gt=0.0, le=1.0)
+    weight_vectors: list[list[float]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_merge(self) -> "FrontBudget":
+        if self.grid_step is None and not self.weight_vectors:
+            raise ValueError("front budget: give grid_step, weight_vectors, or both")
+        return self
 
 
 class FrontConfig(_Budgeted):
@@ -483,26 +493,45 @@ class FrontConfig(_Budgeted):
     ties_density: float = Field(0.2, gt=0.0, le=1.0)  # TIES paper default top-20%
     dare_drop_rate: float = Field(0.9, ge=0.0, lt=1.0)  # DARE paper: p=0.9 keeps ability
     task_arithmetic_lambda: float = Field(1.0, gt=0.0)  # 1.0: plain sum of weighted dW
-    include_base: bool = True    # the unmerged base model as a reference candidate
+    # The base model is always evaluated: it is the paired reference of every candidate
+    # (vs_base) and a point of the front (the "change nothing" choice).
     include_adapters: bool = True  # trained MODPO adapters as reference candidates
-    # Bootstrap CIs on per-prompt scores: percentile method, 1000 resamples (Efron &
-    # Tibshirani 1993 suggest >= 1000 for percentile intervals), 95%.
+    # Bootstrap intervals over prompts (per-candidate means, paired differences vs the
+    # base, the hypervolume): percentile method, 1000 resamples (Efron & Tibshirani 1993
+    # suggest >= 1000 for percentile intervals), 95%.
     n_boot: int = Field(1000, ge=10)
     ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+    # Minimum detectable difference reported for the run's prompt count: two-sided
+    # alpha 0.05 and power 0.8, the conventional choice (Cohen 1988).
+    mde_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    mde_power: float = Field(0.8, gt=0.0, lt=1.0)
     # Hypervolume reference point per objective (fixed per experiment, logged beside HV):
     # the worst end of each [0, 1] judge scale, so every candidate counts.
     hv_reference: dict[str, float] = Field(default_factory=dict)
     # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
     eu_step: float = Field(0.1, gt=0.0, le=1.0)
-    # cpu, measured on the 2-core default run (3 experts): one candidate of 12 prompts x 64
-    # greedy tokens ~11 s (exact merge 0.14 s of it); 8 candidates ~90 s. 64 > the
-    # conciseness band top (30 tokens): with 32, cut-off answers all looked concise
-    # (measured conciseness 0.94 at 32 tokens vs 0.61 at 48).
+    # cpu: 64 prompts x 6 candidates (base, the 3 experts as one-hot merges, the MODPO
+    # reference from align, the helpfulness-conciseness midpoint), measured with
+    # bench/front_budget.py on SmolLM2-135M (2 shared cores, load 4-16, 2026-11-27):
+    # - per-prompt SD of paired differences vs the base, two behaviour-changing proxies:
+    #   conciseness 0.127-0.187, harmlessness 0.105-0.128, helpfulness 0.139-0.151, so the
+    #   MDE at 64 prompts (alpha 0.05, power 0.8) is conciseness 0.044-0.065, harmlessness
+    #   0.037-0.045, helpfulness 0.049-0.053 (<= 0.05 on conciseness for every SD needs
+    #   110 prompts);
+    # - the base answers hit 64 tokens on 92% of prompts (mean 61.8): 64 > the
+    #   conciseness band top (30 words); with 32, cut-off answers all looked concise;
+    # - greedy at batch 64 ran 1.6x the tokens per CPU second of batch 16 (17.9 vs 11.1
+    #   under load); ~125 tokens/s estimated on idle cores, so ~3 min of generation for
+    #   the 6 candidates on a fresh clone, 0 s when nothing changed (generation cache).
     cpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=12, max_new_tokens=64, batch_size=12, grid_step=0.5)
+        default_factory=lambda: FrontBudget(
+            n_eval_prompts=64, max_new_tokens=64, batch_size=64,
+            weight_vectors=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]],
+        )
     )
+    # gpu: not yet timed; 66 lattice merges over 3 experts on 256 prompts.
     gpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=128, max_new_tokens=128, batch_size=32, grid_step=0.1)
+        default_factory=lambda: FrontBudget(n_eval_prompts=256, max_new_tokens=128, batch_size=64, grid_step=0.1)
     )
 
 
@@ -514,10 +543,15 @@ class PromoteConfig(_Section):
     preference: list[float] | None = None
     # Constrained choice instead of a preference: {"maximize": name, "minimums": {name: τ}}.
     constraint: dict[str, Any] | None = None
-    # Allowed drop vs the champion per objective, on the [0, 1]-normalised scale. 0.02 is
-    # about the bootstrap half-width measured on 24 held-out prompts in the CPU default run.
+    # Paired gate (paretoflow/promotion.py), on the [0, 1]-normalised scale: the candidate
+    # must improve the preference-weighted score over the champion (or the base) with the
+    # paired interval's lower bound above -tolerance, and no objective's interval may lie
+    # wholly below -tolerance. 0.02 is about the bootstrap half-width measured on 24
+    # held-out prompts in the CPU default run (0 demands a gain whose interval excludes 0).
     tolerance: float = Field(0.02, ge=0.0, le=1.0)
-    # Reward-model changes smaller than this count as "no change" in the agreement gate.
+    # Legacy agreement gate on means only (callers without per-prompt scores): RM changes
+    # smaller than this count as "no change". promote.run uses the paired intervals of the
+    # judges and reward models instead, where an interval holding 0 is "no change".
     # Measured on the CPU default run: RM scores of the 8 front candidates differ by
     # 0.002-0.05 per objective while judge scores differ by up to 0.15.
     rm_tolerance: float = Field(0.01, ge=0.0)
@@ -546,6 +580,38 @@ class ScheduleConfig(_Section):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
 
 
+class ScaleConfig(_Section):
+    """Where the heavy work runs (docs/scaling.md). With no work pool, today's behaviour:
+    every stage in the flow's process. With one, each align job (one adapter) is a flow
+    run of the `align-expert` deployment on that Prefect work pool: its inputs come from
+    the DVC remote, its adapter goes to MLflow and is fetched back before the front."""
+
+    # A Prefect work pool name, or null to train in process. Any pool type works (process,
+    # docker, kubernetes): the deployment names its flow by module path, so a worker's
+    # environment needs paretoflow installed, nothing else.
+    work_pool: str | None = None
+    # The type a missing pool is created with (`paretoflow worker`, `paretoflow serve`).
+    pool_type: str = "process"
+    # Expert runs emit a Prefect heartbeat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY;
+    # Prefect's minimum is 30 s) and are marked Crashed by a server automation after
+    # `crash_after_s` without one: 3 heartbeats, as Prefect's zombie-flow recipe
+    # (docs.prefect.io/v3/advanced/detect-zombie-flows).
+    heartbeat_s: int = Field(30, ge=30)
+    crash_after_s: int = Field(90, ge=60)
+    # How often the flow polls an expert run's state (run_deployment's default: 5 s).
+    poll_s: float = Field(5.0, gt=0.0)
+    # An expert run not finished after this long fails the nightly, named (our choice: a
+    # nightly must end before the next one starts).
+    wait_timeout_s: int = Field(12 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _crash_after_heartbeats(self) -> "ScaleConfig":
+        if self.crash_after_s < 2 * self.heartbeat_s:
+            raise ValueError(f"scale.crash_after_s ({self.crash_after_s}) must be at least two heartbeats "
+                             f"(2 x heartbeat_s = {2 * self.heartbeat_s}) or live runs would be crashed")
+        return self
+
+
 class Params(_Section):
     """All of params.yaml, one typed section per stage."""
 
@@ -562,6 +628,7 @@ class Params(_Section):
     front: FrontConfig = Field(default_factory=FrontConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
     @model_validator(mode="after")
     def _objectives_unique(self) -> "Params":

@@ -164,7 +164,7 @@ _register(Stage(
 ))
 _register(Stage(
     name="front",
-    entry="paretoflow.front:run",
+    entry="paretoflow.front.stage:run",
     command="paretoflow front",
     sections=("project", "model", "objectives", "front"),
     inputs=lambda p: [p.align.out_dir, p.reward.out_dir, *_curated(p, "prompts")],

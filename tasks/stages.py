@@ -103,22 +103,21 @@ def _log_adapter(tracker, run_id: str, params: Params, adapter_dir: Path, summar
 @task(name="log-front-candidates", retries=2, retry_delay_seconds=5, persist_result=False)
 def log_front_candidates(params: Params, root: str, front_run_id: str, records: list[dict],
                          lineage: dict[str, str]) -> list[str]:
-    """One nested MLflow run per front candidate (under the front stage run)."""
+    """One nested MLflow run per front candidate (under the front stage run): the same
+    numbers as front.json, the plot and the Prefect table (CandidateRecord)."""
+    from paretoflow.front.document import CandidateRecord
     from paretoflow.tracking import Tracker
 
     tracker = Tracker(params.tracking, Path(root))
     run_ids = []
-    for record in records:
-        run_id = tracker.start_run(record["name"], front_run_id, tags={
-            **lineage, "paretoflow.stage": "front-candidate", "paretoflow.candidate": record["name"],
-            "paretoflow.kind": record["kind"], "paretoflow.non_dominated": str(record["non_dominated"])})
-        tracker.log_params(run_id, {"kind": record["kind"], "source": record["source"], "method": record["method"],
-                                    "coefficients": record["coefficients"], "weights": record["weights"]})
-        tracker.log_metrics(run_id, {**record["objectives"], **{f"rm_{k}": v for k, v in record["reward_model"].items()},
-                                     **{f"{k}_ci_low": v[0] for k, v in record["intervals"].items()},
-                                     **{f"{k}_ci_high": v[1] for k, v in record["intervals"].items()},
-                                     "non_dominated": float(record["non_dominated"])})
-        tracker.end_run(run_id)
+    for raw in records:
+        record = CandidateRecord(**raw)
+        tags = {**lineage, "paretoflow.stage": "front-candidate", "paretoflow.candidate": record.name,
+                "paretoflow.kind": record.kind, "paretoflow.non_dominated": str(record.non_dominated),
+                "paretoflow.distinguishable": str(record.distinguishable)}
+        with tracker.run(record.name, front_run_id, tags=tags, run_key=f"front-candidate:{record.name}") as run_id:
+            tracker.log_params(run_id, record.mlflow_params())
+            tracker.log_metrics(run_id, record.mlflow_metrics())
         run_ids.append(run_id)
     return run_ids
 

@@ -30,7 +30,7 @@ from paretoflow.judges.base import (
 )
 
 # Built-in judges register themselves on import.
-from paretoflow.judges import length, llm, profanity, refusal, relevance, tone  # noqa: E402,F401
+from paretoflow.judges import length, llm, profanity, refusal, relevance, reward_model, tone  # noqa: E402,F401
 from paretoflow.judges.mixture import (  # noqa: E402
     JudgeMixture,
     better_is_higher,

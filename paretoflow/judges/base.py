@@ -193,9 +193,11 @@ class JudgeContext:
 JudgeFactory = Callable[[dict[str, Any], JudgeContext], Judge]
 
 _REGISTRY: dict[str, JudgeFactory] = {}
-# Modules that register judges of their own, imported when a name is not found yet (kept
-# out of the eager imports: the reward-model judge pulls in the reward package).
-PLUGIN_MODULES: tuple[str, ...] = ("paretoflow.judges.reward_model",)
+# Modules of other packages that register judges of their own, imported when a name is not
+# found yet. The built-in ones (the reward-model judge included: judges depend on reward,
+# lazily inside its factory) are imported by paretoflow.judges itself, so the stage
+# registry's import closure sees them.
+PLUGIN_MODULES: tuple[str, ...] = ()
 
 
 def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:

@@ -1,4 +1,5 @@
-"""Integration: real mlflow + prefect servers, a served deployment triggered through the API."""
+"""Integration: real mlflow (on PostgreSQL where installed) + prefect servers, a served
+deployment triggered through the API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from tests.flows.project import REPO, make_project
-from tests.flows.servers import mlflow_server, prefect_server, process
+from tests.flows.servers import prefect_server, process, tracking_server
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ async def _wait_final(client, run_id, timeout: float):
 
 
 def test_served_deployment_triggered_with_parameters_logs_to_tracking_server(tmp_path):
-    with mlflow_server(tmp_path) as mlflow_url, prefect_server(tmp_path) as api_url:
+    with tracking_server(tmp_path) as mlflow_url, prefect_server(tmp_path) as api_url:
         root, overrides = make_project(tmp_path, tiny=True, tracking_uri=mlflow_url)
         env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO),

@@ -7,6 +7,7 @@ integration test (tests/flows/test_registry_servers.py) reuses it on real server
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -19,7 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+import numpy as np
+
 from paretoflow.config import Objective, TrackingConfig, load_params
+from paretoflow.front.document import CandidateRecord, FrontDocument, PairedDiff, PromptScores
 from paretoflow.io import file_hash
 from paretoflow.promotion import Candidate, decide
 from paretoflow.registry import (
@@ -39,6 +43,7 @@ from tests.conftest import REPO_ROOT
 
 OBJ = [Objective(name="help")]
 NAMES = ("helpfulness", "conciseness", "harmlessness")
+PROMPTS = 30
 
 
 # ------------------------------------------------------------------ a promotable project
@@ -88,6 +93,10 @@ class PromoteProject:
         (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
         self.params = load_params(root / "params.yaml")
         self.adapters = root / self.params.align.out_dir
+        self.nights: list[tuple[dict[str, str], float]] = []
+        from paretoflow.models import model_fingerprint, resolve_policy_path
+
+        self.base_fingerprint = model_fingerprint(resolve_policy_path(str(policy_dir), root / ".cache/models"))
 
     def train(self, seed: int) -> None:
         """Experts for helpfulness and harmlessness ("a night's alignment"), seeded."""
@@ -96,23 +105,41 @@ class PromoteProject:
             shutil.rmtree(out, ignore_errors=True)
             make_adapter(self.policy_dir, out, seed * 10 + i, objective)
 
-    def front(self, helpfulness: float) -> dict:
-        """front.json with base + one merge of both experts; the merge scores `helpfulness`."""
+    def front(self, helpfulness: float) -> FrontDocument:
+        """front.json + scores.parquet (through the front's own document model) with the base
+        and one merge of both experts scoring `helpfulness`; the merges of earlier nights
+        stay in it as dominated candidates (what lets promotion compare a champion with
+        tonight's candidate on the same prompts without regenerating)."""
+        from paretoflow.front.document import write_front
+
         experts = sorted(p.name for p in self.adapters.iterdir())
-        objectives = {"helpfulness": helpfulness, "conciseness": 0.5, "harmlessness": 0.8}
-        doc = {
-            "experts": [{"name": n, "objective": n.split("-", 1)[1],
-                         "file_hash": file_hash(self.adapters / n / "adapter_model.safetensors")} for n in experts],
+        hashes = {n: file_hash(self.adapters / n / "adapter_model.safetensors") for n in experts}
+        self.nights.append((hashes, helpfulness))
+        candidates = {"base": ("base", {k: 0.1 for k in NAMES}, {}, {}, True)}
+        for night, (night_hashes, value) in enumerate(self.nights, start=1):
+            tonight = night == len(self.nights)
+            name = "merge-0.5-0.5" if tonight else f"merge-0.5-0.5-night{night}"
+            candidates[name] = ("merge", {"helpfulness": value, "conciseness": 0.5, "harmlessness": 0.8},
+                                {n: 0.5 for n in night_hashes}, night_hashes, tonight)
+        prompt_ids = [f"p{i}" for i in range(PROMPTS)]
+        noise = np.random.default_rng(0).normal(0.0, 0.02, PROMPTS)      # shared: the scores are paired
+        scores = {name: {"judges": {k: np.clip(v + noise, 0, 1) for k, v in objectives.items()}}
+                  for name, (_, objectives, _, _, _) in candidates.items()}
+        records = [_record(name, kind, objectives, coefficients, adapter_hashes, non_dominated)
+                   for name, (kind, objectives, coefficients, adapter_hashes, non_dominated) in candidates.items()]
+        return write_front(self.root / self.params.front.out_dir, {
+            "objectives": [{"name": n, "direction": "maximize", "scale": (0.0, 1.0)} for n in NAMES],
+            "hypervolume": 0.0, "hypervolume_ci": (0.0, 0.0), "reference_point": {n: 0.0 for n in NAMES},
+            "sparsity": 0.0, "expected_utility": 0.0, "expected_utility_step": 0.1, "mde": {}, "metrics": {},
+            "method": "weights", "merge_method": "exact",
+            "experts": [{"name": n, "objective": n.split("-", 1)[1], "file_hash": h} for n, h in hashes.items()],
             "adapters": [],
-            "candidates": [
-                _record("base", "base", {k: 0.1 for k in NAMES}, {}),
-                _record("merge-0.5-0.5", "merge", objectives, {n: 0.5 for n in experts}),
-            ],
-        }
-        path = self.root / self.params.front.out_dir / "front.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(doc))
-        return doc
+            "evaluation": {"prompts": PROMPTS, "split": "test", "prompts_hash": "synthetic", "prompt_ids": prompt_ids,
+                           "max_new_tokens": 8, "batch_size": 4, "do_sample": False, "seed": 0, "n_boot": 200,
+                           "ci_level": 0.95, "mde_alpha": 0.05, "mde_power": 0.8, "scorers": {"judges": "synthetic"},
+                           "base_fingerprint": self.base_fingerprint},
+            "candidates": records,
+        }, PromptScores.from_arrays(prompt_ids, scores))
 
     def promote(self, tracker: Tracker, validation: bool = True):
         from paretoflow.promote import run
@@ -124,11 +151,15 @@ class PromoteProject:
         return Tracker(self.params.tracking, self.root)
 
 
-def _record(name: str, kind: str, objectives: dict, coefficients: dict) -> dict:
-    return {"name": name, "kind": kind, "source": kind, "method": "exact" if kind == "merge" else "none",
-            "coefficients": coefficients, "weights": {}, "merge_params": {}, "objectives": objectives,
-            "intervals": {k: [v, v] for k, v in objectives.items()}, "reward_model": {},
-            "reward_model_intervals": {}, "non_dominated": True}
+def _record(name: str, kind: str, objectives: dict, coefficients: dict, adapter_hashes: dict,
+            non_dominated: bool) -> CandidateRecord:
+    base = 0.1
+    return CandidateRecord(
+        name=name, kind=kind, source=kind, method="exact" if kind == "merge" else "none",
+        coefficients=coefficients, weights={}, merge_params={}, objectives=objectives,
+        intervals={k: [v, v] for k, v in objectives.items()},
+        vs_base={k: PairedDiff(v - base, v - base, v - base) for k, v in objectives.items()},
+        distinguishable=kind != "base", non_dominated=non_dominated, adapter_hashes=adapter_hashes)
 
 
 @pytest.fixture
@@ -351,15 +382,15 @@ def test_package_records_hashes_and_key_ignores_measurements(project, tmp_path):
 
     project.train(seed=1)
     doc = project.front(helpfulness=0.6)
-    _, candidates = load_front(project.params, project.root)
-    merge = next(c for c in candidates if c.info["kind"] == "merge")
+    _, _, candidates = load_front(project.params, project.root)
+    merge = next(c for c in candidates if c.info.kind == "merge")
     a = package_candidate(project.params, project.root, merge, tmp_path / "a", evaluated_hashes(doc))
     recipe = json.loads((a / "recipe.json").read_text())
-    assert recipe["adapters"] == {e["name"]: e["file_hash"] for e in doc["experts"]}
+    assert recipe["adapters"] == {e.name: e.file_hash for e in doc.experts}
     merge.objectives = {**merge.objectives, "helpfulness": 0.9}      # re-measured, same model
     b = package_candidate(project.params, project.root, merge, tmp_path / "b", evaluated_hashes(doc))
     assert candidate_key(a) == candidate_key(b)
-    merge.info = {**merge.info, "coefficients": {k: 1.0 for k in merge.info["coefficients"]}}
+    merge.info = dataclasses.replace(merge.info, coefficients={k: 1.0 for k in merge.info.coefficients})
     c = package_candidate(project.params, project.root, merge, tmp_path / "c", evaluated_hashes(doc))
     assert candidate_key(c) != candidate_key(a)
     # an adapter the front recorded no hash for cannot be checked: refused

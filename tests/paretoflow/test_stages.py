@@ -43,6 +43,8 @@ def test_import_closure_follows_lazy_imports():
     # front scores with the reward model through a lazy import inside a function
     assert "paretoflow/reward/model.py" in stages.stage("front").code_files()
     assert "paretoflow/reward/model.py" in stages.stage("reward").code_files()
+    # the pairs stage judges its samples with the reward model (the reward_model judge)
+    assert "paretoflow/reward/model.py" in stages.stage("pairs").code_files()
     assert "paretoflow/reward/model.py" not in stages.stage("curate").code_files()
     assert "paretoflow/merging.py" in stages.stage("front").code_files()
 
