@@ -331,6 +331,9 @@ class RewardConfig(_Budgeted):
     # else "backbone". false = no independent model.
     independent: bool = True
     independent_views: dict[str, list[FeatureView]] = Field(default_factory=dict)
+    # The independent model's length_debias (None = the main model's). Measured in the CV
+    # above, helpfulness on the backbone view: 0.5 0.800 / LC 0.532, 0.8 0.735 / 0.585.
+    independent_length_debias: dict[str, float] | None = None
     # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
     calibration_bins: int = Field(10, ge=1)
     cpu: RewardBudget = Field(default_factory=RewardBudget)
@@ -343,7 +346,7 @@ class RewardConfig(_Budgeted):
             raise ValueError(f"head_alphas must be a non-empty list of positive numbers, got {v}")
         return sorted(v)
 
-    @field_validator("length_debias")
+    @field_validator("length_debias", "independent_length_debias")
     @classmethod
     def _strengths(cls, v: dict[str, float]) -> dict[str, float]:
         bad = {k: s for k, s in v.items() if not 0.0 <= s <= 1.0}

@@ -119,6 +119,7 @@ def _report_dict(fitted, result: dict, independent: dict | None, data, enc, timi
         "independent_evaluation": (independent or {}).get("evaluation"),
         "independent_agreement": (independent or {}).get("agreement"),
         "independent_model": (independent or {}).get("config"),
+        "independent_heads": (independent or {}).get("heads"),
         "cross_accuracy": result["cross_accuracy"],
         "conflict": {"method": "spearman over test responses", "reward_correlation": reward_correlation},
         "mean_gate_weights_test": dict(zip(names, gate.mean(axis=0))),
@@ -176,7 +177,7 @@ def _report_md(report: dict, fitted, data, plots: list[Path]) -> str:
 
 def write_report(out_dir: Path, fitted, result: dict, independent: dict | None, data, enc, timings: dict, bins: int) -> dict:
     """Write report.json, report.md and PNGs into out_dir; return their paths. `independent`:
-    {"evaluation": per objective, "agreement": per objective, "config": its model config} or None."""
+    {"evaluation", "agreement": per objective, "config": its model config, "heads": its head details} or None."""
     out_dir = Path(out_dir)
     names, scores = fitted.model.objectives, result["scores"]
     split = data.prompts["split"].reindex(enc.responses["prompt_id"]).to_numpy()

@@ -423,6 +423,9 @@ def fit_independent(data: PreferenceData, enc: Encoded, params: Params, train: s
     """
     views = {name: params.reward.independent_head_views(name) for name in params.objective_names}
     label = "all; views " + ", ".join(f"{n}: {'+'.join(v)}" for n, v in views.items())
+    debias = params.reward.independent_length_debias
+    if debias is not None:
+        params = params.model_copy(update={"reward": params.reward.model_copy(update={"length_debias": debias})})
     return fit_model(data, enc, params, train, label=label, views=views)
 
 
@@ -476,7 +479,7 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
         other = fit_independent(data, enc, params, train)
         other_result = evaluate(other.model, data, enc, params, {"train": train})
         independent = {"evaluation": other_result["evaluation"], "agreement": agreement(result, other_result),
-                       "config": other.model.config.model_dump(mode="json")}
+                       "config": other.model.config.model_dump(mode="json"), "heads": other.heads}
     timings = {"feature_seconds": enc.seconds, "fit_seconds": fitted.seconds}
     out_dir = root / params.reward.out_dir
     with atomic_dir(out_dir) as tmp:

@@ -119,6 +119,11 @@ def test_independent_model_reads_other_views_of_the_same_prompts(trained):
         assert values["n_test_pairs"] == report["evaluation"][name]["n_test_pairs"]
         assert values["agreement"] is None or 0.0 <= values["agreement"] <= 1.0
     assert "independent_agreement_harmlessness" in result.metrics
+    # Its own length debias (params.yaml: helpfulness 0.5; the main model's 0.8).
+    main_debias = report["heads"]["helpfulness"]["length_debias"]["strength"]
+    assert main_debias == params.reward.length_debias["helpfulness"] == 0.8
+    assert report["independent_heads"]["helpfulness"]["length_debias"]["strength"] == 0.5
+    assert report["independent_heads"]["harmlessness"]["views"] == ["lexical"]
 
 
 def test_views_choose_the_columns_each_head_reads(tiny_policy_dir, tmp_path):
