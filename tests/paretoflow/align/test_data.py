@@ -82,7 +82,8 @@ def test_truncation_rule_and_counts(tiny_policy_dir, tmp_path):
     assert pair.prompt_ids == full[-max_prompt:]  # left truncation keeps the generation prompt
     assert pair.chosen_ids == chosen_full[: max_length - max_prompt]  # right truncation, eos cut
     assert pair.rejected_ids == rejected_full  # fits: untouched, ends with eos
-    assert counts.as_dict() == {"pairs": 2, "prompts_truncated": 2, "chosen_truncated": 2,
+    assert (pair.prompt_truncated, pair.chosen_truncated, pair.rejected_truncated) == (True, True, False)
+    assert counts.as_dict() == {"pairs": 2, "pairs_truncated": 2, "prompts_truncated": 2, "chosen_truncated": 2,
                                 "rejected_truncated": 0,
                                 "tokens": 2 * (2 * max_prompt + (max_length - max_prompt) + len(rejected_full))}
     with pytest.raises(ValueError, match="must be <"):
