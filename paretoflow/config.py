@@ -299,9 +299,9 @@ class AlignBudget(_Section):
     # reference pass scores only the pairs the step budget visits, so this bounds
     # tokenization and margin scoring, not training.
     max_pairs_per_source: int = Field(0, ge=0)
-    # Selection: greedy answers to this many val prompts (first by prompt_id, the rule the
-    # front uses for its test prompts), `selection_max_new_tokens` each, scored by the
-    # objective's judges every eval_steps. 0 = no objective selection.
+    # Selection: greedy answers to this many val prompts (round-robin over strata of
+    # source and tags), `selection_max_new_tokens` each, scored by the objective's judges every
+    # eval_steps (paretoflow/align/selection.py). 0 = no objective selection.
     selection_prompts: int = Field(16, ge=0)
     selection_max_new_tokens: int = Field(48, ge=1)
     selection_batch_size: int = Field(16, ge=1)

@@ -15,9 +15,11 @@ DPO validation loss, which rose from the first evaluation on a few dozen pairs w
 the judged objective still moved (issue 10), and it guards the collapse STACK.md
 measured (empty answers score 0 with every judge).
 
-The prompts are the first `n` val prompts by prompt_id over the curated prompts, the
-same rule the front uses for its test prompts, so selection sees the front's mix of
-sources and tags. The base policy's answers are cached by content key (policy
+The prompts are `n` val-split prompts of the curated prompts, taken round-robin over
+strata (source, tags), each stratum in prompt_id order (a content hash: a fixed
+pseudo-random pick). Judges read tags (refusal is scored on `harmful` prompts), so every
+kind of prompt they treat differently is represented, and a small built-in set is not
+drowned by a large imported dataset. The base policy's answers are cached by content key (policy
 fingerprint, prompts, generation settings) under `align.selection_cache_dir`, shared by
 every adapter of a run. `judge_scorer` builds the default scorer from the objectives'
 judge mixtures; tests pass a small deterministic callable instead.
@@ -72,9 +74,12 @@ class Selection:
 
 
 def load_selection_prompts(prompts_path: Path, n: int, split: str = "val") -> list[SelectionPrompt]:
-    """The first `n` prompts of `split` by prompt_id (the front's rule for test prompts)."""
+    """`n` prompts of `split`, round-robin over strata (source, tags), each in prompt_id order."""
     table = schema.read("prompts", prompts_path)
-    rows = table[table["split"] == split].sort_values("prompt_id", kind="stable").head(n)
+    table = table[table["split"] == split].assign(_stratum=lambda t: t["source"].astype(str) + "|" + t["tags"])
+    table = table.sort_values(["_stratum", "prompt_id"], kind="stable")
+    rank = table.groupby("_stratum", sort=True).cumcount()
+    rows = table.assign(_rank=rank).sort_values(["_rank", "_stratum"], kind="stable").head(n)
     out = []
     for row in rows.itertuples(index=False):
         tags = json.loads(row.tags) if isinstance(row.tags, str) and row.tags else []
