@@ -43,7 +43,10 @@ class AdapterMeta(BaseModel):
     sources: dict[str, Any] = Field(default_factory=dict)  # per kind: directory, data_hash, weight, counts
     seen: dict[str, Any]  # per kind: pairs / visits / truncation of what training visited
     truncation: dict[str, Any]  # train (visited) and val totals
+    objective_index: int | None = None  # MODPO: index of the objective whose pairs trained it
+    margin_objectives: list[str] = Field(default_factory=list)  # MODPO: objectives entering as margins
     margin_raters: dict[str, str] = Field(default_factory=dict)  # objective -> rater (MODPO)
+    reward_model: dict[str, str] | None = None  # {dir, hash} when margins came from the reward model
     selection: dict[str, Any] | None = None
     steps: int
     best_step: int | None
