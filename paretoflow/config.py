@@ -359,9 +359,10 @@ class AlignConfig(_Budgeted):
     # train on the others. `objective_sources` overrides the mix per objective.
     sources: SourceWeights = Field(default_factory=lambda: {"human": 1.0, "on_policy": 1.0})
     objective_sources: dict[str, SourceWeights] = Field(default_factory=dict)
-    # Base-policy greedy answers to the selection prompts, content-keyed (shared by every
-    # adapter that selects on the same prompts).
-    selection_cache_dir: ProjectPath = ".cache/align-selection"
+    # Content-keyed caches shared by every adapter of a run and across runs: the base
+    # policy's answers to the selection prompts and reference log-probs of pair sets
+    # (a MODPO vector trained on an expert's pairs reuses that expert's reference pass).
+    cache_dir: ProjectPath = ".cache/align"
     # Weight vectors (one weight per objective, in declared order) trained with MODPO by
     # `align --all`; checked against the objectives before any compute.
     modpo_weights: list[list[float]] = Field(default_factory=list)

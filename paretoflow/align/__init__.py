@@ -115,7 +115,7 @@ def _selection(params: Params, root: Path, config: AlignBudget, objective: str,
     return Selection(prompts, judge_scorer(params, root, list(objective_weights)), objective_weights,
                      max_new_tokens=config.selection_max_new_tokens, batch_size=config.selection_batch_size,
                      max_prompt_tokens=max(config.max_prompt_tokens, 256),
-                     cache_dir=root / params.align.selection_cache_dir, scorer_name="judges")
+                     cache_dir=root / params.align.cache_dir, scorer_name="judges")
 
 
 def _pairs(params: Params, root: Path, config: AlignBudget, objective: str, source_weights: dict[str, float],
@@ -171,6 +171,7 @@ def run(
         objective_index=params.objective_names.index(trained_objective) if weights is not None else None,
         seed=params.align.seed, profile=params.project.profile, meta=meta, resume=resume, progress=progress,
         selection=selection, source_sizes=sourced.sizes, source_weights=sourced.weights, margin_rater=live_rater,
+        cache_dir=root / params.align.cache_dir,
     )
     return AlignResult(name=name, adapter_dir=result.output_dir, objective=trained_objective,
                        objective_weights=weights, train_pairs=len(sourced.train), val_pairs=len(sourced.val),

@@ -20,7 +20,7 @@ strata (source, tags), each stratum in prompt_id order (a content hash: a fixed
 pseudo-random pick). Judges read tags (refusal is scored on `harmful` prompts), so every
 kind of prompt they treat differently is represented, and a small built-in set is not
 drowned by a large imported dataset. The base policy's answers are cached by content key (policy
-fingerprint, prompts, generation settings) under `align.selection_cache_dir`, shared by
+fingerprint, prompts, generation settings) under `align.cache_dir`, shared by
 every adapter of a run. `judge_scorer` builds the default scorer from the objectives'
 judge mixtures; tests pass a small deterministic callable instead.
 """

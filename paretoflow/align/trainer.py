@@ -88,6 +88,7 @@ from paretoflow.align.margins import MarginRater
 from paretoflow.align.selection import Selection, base_answers, generate_answers, score_answers
 from paretoflow.align.sources import MixtureStream, PairStream, visited_counts
 from paretoflow.config import AlignBudget
+from paretoflow.io import atomic_write
 from paretoflow.losses import LOSSES, modpo_loss
 
 log = logging.getLogger(__name__)
@@ -343,24 +344,47 @@ def _score_pairs(scorer: ResponseLogps, tokenized: list[TokenizedPair], indices:
     return out
 
 
+def _reference_key(session: Session, data: PairData, policy_fingerprint: str) -> str:
+    """Content key of a reference pass: base weights, precision, and the exact token ids scored."""
+    h = hashlib.sha256(json.dumps([policy_fingerprint, session.mixed_precision,
+                                   session.accelerator.device.type]).encode())
+    for i in data.used:
+        pair = data.train[i]
+        h.update(json.dumps([i, pair.prompt_ids, pair.chosen_ids, pair.rejected_ids]).encode())
+    h.update(b"val")
+    for pair in data.val:
+        h.update(json.dumps([pair.prompt_ids, pair.chosen_ids, pair.rejected_ids]).encode())
+    return h.hexdigest()[:20]
+
+
 def reference_logps(session: Session, data: PairData, checkpointer: Checkpointer, resumed: bool,
-                    progress: bool) -> None:
-    """Fill data.train_reference / data.val_reference: from the checkpoint cache or computed."""
+                    progress: bool, cache_dir: Path | None = None, policy_fingerprint: str = "") -> None:
+    """Fill data.train_reference / data.val_reference: from the checkpoint, the shared
+    content-keyed cache (another adapter scored the same pairs), or computed."""
     path = checkpointer.root / REFERENCE_FILE
-    if resumed and path.exists():
-        cached = load_file(path)
-        data.train_reference, data.val_reference = cached["train"], cached["val"]
-        return
+    shared = (Path(cache_dir) / f"reference-{_reference_key(session, data, policy_fingerprint)}.safetensors"
+              if cache_dir is not None else None)
+    for source in ([path] if resumed else []) + ([shared] if shared is not None else []):
+        if source.exists():
+            cached = load_file(source)
+            data.train_reference, data.val_reference = cached["train"], cached["val"]
+            break
+    else:
+        _compute_reference(session, data, progress)
+    if session.accelerator.is_main_process:
+        tensors = {"train": data.train_reference.contiguous(), "val": data.val_reference.contiguous()}
+        for target in (path, shared):
+            if target is not None and not target.exists():  # atomic: another adapter may read it
+                atomic_write(target, lambda tmp: save_file(tensors, tmp))
+
+
+def _compute_reference(session: Session, data: PairData, progress: bool) -> None:
     accelerator, batch = session.accelerator, session.config.eval_batch_size
     with session.peft_model.disable_adapter():
         data.train_reference = _score_pairs(session.plain_scorer, data.train, data.used, accelerator, batch,
                                             session.pad_token_id, "reference (train)", progress)
         data.val_reference = _score_pairs(session.plain_scorer, data.val, list(range(len(data.val))),
                                           accelerator, batch, session.pad_token_id, "reference (val)", progress)
-    if accelerator.is_main_process:
-        checkpointer.root.mkdir(parents=True, exist_ok=True)
-        save_file({"train": data.train_reference.contiguous(), "val": data.val_reference.contiguous()},
-                  path, metadata={"run_fingerprint": checkpointer.run_fingerprint})
 
 
 # ------------------------------------------------------------------ step 5: train, evaluate, select
@@ -599,13 +623,15 @@ def train_adapter(
     source_sizes: list[int] | None = None,
     source_weights: list[float] | None = None,
     margin_rater: MarginRater | None = None,
+    cache_dir: str | Path | None = None,
 ) -> TrainResult:
     """Train one LoRA adapter with DPO/IPO (no weights) or MODPO (weights + objective_index).
 
     `selection` selects checkpoints on the objective (needed by the default
     `early_stopping_metric: val_objective`); `source_sizes`/`source_weights` mix the
     train examples (laid end to end per source) by weight; `margin_rater` scores the
-    MODPO margins of the visited pairs. `stop_at_step` ends the run early after
+    MODPO margins of the visited pairs; `cache_dir` shares reference passes across adapters
+    (content-keyed). `stop_at_step` ends the run early after
     checkpointing (a time box, or a simulated preemption in tests); the next call with
     `resume=True` continues from there.
     """
@@ -629,7 +655,7 @@ def train_adapter(
     found = checkpointer.latest() if resume else None
     if found is None:
         _start_fresh(spec.output_dir, checkpointer)
-    reference_logps(session, data, checkpointer, found is not None, progress)
+    reference_logps(session, data, checkpointer, found is not None, progress, cache_dir, spec.policy_fingerprint)
     if found is not None:
         state = checkpointer.restore(*found, session.peft_model, session.optimizer, session.scheduler)
         log.info("resumed from %s (step %d)", found[0], state.step)

@@ -26,7 +26,7 @@ def with_reward_model(tiny_policy_dir, tmp_path_factory):
         "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"}, "reward": {
             "out_dir": "reward", "bt_epochs": 30, "gating_epochs": 30,
             "cpu": {"backbone": "policy", "max_length": 64}},
-        "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "selection_cache_dir": "selection-cache"},
+        "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "cache_dir": "align-cache"},
     })
     train_reward(params, root, progress=False)
     return root, params

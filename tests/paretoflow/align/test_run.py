@@ -30,7 +30,7 @@ def tiny_params(tmp_path):
         "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"},
         "reward": {"out_dir": "reward"},
         "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "modpo_weights": [[0.6, 0.4, 0.0]],
-                  "selection_cache_dir": "selection-cache"},
+                  "cache_dir": "align-cache"},
     })
 
 
@@ -116,7 +116,8 @@ def test_run_expert_and_modpo_write_artifacts(tiny_params, tiny_policy_dir, tmp_
     assert set(meta.files) >= {"adapter_model.safetensors", "adapter_config.json", "train_log.json"}
     assert meta.selection["weights"] == {"conciseness": 1.0} and meta.selection["prompts"] == 3
     assert expert.metrics["steps"] == 2 and expert.val_pairs == 2 and "base_val_objective" in expert.metrics
-    assert len(list((tmp_path / "selection-cache").glob("base-*.json"))) == 1  # base answers cached
+    assert len(list((tmp_path / "align-cache").glob("base-*.json"))) == 1  # base answers cached
+    assert len(list((tmp_path / "align-cache").glob("reference-*.safetensors"))) == 1
 
     modpo = align.run(tiny_params, tmp_path, weights=[0.4, 0.6, 0.0], policy_path=str(tiny_policy_dir),
                       progress=False)
@@ -125,6 +126,8 @@ def test_run_expert_and_modpo_write_artifacts(tiny_params, tiny_policy_dir, tmp_
     assert meta.loss == "modpo" and meta.margin_objectives == ["helpfulness"]
     assert meta.margin_raters == {"helpfulness": "judges"}  # no reward model under reward/: judges
     assert meta.objective_index == 1 and meta.selection["weights"] == {"helpfulness": 0.4, "conciseness": 0.6}
+    # MODPO trained on the conciseness expert's pairs: its reference pass came from the cache
+    assert len(list((tmp_path / "align-cache").glob("reference-*.safetensors"))) == 1
 
 
 def test_cli_align(tiny_params, tiny_policy_dir, tmp_path, capsys):
