@@ -112,10 +112,12 @@ def _selection(params: Params, root: Path, config: AlignBudget, objective: str,
     names = params.objective_names
     objective_weights = ({objective: 1.0} if weights is None
                          else {n: w for n, w in zip(names, weights) if w > 0})
-    return Selection(prompts, judge_scorer(params, root, list(objective_weights)), objective_weights,
+    max_drop = params.align.selection_max_drop
+    guard = {n: max_drop for n in names if n not in objective_weights} if max_drop is not None else {}
+    return Selection(prompts, judge_scorer(params, root, [*objective_weights, *guard]), objective_weights,
                      max_new_tokens=config.selection_max_new_tokens, batch_size=config.selection_batch_size,
                      max_prompt_tokens=max(config.max_prompt_tokens, 256),
-                     cache_dir=root / params.align.cache_dir, scorer_name="judges")
+                     cache_dir=root / params.align.cache_dir, scorer_name="judges", guard=guard)
 
 
 def _pairs(params: Params, root: Path, config: AlignBudget, objective: str, source_weights: dict[str, float],
@@ -125,7 +127,8 @@ def _pairs(params: Params, root: Path, config: AlignBudget, objective: str, sour
     sourced = select_sourced_pairs(
         tables, source_weights, objective, params.objectives,
         max_pairs_per_source=config.max_pairs_per_source, max_val_pairs=config.max_val_pairs,
-        margin_objectives=margin_objectives, rater=rater if rater not in LIVE_RATERS else None)
+        margin_objectives=margin_objectives, rater=rater if rater not in LIVE_RATERS else None,
+        tradeoff_max_drop=params.align.tradeoff_max_drop, tradeoff_rater=params.align.tradeoff_rater)
     if not sourced.train:
         raise _no_pairs_error(objective, sourced, source_weights)
     return sourced

@@ -154,7 +154,7 @@ def normalized_rating(value: float, scale_min: float, scale_max: float, directio
     return 1.0 - unit if direction == "minimize" else unit
 
 
-def _rating_lookup(tables: PairTables, rater: str, objectives: list[Objective]) -> dict[tuple[str, str], float]:
+def rating_lookup(tables: PairTables, rater: str, objectives: list[Objective]) -> dict[tuple[str, str], float]:
     source = tables.directory / "ratings.parquet" if tables.directory else "ratings table"
     ratings = tables.ratings[tables.ratings["rater"] == rater]
     duplicated = ratings.duplicated(["response_id", "objective"], keep=False)
@@ -203,7 +203,7 @@ def select_pairs(
     split_of = prompts["split"]
     pairs = pairs[pairs["prompt_id"].map(split_of) == split].sort_values("pair_id")
     texts = dict(zip(tables.responses["response_id"], tables.responses["text"]))
-    lookup = _rating_lookup(tables, rater, objectives) if margin_objectives else {}
+    lookup = rating_lookup(tables, rater, objectives) if margin_objectives else {}
     datasets = pairs["source"].fillna("").astype(str)
     examples: list[PairExample] = []
     for row in pairs.itertuples(index=True):

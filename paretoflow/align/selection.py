@@ -7,7 +7,11 @@ the answers with a `Scorer`:
     scorer(prompt_texts, responses, tags) -> {objective: (n,) goodness in [0, 1]}
 
 The selection score is Σ_o w_o · mean(goodness_o): w is one-hot on the expert's
-objective, or the MODPO weight vector. The adapter with the best score is kept; the
+objective, or the MODPO weight vector. With a guard (`align.selection_max_drop`), a
+checkpoint is eligible only while every other objective's mean stays within that much
+of the base policy's: one objective alone is gamed within minutes (STACK.md), and
+measured here, the conciseness expert that scored best on its own objective answered
+with short off-topic and profane text. The adapter with the best score is kept; the
 base policy (step 0, the LoRA update is zero there) is the first candidate, so an
 adapter that never beats the base on its own objective is reported as such
 (`best_step` 0) instead of shipping a worse checkpoint. This replaces selection on the
@@ -62,6 +66,9 @@ class Selection:
     max_prompt_tokens: int = 256
     cache_dir: Path | None = None  # base answers, content-keyed; None = no cache
     scorer_name: str = "custom"
+    # Guard: objective -> largest drop of its mean goodness below the base policy's that
+    # keeps a checkpoint eligible (objectives outside `weights`; the scorer scores them too).
+    guard: dict[str, float] = field(default_factory=dict)
 
     @property
     def digest(self) -> str:
@@ -70,7 +77,13 @@ class Selection:
 
     def describe(self) -> dict:
         return {"prompts": len(self.prompts), "prompts_digest": self.digest, "weights": self.weights,
-                "max_new_tokens": self.max_new_tokens, "scorer": self.scorer_name}
+                "guard": self.guard, "max_new_tokens": self.max_new_tokens, "scorer": self.scorer_name}
+
+    def eligible(self, metrics: dict[str, float], base: dict[str, float] | None) -> bool:
+        """The guard: no objective outside the score fell more than allowed below the base."""
+        if base is None:
+            return True
+        return all(metrics[f"val_{o}"] >= base[f"val_{o}"] - drop - 1e-12 for o, drop in self.guard.items())
 
 
 def load_selection_prompts(prompts_path: Path, n: int, split: str = "val") -> list[SelectionPrompt]:
@@ -148,13 +161,8 @@ def score_answers(selection: Selection, answers: list[str]) -> dict[str, float]:
     """{"val_objective": weighted score, "val_<objective>": mean goodness, "val_answer_words": ...}."""
     prompts = selection.prompts
     values = selection.scorer([p.text for p in prompts], answers, [list(p.tags) for p in prompts])
-    out = {}
-    total = 0.0
-    for objective, weight in selection.weights.items():
-        mean = float(np.mean(values[objective]))
-        out[f"val_{objective}"] = mean
-        total += weight * mean
-    out["val_objective"] = total
+    out = {f"val_{o}": float(np.mean(values[o])) for o in [*selection.weights, *selection.guard]}
+    out["val_objective"] = float(sum(w * out[f"val_{o}"] for o, w in selection.weights.items()))
     out["val_answer_words"] = float(np.mean([len(a.split()) for a in answers])) if answers else 0.0
     out["val_empty_answers"] = float(sum(not a.strip() for a in answers))
     return out

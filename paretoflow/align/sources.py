@@ -24,7 +24,14 @@ from pathlib import Path
 
 import torch
 
-from paretoflow.align.data import PairExample, PairTables, load_pair_tables, select_pairs, tables_hash
+from paretoflow.align.data import (
+    PairExample,
+    PairTables,
+    rating_lookup,
+    load_pair_tables,
+    select_pairs,
+    tables_hash,
+)
 from paretoflow.config import SOURCE_KINDS, Params
 
 
@@ -108,6 +115,7 @@ class SourceSelection:
     train: int = 0  # kept after max_pairs_per_source
     val: int = 0
     skipped_missing_margin: int = 0
+    dropped_tradeoff: int = 0  # train pairs whose chosen side lost > tradeoff_max_drop elsewhere
     datasets: dict[str, int] = field(default_factory=dict)  # train pairs per `source` value
 
 
@@ -135,6 +143,25 @@ def load_sources(params: Params, root: Path, weights: dict[str, float]) -> dict[
     return {kind: load_pair_tables(dirs[kind], kind=kind) for kind in SOURCE_KINDS if weights.get(kind, 0) > 0}
 
 
+def tradeoff_filter(tables: PairTables, examples: list[PairExample], objective: str, objectives,
+                    max_drop: float | None, rater: str = "judges") -> tuple[list[PairExample], int]:
+    """Drop pairs whose chosen response is > max_drop worse (goodness on [0, 1], `rater`'s
+    ratings) than the rejected one on another objective; pairs without those ratings stay."""
+    if max_drop is None or not examples:
+        return examples, 0
+    lookup = rating_lookup(tables, rater, objectives)
+    ids = tables.pairs.set_index("pair_id")[["chosen_id", "rejected_id"]]
+    others = [o.name for o in objectives if o.name != objective]
+    kept = []
+    for e in examples:
+        chosen_id, rejected_id = ids.at[e.pair_id, "chosen_id"], ids.at[e.pair_id, "rejected_id"]
+        drops = [lookup[(rejected_id, o)] - lookup[(chosen_id, o)] for o in others
+                 if (chosen_id, o) in lookup and (rejected_id, o) in lookup]
+        if all(d <= max_drop + 1e-12 for d in drops):
+            kept.append(e)
+    return kept, len(examples) - len(kept)
+
+
 def _val_quota(max_val_pairs: int, kinds: list[str]) -> dict[str, int]:
     """Validation pairs split evenly across the kinds that have train pairs (remainder first)."""
     if not kinds:
@@ -146,7 +173,8 @@ def _val_quota(max_val_pairs: int, kinds: list[str]) -> dict[str, int]:
 def select_sourced_pairs(tables: dict[str, PairTables], weights: dict[str, float], objective: str,
                          objectives, *, max_pairs_per_source: int, max_val_pairs: int,
                          margin_objectives: list[str] | None = None,
-                         rater: str | None = None) -> SourcedPairs:
+                         rater: str | None = None, tradeoff_max_drop: float | None = None,
+                         tradeoff_rater: str = "judges") -> SourcedPairs:
     """Train and val pairs of `objective` from every loaded kind, counted per kind and dataset.
 
     `rater` set: margins are read from that rater's ratings rows (pairs lacking one are
@@ -162,8 +190,10 @@ def select_sourced_pairs(tables: dict[str, PairTables], weights: dict[str, float
                          & (t.pairs["prompt_id"].map(dict(zip(t.prompts["prompt_id"], t.prompts["split"])))
                             == "train")).sum())
         selection.available_train = available
-        train, train_report = select_pairs(t, objective, "train", objectives, **table_margins,
-                                           limit=max_pairs_per_source or None)
+        train, train_report = select_pairs(t, objective, "train", objectives, **table_margins)
+        train, selection.dropped_tradeoff = tradeoff_filter(t, train, objective, objectives, tradeoff_max_drop,
+                                                            tradeoff_rater)
+        train = train[:max_pairs_per_source] if max_pairs_per_source else train
         selection.skipped_missing_margin = train_report.skipped_missing_margin
         selection.train = len(train)
         for e in train:
@@ -174,7 +204,9 @@ def select_sourced_pairs(tables: dict[str, PairTables], weights: dict[str, float
     val: list[PairExample] = []
     for kind, quota in _val_quota(max_val_pairs, kinds_with_pairs).items():
         if quota > 0:
-            kind_val, _ = select_pairs(tables[kind], objective, "val", objectives, **table_margins, limit=quota)
+            kind_val, _ = select_pairs(tables[kind], objective, "val", objectives, **table_margins)
+            kind_val = tradeoff_filter(tables[kind], kind_val, objective, objectives, tradeoff_max_drop,
+                                       tradeoff_rater)[0][:quota]
             report[kind].val = len(kind_val)
             val += kind_val
     train = [e for k in SOURCE_KINDS for e in train_by_kind.get(k, [])]

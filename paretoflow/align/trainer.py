@@ -463,10 +463,13 @@ def evaluate(session: Session, data: PairData, loss_fn, selection: Selection | N
     return metrics
 
 
-def _consider(state: TrainState, session: Session, metric: str, metrics: dict[str, float], patience: int) -> bool:
-    """Record an evaluation; keep the adapter when it is the best so far. True = improved."""
-    state.evaluations.append({"step": state.step, **metrics})
-    if _improved(metric, metrics[metric], state.best_metric):
+def _consider(state: TrainState, session: Session, metric: str, metrics: dict[str, float], patience: int,
+              selection: Selection | None = None) -> bool:
+    """Record an evaluation; keep the adapter when it is the best eligible one so far."""
+    base = next((e for e in state.evaluations if e["step"] == 0), None)
+    eligible = selection is None or selection.eligible(metrics, base)
+    state.evaluations.append({"step": state.step, **metrics, **({} if eligible else {"eligible": False})})
+    if eligible and _improved(metric, metrics[metric], state.best_metric):
         state.best_metric, state.best_step, state.evals_without_improvement = metrics[metric], state.step, 0
         state.best_adapter = adapter_tensors(session.peft_model)
         return True
@@ -501,7 +504,7 @@ def train_loop(session: Session, data: PairData, state: TrainState, loss_fn, met
         postfix = {"loss": f"{entry['loss']:.4f}", "margin": f"{entry['margin']:.3f}"}
         if evaluates and (state.step % config.eval_steps == 0 or state.step == config.max_steps):
             metrics = evaluate(session, data, loss_fn, selection, progress)
-            _consider(state, session, metric, metrics, config.patience)
+            _consider(state, session, metric, metrics, config.patience, selection)
             postfix[metric] = f"{metrics[metric]:.4f}"
         bar.set_postfix(**postfix)
         if state.step % config.checkpoint_steps == 0 or (stop_at_step is not None and state.step >= stop_at_step):

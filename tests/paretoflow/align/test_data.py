@@ -99,3 +99,25 @@ def test_collate_layout():
     assert batch["attention_mask"].sum(1).tolist() == [5, 2, 3, 3]
     assert batch["response_mask"].int().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0],
                                                      [0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]
+
+
+def test_tradeoff_filter_drops_pairs_that_buy_the_objective_with_another(tmp_path):
+    from paretoflow.align.sources import tradeoff_filter
+
+    directory = write_pair_tables(tmp_path / "p", n_train=4, n_val=0, rated_objectives=("harmlessness",))
+    tables = load_pair_tables(directory)
+    # chosen 0.8 vs rejected 0.2 on harmlessness (maximized): make two pairs' chosen worse instead
+    ratings = tables.ratings.copy()
+    flipped = set(tables.pairs[tables.pairs["objective"] == "helpfulness"]["chosen_id"].iloc[:2])
+    ratings.loc[ratings["response_id"].isin(flipped), "value"] = 0.05
+    tables.ratings = ratings
+    examples, _ = select_pairs(tables, "helpfulness", "train", OBJECTIVES)
+    kept, dropped = tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=0.1)
+    assert (len(kept), dropped) == (2, 2)  # chosen 0.05 vs rejected 0.2: a 0.15 drop > 0.1
+    assert tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=0.2)[1] == 0
+    assert tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=None) == (examples, 0)
+    # the conciseness pairs share those responses: the same two go; unrated sides never count
+    concise, _ = select_pairs(tables, "conciseness", "train", OBJECTIVES)
+    assert tradeoff_filter(tables, concise, "conciseness", OBJECTIVES, max_drop=0.0)[1] == 2
+    tables.ratings = tables.ratings.iloc[0:0]
+    assert tradeoff_filter(tables, concise, "conciseness", OBJECTIVES, max_drop=0.0)[1] == 0

@@ -155,3 +155,22 @@ def test_selection_prompts_cover_every_stratum_of_source_and_tags(tmp_path):
     assert sum(p.tags == ["harmful"] for p in picked) == 2
     assert sum(p.text.startswith("big") for p in picked) == 2
     assert load_selection_prompts(path, 6) == picked  # deterministic
+
+
+def test_guard_skips_checkpoints_that_wreck_another_objective(tiny_policy_dir, pair_tables_dir, tmp_path):
+    train, val = _examples(pair_tables_dir)
+    concise, helpful = [0.2, 0.5, 0.9, 0.4], [0.8, 0.75, 0.3, 0.8]  # step 6: best score, helpfulness -0.5
+
+    def scorer(texts, responses, tags, calls=[]):  # noqa: B006 - the call counter
+        k = len(calls)
+        calls.append(k)
+        return {"conciseness": np.full(len(responses), concise[k]), "helpfulness": np.full(len(responses), helpful[k])}
+
+    selection = Selection(PROMPTS, scorer, {"conciseness": 1.0}, max_new_tokens=4, batch_size=3,
+                          guard={"helpfulness": 0.1})
+    result = train_adapter(tiny_profile(**CONFIG), tiny_policy_dir, train, val, tmp_path / "g", progress=False,
+                           selection=selection)
+    log = json.loads((tmp_path / "g" / "train_log.json").read_text())
+    assert [e.get("eligible", True) for e in log["validation"]] == [True, True, False, True]
+    assert result.best_step == 3  # 0.5 at step 3; step 6 (0.9) dropped helpfulness by 0.5 > 0.1
+    assert log["validation"][2]["val_helpfulness"] == pytest.approx(0.3)
