@@ -359,11 +359,12 @@ class AlignConfig(_Budgeted):
     # train on the others. `objective_sources` overrides the mix per objective.
     sources: SourceWeights = Field(default_factory=lambda: {"human": 1.0, "on_policy": 1.0})
     objective_sources: dict[str, SourceWeights] = Field(default_factory=dict)
-    # Trade-off filter on rated pairs: a pair of objective k is kept only when its chosen
-    # response is at most this much worse than the rejected one on every other declared
-    # objective (ratings of `rater_for_filter`, goodness on [0, 1]); unrated pairs (human
-    # pairs) are kept. None keeps every pair. params.yaml records the measurement.
-    tradeoff_max_drop: float | None = Field(None, ge=0.0)
+    # Trade-off filter on rated pairs, per objective k: a pair of k is kept only when its
+    # chosen response is at most this much worse than the rejected one on every other
+    # declared objective (ratings of `tradeoff_rater`, goodness on [0, 1]); unrated pairs
+    # (human pairs) are kept; objectives not listed keep every pair. params.yaml records
+    # the measurement.
+    tradeoff_max_drop: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
     tradeoff_rater: str = "judges"
     # Selection guard: a checkpoint is eligible only when every objective outside the
     # selection score keeps its val goodness >= the base policy's - this. None: no guard.

@@ -64,9 +64,10 @@ def modpo_objective_index(weights: list[float]) -> int:
 def _plan(params: Params, objective: str | None, weights: list[float] | None):
     """Validate the request (no compute): (name, trained objective, weights, margin objectives)."""
     names = params.objective_names
-    undeclared = sorted(set(params.align.objective_sources) - set(names))
-    if undeclared:
-        raise ValueError(f"align.objective_sources names undeclared objectives {undeclared}; declared: {names}")
+    for key in ("objective_sources", "tradeoff_max_drop"):
+        undeclared = sorted(set(getattr(params.align, key)) - set(names))
+        if undeclared:
+            raise ValueError(f"align.{key} names undeclared objectives {undeclared}; declared: {names}")
     if (objective is None) == (weights is None):
         raise ValueError("align needs exactly one of --objective or --weights")
     if weights is not None:
@@ -128,7 +129,7 @@ def _pairs(params: Params, root: Path, config: AlignBudget, objective: str, sour
         tables, source_weights, objective, params.objectives,
         max_pairs_per_source=config.max_pairs_per_source, max_val_pairs=config.max_val_pairs,
         margin_objectives=margin_objectives, rater=rater if rater not in LIVE_RATERS else None,
-        tradeoff_max_drop=params.align.tradeoff_max_drop, tradeoff_rater=params.align.tradeoff_rater)
+        tradeoff_max_drop=params.align.tradeoff_max_drop.get(objective), tradeoff_rater=params.align.tradeoff_rater)
     if not sourced.train:
         raise _no_pairs_error(objective, sourced, source_weights)
     return sourced
