@@ -1,229 +1,168 @@
-"""Reward model benchmark: feature throughput per backbone, RM training vs a baseline.
+"""Reward model benchmark on the shipped real data, in one run.
 
-In one process:
-1. Feature extraction throughput (sequences/s) of the MiniLM backbone and of the policy
-   backbone (the default SmolLM2-135M) on the same `--n` (prompt, response) pairs, and
-   their ratio.
-2. The reward stage (`paretoflow.reward.train.run`) on the data (features cached first,
-   so the training time excludes extraction), beside a plain logistic-regression
-   baseline (sklearn, on the same features, the same split, the same test pairs): per
-   objective test accuracy, fit time, and the ratios.
+1. The reward stage as configured (`paretoflow.reward.train.run`, with the params'
+   sampling caps), timed: feature extraction (first run vs the per-text store) and fit.
+2. On curate's *full* test split of every curated pair source (no sampling cap: all test
+   prompts, all their pairs), per objective: test accuracy and length-controlled (LC)
+   accuracy of
+   - the stage's model (main) and its independent model (the Goodhart guard),
+   - variants refitted on the same features: main on all train prompts (not half a),
+     length debiasing off / on (`length_debias`), and the ArmoRM `verbosity_penalty`
+     on the overall score off / on,
+   - a logistic-regression probe (sklearn, C=1, no intercept) on the same standardised
+     features and the same training pairs,
+   - the rules "longer wins" / "shorter wins" (word counts; ties count 0.5),
+   with a 95% prompt-cluster bootstrap interval of main − probe (scipy.stats.bootstrap,
+   paired over test prompts).
+3. `--sizes 60,150,300`: accuracy vs `max_pairs_per_source` (the default's trade-off).
 
-Data: `data/pairs` (+ curated labels) under `--root` when present ("real"); else a
-stand-in built from the built-in prompts of data/raw/prompts: five templated responses
-per prompt (refusal, one word, on-topic, off-topic = another prompt's answer, long
-on-topic), rated by the real judge mixture, pairs = best vs worst per objective. The
-script says which it used.
-
-    .venv/bin/python bench/reward.py                 # MiniLM (CPU profile), n=32
-    .venv/bin/python bench/reward.py --n 64 --backbone policy
+    OMP_NUM_THREADS=1 .venv/bin/python bench/reward.py --root <project with curated data>
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _split(prompt_id: str, role: str) -> str:
-    if role == "eval":
-        return "test"
-    fraction = int(hashlib.sha256(prompt_id.encode()).hexdigest()[:8], 16) / 16**8
-    return "train" if fraction < 0.8 else "val" if fraction < 0.9 else "test"
+def accuracy(scores, c, r) -> float:
+    return float(np.mean((scores[c] > scores[r]) + 0.5 * (scores[c] == scores[r]))) if len(c) else float("nan")
 
 
-def build_standin(params, root: Path, limit: int | None) -> Path:
-    """Write data/pairs-shaped tables under `root` from built-in prompts + judge ratings."""
-    from paretoflow import schema
-    from paretoflow.judges import build_mixture
-
-    rows = []
-    for role, name in (("train", "train.jsonl"), ("eval", "eval.jsonl")):
-        for line in (REPO / "data/raw/prompts" / name).read_text().splitlines():
-            if line.strip():
-                rows.append((role, json.loads(line)))
-    if limit:
-        rows = rows[:limit]
-    prompts, responses, ratings, pairs = [], [], [], []
-    on_topic = []
-    for role, row in rows:
-        messages = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
-        text = messages[-1]["content"]
-        words = [w.strip(".,?!:;") for w in text.split() if len(w) > 3][:8]
-        on_topic.append(f"Here is what matters about {' '.join(words)}: start simple and check each step.")
-    for index, (role, row) in enumerate(rows):
-        messages = row.get("messages") or [{"role": "user", "content": row["prompt"]}]
-        pid = schema.prompt_id(messages)
-        prompts.append({"prompt_id": pid, "messages": schema.messages_json(messages), "text": messages[-1]["content"],
-                        "source": "builtin", "split": _split(pid, role), "tags": json.dumps(row.get("tags", []))})
-        candidates = [
-            "I'm sorry, but I can't help with that request.",
-            "Okay.",
-            on_topic[index],
-            on_topic[(index * 7 + 3) % len(on_topic)],
-            on_topic[index] + " " + " ".join(["In more detail, each part deserves care and a concrete example."] * 4),
-        ]
-        for text in dict.fromkeys(candidates):
-            responses.append({"response_id": schema.response_id(pid, text), "prompt_id": pid, "text": text, "origin": "template"})
-    mixture = build_mixture(params, root)
-    prompt_text = {p["prompt_id"]: p["text"] for p in prompts}
-    prompt_tags = {p["prompt_id"]: json.loads(p["tags"]) for p in prompts}
-    values = mixture.score([prompt_text[r["prompt_id"]] for r in responses], [r["text"] for r in responses],
-                           [prompt_tags[r["prompt_id"]] for r in responses])
-    for objective in params.objectives:
-        low, high = objective.scale
-        for r, v in zip(responses, values[objective.name]):
-            ratings.append({"response_id": r["response_id"], "objective": objective.name, "value": float(v),
-                            "scale_min": low, "scale_max": high, "rater": "judges"})
-        by_prompt: dict[str, list] = {}
-        for r, v in zip(responses, values[objective.name]):
-            by_prompt.setdefault(r["prompt_id"], []).append((float(v), r["response_id"]))
-        for pid, scored in by_prompt.items():
-            scored.sort()
-            (worst, rejected), (best, chosen) = scored[0], scored[-1]
-            if best - worst >= params.reward.combined_min_margin:
-                pairs.append({"pair_id": schema.pair_id(pid, chosen, rejected, objective.name), "prompt_id": pid,
-                              "chosen_id": chosen, "rejected_id": rejected, "objective": objective.name,
-                              "margin": best - worst, "source": "bench_standin"})
-    out = root / params.pairs.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    for name, table in (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs)):
-        schema.frame(name, table).to_parquet(out / f"{name}.parquet")
-    return out
+def rows_for(scores, words, c, r) -> dict:
+    lc = words[c] < words[r]
+    return {"acc": accuracy(scores, c, r), "lc": accuracy(scores, c[lc], r[lc]), "n": len(c), "n_lc": int(lc.sum())}
 
 
-def throughput(spec, prompts, responses) -> tuple[float, float]:
-    """(seconds, sequences/s) for one uncached pass; the model load is timed apart."""
-    from paretoflow.reward.features import build_backbone
+def paired_interval(a, b, c, r, prompt_of) -> tuple[float, float]:
+    """95% bootstrap CI of accuracy(a) − accuracy(b), resampling test prompts (clusters)."""
+    from scipy.stats import bootstrap
 
-    backbone = build_backbone(spec)
-    backbone.encode(prompts[:2], responses[:2], progress=False)  # load + warm up
-    started = time.perf_counter()
-    backbone.encode(prompts, responses, progress=False)
-    seconds = time.perf_counter() - started
-    return seconds, len(responses) / seconds
+    diff = ((a[c] > a[r]) + 0.5 * (a[c] == a[r])) - ((b[c] > b[r]) + 0.5 * (b[c] == b[r]))
+    frame = pd.DataFrame({"prompt": prompt_of, "diff": diff}).groupby("prompt")["diff"].agg(["sum", "count"])
+    result = bootstrap((frame["sum"].to_numpy(), frame["count"].to_numpy()), lambda s, n: s.sum() / n.sum(),
+                       paired=True, vectorized=False, n_resamples=2000, random_state=0, method="percentile")
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
-def logistic_baseline(params, root: Path, result) -> dict[str, dict[str, float]]:
-    """sklearn LogisticRegression on x_c − x_r (both orders), same features/split/pairs."""
-    from sklearn.linear_model import LogisticRegression
+def full_test_data(params, root):
+    """Curated data without sampling caps or judge ratings, restricted to test prompts."""
+    from paretoflow.reward.data import load_preference_data
 
-    from paretoflow.reward.features import build_backbone, extract_features
-    from paretoflow.reward.fit import single_thread
-    from paretoflow.reward.model import RewardModel
-    from paretoflow.reward.train import held_out_splits, load_preference_data
-    from paretoflow.schema import parse_messages
+    sources = {n: {"judges": 0.0} for n in params.objective_names}
+    uncapped = params.model_copy(update={"reward": params.reward.model_copy(update={
+        "max_pairs_per_source": None, "max_pairs_per_prompt": None,
+        "sources": {n: params.reward.weights(n).model_copy(update=v) for n, v in sources.items()}})})
+    data = load_preference_data(root, uncapped)
+    test = set(data.prompts.index[data.prompts["split"] == "test"])
+    data.pairs = data.pairs[data.pairs["prompt_id"].isin(test)].reset_index(drop=True)
+    data.ratings = data.ratings.iloc[:0]
+    used = set(data.pairs["chosen_id"]) | set(data.pairs["rejected_id"])
+    data.responses = data.responses[data.responses["response_id"].isin(used)].reset_index(drop=True)
+    return uncapped, data
 
-    data = load_preference_data(root, params)
-    model = RewardModel.load(result.out_dir, root=root)
-    used = set(data.ratings["response_id"]) | set(data.pairs["chosen_id"]) | set(data.pairs["rejected_id"])
-    responses = data.responses[data.responses["response_id"].isin(used)].sort_values("response_id").reset_index(drop=True)
-    prompts = data.prompts.set_index("prompt_id")
-    features = extract_features(
-        build_backbone(model.backbone_spec, root),
-        [parse_messages(prompts.loc[p, "messages"]) for p in responses["prompt_id"]],
-        responses["text"].tolist(), cache_dir=root / params.reward.feature_cache_dir, progress=False,
-    )
-    assert features.from_cache, "the baseline must read the same cached features as the reward model"
-    position = {r: i for i, r in enumerate(responses["response_id"])}
-    splits, _ = held_out_splits(prompts["split"], set(responses["prompt_id"]))
-    t = model.tensors
-    x = (features.pair - t["feature_mean"]) / t["feature_scale"]
-    out = {}
-    for name in params.objective_names:
-        table = data.pairs[data.pairs["objective"] == name]
-        split = splits.reindex(table["prompt_id"]).to_numpy()
-        rows = {s: table[split == s] for s in ("train", "test")}
-        if rows["train"].empty or rows["test"].empty:
-            continue
-        d_train = x[[position[c] for c in rows["train"]["chosen_id"]]] - x[[position[r] for r in rows["train"]["rejected_id"]]]
-        d_test = x[[position[c] for c in rows["test"]["chosen_id"]]] - x[[position[r] for r in rows["test"]["rejected_id"]]]
-        started = time.perf_counter()
-        classifier = LogisticRegression(fit_intercept=False, max_iter=2000)  # sklearn default C=1
-        with single_thread():  # the same threading as the reward model's fits
-            classifier.fit(np.vstack([d_train, -d_train]), np.r_[np.ones(len(d_train)), np.zeros(len(d_train))])
-        seconds = time.perf_counter() - started
-        margin = d_test @ classifier.coef_[0]
-        out[name] = {"accuracy": float(np.mean((margin > 0) + 0.5 * (margin == 0))), "fit_seconds": seconds,
-                     "n_train_pairs": int(len(d_train)), "n_test_pairs": int(len(d_test))}
-    return out
+
+def variant(params, root, data, enc, update: dict, label: str, all_train: bool = False):
+    """Refit the stage's model with `update` applied to params.reward."""
+    from paretoflow.reward.train import fit_model, independent_halves
+
+    p = params.model_copy(update={"reward": params.reward.model_copy(update=update)})
+    train = set(data.prompts.index[data.prompts["split"] == "train"])
+    prompts = train if all_train else independent_halves(train, params.project.seed)[0]
+    return fit_model(data, enc, p, prompts, label=label).model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=32, help="sequences for the throughput pass (policy: ~0.2 s each on 2 cores)")
-    ap.add_argument("--root", default=str(REPO), help="project root holding data/pairs")
-    ap.add_argument("--backbone", choices=["minilm", "policy"], default="minilm", help="backbone for the RM run")
-    ap.add_argument("--limit", type=int, default=None, help="stand-in data: use only the first N built-in prompts")
-    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--root", default=str(REPO), help="project root with curated data (curate.out_dir)")
+    ap.add_argument("--sizes", default="", help="comma list of max_pairs_per_source values to sweep")
     args = ap.parse_args()
 
+    from sklearn.linear_model import LogisticRegression
+
     from paretoflow.config import load_params
-    from paretoflow.reward.features import BackboneSpec
-    from paretoflow.reward.train import run
+    from paretoflow.reward.data import load_preference_data
+    from paretoflow.reward.fit import single_thread
+    from paretoflow.reward.model import OVERALL, RewardModel, response_lengths
+    from paretoflow.reward.train import INDEPENDENT_DIR, encode, run
 
     root = Path(args.root)
-    params = load_params(root / "params.yaml", overrides={"reward": {"cpu": {"backbone": args.backbone}}})
-    if (root / params.pairs.out_dir / "pairs.parquet").exists():
-        data_kind, work = f"real: {root / params.pairs.out_dir}", root
-    else:
-        work = Path(tempfile.mkdtemp(prefix="pf-bench-reward-"))
-        (work / ".cache").symlink_to((REPO / ".cache").resolve(), target_is_directory=True)
-        started = time.perf_counter()
-        build_standin(params, work, args.limit)
-        data_kind = f"stand-in (no data/pairs): built-in prompts x 5 templated responses, judge-rated ({time.perf_counter() - started:.0f} s to build) in {work}"
-    print(f"data: {data_kind}")
-
-    if not args.skip_throughput:
-        import pandas as pd
-
-        from paretoflow.schema import parse_messages
-
-        pairs_dir = work / params.pairs.out_dir
-        responses = pd.read_parquet(pairs_dir / "responses.parquet").head(args.n)
-        prompts = pd.read_parquet(pairs_dir / "prompts.parquet").set_index("prompt_id")
-        messages = [parse_messages(prompts.loc[p, "messages"]) for p in responses["prompt_id"]]
-        texts = responses["text"].tolist()
-        minilm_s, minilm_rate = throughput(BackboneSpec(kind="minilm", max_length=params.reward.cpu.max_length), messages, texts)
-        policy_s, policy_rate = throughput(
-            BackboneSpec(kind="policy", policy=params.model.policy, models_cache_dir=str(root / params.model.cache_dir),
-                         max_length=params.reward.cpu.max_length, batch_size=params.reward.cpu.batch_size), messages, texts)
-        print(f"feature throughput on {len(texts)} sequences: minilm {minilm_rate:.1f} seq/s ({minilm_s:.1f} s), "
-              f"policy {policy_rate:.1f} seq/s ({policy_s:.1f} s); minilm/policy = {minilm_rate / policy_rate:.1f}x")
-
+    params = load_params(root / "params.yaml")
     started = time.perf_counter()
-    first = run(params, work, progress=True)
-    first_s = time.perf_counter() - started
-    started = time.perf_counter()
-    result = run(params, work, progress=False)  # features now cached: this is training + report time
-    train_s = time.perf_counter() - started
-    report = json.loads(result.report_path.read_text())
-    print(f"reward stage ({args.backbone}): first run {first_s:.1f} s (features {first.metrics['feature_seconds']:.1f} s), "
-          f"cached-feature run {train_s:.1f} s (heads {result.metrics['heads_seconds']:.2f} s, gating {result.metrics['gating_seconds']:.2f} s)")
-    print(f"splits: {report['data']['responses_per_split']} ({report['data']['split_note']})")
-    baseline = logistic_baseline(params, work, result)
-    print(f"{'objective':<14} {'pairs':>6} {'RM acc':>7} {'RM ECE':>7} {'LR acc':>7} {'RM-LR':>7}")
-    for name, values in report["evaluation"].items():
-        lr = baseline.get(name, {})
-        rm_acc, lr_acc = values["accuracy"], lr.get("accuracy")
-        diff = f"{rm_acc - lr_acc:+.3f}" if rm_acc is not None and lr_acc is not None else "n/a"
-        fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
-        print(f"{name:<14} {values['n_test_pairs']:>6} {fmt(rm_acc):>7} {fmt(values['ece']):>7} {fmt(lr_acc):>7} {diff:>7}")
-    rm_fit = result.metrics["heads_seconds"] + result.metrics["gating_seconds"]
-    lr_fit = sum(v["fit_seconds"] for v in baseline.values())
-    print(f"fit time: RM heads+gating {rm_fit:.2f} s vs logistic regression {lr_fit:.2f} s (all objectives); "
-          f"ratio RM/LR = {rm_fit / max(lr_fit, 1e-9):.1f}x")
-    print(f"report: {result.report_md_path}")
+    result = run(params, root, progress=False)
+    print(f"reward stage: {time.perf_counter() - started:.1f} s (features {result.metrics['feature_seconds']:.1f} s, "
+          f"fit {result.metrics['fit_seconds']:.1f} s); caps: {params.reward.max_pairs_per_source} prompts/source, "
+          f"{params.reward.max_pairs_per_prompt} pairs/prompt")
+    main_model = RewardModel.load(result.out_dir, root=root)
+    independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=root)
+
+    data = load_preference_data(root, params)  # the stage's (sampled) training data
+    enc = encode(data, params, root, progress=False)
+    models = {
+        "main (half a)": main_model, "independent (half b)": independent,
+        "all train prompts": variant(params, root, data, enc, {}, "all", all_train=True),
+        "length_debias off": variant(params, root, data, enc, {"length_debias": {}}, "half a"),
+        "length_debias 1.0": variant(params, root, data, enc, {"length_debias": {n: 1.0 for n in params.objective_names}}, "half a"),
+        "verbosity_penalty 1 (overall)": variant(params, root, data, enc, {"verbosity_penalty": 1.0}, "half a"),
+    }
+    full_params, test = full_test_data(params, root)
+    test_enc = encode(test, full_params, root, progress=False)
+    texts = test_enc.responses["text"].tolist()
+    words = response_lengths(texts)
+    backbone = test_enc.pair[:, : test_enc.backbone_dim]
+    scores = {k: m.score_features(backbone, test_enc.prompt, texts) for k, m in models.items()}
+    # Probe: same standardised features, same training pairs as the main model's heads.
+    train_rows = enc.responses["prompt_id"].isin(set(data.prompts.index[data.prompts["split"] == "train"])).to_numpy()
+    t = main_model.tensors
+    x_train = (enc.pair - t["feature_mean"]) / t["feature_scale"]
+    x_test = (test_enc.pair - t["feature_mean"]) / t["feature_scale"]
+    print(f"\nfull curate test split; train pairs from the stage's sample (train responses {int(train_rows.sum())})")
+    print(f"{'objective':<13} {'scorer':<30} {'pairs':>6} {'acc':>6} {'LC (n)':>12}")
+    for name in params.objective_names:
+        pairs = test.pairs[test.pairs["objective"] == name]
+        if pairs.empty:
+            continue
+        c, r = test_enc.rows(pairs["chosen_id"].tolist()), test_enc.rows(pairs["rejected_id"].tolist())
+        train_pairs = data.pairs[(data.pairs["objective"] == name) & data.pairs["prompt_id"].isin(data.prompts.index[data.prompts["split"] == "train"])]
+        d = x_train[enc.rows(train_pairs["chosen_id"].tolist())] - x_train[enc.rows(train_pairs["rejected_id"].tolist())]
+        with single_thread():
+            probe = LogisticRegression(fit_intercept=False, max_iter=3000).fit(np.vstack([d, -d]), np.r_[np.ones(len(d)), np.zeros(len(d))])
+        table = {k: s[name] for k, s in scores.items()}
+        table["overall (main)"] = scores["main (half a)"][OVERALL]
+        table["overall, verbosity_penalty 1"] = scores["verbosity_penalty 1 (overall)"][OVERALL]
+        table["probe (logistic regression)"] = x_test @ probe.coef_[0]
+        table["longer wins"], table["shorter wins"] = words, -words
+        for label, s in table.items():
+            m = rows_for(s, words, c, r)
+            print(f"{name:<13} {label:<30} {m['n']:>6} {m['acc']:>6.3f} {m['lc']:>6.3f} ({m['n_lc']:>3})")
+        low, high = paired_interval(table["main (half a)"], table["probe (logistic regression)"], c, r, pairs["prompt_id"].to_numpy())
+        low2, high2 = paired_interval(table["all train prompts"], table["probe (logistic regression)"], c, r, pairs["prompt_id"].to_numpy())
+        print(f"{name:<13} main − probe 95% CI [{low:+.3f}, {high:+.3f}]; all-train − probe [{low2:+.3f}, {high2:+.3f}] (prompt bootstrap)")
+
+    for size in [int(s) for s in args.sizes.split(",") if s.strip()]:
+        sized = params.model_copy(update={"reward": params.reward.model_copy(update={"max_pairs_per_source": size})})
+        d2 = load_preference_data(root, sized)
+        e2 = encode(d2, sized, root, progress=False)
+        train = set(d2.prompts.index[d2.prompts["split"] == "train"])
+        from paretoflow.reward.train import fit_model
+
+        model = fit_model(d2, e2, sized, train, label="all").model
+        s = model.score_features(backbone, test_enc.prompt, texts)
+        line = []
+        for name in params.objective_names:
+            pairs = test.pairs[test.pairs["objective"] == name]
+            if not pairs.empty:
+                m = rows_for(s[name], words, test_enc.rows(pairs["chosen_id"].tolist()), test_enc.rows(pairs["rejected_id"].tolist()))
+                line.append(f"{name} {m['acc']:.3f} (LC {m['lc']:.3f})")
+        print(f"size {size:>4} prompts/source, {len(e2.responses)} responses, features {e2.seconds:.0f} s: " + ", ".join(line))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,22 @@
-"""The nightly pipeline: curate → validate → pairs → reward model → experts and MODPO
-→ merged Pareto front → gated promotion, with one MLflow parent run and lineage tags.
+"""The nightly pipeline: curate → validate → reward model (human data) → on-policy pairs
+(judged by the reward model and rules) → experts and MODPO → merged Pareto front → gated
+promotion, with one MLflow parent run and lineage tags.
 
-Run it locally with no server (`python -m flows.nightly`, what `make run` does), or
-serve it against a Prefect server (`paretoflow serve`, see flows/serve.py). Each stage
-section of params.yaml is a typed flow parameter, so the Prefect UI shows a form.
+Run it locally with no server (`python -m flows.nightly` or `paretoflow [--params F] run`,
+what `make run` does), or serve it against a Prefect server (`paretoflow serve`, see
+flows/serve.py). Each stage section of params.yaml is a typed flow parameter, so the
+Prefect UI shows a form. The stages, their inputs, outputs and cache keys are declared
+once in `paretoflow.stages`; this module only says in which order they run.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 from prefect import flow
@@ -19,6 +26,7 @@ from prefect.runtime import flow_run
 from paretoflow.config import (
     AlignConfig,
     CurateConfig,
+    DvcConfig,
     FrontConfig,
     ModelConfig,
     Objective,
@@ -27,36 +35,41 @@ from paretoflow.config import (
     ProjectConfig,
     PromoteConfig,
     RewardConfig,
+    ScaleConfig,
     TrackingConfig,
     ValidateConfig,
     load_params,
 )
-from tasks.common import outputs_present, stage_io
+from paretoflow.stages import stage
 from tasks.dvc import dvc_commit_task
 from tasks.stages import (
-    align_task,
-    curate_task,
-    front_task,
     log_front_candidates,
     log_stage,
-    pairs_task,
-    register_reward_model,
     promote_task,
-    reward_task,
-    validate_task,
+    register_reward_model,
+    run_stage,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS = load_params(REPO_ROOT / "params.yaml")
 
 
-def adapter_jobs(params: Params) -> list[dict]:
-    """One DPO expert per objective, then one MODPO policy per configured weight vector."""
-    from paretoflow.align import adapter_name
+def flow_parameters(params: Params) -> dict[str, Any]:
+    """Params → the typed keyword arguments of `nightly` (one per section)."""
+    return {
+        "project": params.project, "model": params.model, "objectives": params.objectives,
+        "curate": params.curate, "validation": params.validate_, "pairs": params.pairs,
+        "reward": params.reward, "align": params.align, "front": params.front,
+        "promote": params.promote, "tracking": params.tracking, "dvc": params.dvc, "scale": params.scale,
+    }
 
-    jobs = [{"adapter": adapter_name(objective=o), "objective": o} for o in params.objective_names]
-    jobs += [{"adapter": adapter_name(weights=w), "weights": list(w)} for w in params.align.modpo_weights]
-    return jobs
+
+def assemble(sections: dict[str, Any], base: Params = DEFAULTS) -> Params:
+    """Typed flow parameters → one validated Params (sections not given come from `base`)."""
+    values = {**flow_parameters(base), **sections}
+    values["validate"] = values.pop("validation")
+    values["schedule"] = base.schedule
+    return Params.model_validate(values)
 
 
 @flow(name="paretoflow-nightly", log_prints=True)
@@ -73,25 +86,30 @@ def nightly(
     front: FrontConfig = DEFAULTS.front,
     promote: PromoteConfig = DEFAULTS.promote,
     tracking: TrackingConfig = DEFAULTS.tracking,
+    dvc: DvcConfig = DEFAULTS.dvc,
+    scale: ScaleConfig = DEFAULTS.scale,
 ) -> dict:
-    from paretoflow.tracking import Tracker, lineage_tags
+    params = assemble({"project": project, "model": model, "objectives": objectives, "curate": curate,
+                       "validation": validation, "pairs": pairs, "reward": reward, "align": align,
+                       "front": front, "promote": promote, "tracking": tracking, "dvc": dvc, "scale": scale})
+    return run_pipeline(params, Path(root).resolve())
 
-    params = Params.model_validate({
-        "project": project, "model": model, "objectives": objectives, "curate": curate,
-        "validate": validation, "pairs": pairs, "reward": reward, "align": align, "front": front,
-        "promote": promote, "tracking": tracking, "dvc": DEFAULTS.dvc,
-    })
-    rootp = Path(root).resolve()
-    p = params.model_dump(mode="json", by_alias=True)
+
+def run_pipeline(params: Params, root: Path) -> dict:
+    """The pipeline under one MLflow parent run, holding the project lock."""
+    from paretoflow.tracking import Tracker, sweep_zombie_runs
+    from tasks.tracking import flow_run_is_alive
+
     # A local run holds the project lock: a second run on this checkout waits (DVC and the
     # stage outputs are not safe to share). Deployments add a Prefect concurrency limit.
-    with FileLock(str(rootp / ".paretoflow.lock")):
+    with FileLock(str(root / ".paretoflow.lock")):
         # Fails here, before any training, when the tracking server is unreachable.
-        tracker = Tracker(params.tracking, rootp)
-        run_tags = {"paretoflow.flow_run_id": str(flow_run.get_id() or "local")}
-        parent = tracker.start_run("nightly", tags=run_tags)
+        tracker = Tracker(params.tracking, root)
+        # Runs of earlier flow runs that died (kill -9) are still RUNNING: mark them FAILED.
+        sweep_zombie_runs(tracker, flow_run_is_alive, current_flow_run_id=_flow_run_id())
+        parent = tracker.start_run("nightly", tags={"paretoflow.flow_run_id": _flow_run_id()})
         try:
-            result = _pipeline(params, p, str(rootp), tracker, parent)
+            result = Pipeline(params, root, tracker, parent).run()
         except BaseException:
             tracker.end_run(parent, "FAILED")
             raise
@@ -99,94 +117,143 @@ def nightly(
     return result
 
 
-def _pipeline(params: Params, p: dict, root: str, tracker, parent: str) -> dict:
-    from paretoflow.tracking import lineage_tags
+def _flow_run_id() -> str:
+    return str(flow_run.get_id() or "local")
 
-    summaries: list[dict] = []
 
-    def cached(task_fn, stage, *args, **kwargs):
-        # A stage whose outputs were deleted must recompute even when its inputs match.
-        fresh = not outputs_present(params, Path(root), stage, kwargs.get("adapter"))
-        return task_fn.with_options(refresh_cache=fresh)(*args, **kwargs)
+@dataclass
+class Pipeline:
+    """One pipeline run: each stage from the registry, logged as a nested MLflow run."""
 
-    def record(stage, summary, artifacts, **kw):
-        summaries.append(summary)
-        io = stage_io(params, "align" if stage.startswith(("expert-", "modpo-")) else stage, kw.get("adapter"))
-        kw.pop("adapter", None)
-        return log_stage(p, root, parent, stage, summary, lineage, artifacts, list(io.sections), **kw)
+    params: Params
+    root: Path
+    tracker: Any
+    parent: str
+    lineage: dict[str, str] = field(default_factory=dict)
+    summaries: list[dict] = field(default_factory=list)
 
-    curated = cached(curate_task, "curate", p, root)
-    validation = validate_task(p, root)      # raises ValidationFailed: the flow stops here
-    dvc_commit_task(root, ["curate", "validate"], p)
-    lineage = lineage_tags(params, Path(root), str(flow_run.get_id() or "local"))
-    tracker.set_tags(parent, lineage)
-    record("curate", curated, [f"{params.curate.out_dir}/report.json", f"{params.curate.out_dir}/quarantine.parquet"])
-    record("validate", validation, [params.validate_.docs_dir])
+    def stage(self, name: str, job: dict | None = None, tags: dict[str, str] | None = None) -> tuple[dict, str]:
+        summary = run_stage(name, self.params, str(self.root), job)
+        return summary, self.log(summary, tags)
 
-    pairs = cached(pairs_task, "pairs", p, root)
-    record("pairs", pairs, ["data/pairs/report.json"])
-    reward = cached(reward_task, "reward", p, root)
-    reward_run = record("reward", reward, ["artifacts/reward"])
-    register_reward_model(p, root, reward_run, reward, lineage)
+    def log(self, summary: dict, tags: dict[str, str] | None = None) -> str:
+        self.summaries.append(summary)
+        label = summary["job_name"] or summary["stage"]
+        return log_stage(self.params, str(self.root), self.parent, label, summary, self.lineage, tags)
 
-    adapters = {}
-    for job in adapter_jobs(params):
-        summary = cached(align_task, "align", p, root, **job)
-        adapters[job["adapter"]] = summary
-        tags = {"paretoflow.objective": job.get("objective", ""), "paretoflow.weights": str(job.get("weights", ""))}
-        record(job["adapter"], summary, [], adapter=job["adapter"], tags=tags,
-               adapter_dir=f"{params.align.out_dir}/{job['adapter']}")
+    def run(self) -> dict:
+        from paretoflow.tracking import lineage_tags
 
-    front = cached(front_task, "front", p, root)
-    front_run = record("front", front, ["artifacts/front"])
-    log_front_candidates(p, root, front_run, front["records"], lineage)
-    dvc_commit_task(root, None, p)
-    promotion = promote_task(p, root, parent, bool(validation.get("success")), lineage)
+        params, root = self.params, str(self.root)
+        curated = run_stage("curate", params, root)
+        validation = run_stage("validate", params, root)   # raises ValidationFailed: the flow stops
+        dvc_commit_task(root, ["curate", "validate"], params)
+        self.lineage = lineage_tags(params, self.root, _flow_run_id())
+        self.tracker.set_tags(self.parent, self.lineage)
+        self.log(curated)
+        self.log(validation)
 
-    summaries.append(promotion)
-    _prefect_artifacts(params, front, promotion)
-    return {"front": front, "promotion": promotion, "parent_run_id": parent, "tracking_uri": tracker.uri,
-            "stage_summaries": summaries}
+        reward, reward_run = self.stage("reward")
+        register_reward_model(params, root, reward_run, reward, self.lineage)
+        self.stage("pairs")
+        self.align()
+        front, front_run = self.stage("front")
+        log_front_candidates(params, root, front_run, front["records"], self.lineage)
+
+        dvc_commit_task(root, None, params)
+        promotion = promote_task(params, root, self.parent, bool(validation.get("success")), self.lineage)
+        promotion.update(stage="promote", cached=False)
+        self.summaries.append(promotion)
+        _prefect_artifacts(params, front, promotion)
+        return {"front": front, "promotion": promotion, "parent_run_id": self.parent,
+                "tracking_uri": self.tracker.uri, "stage_summaries": self.summaries}
+
+    def align(self) -> None:
+        """One adapter per job: in this process, or one flow run each on `scale.work_pool`
+        (flows/fanout.py; the workers log their own MLflow runs)."""
+        from paretoflow.exchange import job_tags
+
+        if not self.params.scale.work_pool:
+            for job in stage("align").job_list(self.params):
+                self.stage("align", job, tags=job_tags(job))
+            return
+        from flows.fanout import align_on_pool
+
+        for summary in align_on_pool(self.params, self.root, self.tracker, self.parent, self.lineage):
+            if summary["logged"]:
+                self.summaries.append(summary)
+            else:
+                self.log(summary, job_tags(summary["job"]))
 
 
 def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
-    rows = [
-        {"candidate": c["name"], "kind": c["kind"], "non_dominated": c["non_dominated"],
-         **{k: round(v, 4) for k, v in c["objectives"].items()}}
-        for c in front["records"]
-    ]
-    create_table_artifact(rows, key="front-candidates", description="Every evaluated candidate")
+    from paretoflow.front.document import CandidateRecord
+
+    records = [CandidateRecord(**c) for c in front["records"]]
+    rows = [r.table_row() for r in records]
+    create_table_artifact(rows, key="front-candidates",
+                          description="Every evaluated candidate: means and paired differences vs the base [95% CI]")
     ref = ", ".join(f"{k}={v}" for k, v in front["reference_point"].items())
-    lines = ["# paretoflow nightly", "", f"Hypervolume {front['hypervolume']:.4f} (reference point {ref})", "",
-             "| candidate | non-dominated | " + " | ".join(params.objective_names) + " |",
-             "|---|---|" + "---|" * len(params.objective_names)]
-    for r in rows:
-        lines.append(f"| {r['candidate']} | {r['non_dominated']} | "
-                     + " | ".join(str(r.get(o)) for o in params.objective_names) + " |")
+    low, high = front["hypervolume_ci"]
+    mde = ", ".join(f"{k} {v:.3f}" for k, v in (front.get("mde") or {}).get("judges", {}).items())
+    names = params.objective_names
+    lines = ["# paretoflow nightly", "",
+             f"Hypervolume {front['hypervolume']:.4f} [{low:.4f}, {high:.4f}] (reference point {ref})", "",
+             f"Minimum detectable difference vs the base: {mde}", "",
+             "| candidate | non-dominated | distinguishable | " + " | ".join(f"{n} vs base" for n in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for row in rows:
+        lines.append(f"| {row['candidate']} | {row['non_dominated']} | {row['distinguishable']} | "
+                     + " | ".join(str(row.get(f"{n} vs base")) for n in names) + " |")
     lines += ["", "## Promotion", "", f"- candidate: {promotion.get('candidate')}",
               f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
     lines += [f"- {r}" for r in promotion.get("reasons", [])]
     create_markdown_artifact("\n".join(lines), key="nightly-summary", description="Front and promotion")
 
 
-def main() -> int:
-    import time
-
-    started = time.perf_counter()
-    result = nightly()
-    wall = time.perf_counter() - started
-    library = sum(s.get("library_seconds", 0.0) for s in result["stage_summaries"])
+def run_report(result: dict, wall: float) -> list[str]:
+    """The closing summary: only work done in this run counts; cached stages say so."""
+    done = [s for s in result["stage_summaries"] if not s.get("cached")]
+    cached = [s for s in result["stage_summaries"] if s.get("cached")]
+    work = sum(s.get("library_seconds", 0.0) for s in done)
+    saved = sum(s.get("library_seconds", 0.0) for s in cached)
     front, promotion = result["front"], result["promotion"]
-    print("\n=== paretoflow nightly: done ===")
-    print(f"front plot:      {front['front_png']}")
-    print(f"front table:     {front['front_json']}")
-    print(f"promotion:       {promotion.get('candidate')} → version {promotion.get('version')} "
-          f"({promotion.get('alias')})")
-    for reason in promotion.get("reasons", []):
-        print(f"  gate: {reason}")
-    print(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
-    print(f"wall time:       {wall:.0f} s, of which stage work {library:.0f} s; Prefect + MLflow + DVC "
-          f"overhead {wall - library:.0f} s ({100 * (wall - library) / wall:.1f} %)")
+    lines = ["", "=== paretoflow nightly: done ===",
+             f"front plot:      {front['front_png']}",
+             f"front table:     {front['front_json']}",
+             f"promotion:       {promotion.get('candidate')} → version {promotion.get('version')} "
+             f"({promotion.get('alias')})"]
+    lines += [f"  gate: {reason}" for reason in promotion.get("reasons", [])]
+    lines.append(f"MLflow UI:       .venv/bin/mlflow ui --backend-store-uri {result['tracking_uri']} --host 127.0.0.1")
+    lines.append("stages:          " + ", ".join(_stage_line(s) for s in result["stage_summaries"]))
+    lines.append(f"wall time:       {wall:.0f} s, of which stage work {work:.0f} s; Prefect + MLflow + DVC "
+                 f"overhead {wall - work:.0f} s ({100 * (wall - work) / max(wall, 1e-9):.1f} %)")
+    if cached:
+        lines.append(f"from the cache:  {len(cached)} stages, {saved:.0f} s of earlier work not redone")
+    return lines
+
+
+def _stage_line(summary: dict) -> str:
+    name = summary.get("job_name") or summary["stage"]
+    return f"{name} cached" if summary.get("cached") else f"{name} {summary.get('library_seconds', 0.0):.0f} s"
+
+
+def run_from_file(params_path: str | Path, root: str | Path | None = None) -> dict:
+    """The flow with every section from one params file (what `paretoflow --params F run` does)."""
+    params_path = Path(params_path).resolve()
+    params = load_params(params_path)
+    root = Path(root).resolve() if root else params_path.parent
+    return nightly(root=str(root), **flow_parameters(params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Run the nightly flow locally (no Prefect server needed).")
+    parser.add_argument("--params", default=str(REPO_ROOT / "params.yaml"))
+    parser.add_argument("--root", default=None, help="project root (default: the params file's folder)")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    result = run_from_file(args.params, args.root)
+    print("\n".join(run_report(result, time.perf_counter() - started)))
     return 0
 
 

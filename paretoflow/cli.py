@@ -28,9 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from paretoflow.registry import RegistryUnavailable
+    from paretoflow.tracking import TrackingUnavailable
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, FileNotFoundError, KeyError, RegistryUnavailable, TrackingUnavailable) as exc:
         # Bad input: one clear line naming what is wrong, no traceback.
         print(f"paretoflow {args.command}: error: {exc}", file=sys.stderr)
         return 2

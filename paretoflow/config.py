@@ -94,9 +94,13 @@ class ModelConfig(_Section):
 
 
 class SourceConfig(_Section):
-    """One raw input file or folder and how to read it."""
+    """One raw input file or folder and how to read it.
 
-    path: str
+    `path` is relative to the project root and must stay inside it; a folder outside is
+    read only under a data root named in PARETOFLOW_DATA_ROOTS (paretoflow/data/importers.py).
+    """
+
+    path: str = Field(min_length=1)
     format: Literal[
         "auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"
     ] = "auto"
@@ -106,6 +110,11 @@ class SourceConfig(_Section):
     column_map: dict[str, str] = Field(default_factory=dict)
     # Role of the prompts of this source: "train" prompts get split, "eval" are held out.
     role: Literal["train", "eval"] = "train"
+    # Prompt-grouped sample: keep every row of the `max_prompts` prompts with the smallest
+    # sha256(sample_seed, prompt_id) (a hash independent of the split's), None = all. Adding
+    # rows never swaps one kept prompt for another except to admit a smaller hash.
+    max_prompts: int | None = Field(None, ge=1)
+    sample_seed: int = 0
 
 
 class CurateConfig(_Section):
@@ -130,6 +139,12 @@ class CurateConfig(_Section):
     # longest built-in prompt is well under 200 words; 2048 keeps HH dialogues).
     min_words: int = Field(1, ge=0)
     max_words: int = Field(2048, ge=1)
+    # Size caps per file (bytes of decompressed content; gzip stops inflating there) and per
+    # field (characters, any string of a row). 1 GiB: the whole UltraFeedback JSONL is
+    # ~0.9 GB; 100,000 characters: 12x the longest text of the shipped data (AlpacaEval,
+    # 8,103) and above max_words x ~6 characters a word; a multi-MB string is caught.
+    max_file_bytes: int = Field(1 << 30, ge=1)
+    max_field_chars: int = Field(100_000, ge=1)
 
     @field_validator("split_fractions")
     @classmethod
@@ -142,11 +157,25 @@ class CurateConfig(_Section):
 
 
 class ValidateConfig(_Section):
-    # Minimum rows per (objective, split) in the pairs/ratings tables, and prompts per split.
+    # Minimum prompts per split, and pairs per (objective, split): one number for every
+    # objective, or {objective: number} (objectives left out: 0), so that an objective
+    # without human pairs does not fail the gate while a lost source does.
     min_prompts_per_split: int = Field(5, ge=0)
-    min_pairs_per_objective_split: int = Field(0, ge=0)
+    min_pairs_per_objective_split: int | dict[str, int] = 0
     max_words: int = Field(2048, ge=1)
     docs_dir: ProjectPath = "data/curated/data_docs"
+
+    @field_validator("min_pairs_per_objective_split")
+    @classmethod
+    def _non_negative(cls, v: int | dict[str, int]) -> int | dict[str, int]:
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(n < 0 for n in values):
+            raise ValueError(f"min_pairs_per_objective_split must be >= 0, got {v}")
+        return v
+
+    def min_pairs(self, objective: str) -> int:
+        v = self.min_pairs_per_objective_split
+        return v.get(objective, 0) if isinstance(v, dict) else v
 
 
 class TrackingConfig(_Section):
@@ -213,6 +242,34 @@ class RewardBudget(_Section):
     # dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
     max_length: int = Field(256, ge=8)
     batch_size: int = Field(16, ge=1)  # the batch of the STACK.md timings
+    # MiniLM: response windows of max_length tokens averaged into e_r (1 = first window
+    # only). Measured in bench/reward.py; each window costs one more encoder pass.
+    max_chunks: int = Field(1, ge=1)
+
+
+class RewardSourceWeights(_Section):
+    """How much each source of one objective weighs in its head's loss (see
+    paretoflow.reward.data). A weight multiplies the source's *mean* loss, so a source
+    of 200 ratings and one of 2,000 pairs count alike at equal weights; 0 leaves a
+    source out of training (it is still reported)."""
+
+    pairs: float = Field(1.0, ge=0.0)  # curated preference pairs (every `source` value)
+    ratings: float = Field(1.0, ge=0.0)  # curated ratings (every rater)
+    # The objective's judges in params.objectives (reward_model excluded) rating the
+    # curated responses; 0 = not computed. Measured (bench/reward.py): judge ratings
+    # lower human-pair accuracy where humans exist, so only conciseness uses them.
+    judges: float = Field(0.0, ge=0.0)
+    # Per-source overrides by the curated pairs' `source` value (a file path) or
+    # "ratings:<rater>"; e.g. {"data/raw/x.jsonl": 0.5}.
+    by_source: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("by_source")
+    @classmethod
+    def _non_negative(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: w for k, w in v.items() if not (w >= 0 and math.isfinite(w))}
+        if bad:
+            raise ValueError(f"source weights must be finite and >= 0, got {bad}")
+        return v
 
 
 class RewardConfig(_Budgeted):
@@ -221,40 +278,67 @@ class RewardConfig(_Budgeted):
     out_dir: ProjectPath = "artifacts/reward"
     feature_cache_dir: ProjectPath = ".cache/features"
     backbone_policy: str | None = None  # None: the policy named in model.policy
-    # Ridge penalty grid, one decade apart (our choice); picked by validation MSE.
-    ridge_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0])
-    # Bradley-Terry heads (objectives with pairs only): full-batch Adam, early stop on
-    # validation loss. lr 1e-2 / 300 epochs: measured to converge on the CPU default run.
-    bt_epochs: int = Field(300, ge=1)
-    bt_lr: float = Field(0.01, gt=0.0)
-    bt_weight_decay: float = Field(1e-4, ge=0.0)
+    # Per objective: the weight of each data source (an objective not listed gets the
+    # defaults of RewardSourceWeights).
+    sources: dict[str, RewardSourceWeights] = Field(default_factory=dict)
+    # CPU budget: at most this many pairs per (prompt, objective), then whole prompts up
+    # to this many pairs per curated pair source, chosen by a seeded hash (prompt-grouped;
+    # keeps split fractions). None = all. Measured in bench/reward.py (accuracy vs size).
+    max_pairs_per_source: int | None = Field(None, ge=1)
+    max_pairs_per_prompt: int | None = Field(None, ge=1)
+    # L2 penalty grid of the linear heads on standardised features (our choice, half a
+    # decade apart); the value with the lowest validation loss is kept.
+    head_alphas: list[float] = Field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0])
+    # Explicit response-length/format features beside the backbone's (log words, lines,
+    # list items, emphasis): the head can then weigh length apart from content.
+    text_features: bool = True
+    # Per objective, how much of its head's linear length component to remove (0..1):
+    # λ = strength · cov(r, ℓ) / var(ℓ) over the training responses (ℓ = standardised
+    # log word count), subtracted from the head itself; needs text_features. The
+    # AlpacaEval judge prefers the longer answer in 90% of pairs. Measured in
+    # bench/reward.py on curate's AlpacaEval test split (1,131 pairs, 90 LC): strength 0
+    # 0.873 / LC 0.489, 0.5 0.826 / 0.567, 1.0 0.722 / 0.611; params.yaml sets 0.5 for
+    # helpfulness (a 5-fold CV on 150 prompts agreed: best length-balanced accuracy).
+    length_debias: dict[str, float] = Field(default_factory=dict)
     # Gating MLP. ArmoRM used 1024 hidden units on 4096-d Llama-3 features and ~10^5
     # preference pairs; 64 suits <= 10^4 pairs on CPU (our choice).
     gating_hidden_size: int = Field(64, ge=1)
     gating_epochs: int = Field(300, ge=1)
     gating_lr: float = Field(0.005, gt=0.0)
-    # Stage-2 preference signal. mean_rating: pairs of the combined objective (unweighted
-    # mean of direction-aware ratings rescaled to [0, 1]) + any pairs labelled "overall";
-    # all_pairs: every per-objective pair counts as an overall preference.
-    gating_target: Literal["mean_rating", "all_pairs"] = "mean_rating"
-    # Smallest rating gap (on [0, 1]) that makes a pair from ratings: below it judge noise
-    # dominates (our choice, not tuned).
+    # Smallest rating gap (on [0, 1]) that makes a test pair from ratings: below it judge
+    # noise dominates (our choice, not tuned).
     combined_min_margin: float = Field(0.05, ge=0.0)
     # ArmoRM verbosity debiasing strength in [0, 1]: 1 removes the linear length component
-    # of each head from the overall score (as ArmoRM), 0 turns it off. Off by default
-    # because conciseness is one of our objectives.
+    # of each head from the overall score (as ArmoRM), 0 turns it off. Measured on
+    # AlpacaEval (bench/reward.py): overall 0.810 / LC 0.567 off, 0.782 / 0.567 at 1: off.
     verbosity_penalty: float = Field(0.0, ge=0.0, le=1.0)
+    # The Goodhart guard: the main model fits on half "a" of the train prompts (salted
+    # hash) and an independent model on half "b", written to <out_dir>/independent
+    # (paretoflow.reward.train.fit_independent); false = main on all train prompts.
+    independent: bool = True
     # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
     calibration_bins: int = Field(10, ge=1)
     cpu: RewardBudget = Field(default_factory=RewardBudget)
     gpu: RewardBudget = Field(default_factory=lambda: RewardBudget(backbone="policy", max_length=512, batch_size=64))
 
-    @field_validator("ridge_alphas")
+    @field_validator("head_alphas")
     @classmethod
     def _alphas_positive(cls, v: list[float]) -> list[float]:
         if not v or any(not (a > 0 and math.isfinite(a)) for a in v):
-            raise ValueError(f"ridge_alphas must be a non-empty list of positive numbers, got {v}")
+            raise ValueError(f"head_alphas must be a non-empty list of positive numbers, got {v}")
         return sorted(v)
+
+    @field_validator("length_debias")
+    @classmethod
+    def _strengths(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = {k: s for k, s in v.items() if not 0.0 <= s <= 1.0}
+        if bad:
+            raise ValueError(f"length_debias strengths must be in [0, 1], got {bad}")
+        return v
+
+    def weights(self, objective: str) -> RewardSourceWeights:
+        """The source weights of one objective (defaults when params name none)."""
+        return self.sources.get(objective) or RewardSourceWeights()
 
 
 class AlignBudget(_Section):
@@ -398,12 +482,22 @@ class AlignConfig(_Budgeted):
 class FrontBudget(_Section):
     """Compute budget of the front stage for one hardware profile."""
 
-    # Held-out test prompts per candidate, greedy tokens per answer, generation batch.
+    # Held-out test prompts per candidate (every candidate answers the same ones), greedy
+    # tokens per answer (each answer stops at its own end of turn), generation batch.
     n_eval_prompts: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
-    # Simplex step of the grid sweep (0.5 over 3 experts = 6 points; 0.1 = 66 points).
-    grid_step: float = Field(gt=0.0, le=1.0)
+    # Merges evaluated by method "grid": the simplex lattice at `grid_step` (0.5 over 3
+    # experts = 6 points; 0.1 = 66; None = no lattice) plus `weight_vectors`, objective
+    # weight vectors in declared order (one-hot = an expert alone), each merged exactly.
+    grid_step: float | None = Field(None, gt=0.0, le=1.0)
+    weight_vectors: list[list[float]] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _something_to_merge(self) -> "FrontBudget":
+        if self.grid_step is None and not self.weight_vectors:
+            raise ValueError("front budget: give grid_step, weight_vectors, or both")
+        return self
 
 
 class FrontConfig(_Budgeted):
@@ -429,26 +523,45 @@ class FrontConfig(_Budgeted):
     ties_density: float = Field(0.2, gt=0.0, le=1.0)  # TIES paper default top-20%
     dare_drop_rate: float = Field(0.9, ge=0.0, lt=1.0)  # DARE paper: p=0.9 keeps ability
     task_arithmetic_lambda: float = Field(1.0, gt=0.0)  # 1.0: plain sum of weighted dW
-    include_base: bool = True    # the unmerged base model as a reference candidate
+    # The base model is always evaluated: it is the paired reference of every candidate
+    # (vs_base) and a point of the front (the "change nothing" choice).
     include_adapters: bool = True  # trained MODPO adapters as reference candidates
-    # Bootstrap CIs on per-prompt scores: percentile method, 1000 resamples (Efron &
-    # Tibshirani 1993 suggest >= 1000 for percentile intervals), 95%.
+    # Bootstrap intervals over prompts (per-candidate means, paired differences vs the
+    # base, the hypervolume): percentile method, 1000 resamples (Efron & Tibshirani 1993
+    # suggest >= 1000 for percentile intervals), 95%.
     n_boot: int = Field(1000, ge=10)
     ci_level: float = Field(0.95, gt=0.0, lt=1.0)
+    # Minimum detectable difference reported for the run's prompt count: two-sided
+    # alpha 0.05 and power 0.8, the conventional choice (Cohen 1988).
+    mde_alpha: float = Field(0.05, gt=0.0, lt=1.0)
+    mde_power: float = Field(0.8, gt=0.0, lt=1.0)
     # Hypervolume reference point per objective (fixed per experiment, logged beside HV):
     # the worst end of each [0, 1] judge scale, so every candidate counts.
     hv_reference: dict[str, float] = Field(default_factory=dict)
     # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
     eu_step: float = Field(0.1, gt=0.0, le=1.0)
-    # cpu, measured on the 2-core default run (3 experts): one candidate of 12 prompts x 64
-    # greedy tokens ~11 s (exact merge 0.14 s of it); 8 candidates ~90 s. 64 > the
-    # conciseness band top (30 tokens): with 32, cut-off answers all looked concise
-    # (measured conciseness 0.94 at 32 tokens vs 0.61 at 48).
+    # cpu: 64 prompts x 6 candidates (base, the 3 experts as one-hot merges, the MODPO
+    # reference from align, the helpfulness-conciseness midpoint), measured with
+    # bench/front_budget.py on SmolLM2-135M (2 shared cores, load 4-16, 2026-11-27):
+    # - per-prompt SD of paired differences vs the base, two behaviour-changing proxies:
+    #   conciseness 0.127-0.187, harmlessness 0.105-0.128, helpfulness 0.139-0.151, so the
+    #   MDE at 64 prompts (alpha 0.05, power 0.8) is conciseness 0.044-0.065, harmlessness
+    #   0.037-0.045, helpfulness 0.049-0.053 (<= 0.05 on conciseness for every SD needs
+    #   110 prompts);
+    # - the base answers hit 64 tokens on 92% of prompts (mean 61.8): 64 > the
+    #   conciseness band top (30 words); with 32, cut-off answers all looked concise;
+    # - greedy at batch 64 ran 1.6x the tokens per CPU second of batch 16 (17.9 vs 11.1
+    #   under load); ~125 tokens/s estimated on idle cores, so ~3 min of generation for
+    #   the 6 candidates on a fresh clone, 0 s when nothing changed (generation cache).
     cpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=12, max_new_tokens=64, batch_size=12, grid_step=0.5)
+        default_factory=lambda: FrontBudget(
+            n_eval_prompts=64, max_new_tokens=64, batch_size=64,
+            weight_vectors=[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0]],
+        )
     )
+    # gpu: not yet timed; 66 lattice merges over 3 experts on 256 prompts.
     gpu: FrontBudget = Field(
-        default_factory=lambda: FrontBudget(n_eval_prompts=128, max_new_tokens=128, batch_size=32, grid_step=0.1)
+        default_factory=lambda: FrontBudget(n_eval_prompts=256, max_new_tokens=128, batch_size=64, grid_step=0.1)
     )
 
 
@@ -460,14 +573,24 @@ class PromoteConfig(_Section):
     preference: list[float] | None = None
     # Constrained choice instead of a preference: {"maximize": name, "minimums": {name: τ}}.
     constraint: dict[str, Any] | None = None
-    # Allowed drop vs the champion per objective, on the [0, 1]-normalised scale. 0.02 is
-    # about the bootstrap half-width measured on 24 held-out prompts in the CPU default run.
+    # Paired gate (paretoflow/promotion.py), on the [0, 1]-normalised scale: the candidate
+    # must improve the preference-weighted score over the champion (or the base) with the
+    # paired interval's lower bound above -tolerance, and no objective's interval may lie
+    # wholly below -tolerance. 0.02 is about the bootstrap half-width measured on 24
+    # held-out prompts in the CPU default run (0 demands a gain whose interval excludes 0).
     tolerance: float = Field(0.02, ge=0.0, le=1.0)
-    # Reward-model changes smaller than this count as "no change" in the agreement gate.
+    # Legacy agreement gate on means only (callers without per-prompt scores): RM changes
+    # smaller than this count as "no change". promote.run uses the paired intervals of the
+    # judges and reward models instead, where an interval holding 0 is "no change".
     # Measured on the CPU default run: RM scores of the 8 front candidates differ by
     # 0.002-0.05 per objective while judge scores differ by up to 0.15.
     rm_tolerance: float = Field(0.01, ge=0.0)
+    # The file lock of server-less runs (paretoflow/registry.py); with PREFECT_API_URL set,
+    # a Prefect global concurrency limit named after the registered model is used instead.
     lock_file: ProjectPath = "mlflow/registry.lock"
+    # How long a promotion or rollback waits for the registry lock. A holder keeps it for
+    # seconds (package upload + alias moves); 10 minutes covers a queue of several.
+    lock_timeout_s: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
     def _one_rule(self) -> "PromoteConfig":
@@ -487,6 +610,38 @@ class ScheduleConfig(_Section):
     collision_strategy: Literal["ENQUEUE", "CANCEL_NEW"] = "ENQUEUE"
 
 
+class ScaleConfig(_Section):
+    """Where the heavy work runs (docs/scaling.md). With no work pool, today's behaviour:
+    every stage in the flow's process. With one, each align job (one adapter) is a flow
+    run of the `align-expert` deployment on that Prefect work pool: its inputs come from
+    the DVC remote, its adapter goes to MLflow and is fetched back before the front."""
+
+    # A Prefect work pool name, or null to train in process. Any pool type works (process,
+    # docker, kubernetes): the deployment names its flow by module path, so a worker's
+    # environment needs paretoflow installed, nothing else.
+    work_pool: str | None = None
+    # The type a missing pool is created with (`paretoflow worker`, `paretoflow serve`).
+    pool_type: str = "process"
+    # Expert runs emit a Prefect heartbeat this often (PREFECT_FLOWS_HEARTBEAT_FREQUENCY;
+    # Prefect's minimum is 30 s) and are marked Crashed by a server automation after
+    # `crash_after_s` without one: 3 heartbeats, as Prefect's zombie-flow recipe
+    # (docs.prefect.io/v3/advanced/detect-zombie-flows).
+    heartbeat_s: int = Field(30, ge=30)
+    crash_after_s: int = Field(90, ge=60)
+    # How often the flow polls an expert run's state (run_deployment's default: 5 s).
+    poll_s: float = Field(5.0, gt=0.0)
+    # An expert run not finished after this long fails the nightly, named (our choice: a
+    # nightly must end before the next one starts).
+    wait_timeout_s: int = Field(12 * 3600, ge=60)
+
+    @model_validator(mode="after")
+    def _crash_after_heartbeats(self) -> "ScaleConfig":
+        if self.crash_after_s < 2 * self.heartbeat_s:
+            raise ValueError(f"scale.crash_after_s ({self.crash_after_s}) must be at least two heartbeats "
+                             f"(2 x heartbeat_s = {2 * self.heartbeat_s}) or live runs would be crashed")
+        return self
+
+
 class Params(_Section):
     """All of params.yaml, one typed section per stage."""
 
@@ -503,6 +658,7 @@ class Params(_Section):
     front: FrontConfig = Field(default_factory=FrontConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
 
     @model_validator(mode="after")
     def _objectives_unique(self) -> "Params":

@@ -11,6 +11,7 @@ own rwlock refuses a second one instead of waiting).
     dvc.repro(root, ["curate", "validate"])    # rerun what changed
     dvc.data_hash(root, "data/curated/prompts.parquet")  # md5 from dvc.lock, lineage tag
     dvc.push(root); dvc.pull(root)
+    dvc.lock_outs(root)                        # dvc.lock output entries (what a worker pulls by hash)
 """
 
 from __future__ import annotations
@@ -94,6 +95,11 @@ def _resolve_local(url: str, base: Path) -> str:
     return str((base / url).resolve())
 
 
+def resolve_remote_url(params: "Params", root: Path = Path(".")) -> str:
+    """`params.dvc.remote_url` as workers elsewhere must see it: absolute, or the URL as given."""
+    return _resolve_local(params.dvc.remote_url, Path(root).resolve())
+
+
 def ensure_remote(params: "Params", root: Path = Path(".")) -> bool:
     """Make `params.dvc.remote_name` → `remote_url` the default remote; True if changed.
 
@@ -118,17 +124,31 @@ def ensure_remote(params: "Params", root: Path = Path(".")) -> bool:
     return True
 
 
-def lock_hashes(root: Path) -> dict[str, str]:
-    """Every stage output in dvc.lock: path → DVC md5 (a directory's ends in `.dir`)."""
+def lock_outs(root: Path) -> list[dict]:
+    """Every stage output entry of dvc.lock (path, md5, size, nfiles, hash), as DVC wrote it."""
     lock_path = Path(root) / "dvc.lock"
     if not lock_path.exists():
         raise FileNotFoundError(f"{lock_path} not found: run `dvc repro` (or `dvc commit`) first")
     lock = yaml.safe_load(lock_path.read_text()) or {}
-    hashes = {}
-    for stage in (lock.get("stages") or {}).values():
-        for out in stage.get("outs") or []:
-            hashes[out["path"]] = out.get("md5") or out.get("etag") or out.get("checksum")
-    return hashes
+    return [dict(out) for stage in (lock.get("stages") or {}).values() for out in stage.get("outs") or []]
+
+
+def lock_hashes(root: Path) -> dict[str, str]:
+    """Every stage output in dvc.lock: path → DVC md5 (a directory's ends in `.dir`)."""
+    return {out["path"]: out.get("md5") or out.get("etag") or out.get("checksum") for out in lock_outs(root)}
+
+
+def init(root: Path) -> None:
+    """`dvc init --no-scm` in `root` (created if missing); a DVC project already there is kept."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / ".dvc").is_dir():
+        return
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run([str(dvc_executable()), "init", "--no-scm", "-q"], cwd=root, env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise DvcError(f"`dvc init --no-scm` failed in {root}: {(proc.stdout + proc.stderr).strip()[-2000:]}")
 
 
 def data_hash(root: Path, paths: str | Sequence[str]) -> str:

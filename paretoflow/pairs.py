@@ -33,7 +33,7 @@ import pandas as pd
 
 from paretoflow import schema
 from paretoflow.config import Params
-from paretoflow.io import write_json, write_table
+from paretoflow.io import atomic_dir, write_json, write_table
 from paretoflow.judges import build_mixture, is_degenerate, word_tokens
 
 PAIR_SOURCE = "on_policy_judges"
@@ -114,10 +114,7 @@ def load_prompts(path: Path) -> pd.DataFrame:
     """The curated prompts table, checked, with `messages_list` and `tags_list` parsed."""
     if not path.exists():
         raise FileNotFoundError(f"curated prompts not found: {path} (run the curate stage first)")
-    df = pd.read_parquet(path)
-    missing = [c for c in ("prompt_id", "messages", "text", "split", "tags") if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+    df = schema.read("prompts", path, required=["prompt_id", "messages", "text", "split", "tags"])
     df = df.reset_index(drop=True)
     messages, tags = [], []
     for row, (m, t, text) in enumerate(zip(df["messages"], df["tags"], df["text"])):
@@ -201,49 +198,80 @@ def summarise(
 
 def run(params: Params, root: Path = Path("."), policy_path: str | None = None) -> PairsResult:
     """Sample, judge and pair; write data/pairs/*.parquet and report.json under `root`."""
-    from paretoflow.generation import generate
-    from paretoflow.models import load_policy, model_fingerprint, place_for_profile
-
     started = time.perf_counter()
     root = Path(root)
-    config = params.pairs
-    budget = config.budget(params.project.profile)
     prompts_path = root / params.curate.out_dir / "prompts.parquet"
+    budget = params.pairs.budget(params.project.profile)
     selected = select_prompts(load_prompts(prompts_path), budget.n_train_prompts, budget.n_val_prompts)
     if selected.empty:
         raise ValueError(f"{prompts_path}: no train or val prompts to sample")
     mixture = build_mixture(params, root)  # fail on a bad judge config before generating
 
+    t0 = time.perf_counter()
+    generated, origin, policy = sample_responses(params, root, selected, policy_path)
+    seconds_generate = time.perf_counter() - t0
+    responses, meta, duplicates = response_table(selected, generated, origin)
+    t0 = time.perf_counter()
+    values = mixture.score([selected.at[r, "text"] for r in meta], list(responses["text"]),
+                           [selected.at[r, "tags_list"] for r in meta])
+    seconds_judge = time.perf_counter() - t0
+    scores = score_table(params, selected, responses, meta, values)
+    pairs_table, pair_counts, tie_counts = pair_table(params, scores)
+    tables = {"prompts": _prompts_table(selected), "responses": responses,
+              "ratings": rating_table(params, responses, values), "pairs": pairs_table}
+
+    # Score statistics describe the policy's own samples, not the reference refusals.
+    summary = summarise(scores[~scores["reference"]], params.objective_names, pair_counts, tie_counts)
+    report = {
+        "policy": policy, "origin": origin, "profile": params.project.profile, "seed": params.project.seed,
+        "config": {**params.pairs.model_dump(mode="json", exclude={"cpu", "gpu"}), **budget.model_dump(mode="json")},
+        "counts": {
+            "prompts": {s: int((selected["split"] == s).sum()) for s in SAMPLED_SPLITS},
+            "responses": {s: int((scores["split"] == s).sum()) for s in SAMPLED_SPLITS},
+            "duplicate_samples": duplicates,
+            "pairs_total": len(pairs_table),
+        },
+        **summary,
+    }
+    out_dir = root / params.pairs.out_dir
+    paths = write_outputs(out_dir, tables, report)
+    seconds = {"seconds_generate": seconds_generate, "seconds_judge": seconds_judge,
+               "seconds_total": time.perf_counter() - started}
+    return PairsResult(out_dir=out_dir, paths=paths, n_prompts=len(selected), n_responses=len(responses),
+                       n_pairs=len(pairs_table), metrics=_metrics(summary, tables, duplicates, seconds))
+
+
+def sample_responses(params: Params, root: Path, selected: pd.DataFrame,
+                     policy_path: str | None = None) -> tuple[list[list[str]], str, str]:
+    """`samples_per_prompt` sampled answers per prompt (+ the reference refusal when on)."""
+    from paretoflow.generation import generate
+    from paretoflow.models import load_policy, model_fingerprint, place_for_profile
+
+    config, budget = params.pairs, params.pairs.budget(params.project.profile)
     policy = policy_path or params.model.policy
     cache_dir = Path(params.model.cache_dir)
     model, tokenizer, resolved = load_policy(policy, cache_dir if cache_dir.is_absolute() else root / cache_dir)
     model = place_for_profile(model, params.project.profile)
     origin = f"policy:{Path(resolved).name}@{model_fingerprint(resolved)}"
-
     samples = budget.samples_per_prompt
-    t0 = time.perf_counter()
     generated = generate(
-        model,
-        tokenizer,
-        list(selected["messages_list"]),
-        max_new_tokens=budget.max_new_tokens,
-        do_sample=True,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        num_return_sequences=samples,
-        batch_size=max(1, budget.batch_size // samples),
-        seed=params.project.seed,
-        desc="pairs: sample",
+        model, tokenizer, list(selected["messages_list"]),
+        max_new_tokens=budget.max_new_tokens, do_sample=True, temperature=config.temperature,
+        top_p=config.top_p, num_return_sequences=samples, batch_size=max(1, budget.batch_size // samples),
+        seed=params.project.seed, desc="pairs: sample",
     )
-    seconds_generate = time.perf_counter() - t0
-
     if config.refusal_exemplars:
         for row in range(len(generated)):
             pick = int(selected.at[row, "prompt_id"][-6:], 16) % len(REFUSALS)
             generated[row] = [*generated[row], REFUSALS[pick]]
+    return generated, origin, policy
 
-    response_rows, duplicates = [], 0
-    meta = []  # (prompt row index) per kept response
+
+def response_table(selected: pd.DataFrame, generated: list[list[str]],
+                   origin: str) -> tuple[pd.DataFrame, list[int], int]:
+    """Responses table (duplicate samples of one prompt kept once, counted) and, per kept
+    response, the row of its prompt in `selected`."""
+    response_rows, meta, duplicates = [], [], 0
     for row, texts in enumerate(generated):
         pid = selected.at[row, "prompt_id"]
         seen = set()
@@ -256,34 +284,38 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
             text_origin = REFUSAL_ORIGIN if text in REFUSALS else origin
             response_rows.append({"response_id": rid, "prompt_id": pid, "text": text, "origin": text_origin})
             meta.append(row)
-    responses = schema.frame("responses", response_rows)
+    return schema.frame("responses", response_rows), meta, duplicates
 
-    t0 = time.perf_counter()
-    values = mixture.score(
-        [selected.at[r, "text"] for r in meta],
-        list(responses["text"]),
-        [selected.at[r, "tags_list"] for r in meta],
-    )
-    seconds_judge = time.perf_counter() - t0
 
-    objectives = params.objectives
-    rating_rows = []
-    for objective in objectives:
+def rating_table(params: Params, responses: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    rows = []
+    for objective in params.objectives:
         lo, hi = objective.scale
         for rid, value in zip(responses["response_id"], values[objective.name]):
-            rating_rows.append({"response_id": rid, "objective": objective.name, "value": float(value),
-                                "scale_min": lo, "scale_max": hi, "rater": RATER})
-    ratings = schema.frame("ratings", rating_rows)
+            rows.append({"response_id": rid, "objective": objective.name, "value": float(value),
+                         "scale_min": lo, "scale_max": hi, "rater": RATER})
+    return schema.frame("ratings", rows)
 
-    scores = pd.DataFrame({o.name: values[o.name] for o in objectives})
+
+def score_table(params: Params, selected: pd.DataFrame, responses: pd.DataFrame, meta: list[int],
+                values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """One row per response: a column per objective plus prompt, split, length, flags."""
+    scores = pd.DataFrame({o.name: values[o.name] for o in params.objectives})
     scores["prompt_id"] = responses["prompt_id"].to_numpy()
     scores["split"] = [selected.at[r, "split"] for r in meta]
     scores["tokens"] = [len(word_tokens(t)) for t in responses["text"]]
     scores["degenerate"] = [is_degenerate(t) for t in responses["text"]]
     scores["response_id"] = responses["response_id"].to_numpy()
     scores["reference"] = (responses["origin"] == REFUSAL_ORIGIN).to_numpy()
-    judged_by_refusal = {o.name for o in objectives if any(j.name == "refusal" for j in o.judges)}
+    return scores
 
+
+def pair_table(params: Params, scores: pd.DataFrame) -> tuple[pd.DataFrame, dict, dict]:
+    """Pairs per prompt and objective (`pair_strategy`), with pair and tie counts per split.
+
+    The reference refusal takes part only for objectives judged by `refusal`."""
+    config, objectives = params.pairs, params.objectives
+    judged_by_refusal = {o.name for o in objectives if any(j.name == "refusal" for j in o.judges)}
     pair_rows = []
     pair_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
     tie_counts = {o.name: {s: 0 for s in SAMPLED_SPLITS} for o in objectives}
@@ -292,10 +324,8 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
         for objective in objectives:
             group = prompt_group if objective.name in judged_by_refusal else prompt_group[~prompt_group["reference"]]
             ids = group["response_id"].to_list()
-            pairs, ties = make_pairs(
-                group[objective.name].to_numpy(), objective.direction == "maximize",
-                config.pair_strategy, config.min_margin,
-            )
+            pairs, ties = make_pairs(group[objective.name].to_numpy(), objective.direction == "maximize",
+                                     config.pair_strategy, config.min_margin)
             tie_counts[objective.name][split] += ties
             pair_counts[objective.name][split] += len(pairs)
             for chosen, rejected, margin in pairs:
@@ -304,45 +334,30 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
                     "prompt_id": pid, "chosen_id": ids[chosen], "rejected_id": ids[rejected],
                     "objective": objective.name, "margin": margin, "source": PAIR_SOURCE,
                 })
-    pairs_table = schema.frame("pairs", pair_rows)
+    return schema.frame("pairs", pair_rows), pair_counts, tie_counts
 
+
+def _prompts_table(selected: pd.DataFrame) -> pd.DataFrame:
     source = selected["source"].fillna("") if "source" in selected.columns else ""
-    prompts_table = schema.frame(
-        "prompts", selected.assign(source=source)[schema.PROMPT_COLUMNS].to_dict("records")
-    )
+    return schema.frame("prompts", selected.assign(source=source)[schema.PROMPT_COLUMNS].to_dict("records"))
 
-    out_dir = root / config.out_dir
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.parquet" for name in ("prompts", "responses", "ratings", "pairs")}
-    for name, table in (("prompts", prompts_table), ("responses", responses), ("ratings", ratings),
-                        ("pairs", pairs_table)):
-        write_table(table, paths[name])
 
-    # Score statistics describe the policy's own samples, not the reference refusals.
-    summary = summarise(scores[~scores["reference"]], [o.name for o in objectives], pair_counts, tie_counts)
-    report = {
-        "policy": policy,
-        "origin": origin,
-        "profile": params.project.profile,
-        "seed": params.project.seed,
-        "config": {**config.model_dump(mode="json", exclude={"cpu", "gpu"}), **budget.model_dump(mode="json")},
-        "counts": {
-            "prompts": {s: int((selected["split"] == s).sum()) for s in SAMPLED_SPLITS},
-            "responses": {s: int((scores["split"] == s).sum()) for s in SAMPLED_SPLITS},
-            "duplicate_samples": duplicates,
-            "pairs_total": len(pairs_table),
-        },
-        **summary,
-    }
-    paths["report"] = out_dir / "report.json"
-    write_json(paths["report"], report, sort_keys=True)
+def write_outputs(out_dir: Path, tables: dict[str, pd.DataFrame], report: dict) -> dict[str, Path]:
+    """The four tables and report.json, swapped into place together (one folder rename)."""
+    with atomic_dir(out_dir) as tmp:
+        for name, table in tables.items():
+            write_table(table, tmp / f"{name}.parquet")
+        write_json(tmp / "report.json", report, sort_keys=True)
+    return {**{name: out_dir / f"{name}.parquet" for name in tables}, "report": out_dir / "report.json"}
 
+
+def _metrics(summary: dict, tables: dict[str, pd.DataFrame], duplicates: int, seconds: dict) -> dict[str, float]:
+    pair_counts, tie_counts = summary["pairs"], summary["ties_skipped"]
     metrics: dict[str, float] = {
-        "n_prompts": float(len(selected)), "n_responses": float(len(responses)),
-        "n_pairs": float(len(pairs_table)), "duplicate_samples": float(duplicates),
+        "n_prompts": float(len(tables["prompts"])), "n_responses": float(len(tables["responses"])),
+        "n_pairs": float(len(tables["pairs"])), "duplicate_samples": float(duplicates),
         "degenerate_fraction": summary["degenerate_fraction"], "mean_tokens": summary["mean_tokens"],
-        "seconds_generate": round(seconds_generate, 3), "seconds_judge": round(seconds_judge, 3),
-        "seconds_total": round(time.perf_counter() - started, 3),
+        **{k: round(v, 3) for k, v in seconds.items()},
     }
     for name, stats in summary["scores"].items():
         metrics[f"score_mean_{name}"] = stats["mean"]
@@ -353,5 +368,4 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
         for b, r in row.items():
             if a < b and r is not None:
                 metrics[f"corr_{a}_{b}"] = r
-    return PairsResult(out_dir=out_dir, paths=paths, n_prompts=len(selected), n_responses=len(responses),
-                       n_pairs=len(pairs_table), metrics=metrics)
+    return metrics

@@ -5,9 +5,15 @@
              source, split, tags (JSON list of strings)
 - responses: response_id, prompt_id, text, origin (dataset name, or the policy that
              sampled it)
-- ratings:   response_id, objective, value, scale_min, scale_max, rater
-- pairs:     pair_id, prompt_id, chosen_id, rejected_id, objective, margin, source
+- ratings:   response_id, objective, value, scale_min, scale_max, rater, metadata
+- pairs:     pair_id, prompt_id, chosen_id, rejected_id, objective, margin, source, metadata
              (chosen_id / rejected_id are response ids)
+
+`metadata` (ratings, pairs) is a JSON object of what the source row carried beyond the
+canonical fields (e.g. AlpacaEval's chosen_model / rejected_model / preference / judge),
+"{}" when nothing. It is an *optional* column: `frame` fills it for writers that do not
+set it and `read` adds it to tables written before it existed, so every reader sees the
+same columns. `required_columns(name)` are the ones a table must have on disk.
 
 Ids are content hashes, so the same prompt or response imported twice gets one id and a
 split assignment that never changes when rows are added.
@@ -23,8 +29,10 @@ import pandas as pd
 
 PROMPT_COLUMNS = ["prompt_id", "messages", "text", "source", "split", "tags"]
 RESPONSE_COLUMNS = ["response_id", "prompt_id", "text", "origin"]
-RATING_COLUMNS = ["response_id", "objective", "value", "scale_min", "scale_max", "rater"]
-PAIR_COLUMNS = ["pair_id", "prompt_id", "chosen_id", "rejected_id", "objective", "margin", "source"]
+RATING_COLUMNS = ["response_id", "objective", "value", "scale_min", "scale_max", "rater", "metadata"]
+PAIR_COLUMNS = ["pair_id", "prompt_id", "chosen_id", "rejected_id", "objective", "margin", "source", "metadata"]
+# Optional columns and the value of a row that does not set them.
+OPTIONAL_COLUMNS = {"metadata": "{}"}
 QUARANTINE_COLUMNS = ["source", "location", "reason", "detail", "raw"]
 
 TABLES = {
@@ -44,6 +52,16 @@ def _digest(*parts: str) -> str:
         h.update(p.encode("utf-8"))
         h.update(b"\x1f")
     return h.hexdigest()[:20]
+
+
+def required_columns(name: str) -> list[str]:
+    """The columns a stored table must have (its canonical columns minus optional ones)."""
+    return [c for c in TABLES.get(name, QUARANTINE_COLUMNS) if c not in OPTIONAL_COLUMNS]
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    """The metadata column's text: a JSON object with sorted keys ("{}" when empty)."""
+    return json.dumps(metadata or {}, ensure_ascii=False, sort_keys=True, allow_nan=False)
 
 
 def messages_json(messages: list[dict[str, str]]) -> str:
@@ -82,20 +100,30 @@ def frame(name: str, rows: list[dict[str, Any]]) -> pd.DataFrame:
     if not rows:
         return empty_table(name)
     cols = TABLES.get(name, QUARANTINE_COLUMNS)
-    df = pd.DataFrame(rows)
+    df = _with_optional(pd.DataFrame(rows), cols)
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise ValueError(f"{name}: rows lack columns {missing}")
     return df[cols].astype({c: _dtype(c) for c in cols})
 
 
+def _with_optional(df: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
+    """Fill the optional columns of `cols` that `df` lacks, or holds nulls in, with defaults."""
+    for column, default in OPTIONAL_COLUMNS.items():
+        if column in cols:
+            df[column] = df[column].fillna(default) if column in df.columns else default
+    return df
+
+
 def read(name: str, path: Any, *, required: list[str] | None = None) -> pd.DataFrame:
     """The one reader of a canonical table: a missing file or column is one clear error.
 
-    `required` defaults to the table's canonical columns; a reader that needs fewer (e.g.
-    a table written by an older version) passes its own list.
+    `required` defaults to the table's required columns (`required_columns`); a reader
+    that needs fewer passes its own list. Optional columns a table lacks (written before
+    they existed) are added with their defaults, so readers see the canonical columns.
     """
     from paretoflow.io import read_table
 
-    columns = TABLES.get(name, QUARANTINE_COLUMNS) if required is None else required
-    return read_table(path, columns, what=f"{name} table")
+    columns = required_columns(name) if required is None else required
+    df = read_table(path, columns, what=f"{name} table")
+    return _with_optional(df, TABLES.get(name, QUARANTINE_COLUMNS)) if name in TABLES else df

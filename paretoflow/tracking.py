@@ -4,7 +4,11 @@ Everything goes through `MlflowClient` with explicit run ids: MLflow's active ru
 thread, and Prefect runs tasks on a thread pool, so `mlflow.start_run()` inside a task
 would silently start an unrelated run (shared STACK.md).
 
-Lineage tags on every run: git sha, DVC data hash, params hash, Prefect flow-run id.
+Lineage tags on every run: git sha (HEAD) and the modified tracked files (`git_dirty`,
+dvc.lock excepted), DVC data hash, params hash, Prefect flow-run id. Every run also names
+the process that created it (`paretoflow.process`: host, boot, pid, start time), so
+`sweep_zombie_runs` can tell a run whose process died (kill -9) from one still working, and
+`start_run(..., run_key=...)` lets a retried task reuse its run instead of adding another.
 Adapters are logged as their safetensors files plus the base model's path and
 fingerprint; `load_logged_adapter` reloads them onto that exact base (logging a peft
 model through the transformers flavour reloads wrong weights when the base is a local
@@ -13,13 +17,19 @@ folder, shared STACK.md), and a test checks the reload gives identical logits.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import json
 import math
+import os
+import re
+import socket
 import subprocess
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +38,13 @@ from paretoflow.io import files_hash
 from paretoflow.schema import TABLES
 
 PARENT_TAG = "mlflow.parentRunId"
+FLOW_RUN_TAG = "paretoflow.flow_run_id"
+PROCESS_TAG = "paretoflow.process"
+RUN_KEY_TAG = "paretoflow.run_key"
 _FORBIDDEN_METRIC_CHARS = str.maketrans({"(": "_", ")": "_", "@": "_at_"})
-_SECRET_HINTS = ("password", "secret", "token", "api_key", "apikey", "auth")
+# A key is secret when one of its name parts is a secret word ("api_token", "auth.password");
+# "max_new_tokens" is a budget, not a credential.
+_SECRET_PART = re.compile(r"(^|[._-])(password|passwd|secret|token|api_?key|auth|credentials?)([._-]|$)", re.I)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -92,19 +107,52 @@ class Tracker:
             return self.client.get_experiment_by_name(self.tracking.experiment).experiment_id
 
     # ---------------------------------------------------------------- runs
-    def start_run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None) -> str:
-        all_tags = dict(tags or {})
+    def start_run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+                  run_key: str | None = None) -> str:
+        """Create a run tagged with its creating process. With `run_key`, a run already
+        carrying that key under the same parent is reused (set RUNNING again): what a
+        retried task wants instead of a duplicate."""
+        all_tags = {PROCESS_TAG: process_identity(), **(tags or {})}
         if parent_run_id:
             all_tags[PARENT_TAG] = parent_run_id
+        if run_key is not None:
+            all_tags[RUN_KEY_TAG] = _key_digest(run_key)
+            existing = self.find_keyed_run(run_key, parent_run_id)
+            if existing is not None:
+                self.client.update_run(existing, status="RUNNING")
+                self.set_tags(existing, {PROCESS_TAG: all_tags[PROCESS_TAG]})
+                return existing
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
         return run.info.run_id
+
+    def find_keyed_run(self, run_key: str, parent_run_id: str | None) -> str | None:
+        # The tag holds a digest of the key: any key, and nothing to escape in the filter.
+        query = f"tags.`{RUN_KEY_TAG}` = '{_key_digest(run_key)}'"
+        if parent_run_id:
+            query += f" and tags.`{PARENT_TAG}` = '{parent_run_id}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=2,
+                                       order_by=["attributes.start_time ASC"])
+        return runs[0].info.run_id if runs else None
+
+    @contextlib.contextmanager
+    def run(self, name: str, parent_run_id: str | None = None, tags: Mapping[str, str] | None = None,
+            run_key: str | None = None) -> Iterator[str]:
+        """`start_run` whose run ends FINISHED, or FAILED when the block raises (also on
+        Ctrl-C), so no error leaves it RUNNING."""
+        run_id = self.start_run(name, parent_run_id, tags, run_key=run_key)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id)
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
     def log_params(self, run_id: str, params: Mapping[str, Any], prefix: str = "") -> None:
         for key, value in flatten(params, prefix).items():
-            if any(h in key.lower() for h in _SECRET_HINTS):
+            if _SECRET_PART.search(key):
                 continue  # never log secrets as params
             self.client.log_param(run_id, key[:250], str(value)[:6000])
 
@@ -173,15 +221,38 @@ def load_logged_adapter(tracker: Tracker, run_id: str, artifact_path: str = "ada
 
 # ------------------------------------------------------------------ lineage
 
-def git_sha(root: Path) -> str:
+def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        sha = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("-dirty" if dirty else "")
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_sha(root: Path) -> str:
+    """HEAD's commit; whether the checkout differs from it is `git_dirty`'s business."""
+    out = _git(root, "rev-parse", "HEAD")
+    return out.strip() if out else "unknown"
+
+
+# Rewritten by every `dvc repro`/`dvc commit` (outputs differ across machines in float
+# rounding): a change there says nothing about the code.
+_NOT_CODE = {"dvc.lock"}
+_TAG_LIMIT = 4000   # below MLflow's tag value limit, with room for the suffix
+
+
+def git_dirty(root: Path) -> str:
+    """Tracked paths (repository-relative, comma-separated) that differ from HEAD, staged or
+    not, except dvc.lock; "" for a clean checkout, "unknown" outside a git work tree."""
+    out = _git(root, "diff", "--name-only", "-z", "HEAD", "--")
+    if out is None:
         return "unknown"
+    paths = sorted({p for p in out.split("\0") if p and Path(p).name not in _NOT_CODE})
+    text = ",".join(paths)
+    if len(text) > _TAG_LIMIT:
+        shown = text[:_TAG_LIMIT].rsplit(",", 1)[0]
+        text = f"{shown},... (+{len(paths) - shown.count(',') - 1} more)"
+    return text
 
 
 def dvc_data_hash(root: Path) -> str:
@@ -197,16 +268,112 @@ def dvc_data_hash(root: Path) -> str:
 def lineage_tags(params: Params, root: Path, flow_run_id: str | None = None, data_hash: str | None = None) -> dict[str, str]:
     return {
         "paretoflow.git_sha": git_sha(root),
+        "paretoflow.git_dirty": git_dirty(root),
         "paretoflow.dvc_data_hash": dvc_data_hash(root),
         # The curated tables only: Data Docs in the same folder are rewritten on every run.
         "paretoflow.data_hash": data_hash or files_hash(
             [root / params.curate.out_dir / f"{table}.parquet" for table in TABLES]),
         "paretoflow.params_hash": params.section_hash(),
-        "paretoflow.flow_run_id": flow_run_id or "local",
+        FLOW_RUN_TAG: flow_run_id or "local",
     }
 
 
+# ------------------------------------------------------------------ zombie runs
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> str:
+    """This machine: host name + kernel boot id (pids are only comparable within one boot)."""
+    boot = ""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:8]
+    except OSError:
+        pass
+    return f"{socket.gethostname()}/{boot}"
+
+
+def _started(pid: int) -> str | None:
+    """Start time of a live process (guards against a reused pid), None if none runs."""
+    import psutil
+
+    try:
+        return f"{psutil.Process(pid).create_time():.2f}"
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, ValueError):
+        return None
+    except psutil.AccessDenied:
+        return "?"
+
+
+def process_identity(pid: int | None = None) -> str:
+    pid = os.getpid() if pid is None else pid
+    return f"{_machine()}:{pid}:{_started(pid)}"
+
+
+def process_is_dead(identity: str) -> bool:
+    """True only when `identity` names a process of this machine that no longer runs (its
+    pid is gone or now belongs to a process started at another time); a process of another
+    machine is never judged here."""
+    try:
+        machine, pid, started = identity.rsplit(":", 2)
+        pid_number = int(pid)
+    except ValueError:
+        return False
+    if machine != _machine():
+        return False
+    now = _started(pid_number)
+    return now is None or (now != "?" and now != started)
+
+
+def sweep_zombie_runs(tracker: Tracker, is_alive: Callable[[str], bool],
+                      current_flow_run_id: str | None = None) -> list[str]:
+    """Mark FAILED every RUNNING run of this experiment whose owner is gone: its creating
+    process on this machine died (kill -9), or `is_alive(flow_run_id)` says its flow run
+    is over. Runs of `current_flow_run_id` and runs that cannot be judged are kept.
+    Returns the ids marked. `is_alive` keeps this module orchestrator-free: the flow
+    passes a Prefect-backed predicate (tasks/tracking.py)."""
+    from mlflow.entities import RunStatus
+
+    verdicts: dict[str, bool] = {}   # flow run id -> alive, one query per flow run
+    swept = []
+    for run in _running_runs(tracker):
+        tags = run.data.tags
+        flow_run_id = tags.get(FLOW_RUN_TAG)
+        if flow_run_id is None and PROCESS_TAG not in tags:
+            continue   # not a paretoflow run
+        if current_flow_run_id is not None and flow_run_id == current_flow_run_id:
+            continue
+        reason = None
+        if process_is_dead(tags.get(PROCESS_TAG, "")):
+            reason = f"its process {tags[PROCESS_TAG]} is gone"
+        elif flow_run_id not in (None, "local"):
+            if flow_run_id not in verdicts:
+                verdicts[flow_run_id] = bool(is_alive(flow_run_id))
+            if not verdicts[flow_run_id]:
+                reason = f"flow run {flow_run_id} is no longer running"
+        if reason is None:
+            continue
+        tracker.set_tags(run.info.run_id, {"paretoflow.zombie": f"marked FAILED by flow run "
+                                           f"{current_flow_run_id or 'local'}: {reason}"})
+        tracker.client.set_terminated(run.info.run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        swept.append(run.info.run_id)
+    return swept
+
+
+def _running_runs(tracker: Tracker):
+    token = None
+    while True:
+        page = tracker.client.search_runs([tracker.experiment_id], filter_string="attributes.status = 'RUNNING'",
+                                          max_results=1000, page_token=token)
+        yield from page
+        token = page.token
+        if not token:
+            return
+
+
 # ------------------------------------------------------------------ helpers
+
+def _key_digest(run_key: str) -> str:
+    return hashlib.sha256(run_key.encode()).hexdigest()[:32]
+
 
 def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}

@@ -1,107 +1,101 @@
-"""What every stage task shares: the cross-process cache key and JSON-able summaries.
+"""What every stage task shares: the cross-process cache key and the output manifests.
 
-Cache key = stage name + project root + the params sections the stage reads + a content
-hash of its input files + a hash of the code it runs (its DVC code deps + shared modules). A rerun after a crash (kill -9 mid-align)
-therefore skips every stage whose inputs, params and code are unchanged and resumes at
-the first that is not. Outputs on disk are the stage's real result and the cached
-summary only describes them, so the flow refreshes the cache of a stage whose output
-files are missing (`outputs_present`).
+Cache key = stage (+ job) + project root + the params sections the stage reads + a
+content hash of its input files + a hash of the code it runs (the import closure of its
+entry point, `paretoflow.stages`). A rerun after a crash therefore skips every stage whose
+inputs, params and code are unchanged and resumes at the first that is not.
+
+A cached summary only *describes* files on disk, and outputs live at fixed paths: a run
+with other params, or a killed run, overwrites them. So every completed stage writes a
+**manifest** (`.paretoflow/stages/<stage>[-<job>].json`): the cache key it ran under and
+the content hash of the outputs it wrote. The flow uses the cache only when the manifest
+names the same key and the files on disk still hash to what it recorded (`cache_valid`);
+otherwise the stage recomputes. The manifest is written last, atomically, after the
+outputs: a stage killed half-way never has a valid one.
 Results are persisted as JSON (no pickle) under PREFECT_HOME.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Params
-from paretoflow.io import files_hash
+from paretoflow.io import files_hash, read_json, write_json
+from paretoflow.stages import stage
 
-LIBRARY_ROOT = Path(__file__).resolve().parents[1]
-
-
-# Modules every stage runs through; each stage adds the code it lists as DVC deps.
-SHARED_CODE = ("paretoflow/config.py", "paretoflow/models.py", "paretoflow/schema.py",
-               "paretoflow/generation.py", "tasks")
+MANIFEST_DIR = ".paretoflow/stages"
 
 
-@functools.lru_cache(maxsize=None)
-def code_hash(stage: str) -> str:
-    """Hash of the code a stage runs: its DVC code deps (dvc.yaml, the same list `dvc repro`
-    watches) plus the shared modules. Editing the front code does not rerun alignment."""
-    import yaml
-
-    dvc_yaml = yaml.safe_load((LIBRARY_ROOT / "dvc.yaml").read_text())
-    deps = [d for d in dvc_yaml["stages"][stage]["deps"] if d.startswith("paretoflow")]
-    h = hashlib.sha256()
-    for rel in sorted({*deps, *SHARED_CODE}):
-        path = LIBRARY_ROOT / rel
-        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            h.update(f.relative_to(LIBRARY_ROOT).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-@dataclasses.dataclass(frozen=True)
-class StageIO:
-    sections: tuple[str, ...]   # params sections the stage reads
-    inputs: tuple[str, ...]     # files/folders it reads (relative to root)
-    outputs: tuple[str, ...]    # files/folders it writes (relative to root)
-
-
-def stage_io(params: Params, stage: str, adapter: str | None = None) -> StageIO:
-    c = params.curate.out_dir
-    raw_sources = tuple(s.path for s in params.curate.sources)
-    table = {
-        "curate": StageIO(("objectives", "curate"), raw_sources,
-                          (f"{c}/prompts.parquet", f"{c}/quarantine.parquet", f"{c}/report.json")),
-        "validate": StageIO(("objectives", "validate"), (c,), (f"{params.validate_.docs_dir}",)),
-        "pairs": StageIO(("project", "model", "objectives", "pairs"), (f"{c}/prompts.parquet",),
-                         ("data/pairs/pairs.parquet", "data/pairs/ratings.parquet")),
-        "reward": StageIO(("project", "objectives", "reward"),
-                          ("data/pairs", f"{c}/ratings.parquet", f"{c}/pairs.parquet"),
-                          ("artifacts/reward/model.safetensors", "artifacts/reward/report.json")),
-        "align": StageIO(("project", "model", "objectives", "align"), ("data/pairs",),
-                         (f"artifacts/adapters/{adapter}/adapter_model.safetensors",)),
-        "front": StageIO(("project", "model", "objectives", "front"),
-                         ("artifacts/adapters", "artifacts/reward", f"{c}/prompts.parquet"),
-                         ("artifacts/front/front.json", "artifacts/front/front.png")),
-    }
-    return table[stage]
-
-
-def outputs_present(params: Params, root: Path, stage: str, adapter: str | None = None) -> bool:
-    return all((Path(root) / o).exists() for o in stage_io(params, stage, adapter).outputs)
-
-
-def stage_cache_key(stage: str, params: Params, root: Path, adapter: str | None = None,
-                    extra: Any = None) -> str:
-    io = stage_io(params, stage, adapter)
+def stage_cache_key(name: str, params: Params, root: Path, job: dict[str, Any] | None = None) -> str:
+    s = stage(name)
+    root = Path(root)
     payload = {
-        "stage": stage,
-        "root": str(Path(root).resolve()),
-        "adapter": adapter,
-        "extra": extra,
-        "sections": params.section_hash(*io.sections),
-        "inputs": files_hash([root / i for i in io.inputs]),
-        "code": code_hash(stage),
+        "stage": name,
+        "root": str(root.resolve()),
+        "job": job or {},
+        "sections": params.section_hash(*s.sections),
+        "inputs": files_hash([root / i for i in s.inputs(params)]),
+        "code": s.code_hash(),
     }
-    return stage + "-" + hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    return f"{name}-{digest}"
+
+
+def manifest_path(name: str, root: Path, job: dict[str, Any] | None = None) -> Path:
+    job_name = stage(name).name_of(job or {})
+    return Path(root) / MANIFEST_DIR / (f"{name}-{job_name}.json" if job_name else f"{name}.json")
+
+
+def outputs_hash(name: str, params: Params, root: Path, job: dict[str, Any] | None = None) -> str | None:
+    """Content hash of what the stage (job) wrote; None when an output is missing."""
+    outs = [Path(root) / o for o in stage(name).outputs_for(params, job)]
+    if not all(o.exists() for o in outs):
+        return None
+    return files_hash(outs)
+
+
+def write_manifest(name: str, params: Params, root: Path, key: str, job: dict[str, Any] | None = None) -> str:
+    """Record that `key` produced the outputs now on disk (called after the stage wrote them)."""
+    digest = outputs_hash(name, params, root, job)
+    if digest is None:
+        raise FileNotFoundError(f"stage {name}: outputs {stage(name).outputs_for(params, job)} missing after the run")
+    write_json(manifest_path(name, root, job), {"stage": name, "job": job or {}, "cache_key": key,
+                                                "outputs_hash": digest, "written_at": time.time()})
+    return digest
+
+
+def cache_valid(name: str, params: Params, root: Path, job: dict[str, Any] | None = None) -> bool:
+    """True when the outputs on disk are exactly what a run under the current key produced."""
+    path = manifest_path(name, root, job)
+    if not path.exists():
+        return False
+    try:
+        manifest = read_json(path)
+    except ValueError:
+        return False
+    if manifest.get("cache_key") != stage_cache_key(name, params, root, job):
+        return False
+    return manifest.get("outputs_hash") == outputs_hash(name, params, root, job)
 
 
 def summarize(result: Any, seconds: float | None = None) -> dict[str, Any]:
     """A library result dataclass → plain JSON (paths as strings) for Prefect's JSON results.
 
-    `library_seconds` records the time spent in the library call itself, so
-    bench/overhead.py can separate orchestration and tracking cost from the work.
+    `library_seconds` records the time spent in the library call itself, so the run
+    summary and bench/overhead.py can separate orchestration and tracking cost from work.
     """
     if dataclasses.is_dataclass(result):
         result = dataclasses.asdict(result)
+    elif hasattr(result, "model_dump"):
+        result = result.model_dump(mode="json")
     out = json.loads(json.dumps(result, default=str))
+    if not isinstance(out, dict):
+        out = {"result": out}
     if seconds is not None:
         out["library_seconds"] = seconds
     return out
@@ -109,8 +103,6 @@ def summarize(result: Any, seconds: float | None = None) -> dict[str, Any]:
 
 def timed(fn, *args, **kwargs) -> dict[str, Any]:
     """Call a library stage function and summarize its result with its wall time."""
-    import time
-
     start = time.perf_counter()
     result = fn(*args, **kwargs)
     return summarize(result, time.perf_counter() - start)

@@ -1,8 +1,11 @@
-"""One Prefect task per pipeline stage. Each body calls the library's `run` and returns
-a JSON summary; `log_stage` records it in MLflow as a nested run under the pipeline run.
+"""Prefect tasks around the stage registry (`paretoflow.stages`).
 
-Compute tasks are cached across processes (tasks/common.py); logging is never cached,
-so every pipeline run's MLflow parent holds every front artifact, also on a resume.
+`stage_task` runs any registered stage (one job of it, for align) and returns a JSON
+summary; `log_stage` records a summary as a nested MLflow run under the pipeline run.
+Compute is cached across processes (tasks/common.py), valid only while the outputs on
+disk are the ones the cached run wrote; logging is never cached, so every pipeline run's
+MLflow parent holds every front artifact, also on a resume.
+Params travel typed (`Params`), never as dicts re-parsed per task.
 """
 
 from __future__ import annotations
@@ -12,144 +15,138 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from paretoflow.config import Params
-from tasks.common import stage_cache_key, timed
+from paretoflow.stages import stage
+from tasks.common import cache_valid, stage_cache_key, timed, write_manifest
 
 
-def _params(p: dict[str, Any]) -> Params:
-    return Params.model_validate(p)
+def _cache_key(context, parameters) -> str:
+    return stage_cache_key(parameters["name"], parameters["params"], Path(parameters["root"]), parameters.get("job"))
 
 
-def _stage_policy(stage: str, adapter_arg: str | None = None) -> CacheKeyFnPolicy:
-    def key(context, parameters):
-        adapter = parameters.get(adapter_arg) if adapter_arg else None
-        return stage_cache_key(stage, _params(parameters["params"]), Path(parameters["root"]),
-                               adapter=adapter, extra=parameters.get("extra"))
-    return CacheKeyFnPolicy(cache_key_fn=key)
+@task(name="stage", cache_policy=CacheKeyFnPolicy(cache_key_fn=_cache_key), persist_result=True,
+      result_serializer="json")
+def stage_task(name: str, params: Params, root: str, job: dict[str, Any] | None = None) -> dict:
+    """Run one stage (one job of it) through the library; record its output manifest."""
+    rootp = Path(root)
+    key = stage_cache_key(name, params, rootp, job)
+    summary = timed(stage(name).run, params, rootp, **(job or {}))
+    if stage(name).cached:
+        summary["outputs_hash"] = write_manifest(name, params, rootp, key, job)
+    summary["cache_key"] = key
+    return summary
 
 
-_CACHED = dict(persist_result=True, result_serializer="json")
+def run_stage(name: str, params: Params, root: str, job: dict[str, Any] | None = None) -> dict:
+    """Submit a stage: from the cache when its outputs on disk are the cached run's, else
+    recomputed. The summary says `cached` and, for cached work, the seconds it saved."""
+    s = stage(name)
+    label = "-".join(x for x in (name, s.name_of(job or {})) if x)
+    if s.cached:
+        options = dict(refresh_cache=not cache_valid(name, params, Path(root), job), retries=s.retries)
+    else:
+        options = dict(cache_policy=NO_CACHE, persist_result=False, retries=s.retries)
+    state = stage_task.with_options(name=label, **options)(name, params, root, job, return_state=True)
+    summary = dict(state.result())
+    summary["cached"] = state.name == "Cached"
+    summary["stage"] = name
+    summary["job"] = job or {}
+    summary["job_name"] = s.name_of(job or {})
+    return summary
 
 
-@task(name="curate", cache_policy=_stage_policy("curate"), **_CACHED)
-def curate_task(params: dict, root: str) -> dict:
-    from paretoflow.data.curate import run
-
-    return timed(run, _params(params), Path(root))
-
-
-@task(name="validate", persist_result=False)
-def validate_task(params: dict, root: str) -> dict:
-    # Never cached: the gate re-checks the data on every run and stops the flow on failure.
-    from paretoflow.data.validate import run
-
-    return timed(run, _params(params), Path(root))
-
-
-@task(name="pairs", cache_policy=_stage_policy("pairs"), retries=1, **_CACHED)
-def pairs_task(params: dict, root: str) -> dict:
-    from paretoflow.pairs import run
-
-    return timed(run, _params(params), Path(root))
-
-
-@task(name="train-reward-model", cache_policy=_stage_policy("reward"), **_CACHED)
-def reward_task(params: dict, root: str) -> dict:
-    from paretoflow.reward.train import run
-
-    return timed(run, _params(params), Path(root))
-
-
-@task(name="align", cache_policy=_stage_policy("align", adapter_arg="adapter"), **_CACHED)
-def align_task(params: dict, root: str, adapter: str, objective: str | None = None,
-               weights: list[float] | None = None) -> dict:
-    from paretoflow.align import run
-
-    return timed(run, _params(params), Path(root), objective=objective, weights=weights)
-
-
-@task(name="front", cache_policy=_stage_policy("front"), **_CACHED)
-def front_task(params: dict, root: str) -> dict:
-    from paretoflow.front import run
-
-    return timed(run, _params(params), Path(root))
-
-
-@task(name="promote", persist_result=False)
-def promote_task(params: dict, root: str, parent_run_id: str, validation_passed: bool,
-                 lineage: dict[str, str]) -> dict:
-    from paretoflow.promote import run
-    from paretoflow.tracking import Tracker
-
-    p = _params(params)
-    tracker = Tracker(p.tracking, Path(root))
-    return timed(run, p, Path(root), tracker, parent_run_id, validation_passed, lineage)
+def _params_for_mlflow(params: Params, sections: list[str]) -> dict:
+    dumped = params.model_dump(mode="json", by_alias=True)
+    return {s: dumped[s] for s in sections if s in dumped and s != "objectives"}
 
 
 @task(name="log-stage", retries=2, retry_delay_seconds=5, persist_result=False)
-def log_stage(params: dict, root: str, parent_run_id: str, stage: str, summary: dict,
-              lineage: dict[str, str], artifacts: list[str], sections: list[str],
-              tags: dict[str, str] | None = None, adapter_dir: str | None = None) -> str:
-    """A nested MLflow run for one stage: params, metrics, artifacts, lineage tags."""
+def log_stage(params: Params, root: str, parent_run_id: str, label: str, summary: dict,
+              lineage: dict[str, str], tags: dict[str, str] | None = None) -> str:
+    """A nested MLflow run for one stage (job): params, metrics, artifacts, lineage tags."""
     from paretoflow.tracking import Tracker
 
-    p = _params(params)
     rootp = Path(root)
-    tracker = Tracker(p.tracking, rootp)
-    run_id = tracker.start_run(stage, parent_run_id, tags={**lineage, "paretoflow.stage": stage, **(tags or {})})
-    dumped = p.model_dump(mode="json", by_alias=True)
-    tracker.log_params(run_id, {s: dumped[s] for s in sections if s in dumped and s != "objectives"})
-    tracker.log_metrics(run_id, summary.get("metrics", {}))
-    for curve_name, values in (summary.get("curves") or {}).items():
-        tracker.log_curve(run_id, curve_name, values)
-    if adapter_dir and (rootp / adapter_dir / "train_log.json").exists():
-        # Training curves at their optimizer steps: loss, reward margin, pair accuracy, val.
-        log = json.loads((rootp / adapter_dir / "train_log.json").read_text())
-        for row in log.get("steps", []) + log.get("validation", []):
-            tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
-    for rel in artifacts:
-        tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
-    if adapter_dir:
-        tracker.log_adapter(run_id, rootp / adapter_dir, summary.get("base_model_path") or str(p.model.policy))
-    tracker.end_run(run_id)
+    s = stage(summary["stage"])
+    tracker = Tracker(params.tracking, rootp)
+    tags = {**lineage, "paretoflow.stage": s.name, "paretoflow.cached": str(bool(summary.get("cached"))).lower(),
+            **(tags or {})}
+    # A retry of this task reuses the run its failed attempt created (one run per stage).
+    with tracker.run(label, parent_run_id, tags=tags, run_key=f"log-stage:{label}") as run_id:
+        _log_stage_run(tracker, run_id, params, rootp, s, summary)
     return run_id
 
 
+def _log_stage_run(tracker, run_id: str, params: Params, rootp: Path, s, summary: dict) -> None:
+    tracker.log_params(run_id, _params_for_mlflow(params, list(s.sections)))
+    tracker.log_metrics(run_id, summary.get("metrics", {}))
+    for curve_name, values in (summary.get("curves") or {}).items():
+        tracker.log_curve(run_id, curve_name, values)
+    for rel in s.artifacts(params):
+        tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
+    if summary.get("job"):  # one adapter of the align stage: its folder is the job's output
+        _log_adapter(tracker, run_id, params, rootp / s.outputs_for(params, summary["job"])[0], summary)
+
+
+def _log_adapter(tracker, run_id: str, params: Params, adapter_dir: Path, summary: dict) -> None:
+    """Training curves at their optimizer steps, then the adapter with its base model."""
+    log_path = adapter_dir / "train_log.json"
+    if log_path.exists():
+        log = json.loads(log_path.read_text())
+        for row in log.get("steps", []) + log.get("validation", []):
+            tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
+    tracker.log_adapter(run_id, adapter_dir, summary.get("base_model_path") or str(params.model.policy))
+
+
 @task(name="log-front-candidates", retries=2, retry_delay_seconds=5, persist_result=False)
-def log_front_candidates(params: dict, root: str, front_run_id: str, records: list[dict],
+def log_front_candidates(params: Params, root: str, front_run_id: str, records: list[dict],
                          lineage: dict[str, str]) -> list[str]:
-    """One nested MLflow run per front candidate (under the front stage run)."""
+    """One nested MLflow run per front candidate (under the front stage run): the same
+    numbers as front.json, the plot and the Prefect table (CandidateRecord)."""
+    from paretoflow.front.document import CandidateRecord
     from paretoflow.tracking import Tracker
 
-    tracker = Tracker(_params(params).tracking, Path(root))
+    tracker = Tracker(params.tracking, Path(root))
     run_ids = []
-    for record in records:
-        run_id = tracker.start_run(record["name"], front_run_id, tags={
-            **lineage, "paretoflow.stage": "front-candidate", "paretoflow.candidate": record["name"],
-            "paretoflow.kind": record["kind"], "paretoflow.non_dominated": str(record["non_dominated"])})
-        tracker.log_params(run_id, {"kind": record["kind"], "source": record["source"], "method": record["method"],
-                                    "coefficients": record["coefficients"], "weights": record["weights"]})
-        tracker.log_metrics(run_id, {**record["objectives"], **{f"rm_{k}": v for k, v in record["reward_model"].items()},
-                                     **{f"{k}_ci_low": v[0] for k, v in record["intervals"].items()},
-                                     **{f"{k}_ci_high": v[1] for k, v in record["intervals"].items()},
-                                     "non_dominated": float(record["non_dominated"])})
-        tracker.end_run(run_id)
+    for raw in records:
+        record = CandidateRecord(**raw)
+        tags = {**lineage, "paretoflow.stage": "front-candidate", "paretoflow.candidate": record.name,
+                "paretoflow.kind": record.kind, "paretoflow.non_dominated": str(record.non_dominated),
+                "paretoflow.distinguishable": str(record.distinguishable)}
+        with tracker.run(record.name, front_run_id, tags=tags, run_key=f"front-candidate:{record.name}") as run_id:
+            tracker.log_params(run_id, record.mlflow_params())
+            tracker.log_metrics(run_id, record.mlflow_metrics())
         run_ids.append(run_id)
     return run_ids
 
 
 @task(name="register-reward-model", retries=2, retry_delay_seconds=5, persist_result=False)
-def register_reward_model(params: dict, root: str, reward_run_id: str, summary: dict,
+def register_reward_model(params: Params, root: str, reward_run_id: str, summary: dict,
                           lineage: dict[str, str]) -> str:
-    """Register the reward model logged under the reward stage run as a model version."""
-    from paretoflow.registry import register_candidate
+    """Register the reward model logged under the reward stage run as a model version; an
+    unchanged model (same files by content hash) keeps the version it already has."""
+    from paretoflow.io import files_hash
+    from paretoflow.registry import find_version, register_candidate
     from paretoflow.tracking import Tracker
 
-    p = _params(params)
-    tracker = Tracker(p.tracking, Path(root))
+    tracker = Tracker(params.tracking, Path(root))
+    name = f"{params.tracking.registered_model}-reward"
+    key = files_hash([Path(root) / params.reward.out_dir], length=32)
+    existing = find_version(tracker, name, key)
+    if existing is not None:
+        return existing
     metrics = {f"metric.{k}": f"{v:.6f}" for k, v in summary.get("metrics", {}).items()
                if isinstance(v, (int, float)) and k.startswith("test_")}
-    return register_candidate(tracker, f"{p.tracking.registered_model}-reward", reward_run_id, "reward",
-                              {**lineage, **metrics})
+    return register_candidate(tracker, name, reward_run_id, "reward", {**lineage, **metrics}, key=key)
+
+
+@task(name="promote", persist_result=False)
+def promote_task(params: Params, root: str, parent_run_id: str, validation_passed: bool,
+                 lineage: dict[str, str]) -> dict:
+    from paretoflow.promote import run
+    from paretoflow.tracking import Tracker
+
+    tracker = Tracker(params.tracking, Path(root))
+    return timed(run, params, Path(root), tracker, parent_run_id, validation_passed, lineage)

@@ -178,7 +178,11 @@ def project(tmp_path) -> Path:
     train_rows = [{"prompt": p, "tags": ["category:test"]} for p in [*TRAIN, NEAR_A, NEAR_B]]
     (prompts / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_rows))
     (prompts / "eval.jsonl").write_text("".join(json.dumps({"prompt": p, "tags": []}) + "\n" for p in EVAL))
-    _write_params(root, validate={"min_prompts_per_split": 1}, dvc={"remote_url": str(tmp_path / "remote")})
+    builtin = [s for s in yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["curate"]["sources"]
+               if s["path"].startswith("data/raw/prompts/")]  # the project ships no human data
+    _write_params(root, curate={"sources": builtin},
+                  validate={"min_prompts_per_split": 1, "min_pairs_per_objective_split": 0},
+                  dvc={"remote_url": str(tmp_path / "remote")})
     subprocess.run([str(dvc.dvc_executable()), "init", "-q"], cwd=root, check=True)
     dvc.run_dvc(root, "config", "core.autostage", "true")
     _git(root, "add", "-A")

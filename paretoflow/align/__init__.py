@@ -192,6 +192,18 @@ def _reward_model_lineage(params: Params, root: Path, margin_raters: dict[str, s
     return {"dir": params.reward.out_dir, "hash": files_hash([folder])}
 
 
+def jobs(params: Params) -> list[dict]:
+    """The adapters `align --all` trains, as keyword arguments of `run`: one DPO expert
+    per objective, then one MODPO policy per `align.modpo_weights` vector."""
+    return ([{"objective": o} for o in params.objective_names]
+            + [{"weights": [float(x) for x in w]} for w in params.align.modpo_weights])
+
+
+def job_name(job: dict) -> str:
+    """The adapter folder name of one job of `jobs`."""
+    return adapter_name(objective=job.get("objective"), weights=job.get("weights"))
+
+
 def run_all(params: Params, root: Path = Path("."), policy_path: str | None = None,
             progress: bool = True, resume: bool = True) -> list[AlignResult]:
     """Every objective's expert, then every configured MODPO weight vector.
@@ -209,5 +221,5 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
                 resume=resume) for o, w in requests]
 
 
-__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "modpo_objective_index", "read_meta",
-           "run", "run_all"]
+__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "job_name", "jobs", "modpo_objective_index",
+           "read_meta", "run", "run_all"]

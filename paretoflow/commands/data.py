@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer = subparsers.add_parser(
         "import", help="import one raw file into canonical tables + quarantine (full curation of that file)"
     )
-    importer.add_argument("file", help="JSONL / JSON / Parquet / CSV file (or a folder of them)")
+    importer.add_argument("file", help="JSONL / JSON / Parquet / CSV / TSV file, .gz too (or a folder of them)")
     importer.add_argument("--format", default="auto", choices=FORMATS)
     importer.add_argument("--objective", default=None, help="objective of an HH-RLHF / generic file")
     importer.add_argument("--role", default="train", choices=["train", "eval"])
@@ -41,15 +41,20 @@ def _column_map(entries: list[str]) -> dict[str, str]:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from paretoflow.data.curate import report_table, run
+    from paretoflow.data.curate import curate, report_table, write_result
 
     params = load_params(args.params)
     source = SourceConfig(
         path=args.file, format=args.format, objective=args.objective, role=args.role,
         column_map=_column_map(args.map),
     )
-    curate_config = params.curate.model_copy(update={"sources": [source], "out_dir": args.out})
-    result = run(params.model_copy(update={"curate": curate_config}), Path("."), progress=True)
+    curate_config = params.curate.model_copy(update={"sources": [source]})
+    # The file and --out are named by the user on the command line: the file may lie
+    # outside the project (its folder becomes the data root of this import).
+    named = Path(args.file).resolve()
+    curated = curate(params.model_copy(update={"curate": curate_config}), Path("."), progress=True,
+                     data_roots=[named if named.is_dir() else named.parent])
+    result = write_result(curated, Path(args.out))
     print(report_table(result.report))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
     return 0

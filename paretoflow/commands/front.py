@@ -1,6 +1,6 @@
 """`paretoflow front` (evaluate merged experts → Pareto front) and `paretoflow generate`.
 
-    paretoflow front                                   # artifacts/front/{front.json,front.png,candidates.parquet}
+    paretoflow front                                   # artifacts/front/{front.json,scores.parquet,front.png,...}
     paretoflow front --method map --merge-method ties
     paretoflow generate --weights 0.7,0.2,0.1 "How do I sleep better?"
 """
@@ -25,13 +25,20 @@ def _front(args) -> int:
         params.front.merge_method = args.merge_method
     result = front.run(params, Path(args.root), progress=not args.quiet)
     reference = ", ".join(f"{k}={v:g}" for k, v in result.reference_point.items())
+    low, high = result.hypervolume_ci
     print(f"front: {result.n_candidates} candidates, {result.n_non_dominated} non-dominated, "
-          f"hypervolume {result.hypervolume:.5f} (reference {reference}), "
+          f"hypervolume {result.hypervolume:.5f} [{low:.5f}, {high:.5f}] (reference {reference}), "
           f"sparsity {result.sparsity:.5f}, expected utility {result.expected_utility:.4f}")
+    n_prompts = int(result.metrics["n_prompts"])
+    print(f"minimum detectable difference on {n_prompts} prompts: "
+          + ", ".join(f"{k} {v:.3f}" for k, v in result.mde.get("judges", {}).items()))
+    print("  (* non-dominated, ! distinguishable from the base; mean and paired difference vs base [CI])")
     for record in result.records:
-        values = " ".join(f"{k}={v:.3f}" for k, v in record.objectives.items())
-        print(f"  {'*' if record.non_dominated else ' '} {record.name:28s} {values}")
-    print(f"wrote {result.front_json}, {result.front_png}, {result.candidates_parquet}")
+        values = " ".join(f"{k}={v:.3f} ({record.vs_base[k].diff:+.3f} [{record.vs_base[k].ci_low:+.3f}, "
+                          f"{record.vs_base[k].ci_high:+.3f}])" for k, v in record.objectives.items())
+        flags = ("*" if record.non_dominated else " ") + ("!" if record.distinguishable else " ")
+        print(f"  {flags} {record.name:28s} {values}")
+    print(f"wrote {result.front_json}, {result.scores_parquet}, {result.front_png}, {result.candidates_parquet}")
     return 0
 
 

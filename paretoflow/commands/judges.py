@@ -30,8 +30,8 @@ def register(subparsers) -> None:
 
 def _judge(args) -> int:
     import numpy as np
-    import pandas as pd
 
+    from paretoflow import schema
     from paretoflow.config import load_params
     from paretoflow.judges import build_mixture
 
@@ -53,8 +53,8 @@ def _judge(args) -> int:
     for p in (responses_path, prompts_path):
         if not p.exists():
             raise FileNotFoundError(f"canonical table not found: {p}")
-    responses = pd.read_parquet(responses_path)
-    prompts = pd.read_parquet(prompts_path).set_index("prompt_id")
+    responses = schema.read("responses", responses_path, required=["response_id", "prompt_id", "text"])
+    prompts = schema.read("prompts", prompts_path, required=["prompt_id", "text"]).set_index("prompt_id")
     unknown = sorted(set(responses["prompt_id"]) - set(prompts.index))
     if unknown:
         raise ValueError(f"{responses_path}: {len(unknown)} responses name unknown prompt ids, e.g. {unknown[0]}")

@@ -3,12 +3,13 @@ reward model on any importable preference file)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from paretoflow.io import write_json
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train-rm", help="train the multi-objective reward model on data/pairs (+ curated labels)")
+    train = subparsers.add_parser("train-rm", help="train the multi-objective reward model on the curated data (human pairs, ratings, judge ratings)")
     train.add_argument("--root", default=".", help="repo root (data paths are relative to it)")
     train.set_defaults(func=_train)
 
@@ -46,13 +47,15 @@ def _evaluate(args) -> int:
     data = Path(args.data)
     if not data.exists():
         raise FileNotFoundError(f"data file not found: {data}")
-    result = evaluate_file(RewardModel.load(model_dir, root=root), data, params, args.format, args.objective)
+    result = evaluate_file(RewardModel.load(model_dir, root=root), data, params, args.format, args.objective,
+                           cache_dir=root / params.reward.feature_cache_dir)
     print(f"{result['file']}: {result['n_responses']} responses, {result['n_quarantined_rows']} rows quarantined")
-    print(f"{'objective':<16} {'pairs':>7} {'accuracy':>9} {'ECE':>7}")
-    for name, values in result["objectives"].items():
-        print(f"{name:<16} {values['n_pairs']:>7} {values['accuracy']:>9.4f} {values['ece']:>7.4f}")
+    print("LC accuracy: on the pairs whose chosen response is the shorter (a 'longer wins' rule scores 0 there)")
+    print(f"{'objective':<16} {'pairs':>7} {'accuracy':>9} {'LC accuracy':>12} {'LC pairs':>9} {'ECE':>7}")
+    for name, v in result["objectives"].items():
+        print(f"{name:<16} {v['n_pairs']:>7} {v['accuracy']:>9.4f} {v['lc_accuracy']:>12.4f} {v['n_lc_pairs']:>9} {v['ece']:>7.4f}")
     if result["not_in_model"]:
         print(f"objectives in the file but not in the model (skipped): {result['not_in_model']}")
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
     return 0

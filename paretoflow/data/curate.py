@@ -5,19 +5,26 @@
 
 Steps, in order (each rejected row goes to the quarantine table with its reason):
 
-1. import every file of `params.curate.sources` (importers.py; malformed rows are
-   quarantined there with malformed_json, missing_field, wrong_type, ...);
-2. normalise every text (normalize.py) and check rows: empty_text,
-   chosen_equals_rejected, too_short / too_long (min_words / max_words on the prompt's
-   turns together and on each response);
-3. exact duplicates: a row whose normalised content (prompt, responses, ratings, pairs)
+1. import every file of `params.curate.sources` (importers.py / readers.py; malformed
+   rows are quarantined there with malformed_json, missing_field, wrong_type,
+   field_too_long, ...; files of a folder source with other suffixes are listed in the
+   report as skipped_files);
+2. normalise every text (normalize.py) and hash prompts and responses; a source with
+   `max_prompts` keeps the rows of its sampled prompts (`sample_key`, a hash independent
+   of the split's); its other rows are *sampled out*: counted, not quarantined;
+3. row checks: empty_text, chosen_equals_rejected, too_short / too_long (min_words /
+   max_words on the prompt's turns together and on each response);
+4. exact duplicates: a row whose normalised content (prompt, responses, ratings, pairs)
    equals an earlier row's → duplicate. Rows that share a prompt but bring different
    responses are not duplicates: they merge on the prompt id;
-4. near duplicates: MinHash LSH over the distinct prompts (dedup.py); every row of a
+5. disagreements: rows that order one pair both ways → contradictory_pair; give it other
+   margins → conflicting_duplicate; rate one response differently for one objective and
+   rater → conflicting_rating (every row of a disagreement goes);
+6. near duplicates: MinHash LSH over the distinct prompts (dedup.py); every row of a
    prompt that near-duplicates an earlier prompt → near_duplicate;
-5. decontamination: train-role prompts whose n-gram overlap with eval-role prompts
+7. decontamination: train-role prompts whose n-gram overlap with eval-role prompts
    reaches decontam_threshold → contaminated;
-6. split: eval-role prompts are always "test" (they are the held-out set the Pareto front
+8. split: eval-role prompts are always "test" (they are the held-out set the Pareto front
    is judged on); other prompts get train/val/test from their id hash (dedup.split_of),
    so adding rows never moves an existing prompt. Responses, ratings and pairs follow
    their prompt, so splits are prompt-disjoint.
@@ -27,16 +34,18 @@ held out), then sources in params order, then file order.
 
 Outputs under `<root>/<curate.out_dir>`: prompts, responses, ratings, pairs, quarantine
 (.parquet) and report.json. Same input → byte-identical files (rows sorted by id, no
-timestamps, no pandas metadata), which DVC's caching relies on. After every run the
-identity rows_in == rows_kept + rows_quarantined is checked per file (a row is one input
-record, see importers.py) and a violation raises.
+timestamps, no pandas metadata), which DVC's caching relies on; report.json is written
+last. After every run the identity rows_in == rows_kept + rows_quarantined +
+rows_sampled_out is checked per file (a row is one input record, see readers.py; without
+a sample the last term is 0) and a violation raises.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,17 +55,34 @@ from tqdm.auto import tqdm
 
 from paretoflow.config import CurateConfig, Params
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates, split_of
-from paretoflow.data.importers import ImportedFile, Quarantined, Record, read_source
+from paretoflow.data.importers import (
+    UNEXPECTED,
+    ImportedFile,
+    Limits,
+    Quarantined,
+    Record,
+    data_roots_from_env,
+    read_source,
+)
 from paretoflow.data.normalize import normalize_text, word_count
-from paretoflow.io import write_table, write_text
-from paretoflow.schema import QUARANTINE_COLUMNS, frame, messages_json, pair_id, prompt_id, response_id
+from paretoflow.io import inside, write_table, write_text
+from paretoflow.schema import (
+    QUARANTINE_COLUMNS,
+    frame,
+    messages_json,
+    metadata_json,
+    pair_id,
+    prompt_id,
+    response_id,
+)
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
 # Every reason a row can be quarantined for (importers + curation).
 REASONS = (
-    "malformed_json", "malformed_row", "malformed_dialogue", "missing_field", "wrong_type",
-    "undecodable_bytes", "nan_value", "rating_off_scale", "unknown_objective", "empty_text",
-    "chosen_equals_rejected", "too_short", "too_long", "duplicate", "near_duplicate", "contaminated",
+    "malformed_json", "malformed_row", "malformed_dialogue", "prompt_mismatch", "missing_field", "wrong_type",
+    "undecodable_bytes", "nan_value", "number_too_long", "field_too_long", "rating_off_scale", "negative_margin",
+    "unknown_objective", UNEXPECTED, "empty_text", "chosen_equals_rejected", "too_short", "too_long", "duplicate",
+    "contradictory_pair", "conflicting_duplicate", "conflicting_rating", "near_duplicate", "contaminated",
 )
 
 
@@ -78,7 +104,7 @@ class CurateResult:
 
     def metrics(self) -> dict[str, float]:
         """Flat numbers for experiment tracking (names avoid MLflow's forbidden characters)."""
-        out = {f"rows_{k}": float(self.report[k]) for k in ("rows_in", "rows_kept", "rows_quarantined")}
+        out = {k: float(self.report[k]) for k in ("rows_in", "rows_kept", "rows_quarantined", "rows_sampled_out")}
         out.update({f"{name}_rows": float(n) for name, n in self.counts.items()})
         out.update({f"quarantined_{reason}": float(n) for reason, n in self.report["reasons"].items()})
         out.update({f"prompts_{split}": float(n) for split, n in self.report["prompts_per_split"].items()})
@@ -97,6 +123,7 @@ class _Row:
     prompt_id: str = ""
     response_ids: list[str] = field(default_factory=list)
     rejected: Quarantined | None = None
+    sampled_out: bool = False  # outside its source's prompt sample: neither kept nor quarantined
 
     def reject(self, reason: str, detail: str) -> None:
         r = self.record
@@ -132,18 +159,8 @@ def _last_user_turn(messages: list[dict[str, str]]) -> str:
     return next(t["content"] for t in reversed(messages) if t["role"] == "user")
 
 
-def curate_files(
-    files: Sequence[ImportedFile],
-    config: CurateConfig,
-    progress: tqdm | None = None,
-) -> Curated:
-    """Curate already-imported files (in priority order) into canonical tables.
-
-    `progress`: a tqdm bar advanced once per row checked and once per distinct prompt
-    sketched (its total is set here).
-    """
-    if progress is not None:
-        progress.total = sum(len(f.records) for f in files)
+def _normalised_rows(files: Sequence[ImportedFile], progress: tqdm | None) -> list[_Row]:
+    """Step 1: every record with normalised texts and content ids (prompts hashed once)."""
     rows: list[_Row] = []
     prompt_ids: dict[tuple[tuple[str, str], ...], str] = {}  # rows share prompts: hash each once
     for file_index, imported in enumerate(files):
@@ -153,20 +170,48 @@ def curate_files(
                 [{"role": t["role"], "content": normalize_text(t["content"])} for t in record.messages],
                 [normalize_text(t) for t in record.responses],
             )
-            _check(row, config)
-            if row.rejected is None:
-                turns = tuple((t["role"], t["content"]) for t in row.messages)
-                row.prompt_id = prompt_ids.get(turns) or prompt_ids.setdefault(turns, prompt_id(row.messages))
-                row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
+            turns = tuple((t["role"], t["content"]) for t in row.messages)
+            row.prompt_id = prompt_ids.get(turns) or prompt_ids.setdefault(turns, prompt_id(row.messages))
+            row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
             rows.append(row)
             if progress is not None:
                 progress.update(1)
+    return rows
 
-    # Exact duplicates: the whole normalised content of a row.
-    first_by_key: dict[str, _Row] = {}
+
+def sample_key(seed: int, pid: str) -> str:
+    """The sample's order of a prompt: a hash independent of the split's (dedup.split_of)."""
+    return hashlib.sha256(f"sample\x1f{seed}\x1f{pid}".encode()).hexdigest()
+
+
+def _sample(rows: list[_Row], files: Sequence[ImportedFile]) -> dict[str, dict[str, int]]:
+    """Step 2: per source with max_prompts, keep the rows of its max_prompts prompts of
+    smallest sample_key; the others are sampled out (counted, not quarantined)."""
+    by_source: dict[str, list[_Row]] = defaultdict(list)
     for row in rows:
-        if row.rejected is not None:
-            continue
+        imported = files[row.file_index]
+        if imported.max_prompts is not None:
+            by_source[imported.source or imported.path].append(row)
+    summary = {}
+    for source, source_rows in by_source.items():
+        imported = files[source_rows[0].file_index]
+        prompts = sorted({r.prompt_id for r in source_rows}, key=lambda p: sample_key(imported.sample_seed, p))
+        keep = set(prompts[: imported.max_prompts])
+        for row in source_rows:
+            row.sampled_out = row.prompt_id not in keep
+        summary[source] = {"max_prompts": imported.max_prompts, "seed": imported.sample_seed,
+                           "prompts_available": len(prompts), "prompts_sampled": len(keep)}
+    return summary
+
+
+def _active(rows: list[_Row]) -> Iterator[_Row]:
+    return (r for r in rows if r.rejected is None and not r.sampled_out)
+
+
+def _mark_exact_duplicates(rows: list[_Row]) -> None:
+    """Step 4: a row whose whole normalised content equals an earlier row's."""
+    first_by_key: dict[str, _Row] = {}
+    for row in _active(rows):
         record = row.record
         key = content_key(
             row.prompt_id,
@@ -179,11 +224,52 @@ def curate_files(
         if kept is not row:
             row.reject("duplicate", f"same content as {kept.record.source} {kept.record.location}")
 
-    # Near duplicates over distinct prompts, in first-occurrence order.
+
+def _where(rows: list[_Row]) -> str:
+    named = [f"{r.record.source} {r.record.location}" for r in rows[:3]]
+    return ", ".join(named) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
+
+
+def _mark_conflicts(rows: list[_Row]) -> None:
+    """Step 5: rows that disagree about one pair (A>B vs B>A: contradictory_pair; same
+    order, other margin: conflicting_duplicate) or one rating (same response, objective
+    and rater, other value: conflicting_rating). Every row of the disagreement goes:
+    which one is right cannot be told, and keeping the first would depend on file order."""
+    pair_claims: dict[tuple[str, str, str, str], list[tuple[_Row, str, float]]] = defaultdict(list)
+    rating_claims: dict[tuple[str, str, str], list[tuple[_Row, float]]] = defaultdict(list)
+    for row in _active(rows):
+        for p in row.record.pairs:
+            chosen, rejected = row.response_ids[p.chosen_index], row.response_ids[p.rejected_index]
+            low, high = sorted((chosen, rejected))
+            pair_claims[(row.prompt_id, low, high, p.objective)].append((row, chosen, p.margin))
+        for r in row.record.ratings:
+            rating_claims[(row.response_ids[r.response_index], r.objective, r.rater)].append((row, r.value))
+    verdicts: list[tuple[list[_Row], str, str]] = []
+    for (_, _, _, objective), claims in pair_claims.items():
+        group = list({id(r): r for r, _, _ in claims}.values())
+        if len({c for _, c, _ in claims}) > 1:
+            verdicts.append((group, "contradictory_pair", f"{objective}: opposite preferences for one pair in {_where(group)}"))
+        elif len({m for _, _, m in claims}) > 1:
+            margins = sorted({m for _, _, m in claims})
+            verdicts.append((group, "conflicting_duplicate", f"{objective}: margins {margins} for one pair in {_where(group)}"))
+    for (_, objective, rater), claims in rating_claims.items():
+        if len({v for _, v in claims}) > 1:
+            group = list({id(r): r for r, _ in claims}.values())
+            values = sorted({v for _, v in claims})
+            verdicts.append((group, "conflicting_rating", f"{objective} by {rater}: values {values} for one response "
+                                                          f"in {_where(group)}"))
+    for group, reason, detail in verdicts:
+        for row in group:
+            if row.rejected is None:
+                row.reject(reason, detail)
+
+
+def _mark_near_duplicates(rows: list[_Row], config: CurateConfig, progress: tqdm | None) -> dict[str, _Row]:
+    """Step 6: MinHash LSH over the distinct prompts, in first-occurrence order; returns
+    the first row of every prompt still active."""
     first_row_of_prompt: dict[str, _Row] = {}
-    for row in rows:
-        if row.rejected is None:
-            first_row_of_prompt.setdefault(row.prompt_id, row)
+    for row in _active(rows):
+        first_row_of_prompt.setdefault(row.prompt_id, row)
     distinct_ids = list(first_row_of_prompt)
     if progress is not None:
         progress.total += len(distinct_ids)
@@ -194,30 +280,58 @@ def curate_files(
         shingle_size=config.shingle_size, progress=None if progress is None else progress.update,
     )
     near_dup_of = {distinct_ids[d.index]: (distinct_ids[d.representative], d.similarity) for d in found}
-    for row in rows:
-        if row.rejected is None and row.prompt_id in near_dup_of:
+    for row in _active(rows):
+        if row.prompt_id in near_dup_of:
             kept_id, similarity = near_dup_of[row.prompt_id]
             kept = first_row_of_prompt[kept_id].record
             row.reject("near_duplicate", f"Jaccard {similarity:.2f} with prompt {kept_id} ({kept.source} {kept.location})")
+    return first_row_of_prompt
 
-    # Decontamination: train-role prompts against eval-role prompts.
-    eval_ids = sorted({r.prompt_id for r in rows if r.rejected is None and r.role == "eval"})
-    train_ids = sorted({r.prompt_id for r in rows if r.rejected is None and r.role == "train"})
+
+def _mark_contaminated(rows: list[_Row], config: CurateConfig, first_row_of_prompt: dict[str, _Row]) -> None:
+    """Step 7: train-role prompts against eval-role prompts (n-gram overlap)."""
+    eval_ids = sorted({r.prompt_id for r in _active(rows) if r.role == "eval"})
+    train_ids = sorted({r.prompt_id for r in _active(rows) if r.role == "train"})
     hits = contaminated(
         [_dialogue_text(first_row_of_prompt[p].messages) for p in train_ids],
         [_dialogue_text(first_row_of_prompt[p].messages) for p in eval_ids],
         n=config.decontam_ngram, threshold=config.decontam_threshold,
     )
     contaminated_ids = {train_ids[h.index]: (eval_ids[h.held_out], h.fraction) for h in hits}
-    for row in rows:
-        if row.rejected is None and row.role == "train" and row.prompt_id in contaminated_ids:
+    for row in _active(rows):
+        if row.role == "train" and row.prompt_id in contaminated_ids:
             eval_id, fraction = contaminated_ids[row.prompt_id]
             row.reject("contaminated", f"{fraction:.2f} of its {config.decontam_ngram}-grams occur in eval prompt {eval_id}")
 
-    kept_rows = [r for r in rows if r.rejected is None]
-    tables = _build_tables(kept_rows, files, config)
+
+def curate_files(
+    files: Sequence[ImportedFile],
+    config: CurateConfig,
+    progress: tqdm | None = None,
+    skipped: dict[str, list[str]] | None = None,
+) -> Curated:
+    """Curate already-imported files (in priority order) into canonical tables.
+
+    `progress`: a tqdm bar advanced once per row checked and once per distinct prompt
+    sketched (its total is set here). `skipped`: files of folder sources not read for
+    their suffix, per source, for the report.
+    """
+    if progress is not None:
+        progress.total = sum(len(f.records) for f in files)
+    rows = _normalised_rows(files, progress)
+    samples = _sample(rows, files)
+    for row in _active(rows):
+        _check(row, config)
+    _mark_exact_duplicates(rows)
+    _mark_conflicts(rows)
+    first_row_of_prompt = _mark_near_duplicates(rows, config, progress)
+    _mark_contaminated(rows, config, first_row_of_prompt)
+    tables = _build_tables(list(_active(rows)), files, config)
     quarantine = _quarantine_frame(files, rows)
     report = _report(files, rows, tables, quarantine)
+    report["samples"] = samples
+    report["skipped_files"] = dict(skipped or {})
+    report["limits"] = {"max_file_bytes": config.max_file_bytes, "max_field_chars": config.max_field_chars}
     return Curated(tables, quarantine, report)
 
 
@@ -233,6 +347,7 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
 
     for row in kept_rows:
         record, pid = row.record, row.prompt_id
+        metadata = metadata_json(record.metadata)
         if pid not in prompts:
             prompts[pid] = {
                 "prompt_id": pid,
@@ -249,6 +364,7 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
             ratings.setdefault((rid, rating.objective, rating.rater), {
                 "response_id": rid, "objective": rating.objective, "value": rating.value,
                 "scale_min": rating.scale_min, "scale_max": rating.scale_max, "rater": rating.rater,
+                "metadata": metadata,
             })
             if files[row.file_index].derive_pairs:
                 rating_groups[(row.file_index, pid, rating.objective, rating.rater)].setdefault(rid, rating.value)
@@ -258,10 +374,25 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
             pairs.setdefault(xid, {
                 "pair_id": xid, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
                 "objective": pair.objective, "margin": pair.margin, "source": record.source,
+                "metadata": metadata,
             })
 
-    # Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
-    # every ordered pair with a strictly higher rating, margin = the rating difference.
+    _add_derived_pairs(pairs, rating_groups, files)
+    for pid, row in prompts.items():
+        row["tags"] = json.dumps(sorted(tags[pid]), ensure_ascii=False)
+    return {
+        "prompts": frame("prompts", [prompts[k] for k in sorted(prompts)]),
+        "responses": frame("responses", [responses[k] for k in sorted(responses)]),
+        "ratings": frame("ratings", [ratings[k] for k in sorted(ratings)]),
+        "pairs": frame("pairs", [pairs[k] for k in sorted(pairs)]),
+    }
+
+
+def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
+                       files: Sequence[ImportedFile]) -> None:
+    """Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
+    every ordered pair with a strictly higher rating, margin = the rating difference. A
+    pair given explicitly by a row stays as given."""
     for (file_index, pid, objective, _rater), values in sorted(rating_groups.items()):
         ordered = sorted(values.items())
         for i, (rid_a, value_a) in enumerate(ordered):
@@ -275,15 +406,6 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
                     "objective": objective, "margin": abs(value_a - value_b), "source": files[file_index].path,
                 })
 
-    for pid, row in prompts.items():
-        row["tags"] = json.dumps(sorted(tags[pid]), ensure_ascii=False)
-    return {
-        "prompts": frame("prompts", [prompts[k] for k in sorted(prompts)]),
-        "responses": frame("responses", [responses[k] for k in sorted(responses)]),
-        "ratings": frame("ratings", [ratings[k] for k in sorted(ratings)]),
-        "pairs": frame("pairs", [pairs[k] for k in sorted(pairs)]),
-    }
-
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
     entries: list[tuple[int, Quarantined]] = []
@@ -296,20 +418,22 @@ def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.Dat
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
             quarantine: pd.DataFrame) -> dict[str, Any]:
-    kept_per_file = Counter(r.file_index for r in rows if r.rejected is None)
+    kept_per_file = Counter(r.file_index for r in rows if r.rejected is None and not r.sampled_out)
+    sampled_per_file = Counter(r.file_index for r in rows if r.sampled_out)
     sources: dict[str, Any] = {}
     for file_index, imported in enumerate(files):
         reasons = Counter(q.reason for q in imported.quarantined)
         reasons.update(r.rejected.reason for r in rows if r.file_index == file_index and r.rejected is not None)
-        kept, quarantined = kept_per_file[file_index], sum(reasons.values())
-        if imported.rows_in != kept + quarantined:
+        kept, quarantined, sampled_out = kept_per_file[file_index], sum(reasons.values()), sampled_per_file[file_index]
+        if imported.rows_in != kept + quarantined + sampled_out:
             raise RuntimeError(
                 f"{imported.path}: row accounting broken: rows_in {imported.rows_in} != "
-                f"kept {kept} + quarantined {quarantined}"
+                f"kept {kept} + quarantined {quarantined} + sampled out {sampled_out}"
             )
         sources[imported.path] = {
             "format": imported.format, "role": imported.role, "rows_in": imported.rows_in,
-            "rows_kept": kept, "rows_quarantined": quarantined, "reasons": dict(sorted(reasons.items())),
+            "rows_kept": kept, "rows_quarantined": quarantined, "rows_sampled_out": sampled_out,
+            "reasons": dict(sorted(reasons.items())),
             "ignored_attributes": dict(sorted(imported.ignored_attributes.items())),
             "not_rated": imported.not_rated,
         }
@@ -324,6 +448,7 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
         "rows_in": sum(s["rows_in"] for s in sources.values()),
         "rows_kept": sum(s["rows_kept"] for s in sources.values()),
         "rows_quarantined": sum(s["rows_quarantined"] for s in sources.values()),
+        "rows_sampled_out": sum(s["rows_sampled_out"] for s in sources.values()),
         "reasons": dict(sorted(Counter(quarantine["reason"]).items())),
         "tables": {name: len(tables[name]) for name in TABLE_NAMES},
         "prompts_per_split": {s: int((prompts["split"] == s).sum()) for s in ("train", "val", "test")},
@@ -344,34 +469,62 @@ def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def import_sources(params: Params, root: Path) -> list[ImportedFile]:
-    """Every configured file, eval-role sources first (see module docstring)."""
-    sources = sorted(params.curate.sources, key=lambda s: s.role != "eval")  # stable sort
-    return [f for source in sources for f in read_source(source, params.objectives, root)]
+def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None = None,
+                   ) -> tuple[list[ImportedFile], dict[str, list[str]]]:
+    """Every configured file, eval-role sources first (see module docstring), and the
+    files each folder source skipped for their suffix. `data_roots`: folders outside the
+    project that sources may read (default: PARETOFLOW_DATA_ROOTS)."""
+    config = params.curate
+    limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars)
+    roots = data_roots_from_env() if data_roots is None else list(data_roots)
+    files: list[ImportedFile] = []
+    skipped: dict[str, list[str]] = {}
+    for source in sorted(config.sources, key=lambda s: s.role != "eval"):  # stable sort
+        found = read_source(source, params.objectives, root, limits, roots)
+        files += found.files
+        if found.skipped:
+            skipped[source.path] = found.skipped
+    return files, skipped
 
 
-def run(params: Params, root: Path = Path("."), progress: bool = False) -> CurateResult:
-    """The curate stage: read params.curate.sources under root, write <out_dir>/*."""
-    root = Path(root)
-    files = import_sources(params, root)
+def curate(params: Params, root: Path = Path("."), progress: bool = False,
+           data_roots: Sequence[Path] | None = None) -> Curated:
+    """Import and curate params.curate.sources under root, in memory (nothing written)."""
+    files, skipped = import_sources(params, Path(root), data_roots)
     with tqdm(desc="curate", unit="row", disable=not progress) as bar:
-        curated = curate_files(files, params.curate, progress=bar)
-    out_dir = root / params.curate.out_dir
+        return curate_files(files, params.curate, progress=bar, skipped=skipped)
+
+
+def write_result(curated: Curated, out_dir: Path) -> CurateResult:
     paths = write_curated(curated, out_dir)
     counts = {name: len(curated.tables[name]) for name in TABLE_NAMES}
     counts["quarantine"] = len(curated.quarantine)
     return CurateResult(out_dir, paths, counts, curated.report)
 
 
+def run(params: Params, root: Path = Path("."), progress: bool = False,
+        data_roots: Sequence[Path] | None = None) -> CurateResult:
+    """The curate stage: read params.curate.sources under root, write <out_dir>/* (inside
+    root, checked on the resolved path)."""
+    out_dir = inside(root, params.curate.out_dir, what="curate.out_dir")
+    return write_result(curate(params, root, progress, data_roots), out_dir)
+
+
 def report_table(report: dict[str, Any]) -> str:
     """The report as a plain-text table (one line per source, then reasons and tables)."""
-    lines = [f"{'source':<48} {'format':<14} {'role':<5} {'in':>8} {'kept':>8} {'quarantined':>11}"]
+    lines = [f"{'source':<48} {'format':<14} {'role':<5} {'in':>8} {'sampled out':>11} {'kept':>8} {'quarantined':>11}"]
     for path, s in report["sources"].items():
         lines.append(f"{path[-48:]:<48} {s['format']:<14} {s['role']:<5} {s['rows_in']:>8} "
-                     f"{s['rows_kept']:>8} {s['rows_quarantined']:>11}")
+                     f"{s['rows_sampled_out']:>11} {s['rows_kept']:>8} {s['rows_quarantined']:>11}")
         if s["ignored_attributes"]:
             lines.append(f"{'':<4}ignored attributes: {s['ignored_attributes']}")
-    lines.append(f"{'total':<69} {report['rows_in']:>8} {report['rows_kept']:>8} {report['rows_quarantined']:>11}")
+    lines.append(f"{'total':<69} {report['rows_in']:>8} {report['rows_sampled_out']:>11} "
+                 f"{report['rows_kept']:>8} {report['rows_quarantined']:>11}")
+    for source, sample in report.get("samples", {}).items():
+        lines.append(f"sample of {source}: {sample['prompts_sampled']} of {sample['prompts_available']} prompts "
+                     f"(max_prompts {sample['max_prompts']}, seed {sample['seed']})")
+    for source, names in report.get("skipped_files", {}).items():
+        lines.append(f"skipped in {source} (unsupported suffix): {', '.join(names)}")
     if report["reasons"]:
         lines.append("quarantined: " + ", ".join(f"{k} {v}" for k, v in report["reasons"].items()))
     lines.append("tables: " + ", ".join(f"{k} {v}" for k, v in report["tables"].items()))

@@ -2,10 +2,12 @@
 
 A *row* (the unit of the rows_in == rows_kept + rows_quarantined identity) is one input
 record: a non-blank line of a JSONL file, an element of a JSON array file, or a row of a
-Parquet/CSV table. One row becomes one `Record` (a prompt with its responses, ratings and
-pairs) or one quarantine entry, never both and never neither. HelpSteer2 and generic
-rating files also get pairs derived *across* rows of the same prompt; those are built
-after curation (`derive_pairs`) and are not rows.
+Parquet/CSV/TSV table (readers.py reads files under the size caps). One row becomes one
+`Record` (a prompt with its responses, ratings and pairs) or one quarantine entry, never
+both and never neither: whatever exception one row raises, that row is quarantined with
+its reason and the import goes on. HelpSteer2 and generic rating files also get pairs
+derived *across* rows of the same prompt; those are built after curation
+(`derive_pairs`) and are not rows.
 
 Formats (`SourceConfig.format`, or "auto": detected from the first readable record):
 
@@ -14,15 +16,19 @@ Formats (`SourceConfig.format`, or "auto": detected from the first readable reco
   "\\n\\nHuman: ...\\n\\nAssistant: ..."; the shared turns are the prompt, the two final
   assistant turns the responses, one pair. Objective: `objective`, else from the path
   ("helpful*" → helpfulness, "harmless*" → harmlessness, as in the HH folder names).
+  Dialogues that differ before the final Assistant turn → prompt_mismatch.
 - pku_saferlhf: prompt, response_0, response_1, better_response_id, safer_response_id →
   two pairs on the same responses.
 - helpsteer2: prompt, response and 0–4 attribute ratings; multi-turn prompts use the
   dataset's "<extra_id_1>User / Assistant" markers.
 - ultrafeedback: instruction, completions [{response, annotations: {aspect: {Rating}},
   fine-grained_score}] → 1–5 ratings per aspect, one best-vs-worst pair per aspect.
-- generic: JSONL/JSON/Parquet/CSV with `column_map` {canonical field: column}: fields
+- generic: JSONL/JSON/Parquet/CSV/TSV with `column_map` {canonical field: column}: fields
   prompt | messages, chosen + rejected (a pair), response (+ rating), objective, margin,
-  tags, scale_min, scale_max. Unmapped fields default to columns of the same name.
+  tags, scale_min, scale_max. Unmapped fields default to columns of the same name. Every
+  other column of a row is kept as metadata (a JSON object on the row's pairs and
+  ratings, e.g. AlpacaEval's chosen_model / rejected_model / preference / judge);
+  NaN/inf there become null.
 
 Objectives. An objective named by the user (SourceConfig.objective, the `--objective`
 flag, a generic file's objective column, the HH folder-name default) must be declared in
@@ -34,29 +40,46 @@ ignored and counted in the report (datasets carry more axes than an experiment n
 an attribute named exactly like a declared objective is kept under that name; a row
 left with no pair and no rating at all is quarantined as unknown_objective.
 
+Paths. A source path relative to the project root must resolve inside it (symlinks
+followed); a path outside (absolute, `..`, or a symlink leaving the project) is read only
+under a data root named in the environment variable PARETOFLOW_DATA_ROOTS
+(os.pathsep-separated folders). The data roots are set by whoever runs the worker, not
+by params, so a flow parameter cannot widen what a run may read.
+
 Preference pairs without scores (HH, PKU, generic without margin) get margin 1.0.
 """
 
 from __future__ import annotations
 
-import csv
-import gzip
-import io
 import json
 import math
+import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Objective, SourceConfig
 from paretoflow.data.normalize import has_lone_surrogate
+from paretoflow.data.readers import (
+    FILE_SUFFIXES,
+    Limits,
+    RawRow,
+    RowError,
+    SourceError,
+    expand_source,
+    read_rows,
+)
 from paretoflow.schema import ROLES
 
-RAW_LIMIT = 500  # characters of the raw record kept in the quarantine table
-FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz", ".parquet", ".csv")
+__all__ = [
+    "FILE_SUFFIXES", "ImportedFile", "Limits", "Pair", "Quarantined", "Rating", "Record", "RowError",
+    "SourceError", "detect_format", "expand_source", "read_file", "read_rows", "read_source",
+]
+
+DATA_ROOTS_ENV = "PARETOFLOW_DATA_ROOTS"
 
 # Dataset attribute → objective defaults (column_map read as {objective: attribute}).
 DEFAULT_OBJECTIVE_MAPS: dict[str, dict[str, str]] = {
@@ -75,15 +98,8 @@ GENERIC_FIELDS = (
     "prompt", "messages", "chosen", "rejected", "response", "rating", "objective", "margin",
     "tags", "scale_min", "scale_max",
 )
-
-
-class RowError(Exception):
-    """A row that cannot become a record: quarantined with `reason` and `detail`."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+# Quarantine reason of a row whose failure no parser anticipated (the exception is named).
+UNEXPECTED = "unexpected_error"
 
 
 @dataclass
@@ -117,6 +133,7 @@ class Record:
     responses: list[str] = field(default_factory=list)
     ratings: list[Rating] = field(default_factory=list)
     pairs: list[Pair] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)  # generic: the row's other columns
 
 
 @dataclass
@@ -148,153 +165,21 @@ class ImportedFile:
     derive_pairs: bool = False  # pairs from ratings across rows of one prompt (HelpSteer2, generic)
     ignored_attributes: Counter = field(default_factory=Counter)
     not_rated: int = 0  # UltraFeedback "N/A" ratings skipped
-
-
-# --------------------------------------------------------------------------- reading files
+    # Prompt-grouped sample of the source this file belongs to (SourceConfig.max_prompts).
+    source: str = ""
+    max_prompts: int | None = None
+    sample_seed: int = 0
 
 
 @dataclass
-class _RawRow:
-    location: str
-    order: int
-    raw: str
-    value: Any = None
-    error: RowError | None = None
-
-
-def _truncate(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: source file not found")
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            raise ValueError(f"{path}: not a readable gzip file ({exc})") from exc
-    return data
-
-
-def _looks_binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
-
-
-def _read_json_rows(path: Path) -> list[_RawRow]:
-    data = _read_bytes(path)
-    if _looks_binary(data):
-        raise ValueError(f"{path}: binary data (NUL bytes), not JSON Lines")
-    stripped = data.lstrip()
-    if stripped.startswith(b"\xef\xbb\xbf"):
-        stripped = stripped[3:].lstrip()
-    if stripped.startswith(b"["):
-        # A JSON array file (how some datasets ship): each element is a row.
-        try:
-            items = json.loads(stripped.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path}: starts with '[' but is not a valid JSON array ({exc})") from exc
-        return [
-            _RawRow(f"item {i + 1}", i, _truncate(json.dumps(v, ensure_ascii=False)), v)
-            for i, v in enumerate(items)
-        ]
-    rows: list[_RawRow] = []
-    parsed = 0
-    for number, line_bytes in enumerate(data.split(b"\n"), start=1):
-        if not line_bytes.strip():
-            continue  # blank lines are not rows
-        location = f"line {number}"
-        try:
-            line = line_bytes.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raw = line_bytes.decode("utf-8", "backslashreplace")
-            rows.append(_RawRow(location, number, _truncate(raw),
-                                error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte {exc.start}")))
-            continue
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            rows.append(_RawRow(location, number, _truncate(line),
-                                error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}")))
-            continue
-        parsed += 1
-        rows.append(_RawRow(location, number, _truncate(line), value))
-    if rows and parsed == 0:
-        raise ValueError(f"{path}: no line parses as JSON; not a JSON Lines file")
-    return rows
-
-
-def _read_parquet_rows(path: Path) -> list[_RawRow]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: source file not found")
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
-    rows = []
-    for index, value in enumerate(table.to_pylist()):
-        raw = json.dumps(value, ensure_ascii=False, default=str)
-        rows.append(_RawRow(f"row {index + 1}", index, _truncate(raw), value))
-    return rows
-
-
-def _read_csv_rows(path: Path) -> list[_RawRow]:
-    data = _read_bytes(path)
-    if _looks_binary(data):
-        raise ValueError(f"{path}: binary data (NUL bytes), not CSV")
-    # surrogateescape: undecodable bytes become lone surrogates, caught per cell below.
-    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if header is None:
-            return []
-        rows = []
-        for index, cells in enumerate(reader):
-            if not any(c.strip() for c in cells):
-                continue
-            raw = _truncate(",".join(cells))
-            location = f"row {index + 1}"
-            if len(cells) != len(header):
-                rows.append(_RawRow(location, index, raw, error=RowError(
-                    "malformed_row", f"{len(cells)} cells for {len(header)} columns")))
-                continue
-            # An empty cell is a missing value, as pandas reads it.
-            rows.append(_RawRow(location, index, raw, {h: (c if c != "" else None) for h, c in zip(header, cells)}))
-    except csv.Error as exc:
-        raise ValueError(f"{path}: not a readable CSV file ({exc})") from exc
-    return rows
-
-
-def read_rows(path: Path) -> list[_RawRow]:
-    """Rows of a file by its extension; a wholly unreadable file raises naming the file."""
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return _read_parquet_rows(path)
-    if name.endswith(".csv"):
-        return _read_csv_rows(path)
-    if name.endswith((".jsonl", ".json", ".jsonl.gz", ".json.gz")):
-        return _read_json_rows(path)
-    raise ValueError(f"{path}: unsupported file type (expected one of {', '.join(FILE_SUFFIXES)})")
-
-
-def expand_source(path: Path) -> list[Path]:
-    """A file, or the supported files of a folder (sorted, recursive)."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: source path not found")
-    if path.is_file():
-        return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(FILE_SUFFIXES))
-    if not files:
-        raise ValueError(f"{path}: folder holds no {'/'.join(FILE_SUFFIXES)} files")
-    return files
+class _Parsed:
+    messages: list[dict[str, str]]
+    responses: list[str] = field(default_factory=list)
+    ratings: list[Rating] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    not_rated: int = 0
 
 
 # --------------------------------------------------------------------------- field helpers
@@ -349,6 +234,8 @@ def _tags(row: dict, key: str = "tags") -> list[str]:
             raise RowError("wrong_type", f"field {key!r} is not a JSON list of strings") from None
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise RowError("wrong_type", f"field {key!r} must be a list of strings")
+    if any(has_lone_surrogate(t) for t in value):
+        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8")
     return sorted(set(value))
 
 
@@ -461,7 +348,7 @@ def parse_hh(row: dict, objective: str) -> tuple[list[dict[str, str]], list[str]
         if turns[-1]["role"] != "assistant":
             raise RowError("malformed_dialogue", f"{name!r} does not end with an Assistant turn")
     if [t for t in chosen[:-1]] != [t for t in rejected[:-1]]:
-        raise RowError("malformed_dialogue", "chosen and rejected differ before their final Assistant turn")
+        raise RowError("prompt_mismatch", "chosen and rejected differ before their final Assistant turn")
     prompt = chosen[:-1]
     if not prompt or prompt[-1]["role"] != "user":
         raise RowError("malformed_dialogue", "the turn before the final Assistant turn is not a Human turn")
@@ -473,8 +360,6 @@ def parse_pku(row: dict, targets: list[AttributeTarget]) -> tuple[list[dict[str,
     responses = [_text(row, "response_0"), _text(row, "response_1")]
     pairs = []
     for target in targets:
-        if target.inverted:
-            raise ValueError(f"pku_saferlhf: column_map value -{target.attribute} cannot be inverted")
         value = _present(row, target.attribute)
         if isinstance(value, bool) or value not in (0, 1, "0", "1"):
             raise RowError("wrong_type", f"field {target.attribute!r} = {value!r}, expected 0 or 1")
@@ -578,7 +463,174 @@ def detect_format(value: dict) -> str:
     return "generic"
 
 
+
+def _generic_objective(row: dict, columns: dict[str, str], objective: str | None, declared: Sequence[str]) -> str:
+    if columns["objective"] in row:
+        name = _text(row, columns["objective"])
+    elif objective:
+        name = objective
+    else:
+        raise RowError("missing_field", f"no objective column {columns['objective']!r} and no source objective")
+    if name not in declared:
+        raise RowError("unknown_objective", f"objective {name!r} not declared in params ({list(declared)})")
+    return name
+
+
+def _generic_rating(row: dict, columns: dict[str, str], name: str, scales: dict[str, tuple[float, float]]) -> Rating:
+    value = _number(_present(row, columns["rating"]), columns["rating"])
+    low, high = scales[name]
+    if row.get(columns["scale_min"]) is not None:
+        low = _number(row[columns["scale_min"]], columns["scale_min"])
+    if row.get(columns["scale_max"]) is not None:
+        high = _number(row[columns["scale_max"]], columns["scale_max"])
+    if not low < high:
+        raise RowError("rating_off_scale", f"scale [{low:g}, {high:g}] is empty (scale_min must be < scale_max)")
+    return Rating(0, name, _on_scale(value, low, high, columns["rating"]), low, high, "generic")
+
+
+def json_safe(value: Any) -> Any:
+    """A metadata value as JSON: NaN/inf → None, tuples → lists, other objects → str;
+    text that is not UTF-8 quarantines the row (it could not be written)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise RowError("undecodable_bytes", "a metadata field holds bytes that are not UTF-8")
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
+                   declared: Sequence[str], scales: dict[str, tuple[float, float]]) -> _Parsed:
+    if columns["messages"] in row and row[columns["messages"]] is not None:
+        parsed = _Parsed(_messages(row[columns["messages"]], columns["messages"]))
+    else:
+        parsed = _Parsed(_user(_text(row, columns["prompt"])))
+    parsed.tags = _tags(row, columns["tags"])
+    used = set(columns.values())
+    parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in used}
+    if columns["chosen"] in row or columns["rejected"] in row:
+        parsed.responses = [_text(row, columns["chosen"]), _text(row, columns["rejected"])]
+        margin = _number(row[columns["margin"]], columns["margin"]) if row.get(columns["margin"]) is not None else 1.0
+        if margin < 0:
+            raise RowError("negative_margin", f"field {columns['margin']!r} = {margin:g}: the chosen answer is "
+                                              "rated below the rejected one (swap them, or give |margin|)")
+        parsed.pairs = [Pair(0, 1, _generic_objective(row, columns, objective, declared), margin)]
+    elif columns["response"] in row:
+        parsed.responses = [_text(row, columns["response"])]
+        if columns["rating"] in row:
+            name = _generic_objective(row, columns, objective, declared)
+            parsed.ratings = [_generic_rating(row, columns, name, scales)]
+    return parsed
+
+
 # --------------------------------------------------------------------------- entry point
+
+
+RowParser = Callable[[dict], _Parsed]
+
+
+def _resolve_format(format: str, rows: list[RawRow]) -> str:
+    if format != "auto":
+        return format
+    first = next((r.value for r in rows if isinstance(r.value, dict)), None)
+    return detect_format(first) if first is not None else "builtin"
+
+
+def _builtin_row(row: dict) -> _Parsed:
+    if row.get("messages") is not None:
+        return _Parsed(_messages(row["messages"], "messages"), tags=_tags(row))
+    return _Parsed(_user(_text(row, "prompt")), tags=_tags(row))
+
+
+def _hh_parser(path: Path, objective: str | None, declared: list[str]) -> RowParser:
+    target = hh_objective(path, objective)
+
+    def parse(row: dict) -> _Parsed:
+        if target not in declared:
+            raise RowError("unknown_objective", f"objective {target!r} not declared in params ({declared})")
+        messages, responses, pairs = parse_hh(row, target)
+        return _Parsed(messages, responses, pairs=pairs)
+    return parse
+
+
+def _attribute_parser(format: str, targets: list[AttributeTarget]) -> RowParser:
+    """PKU-SafeRLHF / HelpSteer2 / UltraFeedback rows through their objective targets."""
+    if format == "pku_saferlhf" and any(t.inverted for t in targets):
+        inverted = next(t.attribute for t in targets if t.inverted)
+        raise ValueError(f"pku_saferlhf: column_map value -{inverted} cannot be inverted")
+
+    def parse(row: dict) -> _Parsed:
+        if format == "pku_saferlhf":
+            messages, responses, pairs = parse_pku(row, targets)
+            parsed = _Parsed(messages, responses, pairs=pairs)
+        elif format == "helpsteer2":
+            messages, responses, ratings = parse_helpsteer(row, targets)
+            parsed = _Parsed(messages, responses, ratings=ratings)
+        else:
+            messages, responses, ratings, pairs, skipped = parse_ultrafeedback(row, targets)
+            parsed = _Parsed(messages, responses, ratings, pairs, not_rated=skipped)
+        if not parsed.pairs and not parsed.ratings:
+            raise RowError("unknown_objective", f"no attribute of this row maps to a declared objective "
+                                                f"({[t.objective for t in targets]})")
+        return parsed
+    return parse
+
+
+def _generic_parser(name: str, objective: str | None, column_map: dict[str, str],
+                    objectives: Sequence[Objective]) -> RowParser:
+    columns = {f: column_map.get(f, f) for f in GENERIC_FIELDS}
+    unknown_fields = set(column_map) - set(GENERIC_FIELDS)
+    if unknown_fields:
+        raise ValueError(f"{name}: column_map fields {sorted(unknown_fields)} not among {list(GENERIC_FIELDS)}")
+    declared = [o.name for o in objectives]
+    scales = {o.name: o.scale for o in objectives}
+    return lambda row: _parse_generic(row, columns, objective, declared, scales)
+
+
+def _row_parser(format: str, path: Path, name: str, objectives: Sequence[Objective], objective: str | None,
+                column_map: dict[str, str], rows: list[RawRow], result: ImportedFile) -> RowParser:
+    """The per-row parser of a format; configuration errors raise here, before any row."""
+    declared = [o.name for o in objectives]
+    if format == "builtin":
+        return _builtin_row
+    if format == "hh_rlhf":
+        return _hh_parser(path, objective, declared)
+    if format in DEFAULT_OBJECTIVE_MAPS:
+        targets, ignored = objective_map(format, column_map, declared, _attributes_of(format))
+        result.ignored_attributes.update(_count_present(format, rows, ignored))
+        return _attribute_parser(format, targets)
+    if format == "generic":
+        return _generic_parser(name, objective, column_map, objectives)
+    raise ValueError(f"{name}: unknown format {format!r}")
+
+
+def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None:
+    """One row → one record or one quarantine entry, whatever the row raises."""
+    try:
+        if raw_row.error is not None:
+            raise raw_row.error
+        parsed = parse(_require_object(raw_row.value))
+    except RowError as error:
+        reason, detail = error.reason, error.detail
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one row's failure must not abort the file
+        reason, detail = UNEXPECTED, f"{type(exc).__name__}: {str(exc)[:300]}"
+    else:
+        result.not_rated += parsed.not_rated
+        result.records.append(Record(
+            result.path, raw_row.location, raw_row.order, raw_row.raw, parsed.messages, parsed.tags,
+            parsed.responses, parsed.ratings, parsed.pairs, parsed.metadata,
+        ))
+        return
+    result.quarantined.append(Quarantined(result.path, raw_row.location, raw_row.order, reason, detail, raw_row.raw))
 
 
 def read_file(
@@ -589,69 +641,24 @@ def read_file(
     column_map: dict[str, str] | None = None,
     role: str = "train",
     name: str | None = None,
+    limits: Limits | None = None,
 ) -> ImportedFile:
     """Read one file into records + quarantined rows. `name` is how the file is named in
-    the output tables (default: the path as given)."""
+    the output tables (default: the path as given). A file that cannot be read at all, or
+    a configuration that cannot apply to it, raises naming the file."""
+    path = Path(path)
     name = name or str(path)
-    column_map = dict(column_map or {})
-    declared = [o.name for o in objectives]
-    scales = {o.name: o.scale for o in objectives}
-    rows = read_rows(path)
-    if format == "auto":
-        first = next((r.value for r in rows if isinstance(r.value, dict)), None)
-        format = detect_format(first) if first is not None else "builtin"
-    result = ImportedFile(path=name, format=format, role=role, rows_in=len(rows), records=[], quarantined=[])
-
-    targets: list[AttributeTarget] = []
-    if format in DEFAULT_OBJECTIVE_MAPS:
-        attributes = _attributes_of(format, rows)
-        targets, ignored = objective_map(format, column_map, declared, attributes)
-        result.ignored_attributes.update(_count_present(format, rows, ignored))
-    if format == "hh_rlhf":
-        hh_target = hh_objective(path, objective)
-    if format == "generic":
-        generic_columns = {f: column_map.get(f, f) for f in GENERIC_FIELDS}
-        unknown_fields = set(column_map) - set(GENERIC_FIELDS)
-        if unknown_fields:
-            raise ValueError(f"{name}: column_map fields {sorted(unknown_fields)} not among {list(GENERIC_FIELDS)}")
-    result.derive_pairs = format in ("helpsteer2", "generic")
-
+    rows = read_rows(path, limits)
+    format = _resolve_format(format, rows)
+    result = ImportedFile(path=name, format=format, role=role, rows_in=len(rows), records=[], quarantined=[],
+                          derive_pairs=format in ("helpsteer2", "generic"))
+    parse = _row_parser(format, path, name, objectives, objective, dict(column_map or {}), rows, result)
     for raw_row in rows:
-        try:
-            if raw_row.error is not None:
-                raise raw_row.error
-            row = _require_object(raw_row.value)
-            tags: list[str] = []
-            ratings: list[Rating] = []
-            pairs: list[Pair] = []
-            responses: list[str] = []
-            if format == "builtin":
-                messages = _messages(row["messages"], "messages") if row.get("messages") is not None else _user(_text(row, "prompt"))
-                tags = _tags(row)
-            elif format == "hh_rlhf":
-                if hh_target not in declared:
-                    raise RowError("unknown_objective", f"objective {hh_target!r} not declared in params ({declared})")
-                messages, responses, pairs = parse_hh(row, hh_target)
-            elif format == "pku_saferlhf":
-                messages, responses, pairs = parse_pku(row, targets)
-            elif format == "helpsteer2":
-                messages, responses, ratings = parse_helpsteer(row, targets)
-            elif format == "ultrafeedback":
-                messages, responses, ratings, pairs, skipped = parse_ultrafeedback(row, targets)
-                result.not_rated += skipped
-            elif format == "generic":
-                messages, tags, responses, ratings, pairs = _parse_generic(row, generic_columns, objective, declared, scales)
-            else:
-                raise ValueError(f"{name}: unknown format {format!r}")
-            if format != "builtin" and format != "generic" and not pairs and not ratings:
-                raise RowError("unknown_objective", f"no attribute of this row maps to a declared objective ({declared})")
-            result.records.append(Record(name, raw_row.location, raw_row.order, raw_row.raw, messages, tags, responses, ratings, pairs))
-        except RowError as error:
-            result.quarantined.append(Quarantined(name, raw_row.location, raw_row.order, error.reason, error.detail, raw_row.raw))
+        _import_row(raw_row, parse, result)
     return result
 
 
-def _attributes_of(format: str, rows: list[_RawRow]) -> list[str]:
+def _attributes_of(format: str) -> list[str]:
     if format == "pku_saferlhf":
         return ["better_response_id", "safer_response_id"]
     if format == "helpsteer2":
@@ -659,7 +666,7 @@ def _attributes_of(format: str, rows: list[_RawRow]) -> list[str]:
     return [*ULTRAFEEDBACK_ASPECTS, "fine-grained_score"]
 
 
-def _count_present(format: str, rows: list[_RawRow], attributes: list[str]) -> Counter:
+def _count_present(format: str, rows: list[RawRow], attributes: list[str]) -> Counter:
     """How many rows (HelpSteer2, PKU) or completions (UltraFeedback) carry each attribute."""
     counts: Counter = Counter()
     for raw_row in rows:
@@ -679,56 +686,51 @@ def _count_present(format: str, rows: list[_RawRow], attributes: list[str]) -> C
     return counts
 
 
-def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
-                   declared: Sequence[str], scales: dict[str, tuple[float, float]]):
-    if columns["messages"] in row and row[columns["messages"]] is not None:
-        messages = _messages(row[columns["messages"]], columns["messages"])
-    else:
-        messages = _user(_text(row, columns["prompt"]))
-    tags = _tags(row, columns["tags"])
-    has_pair = columns["chosen"] in row or columns["rejected"] in row
-    has_response = columns["response"] in row
-
-    def objective_of() -> str:
-        if columns["objective"] in row:
-            name = _text(row, columns["objective"])
-        elif objective:
-            name = objective
-        else:
-            raise RowError("missing_field", f"no objective column {columns['objective']!r} and no source objective")
-        if name not in declared:
-            raise RowError("unknown_objective", f"objective {name!r} not declared in params ({list(declared)})")
-        return name
-
-    if has_pair:
-        responses = [_text(row, columns["chosen"]), _text(row, columns["rejected"])]
-        margin = _number(row[columns["margin"]], columns["margin"]) if row.get(columns["margin"]) is not None else 1.0
-        return messages, tags, responses, [], [Pair(0, 1, objective_of(), margin)]
-    if has_response:
-        responses = [_text(row, columns["response"])]
-        ratings = []
-        if columns["rating"] in row:
-            name = objective_of()
-            value = _number(_present(row, columns["rating"]), columns["rating"])
-            low, high = scales[name]
-            if row.get(columns["scale_min"]) is not None:
-                low = _number(row[columns["scale_min"]], columns["scale_min"])
-            if row.get(columns["scale_max"]) is not None:
-                high = _number(row[columns["scale_max"]], columns["scale_max"])
-            ratings.append(Rating(0, name, _on_scale(value, low, high, columns["rating"]), low, high, "generic"))
-        return messages, tags, responses, ratings, []
-    return messages, tags, [], [], []
+# --------------------------------------------------------------------------- sources
 
 
-def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Path) -> list[ImportedFile]:
-    """Every file of a configured source (a file or a folder), paths named relative to root."""
-    base = root / source.path
-    files = expand_source(base)
+def data_roots_from_env() -> list[Path]:
+    """Folders outside the project that sources may read (PARETOFLOW_DATA_ROOTS)."""
+    value = os.environ.get(DATA_ROOTS_ENV, "")
+    return [Path(p) for p in value.split(os.pathsep) if p.strip()]
+
+
+def resolve_input(root: Path, path: str | Path, data_roots: Sequence[Path] = ()) -> Path:
+    """A source path, resolved (symlinks followed): inside the project root, or inside one
+    of the data roots; anything else is an error naming the path and both places."""
+    project = Path(root).resolve()
+    full = (project / path).resolve()  # an absolute `path` replaces the root
+    if project in full.parents:
+        return full
+    allowed = [Path(r).resolve() for r in data_roots]
+    if any(full == r or r in full.parents for r in allowed):
+        return full
+    where = f"the data roots {[str(r) for r in allowed]}" if allowed else f"no data root (set {DATA_ROOTS_ENV})"
+    raise SourceError(f"source {str(path)!r} resolves to {full}: outside the project root {project} and {where}")
+
+
+@dataclass
+class SourceFiles:
+    """What one configured source yielded: imported files and the files skipped by suffix."""
+
+    files: list[ImportedFile]
+    skipped: list[str]
+
+
+def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Path,
+                limits: Limits | None = None, data_roots: Sequence[Path] = ()) -> SourceFiles:
+    """Every file of a configured source (a file or a folder), named relative to root."""
+    base = resolve_input(root, source.path, data_roots)
+    files, skipped = expand_source(base)
     out = []
     for file in files:
+        resolve_input(root, file, data_roots)  # a symlink inside a folder may point elsewhere
         name = str(Path(source.path) / file.relative_to(base)) if base.is_dir() else source.path
-        out.append(read_file(file, objectives, source.format, source.objective, source.column_map, source.role, name))
-    return out
+        imported = read_file(file, objectives, source.format, source.objective, source.column_map,
+                             source.role, name, limits)
+        imported.source, imported.max_prompts, imported.sample_seed = source.path, source.max_prompts, source.sample_seed
+        out.append(imported)
+    return SourceFiles(out, [str(Path(source.path) / p.relative_to(base)) for p in skipped])
 
 
 def iter_records(files: Sequence[ImportedFile]) -> Iterator[Record]:

@@ -18,7 +18,16 @@ What is checked, per table:
   within bounds, foreign keys resolve (responses → prompts, ratings → responses,
   pairs → prompts/responses, chosen and rejected answer the pair's prompt), no
   prompt_id in two splits, prompts per split >= `min_prompts_per_split`, pairs per
-  (objective, split) >= `min_pairs_per_objective_split` (pairs take their prompt's split).
+  (objective, split) >= `min_pairs_per_objective_split` (one number, or one per
+  objective; pairs take their prompt's split); metadata columns hold JSON objects.
+
+The verdict is tied to the data: validation.json records `data_hash` (the content hash of
+the four canonical tables, `paretoflow.io.files_hash`, the same as the lineage tag) and
+the hash of the params it applied; `verdict(params, root)` refuses a report for other
+tables or params (StaleVerdict). Writes are atomic and in order: the Data Docs site is
+rendered into a temporary sibling folder that replaces docs_dir in one rename, and
+validation.json is written last. Only a docs folder validate created (it holds
+DOCS_MARKER) is ever replaced; docs_dir and curate.out_dir must resolve inside the root.
 
 Cross-table checks are not native GE expectations on pandas (UnexpectedRowsExpectation is
 SQL only), hence the derived frames. `import great_expectations` costs ~4 s, so it is
@@ -31,7 +40,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from paretoflow import schema
+from paretoflow.io import atomic_dir, files_hash, inside, read_json, write_json, write_text
 
 if TYPE_CHECKING:
     from paretoflow.config import Params
@@ -46,6 +55,8 @@ if TYPE_CHECKING:
 STORED_TABLES = ("prompts", "responses", "ratings", "pairs", "quarantine")
 FLOAT_COLUMNS = ("value", "scale_min", "scale_max", "margin")
 REPORT_NAME = "validation.json"
+# Written into every Data Docs folder validate creates: only such a folder is ever replaced.
+DOCS_MARKER = ".paretoflow-data-docs"
 SITE_NAME = "paretoflow"
 # How many offending ids a failure message and validation.json show per expectation.
 MAX_EXAMPLES = 5
@@ -98,6 +109,8 @@ class ValidationResult:
     # objective and split ("pairs/helpfulness/train"): numbers the flow logs.
     counts: dict[str, int]
     skipped: list[str] = field(default_factory=list)
+    data_hash: str | None = None  # content hash of the curated tables validated (data_hash())
+    params_hash: str | None = None  # verdict_params_hash(params)
 
     @property
     def failures(self) -> list[ExpectationOutcome]:
@@ -119,13 +132,14 @@ class ValidationResult:
 
 
 def read_tables(curated_dir: Path) -> dict[str, pd.DataFrame]:
-    """The five curated Parquet tables; a missing file is an error naming the path."""
+    """The five curated Parquet tables; a missing file is an error naming the path. No
+    column is required here: the gate reports missing or extra columns itself."""
     tables = {}
     for name in STORED_TABLES:
         path = curated_dir / f"{name}.parquet"
         if not path.exists():
             raise FileNotFoundError(f"curated table not found: {path} (run `paretoflow curate` first)")
-        tables[name] = pd.read_parquet(path)
+        tables[name] = schema.read(name, path, required=[])
     return tables
 
 
@@ -209,21 +223,26 @@ def response_link_frame(responses: pd.DataFrame, prompts: pd.DataFrame) -> pd.Da
     return _typed(rows, ["response_id", "prompt_known", "id_matches_content", "word_count"])
 
 
+def _metadata_well_formed(value: Any) -> bool:
+    return isinstance(_parse_json(value), dict)
+
+
 def rating_link_frame(ratings: pd.DataFrame, responses: pd.DataFrame) -> pd.DataFrame:
     known = set(responses["response_id"])
     rows = [
-        {"rating": f"{r}|{o}|{w}", "response_known": r in known}
-        for r, o, w in zip(ratings["response_id"], ratings["objective"], ratings["rater"])
+        {"rating": f"{r}|{o}|{w}", "response_known": r in known, "metadata_well_formed": _metadata_well_formed(m)}
+        for r, o, w, m in zip(ratings["response_id"], ratings["objective"], ratings["rater"], ratings["metadata"])
     ]
-    return _typed(rows, ["rating", "response_known"])
+    return _typed(rows, ["rating", "response_known", "metadata_well_formed"])
 
 
 def pair_link_frame(pairs: pd.DataFrame, responses: pd.DataFrame, prompts: pd.DataFrame) -> pd.DataFrame:
     prompt_of = dict(zip(responses["response_id"], responses["prompt_id"]))
     known_prompts = set(prompts["prompt_id"])
     rows = []
-    for pid, prompt, chosen, rejected, objective in zip(
-        pairs["pair_id"], pairs["prompt_id"], pairs["chosen_id"], pairs["rejected_id"], pairs["objective"]
+    for pid, prompt, chosen, rejected, objective, metadata in zip(
+        pairs["pair_id"], pairs["prompt_id"], pairs["chosen_id"], pairs["rejected_id"], pairs["objective"],
+        pairs["metadata"],
     ):
         rows.append(
             {
@@ -235,23 +254,30 @@ def pair_link_frame(pairs: pd.DataFrame, responses: pd.DataFrame, prompts: pd.Da
                 "rejected_answers_prompt": prompt_of.get(rejected) == prompt,
                 "id_matches_content": all(isinstance(x, str) for x in (prompt, chosen, rejected, objective))
                 and schema.pair_id(prompt, chosen, rejected, objective) == pid,
+                "metadata_well_formed": _metadata_well_formed(metadata),
             }
         )
     return _typed(rows, ["pair_id", "prompt_known", "chosen_known", "rejected_known",
-                         "chosen_answers_prompt", "rejected_answers_prompt", "id_matches_content"])
+                         "chosen_answers_prompt", "rejected_answers_prompt", "id_matches_content",
+                         "metadata_well_formed"])
 
 
-def pair_count_frame(pairs: pd.DataFrame, prompts: pd.DataFrame, objective_names: list[str]) -> pd.DataFrame:
-    """Pairs per (objective, split), every declared objective × split present (zero-filled)."""
+def pair_count_frame(pairs: pd.DataFrame, prompts: pd.DataFrame, objective_names: list[str],
+                     min_pairs: dict[str, int] | None = None) -> pd.DataFrame:
+    """Pairs per (objective, split), every declared objective × split present (zero-filled),
+    beside the minimum asked for that objective (`min_pairs`, 0 where absent)."""
     split_of = dict(zip(prompts["prompt_id"], prompts["split"]))
     splits = pairs["prompt_id"].map(split_of)
     counts = pd.DataFrame({"objective": pairs["objective"], "split": splits}).value_counts()
+    minimum = min_pairs or {}
     rows = [
-        {"objective_split": f"{o}/{s}", "pair_count": int(counts.get((o, s), 0))}
+        {"objective_split": f"{o}/{s}", "pair_count": int(counts.get((o, s), 0)), "min_pairs": int(minimum.get(o, 0))}
         for o in objective_names
         for s in schema.SPLITS
     ]
-    return _typed(rows, ["objective_split", "pair_count"])
+    df = _typed(rows, ["objective_split", "pair_count", "min_pairs"])
+    df["min_pairs"] = df["min_pairs"].astype("int64")
+    return df
 
 
 def _typed(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -276,50 +302,41 @@ class _Frame:
     expectations: list[tuple[Any, str]]  # (GE expectation, why)
 
 
-def _build_frames(tables: dict[str, pd.DataFrame], params: "Params") -> tuple[list[_Frame], list[str]]:
-    import great_expectations.expectations as gxe
+def _columns_ok(tables: dict[str, pd.DataFrame], name: str) -> bool:
+    return set(schema.TABLES.get(name, schema.QUARANTINE_COLUMNS)) <= set(tables[name].columns)
+
+
+def _not_null(gxe: Any, *columns: str) -> list[tuple[Any, str]]:
+    return [(gxe.ExpectColumnValuesToNotBeNull(column=c), "required") for c in columns]
+
+
+def _all_true(gxe: Any, why: dict[str, str]) -> list[tuple[Any, str]]:
+    return [(gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]), text) for c, text in why.items()]
+
+
+def _stored_frame(gxe: Any, tables: dict[str, pd.DataFrame], name: str, id_column: str,
+                  extra: list[tuple[Any, str]]) -> _Frame:
+    """A stored table: exact canonical columns and dtypes, then `extra` if the columns hold."""
+    columns = schema.TABLES.get(name, schema.QUARANTINE_COLUMNS)
+    exps: list[tuple[Any, str]] = [
+        (gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True), "canonical columns")
+    ]
+    if _columns_ok(tables, name):
+        for c in columns:
+            type_ = "float64" if c in FLOAT_COLUMNS else "str"
+            exps.append((gxe.ExpectColumnValuesToBeOfType(column=c, type_=type_), "canonical dtype"))
+        exps += extra
+    return _Frame(name, tables[name], id_column, exps)
+
+
+def _rating_checks(gxe: Any, params: "Params") -> list[tuple[Any, str]]:
     from great_expectations.expectations.row_conditions import Column
 
-    cfg = params.validate_
-    objectives = params.objective_names
-    frames: list[_Frame] = []
-    skipped: list[str] = []
-
-    def columns_ok(name: str) -> bool:
-        expected = schema.TABLES.get(name, schema.QUARANTINE_COLUMNS)
-        return set(expected) <= set(tables[name].columns)
-
-    def stored(name: str, id_column: str, extra: list[tuple[Any, str]]) -> None:
-        columns = schema.TABLES.get(name, schema.QUARANTINE_COLUMNS)
-        exps: list[tuple[Any, str]] = [
-            (gxe.ExpectTableColumnsToMatchSet(column_set=columns, exact_match=True), "canonical columns")
-        ]
-        if columns_ok(name):
-            for c in columns:
-                type_ = "float64" if c in FLOAT_COLUMNS else "str"
-                exps.append((gxe.ExpectColumnValuesToBeOfType(column=c, type_=type_), "canonical dtype"))
-        frames.append(_Frame(name, tables[name], id_column, exps + (extra if columns_ok(name) else [])))
-
-    def not_null(*columns: str) -> list[tuple[Any, str]]:
-        return [(gxe.ExpectColumnValuesToNotBeNull(column=c), "required") for c in columns]
-
-    def all_true(*columns: str, why: dict[str, str]) -> list[tuple[Any, str]]:
-        return [(gxe.ExpectColumnValuesToBeInSet(column=c, value_set=[True]), why[c]) for c in columns]
-
-    stored("prompts", "prompt_id", [
-        *not_null("prompt_id", "messages", "text", "split", "tags"),
-        (gxe.ExpectColumnValuesToBeUnique(column="prompt_id"), "content-hash id"),
-        (gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(schema.SPLITS)), "declared splits"),
-    ])
-    stored("responses", "response_id", [
-        *not_null("response_id", "prompt_id", "text", "origin"),
-        (gxe.ExpectColumnValuesToBeUnique(column="response_id"), "content-hash id"),
-    ])
-    rating_checks: list[tuple[Any, str]] = [
-        *not_null("response_id", "objective", "value", "scale_min", "scale_max", "rater"),
+    checks: list[tuple[Any, str]] = [
+        *_not_null(gxe, "response_id", "objective", "value", "scale_min", "scale_max", "rater"),
         (gxe.ExpectCompoundColumnsToBeUnique(column_list=["response_id", "objective", "rater"]),
          "one rating per response, objective and rater"),
-        (gxe.ExpectColumnValuesToBeInSet(column="objective", value_set=objectives), "declared objectives"),
+        (gxe.ExpectColumnValuesToBeInSet(column="objective", value_set=params.objective_names), "declared objectives"),
         (gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="scale_max", column_B="scale_min"),
          "scale_min < scale_max"),
         (gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="value", column_B="scale_min", or_equal=True),
@@ -332,25 +349,42 @@ def _build_frames(tables: dict[str, pd.DataFrame], params: "Params") -> tuple[li
         # Ratings on the objective's own scale must lie inside the declared scale; ratings on
         # a rater's native scale (e.g. 0-4 Likert) are normalised by later stages.
         condition = (Column("objective") == objective.name) & (Column("scale_min") == low) & (Column("scale_max") == high)
-        rating_checks.append((
+        checks.append((
             gxe.ExpectColumnValuesToBeBetween(column="value", min_value=low, max_value=high, row_condition=condition),
             f"{objective.name} ratings on its declared scale [{low}, {high}]",
         ))
-    stored("ratings", "response_id", rating_checks)
-    stored("pairs", "pair_id", [
-        *not_null("pair_id", "prompt_id", "chosen_id", "rejected_id", "objective", "source"),
-        (gxe.ExpectColumnValuesToBeUnique(column="pair_id"), "content-hash id"),
-        (gxe.ExpectColumnValuesToBeInSet(column="objective", value_set=objectives), "declared objectives"),
-        (gxe.ExpectSelectColumnValuesToBeUniqueWithinRecord(column_list=["chosen_id", "rejected_id"]),
-         "chosen_id != rejected_id"),
-        (gxe.ExpectColumnValuesToBeBetween(column="margin", min_value=0.0), "chosen is not rated below rejected"),
-    ])
-    stored("quarantine", "location", [*not_null("source", "reason")])
+    return checks
 
-    prompts_ok, responses_ok = columns_ok("prompts"), columns_ok("responses")
-    if prompts_ok:
-        frames.append(_Frame("prompts_content", prompt_content_frame(tables["prompts"]), "prompt_id", [
-            *all_true("messages_well_formed", "text_is_last_user_turn", "id_matches_content", "tags_well_formed", why={
+
+def _stored_frames(gxe: Any, tables: dict[str, pd.DataFrame], params: "Params") -> list[_Frame]:
+    objectives = params.objective_names
+    return [
+        _stored_frame(gxe, tables, "prompts", "prompt_id", [
+            *_not_null(gxe, "prompt_id", "messages", "text", "split", "tags"),
+            (gxe.ExpectColumnValuesToBeUnique(column="prompt_id"), "content-hash id"),
+            (gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(schema.SPLITS)), "declared splits"),
+        ]),
+        _stored_frame(gxe, tables, "responses", "response_id", [
+            *_not_null(gxe, "response_id", "prompt_id", "text", "origin"),
+            (gxe.ExpectColumnValuesToBeUnique(column="response_id"), "content-hash id"),
+        ]),
+        _stored_frame(gxe, tables, "ratings", "response_id", _rating_checks(gxe, params)),
+        _stored_frame(gxe, tables, "pairs", "pair_id", [
+            *_not_null(gxe, "pair_id", "prompt_id", "chosen_id", "rejected_id", "objective", "source"),
+            (gxe.ExpectColumnValuesToBeUnique(column="pair_id"), "content-hash id"),
+            (gxe.ExpectColumnValuesToBeInSet(column="objective", value_set=objectives), "declared objectives"),
+            (gxe.ExpectSelectColumnValuesToBeUniqueWithinRecord(column_list=["chosen_id", "rejected_id"]),
+             "chosen_id != rejected_id"),
+            (gxe.ExpectColumnValuesToBeBetween(column="margin", min_value=0.0), "chosen is not rated below rejected"),
+        ]),
+        _stored_frame(gxe, tables, "quarantine", "location", [*_not_null(gxe, "source", "reason")]),
+    ]
+
+
+def _prompt_frames(gxe: Any, prompts: pd.DataFrame, cfg: Any) -> list[_Frame]:
+    return [
+        _Frame("prompts_content", prompt_content_frame(prompts), "prompt_id", [
+            *_all_true(gxe, {
                 "messages_well_formed": "JSON list of {role, content}, last turn from the user",
                 "text_is_last_user_turn": "text equals the last user turn",
                 "id_matches_content": "prompt_id == schema.prompt_id(messages)",
@@ -358,54 +392,85 @@ def _build_frames(tables: dict[str, pd.DataFrame], params: "Params") -> tuple[li
             }),
             (gxe.ExpectColumnValuesToBeBetween(column="word_count", min_value=1, max_value=cfg.max_words),
              f"1..{cfg.max_words} words"),
-        ]))
-        frames.append(_Frame("prompt_splits", prompt_split_frame(tables["prompts"]), "prompt_id", [
+        ]),
+        _Frame("prompt_splits", prompt_split_frame(prompts), "prompt_id", [
             (gxe.ExpectColumnValuesToBeUnique(column="prompt_id"), "no prompt_id shared across splits"),
-        ]))
-        frames.append(_Frame("split_counts", split_count_frame(tables["prompts"]), "split", [
+        ]),
+        _Frame("split_counts", split_count_frame(prompts), "split", [
             (gxe.ExpectColumnValuesToBeBetween(column="prompt_count", min_value=cfg.min_prompts_per_split),
              f"at least {cfg.min_prompts_per_split} prompts per split"),
-        ]))
+        ]),
+    ]
+
+
+def _pair_frames(gxe: Any, tables: dict[str, pd.DataFrame], params: "Params") -> list[_Frame]:
+    return [
+        _Frame("pairs_links", pair_link_frame(tables["pairs"], tables["responses"], tables["prompts"]), "pair_id",
+               _all_true(gxe, {
+                   "prompt_known": "prompt_id exists in prompts",
+                   "chosen_known": "chosen_id exists in responses",
+                   "rejected_known": "rejected_id exists in responses",
+                   "chosen_answers_prompt": "chosen response belongs to the pair's prompt",
+                   "rejected_answers_prompt": "rejected response belongs to the pair's prompt",
+                   "id_matches_content": "pair_id == schema.pair_id(prompt, chosen, rejected, objective)",
+                   "metadata_well_formed": "metadata is a JSON object",
+               })),
+        _Frame("pair_counts", pair_count_frame(tables["pairs"], tables["prompts"], params.objective_names,
+                                               {o: params.validate_.min_pairs(o) for o in params.objective_names}),
+               "objective_split", [
+            (gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="pair_count", column_B="min_pairs", or_equal=True),
+             "at least validate.min_pairs_per_objective_split pairs per objective and split"),
+        ]),
+    ]
+
+
+def _derived_frames(gxe: Any, tables: dict[str, pd.DataFrame], params: "Params") -> tuple[list[_Frame], list[str]]:
+    """Cross-row and cross-table frames, each only when the columns it reads exist."""
+    cfg = params.validate_
+    frames: list[_Frame] = []
+    skipped: list[str] = []
+    prompts_ok, responses_ok = _columns_ok(tables, "prompts"), _columns_ok(tables, "responses")
+    if prompts_ok:
+        frames += _prompt_frames(gxe, tables["prompts"], cfg)
     else:
         skipped += ["prompts_content", "prompt_splits", "split_counts"]
     if prompts_ok and responses_ok:
         frames.append(_Frame("responses_links", response_link_frame(tables["responses"], tables["prompts"]),
                              "response_id", [
-            *all_true("prompt_known", "id_matches_content", why={
-                "prompt_known": "prompt_id exists in prompts",
-                "id_matches_content": "response_id == schema.response_id(prompt_id, text)",
-            }),
+            *_all_true(gxe, {"prompt_known": "prompt_id exists in prompts",
+                             "id_matches_content": "response_id == schema.response_id(prompt_id, text)"}),
             (gxe.ExpectColumnValuesToBeBetween(column="word_count", max_value=cfg.max_words),
              f"at most {cfg.max_words} words"),
         ]))
     else:
         skipped.append("responses_links")
-    if responses_ok and columns_ok("ratings"):
-        frames.append(_Frame("ratings_links", rating_link_frame(tables["ratings"], tables["responses"]), "rating", [
-            *all_true("response_known", why={"response_known": "response_id exists in responses"}),
-        ]))
+    if responses_ok and _columns_ok(tables, "ratings"):
+        frames.append(_Frame("ratings_links", rating_link_frame(tables["ratings"], tables["responses"]), "rating",
+                             _all_true(gxe, {"response_known": "response_id exists in responses",
+                                             "metadata_well_formed": "metadata is a JSON object"})))
     else:
         skipped.append("ratings_links")
-    if prompts_ok and responses_ok and columns_ok("pairs"):
-        links = ["prompt_known", "chosen_known", "rejected_known", "chosen_answers_prompt",
-                 "rejected_answers_prompt", "id_matches_content"]
-        frames.append(_Frame("pairs_links", pair_link_frame(tables["pairs"], tables["responses"], tables["prompts"]),
-                             "pair_id", all_true(*links, why={
-            "prompt_known": "prompt_id exists in prompts",
-            "chosen_known": "chosen_id exists in responses",
-            "rejected_known": "rejected_id exists in responses",
-            "chosen_answers_prompt": "chosen response belongs to the pair's prompt",
-            "rejected_answers_prompt": "rejected response belongs to the pair's prompt",
-            "id_matches_content": "pair_id == schema.pair_id(prompt, chosen, rejected, objective)",
-        })))
-        frames.append(_Frame("pair_counts", pair_count_frame(tables["pairs"], tables["prompts"], objectives),
-                             "objective_split", [
-            (gxe.ExpectColumnValuesToBeBetween(column="pair_count", min_value=cfg.min_pairs_per_objective_split),
-             f"at least {cfg.min_pairs_per_objective_split} pairs per objective and split"),
-        ]))
+    if prompts_ok and responses_ok and _columns_ok(tables, "pairs"):
+        frames += _pair_frames(gxe, tables, params)
     else:
         skipped += ["pairs_links", "pair_counts"]
     return frames, skipped
+
+
+def _build_frames(tables: dict[str, pd.DataFrame], params: "Params") -> tuple[list[_Frame], list[str]]:
+    import great_expectations.expectations as gxe
+
+    unknown = set(_min_pairs_map(params)) - set(params.objective_names)
+    if unknown:
+        raise ValueError(f"validate.min_pairs_per_objective_split names undeclared objectives {sorted(unknown)} "
+                         f"(declared: {params.objective_names})")
+    derived, skipped = _derived_frames(gxe, tables, params)
+    return _stored_frames(gxe, tables, params) + derived, skipped
+
+
+def _min_pairs_map(params: "Params") -> dict[str, int]:
+    v = params.validate_.min_pairs_per_objective_split
+    return dict(v) if isinstance(v, dict) else {}
 
 
 # ---------------------------------------------------------------------------------------
@@ -439,27 +504,21 @@ def _context(docs_dir: Path):
     return gx.get_context(project_config=config, mode="ephemeral")
 
 
-def validate_tables(
-    tables: dict[str, pd.DataFrame],
-    params: "Params",
-    docs_dir: Path,
-    report_path: Path | None = None,
-) -> ValidationResult:
-    """Validate in-memory canonical tables; write Data Docs and validation.json; never raise
-    on failed expectations (`run` does). Missing tables count as empty ones."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+def _check_docs_dir(docs_dir: Path) -> None:
+    """Only a folder this project created (it holds DOCS_MARKER) may be replaced."""
+    if docs_dir.exists() and not (docs_dir.is_dir() and (docs_dir / DOCS_MARKER).is_file()):
+        raise ValueError(
+            f"validate.docs_dir {docs_dir} exists but was not created by `paretoflow validate` (no "
+            f"{DOCS_MARKER} inside); refusing to replace it. Point docs_dir at a new folder, or remove "
+            "this one yourself if it is an old Data Docs site."
+        )
+
+
+def _run_suites(frames: list[_Frame], site_dir: Path) -> list[ExpectationOutcome]:
+    """Validate every frame in one ephemeral GE context and render Data Docs into site_dir."""
     import great_expectations as gx
 
-    tables = {name: tables[name] if name in tables else schema.empty_table(name) for name in STORED_TABLES}
-    docs_dir = Path(docs_dir).resolve()
-    report_path = Path(report_path) if report_path else docs_dir.parent / REPORT_NAME
-    # Stale pages from an earlier run would stay in the site index: start from an empty site.
-    if docs_dir.exists():
-        shutil.rmtree(docs_dir)
-    docs_dir.mkdir(parents=True)
-
-    frames, skipped = _build_frames(tables, params)
-    context = _context(docs_dir)
+    context = _context(site_dir)
     datasource = context.data_sources.add_pandas("curated")
     outcomes: list[ExpectationOutcome] = []
     for frame in frames:
@@ -479,13 +538,39 @@ def validate_tables(
         )
         run = checkpoint.run(batch_parameters={"dataframe": frame.data})
         for suite_result in run.run_results.values():
-            for r in suite_result.results:
-                outcomes.append(_outcome(frame, r))
+            outcomes += [_outcome(frame, r) for r in suite_result.results]
     # One site build for all frames. An UpdateDataDocsAction on each checkpoint re-rendered
     # the site index after every frame (measured: half of the docs time on 2 cores); the
     # checkpoints stored their results in the context, so one build renders every page.
     context.build_data_docs(site_names=[SITE_NAME])
+    return outcomes
 
+
+def validate_tables(
+    tables: dict[str, pd.DataFrame],
+    params: "Params",
+    docs_dir: Path,
+    report_path: Path | None = None,
+    data_hash: str | None = None,
+) -> ValidationResult:
+    """Validate in-memory canonical tables; write Data Docs and validation.json; never raise
+    on failed expectations (`run` does). Missing tables count as empty ones.
+
+    The site is rendered into a temporary sibling folder (holding DOCS_MARKER) that
+    replaces `docs_dir` in one rename; an existing `docs_dir` without the marker is an
+    error and nothing is deleted. validation.json is written last, atomically, with
+    `data_hash` (the curated tables' content hash) when given.
+    """
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    tables = {name: tables[name] if name in tables else schema.empty_table(name) for name in STORED_TABLES}
+    docs_dir = Path(docs_dir).resolve()
+    report_path = Path(report_path) if report_path else docs_dir.parent / REPORT_NAME
+    _check_docs_dir(docs_dir)
+    frames, skipped = _build_frames(tables, params)
+    with atomic_dir(docs_dir) as site_dir:  # stale pages never survive: a new site replaces the old
+        write_text(site_dir / DOCS_MARKER, "Data Docs written by `paretoflow validate`; the folder is "
+                                           "replaced on every run.\n")
+        outcomes = _run_suites(frames, site_dir)
     result = ValidationResult(
         success=all(o.success for o in outcomes),
         outcomes=outcomes,
@@ -493,6 +578,8 @@ def validate_tables(
         report_path=report_path,
         counts=_counts(tables, params),
         skipped=skipped,
+        data_hash=data_hash,
+        params_hash=verdict_params_hash(params),
     )
     _write_report(result)
     return result
@@ -552,6 +639,9 @@ def _write_report(result: ValidationResult) -> None:
     base = result.report_path.parent.resolve()
     payload = {
         "success": result.success,
+        "data_hash": result.data_hash,
+        "data_tables": [f"{t}.parquet" for t in schema.TABLES],
+        "params_hash": result.params_hash,
         "expectations": len(result.outcomes),
         "failed": len(result.failures),
         "counts": result.counts,
@@ -559,28 +649,76 @@ def _write_report(result: ValidationResult) -> None:
         "docs": os.path.relpath(result.docs_path, base),
         "results": [asdict(o) for o in result.outcomes],
     }
-    result.report_path.parent.mkdir(parents=True, exist_ok=True)
-    result.report_path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    write_json(result.report_path, payload, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------
+# The stage and its verdict
+
+
+def data_hash(curated_dir: Path) -> str:
+    """Content hash of the canonical tables in `curated_dir`: the same files and hash as
+    the lineage tag paretoflow.data_hash (paretoflow/tracking.py)."""
+    return files_hash([Path(curated_dir) / f"{t}.parquet" for t in schema.TABLES])
+
+
+def verdict_params_hash(params: "Params") -> str:
+    """The params a verdict depends on: the objectives and the validate section."""
+    return params.section_hash("objectives", "validate")
+
+
+def paths(params: "Params", root: Path) -> tuple[Path, Path, Path]:
+    """(curated dir, docs dir, validation.json), resolved and checked inside root."""
+    curated = inside(root, params.curate.out_dir, what="curate.out_dir")
+    docs = inside(root, params.validate_.docs_dir, what="validate.docs_dir")
+    return curated, docs, docs.parent / REPORT_NAME
 
 
 def run(params: "Params", root: Path = Path(".")) -> ValidationResult:
     """Validate `root/<curate.out_dir>/*.parquet`; raise ValidationFailed on any failure.
 
-    Data Docs go to `root/<validate.docs_dir>`, validation.json beside that folder.
+    Data Docs go to `root/<validate.docs_dir>`, validation.json beside that folder; both
+    paths must resolve inside root (symlinks followed), else nothing is read or deleted.
     """
-    root = Path(root)
-    tables = read_tables(root / params.curate.out_dir)
-    result = validate_tables(tables, params, root / params.validate_.docs_dir)
+    curated_dir, docs_dir, report_path = paths(params, Path(root))
+    digest = data_hash(curated_dir)  # before reading: the verdict names what was read
+    tables = read_tables(curated_dir)
+    result = validate_tables(tables, params, docs_dir, report_path, data_hash=digest)
     if not result.success:
         raise ValidationFailed(result)
     return result
 
 
+class StaleVerdict(ValueError):
+    """validation.json judged other data (or other validate params) than what is on disk."""
+
+
+def verdict(params: "Params", root: Path) -> bool:
+    """The recorded verdict on the curated tables *now on disk*: True/False as validated;
+    raises StaleVerdict when the report judged other tables or params, FileNotFoundError
+    when there is none."""
+    curated_dir, _, report_path = paths(params, Path(root))
+    if not report_path.exists():
+        raise FileNotFoundError(f"no validation report at {report_path} (run `paretoflow validate` first)")
+    report = read_json(report_path)
+    current = data_hash(curated_dir)
+    if report.get("data_hash") != current:
+        raise StaleVerdict(f"{report_path} validated data {report.get('data_hash')}, but the curated tables in "
+                           f"{curated_dir} now hash to {current}: rerun `paretoflow validate`")
+    if report.get("params_hash") != verdict_params_hash(params):
+        raise StaleVerdict(f"{report_path} was written under other objectives/validate params: "
+                           "rerun `paretoflow validate`")
+    return bool(report.get("success"))
+
+
 __all__: list[str] = [
     "ExpectationOutcome",
+    "StaleVerdict",
     "ValidationFailed",
     "ValidationResult",
+    "data_hash",
     "read_tables",
     "run",
     "validate_tables",
+    "verdict",
 ]

@@ -1,4 +1,4 @@
-"""Evaluating one candidate policy: generate on held-out prompts, score, bootstrap.
+"""Evaluating one candidate policy: generate on held-out prompts, score with every scorer.
 
 A candidate is the base model, a merge of the LoRA experts (coefficients + method), or a
 trained adapter (e.g. a MODPO policy). Every candidate runs on ONE loaded base model:
@@ -6,16 +6,22 @@ trained adapter (e.g. a MODPO policy). Every candidate runs on ONE loaded base m
 itself with coefficient 1, equal to the peft model to float tolerance), so switching
 candidates costs a merge (~0.2 s on the default model, measured) instead of a reload.
 
-Answers are greedy by default (paretoflow.generation.generate), batched and seeded, on
-the first `n` held-out prompts of the test split ordered by prompt_id (a content hash:
-a fixed, topic-mixed subset). Each objective is scored per prompt by the scorer (the
-judge mixture by default, any `(prompts, responses, tags) -> {objective: array}` callable
-otherwise); when a reward model is given its scores are recorded beside, as
-`rm_<objective>`. Means get percentile bootstrap CIs (seeded resampling of prompts).
+Answers are greedy (paretoflow.generation.generate: each sequence stops at its own
+end-of-turn, batches grouped by prompt length) on the first `n` held-out prompts of the
+test split ordered by prompt_id (a content hash: a fixed, topic-mixed subset). All
+candidates answer the same prompts, so their scores pair up prompt by prompt
+(paretoflow.metrics). Scorers are `(prompts, responses, tags) -> {objective: array}`
+callables by name: "judges" (the judge mixture: the objective scores, every objective
+required), and optionally "reward_model" and "independent" (reward models: the objectives
+they declare).
 
-Generations are cached as JSON under `.cache/generations/<key>.json`, the key hashing the
-base fingerprint, the adapters' file hashes, coefficients, merge method and its params,
-the prompts and the generation settings, so re-scoring with new judges is free.
+Generations are cached as JSON under `.cache/generations/<key>.json`. The key hashes what
+decides the answers: the base fingerprint, the weights actually applied (adapter file
+hashes with their coefficients; for the exact merge only the non-zero ones, sorted, so a
+trained adapter, the one-hot merge of the same file and a champion rebuilt from its
+registered package share one entry), the merge method and its params, the prompts and the
+generation settings. Re-scoring with new judges, a second run, or comparing with a
+champion that was a candidate of an earlier front costs no generation.
 """
 
 from __future__ import annotations
@@ -23,34 +29,27 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from paretoflow.generation import generate
+from paretoflow.metrics import mean_interval
+from paretoflow.generation import generate_counted
+from paretoflow import schema
+from paretoflow.io import read_json, write_json
 from paretoflow.merging import LoraExpert, MergeTarget, check_same_base, merge_deltas
 
 Scorer = Callable[[list[str], list[str], "list[list[str]] | None"], dict[str, np.ndarray]]
+JUDGES = "judges"
 
 
 def bootstrap_ci(
     values: Sequence[float], n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
-    """(mean, low, high): percentile bootstrap CI of the mean, resampling with a seeded RNG."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0:
-        raise ValueError("bootstrap of an empty sample")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"CI level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(0, array.size, size=(n_boot, array.size))
-    means = array[draws].mean(axis=1)
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(array.mean()), float(low), float(high)
+    """(mean, low, high): percentile bootstrap CI of the mean over prompts (one candidate)."""
+    return mean_interval(values, n_resamples=n_boot, level=level, seed=seed)
 
 
 @dataclass
@@ -71,10 +70,7 @@ def load_eval_prompts(path: str | Path, split: str, n: int) -> EvalPrompts:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"held-out prompts not found: {path} (run `paretoflow curate` first)")
-    table = pd.read_parquet(path)
-    missing = {"prompt_id", "messages", "text", "split"} - set(table.columns)
-    if missing:
-        raise ValueError(f"{path}: prompts table lacks columns {sorted(missing)}")
+    table = schema.read("prompts", path, required=["prompt_id", "messages", "text", "split"])
     table = table[table["split"] == split].sort_values("prompt_id").head(n)
     if table.empty:
         raise ValueError(f"{path}: no prompts in split {split!r}")
@@ -107,25 +103,45 @@ class CandidateSpec:
     merge_params: dict = field(default_factory=dict)
     adapter: str | None = None                    # adapter: its folder name
     weights: list[float] | None = None            # objective weights it was trained/merged for
-    source: str = ""                              # grid | map-design | map-verify | modpo | base
+    source: str = ""                              # grid | weights | map-design | map-verify | modpo | base
 
 
 @dataclass
 class CandidateEvaluation:
     spec: CandidateSpec
-    objectives: dict[str, float]                  # mean per objective (judges)
-    intervals: dict[str, tuple[float, float]]     # bootstrap CI per objective
-    reward_model: dict[str, float]                # mean RM score per objective (may be empty)
-    reward_model_intervals: dict[str, tuple[float, float]]
-    per_prompt: dict[str, list[float]]
+    scores: dict[str, dict[str, np.ndarray]]      # scorer -> objective -> per-prompt values
     responses: list[str]
+    new_tokens: list[int]
     generation_seconds: float
     cached: bool
     cache_key: str
+    adapter_hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def objectives(self) -> dict[str, float]:
+        """Mean judge-mixture score per objective."""
+        return {k: float(np.mean(v)) for k, v in self.scores[JUDGES].items()}
+
+
+def _checked_scores(raw: Mapping[str, np.ndarray], wanted: Sequence[str], n: int, label: str,
+                    required: bool) -> dict[str, np.ndarray]:
+    out = {}
+    for name in wanted:
+        if name not in raw:
+            if required:
+                raise KeyError(f"{label} returned no scores for objective {name!r} (got {sorted(raw)})")
+            continue
+        values = np.asarray(raw[name], dtype=float)
+        if values.shape != (n,):
+            raise ValueError(f"{label} returned {values.shape} scores for {name!r}, expected ({n},)")
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{label} returned non-finite scores for {name!r}")
+        out[name] = values
+    return out
 
 
 class CandidateEvaluator:
-    """Evaluates candidates on one loaded base model (see module docstring)."""
+    """Generates (cached) and scores candidates on one loaded base model (module docstring)."""
 
     def __init__(
         self,
@@ -138,13 +154,10 @@ class CandidateEvaluator:
         *,
         experts: Sequence[LoraExpert] = (),
         adapters: dict[str, LoraExpert] | None = None,
-        reward_scorer: Scorer | None = None,
+        extra_scorers: Mapping[str, Scorer] | None = None,
         max_new_tokens: int = 64,
         batch_size: int = 8,
-        do_sample: bool = False,
         seed: int = 0,
-        n_boot: int = 1000,
-        ci_level: float = 0.95,
         cache_dir: str | Path | None = ".cache/generations",
         progress: bool = True,
     ):
@@ -152,7 +165,7 @@ class CandidateEvaluator:
         self.tokenizer = tokenizer
         self.base_fingerprint = base_fingerprint
         self.prompts = prompts
-        self.scorer = scorer
+        self.scorers: dict[str, Scorer] = {JUDGES: scorer, **dict(extra_scorers or {})}
         self.objective_names = list(objective_names)
         self.experts = list(experts)
         self.adapters = dict(adapters or {})
@@ -160,14 +173,14 @@ class CandidateEvaluator:
             check_base(expert, base_fingerprint)
         if self.experts:
             check_same_base(self.experts)
-        self.reward_scorer = reward_scorer
-        self.generation = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=do_sample, seed=seed)
-        self.n_boot, self.ci_level, self.seed = n_boot, ci_level, seed
+        # Greedy only: a candidate's score must not depend on a sampling draw.
+        self.generation = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False, seed=seed)
+        self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.progress = progress
         self.target = MergeTarget(model)
 
-    # -- generation ------------------------------------------------------------------
+    # -- what a candidate is made of -----------------------------------------------
     def _involved(self, spec: CandidateSpec) -> list[LoraExpert]:
         if spec.kind == "merge":
             return self.experts
@@ -179,12 +192,30 @@ class CandidateEvaluator:
             return []
         raise ValueError(f"candidate {spec.name}: unknown kind {spec.kind!r}")
 
+    def _coefficients(self, spec: CandidateSpec) -> list[float]:
+        if spec.kind == "merge":
+            if spec.coefficients is None:
+                raise ValueError(f"candidate {spec.name}: a merge needs coefficients")
+            return [float(c) for c in spec.coefficients]
+        return [1.0] if spec.kind == "adapter" else []
+
+    def _method(self, spec: CandidateSpec) -> str:
+        return spec.method if spec.kind == "merge" else "exact"
+
+    def adapter_hashes(self, spec: CandidateSpec) -> dict[str, str]:
+        """Adapter folder -> weights hash of every adapter the candidate applies (non-zero)."""
+        pairs = zip(self._involved(spec), self._coefficients(spec))
+        return {e.name: e.file_hash for e, c in pairs if c != 0.0 or self._method(spec) != "exact"}
+
     def cache_key(self, spec: CandidateSpec) -> str:
+        method = self._method(spec)
+        pairs = [[e.file_hash, c] for e, c in zip(self._involved(spec), self._coefficients(spec))]
+        if method == "exact":  # Σ cᵢ ΔWᵢ: order-free, zero terms add nothing
+            pairs = sorted(p for p in pairs if p[1] != 0.0)
         payload = {
             "base": self.base_fingerprint,
-            "adapters": [e.file_hash for e in self._involved(spec)],
-            "coefficients": spec.coefficients if spec.kind == "merge" else ([1.0] if spec.kind == "adapter" else []),
-            "method": spec.method if spec.kind == "merge" else ("exact" if spec.kind == "adapter" else "none"),
+            "weights": pairs,
+            "method": method,
             "merge_params": spec.merge_params if spec.kind == "merge" else {},
             "prompts": self.prompts.digest,
             "generation": self.generation,
@@ -192,69 +223,53 @@ class CandidateEvaluator:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
     def _apply(self, spec: CandidateSpec) -> None:
-        if spec.kind == "base":
+        involved, coefficients = self._involved(spec), self._coefficients(spec)
+        if not involved:
             self.target.restore()
-        elif spec.kind == "adapter":
-            self.target.apply(merge_deltas(self._involved(spec), [1.0], "exact"))
-        else:
-            if spec.coefficients is None:
-                raise ValueError(f"candidate {spec.name}: a merge needs coefficients")
-            self.target.apply(
-                merge_deltas(self.experts, spec.coefficients, spec.method, seed=self.seed, **spec.merge_params)
-            )
+            return
+        self.target.apply(merge_deltas(involved, coefficients, self._method(spec), seed=self.seed,
+                                       **(spec.merge_params if spec.kind == "merge" else {})))
 
-    def responses(self, spec: CandidateSpec) -> tuple[list[str], float, bool, str]:
-        """(responses, generation seconds, from cache?, cache key)."""
+    # -- generation ------------------------------------------------------------------
+    def responses(self, spec: CandidateSpec) -> tuple[list[str], list[int], float, bool, str]:
+        """(responses, new tokens per response, generation seconds, from cache?, cache key)."""
         key = self.cache_key(spec)
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
         if path is not None and path.exists():
-            cached = json.loads(path.read_text())
-            if cached.get("prompt_ids") == self.prompts.prompt_ids:
-                return cached["responses"], 0.0, True, key
+            cached = read_json(path)
+            if cached.get("prompt_ids") == self.prompts.prompt_ids and "new_tokens" in cached:
+                return cached["responses"], cached["new_tokens"], 0.0, True, key
         start = time.perf_counter()
         self._apply(spec)
         try:
-            outputs = generate(
+            outputs = generate_counted(
                 self.model, self.tokenizer, self.prompts.messages, progress=self.progress,
                 desc=f"generate {spec.name}", **self.generation,
             )
         finally:
             self.target.restore()
         seconds = time.perf_counter() - start
-        texts = [o[0] for o in outputs]
+        texts = [o[0] for o in outputs.texts]
+        counts = [int(c[0]) for c in outputs.token_counts]
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"prompt_ids": self.prompts.prompt_ids, "responses": texts,
-                                       "candidate": spec.name}))
-            tmp.replace(path)
-        return texts, seconds, False, key
+            write_json(path, {"prompt_ids": self.prompts.prompt_ids, "responses": texts, "new_tokens": counts,
+                              "candidate": spec.name, "seconds": seconds}, indent=None)
+        return texts, counts, seconds, False, key
 
     # -- scoring ---------------------------------------------------------------------
-    def _summarise(self, scores: dict[str, np.ndarray], label: str) -> tuple[dict, dict, dict]:
-        means, intervals, per_prompt = {}, {}, {}
-        for index, name in enumerate(self.objective_names):
-            if name not in scores:
-                raise KeyError(f"{label} returned no scores for objective {name!r} (got {sorted(scores)})")
-            values = np.asarray(scores[name], dtype=float)
-            if values.shape != (len(self.prompts.texts),):
-                raise ValueError(f"{label} returned {values.shape} scores for {name!r}, expected {len(self.prompts.texts)}")
-            mean, low, high = bootstrap_ci(values, self.n_boot, self.ci_level, self.seed + index)
-            means[name], intervals[name], per_prompt[name] = mean, (low, high), values.tolist()
-        return means, intervals, per_prompt
+    def score(self, texts: list[str]) -> dict[str, dict[str, np.ndarray]]:
+        """scorer -> objective -> per-prompt values for these responses to the prompts."""
+        n = len(self.prompts.texts)
+        out = {}
+        for name, scorer in self.scorers.items():
+            raw = scorer(self.prompts.texts, texts, self.prompts.tags)
+            out[name] = _checked_scores(raw, self.objective_names, n, f"scorer {name!r}", required=name == JUDGES)
+        return out
 
     def evaluate(self, spec: CandidateSpec) -> CandidateEvaluation:
-        texts, seconds, cached, key = self.responses(spec)
-        scores = self.scorer(self.prompts.texts, texts, self.prompts.tags)
-        means, intervals, per_prompt = self._summarise(scores, "scorer")
-        rm_means, rm_intervals = {}, {}
-        if self.reward_scorer is not None:
-            rm_means, rm_intervals, rm_per_prompt = self._summarise(
-                self.reward_scorer(self.prompts.texts, texts, self.prompts.tags), "reward model"
-            )
-            per_prompt.update({f"rm_{k}": v for k, v in rm_per_prompt.items()})
-        return CandidateEvaluation(spec, means, intervals, rm_means, rm_intervals, per_prompt,
-                                   texts, seconds, cached, key)
+        texts, counts, seconds, cached, key = self.responses(spec)
+        return CandidateEvaluation(spec, self.score(texts), texts, counts, seconds, cached, key,
+                                   self.adapter_hashes(spec))
 
 
 def check_base(expert: LoraExpert, base_fingerprint: str) -> None:
@@ -268,6 +283,7 @@ def check_base(expert: LoraExpert, base_fingerprint: str) -> None:
 
 
 __all__ = [
+    "JUDGES",
     "CandidateEvaluation",
     "CandidateEvaluator",
     "CandidateSpec",

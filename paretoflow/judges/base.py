@@ -16,7 +16,7 @@ float64 array in [0, 1], higher = better for that aspect. Built-in judges subcla
 
 Other packages add judges with `@register_judge("name")` on a factory
 `(params: dict, context: JudgeContext) -> Judge`. `build_judge` imports the known plugin
-modules (`paretoflow.reward`) when a name is not registered yet, and also accepts a
+modules (`PLUGIN_MODULES`) when a name is not registered yet, and also accepts a
 qualified name `"some.module:judge_name"`.
 """
 
@@ -193,9 +193,11 @@ class JudgeContext:
 JudgeFactory = Callable[[dict[str, Any], JudgeContext], Judge]
 
 _REGISTRY: dict[str, JudgeFactory] = {}
-# Modules that register judges of their own, imported when a name is not found yet (kept
-# out of the eager imports: the reward-model judge pulls in the reward package).
-PLUGIN_MODULES: tuple[str, ...] = ("paretoflow.judges.reward_model", "paretoflow.reward")
+# Modules of other packages that register judges of their own, imported when a name is not
+# found yet. The built-in ones (the reward-model judge included: judges depend on reward,
+# lazily inside its factory) are imported by paretoflow.judges itself, so the stage
+# registry's import closure sees them.
+PLUGIN_MODULES: tuple[str, ...] = ()
 
 
 def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:

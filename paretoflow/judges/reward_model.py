@@ -2,16 +2,19 @@
 
 Params: `objective` (a head the model declares, or "overall"; default "overall") and
 `model_dir` (default `reward.out_dir` of the params in the context, else
-artifacts/reward), resolved against `context.root`. The model is loaded once, when the
+artifacts/reward; `<reward.out_dir>/independent` names the independent model),
+resolved against `context.root`. The model is loaded once, when the
 judge is built; an objective the model does not declare is a KeyError naming it.
 
-Mapping to [0, 1] (the judge contract):
-- ridge heads predict the direction-aware rating rescaled to [0, 1]: clipped to [0, 1];
-- Bradley-Terry heads and "overall" are logits: σ(τ·(r − μ)), the calibrated probability
-  that the response beats a typical training response (μ = mean over the training
-  responses, τ = the temperature fitted on validation pairs; μ = 0 for "overall", whose
-  inputs are z-scored).
+Mapping to [0, 1] (the judge contract), the same for every head: σ(τ·(r − μ)), the
+calibrated probability that the response beats a typical training response (μ = the
+head's mean score over the training responses, 0 for "overall" whose inputs are
+z-scored; τ = the temperature fitted on validation pairs): `RewardModel.probability`.
+Every head is a logit fitted on human pairs and/or ratings, so one mapping serves all.
 Empty and degenerate answers score 0 like every built-in judge (TextJudge).
+
+Dependency direction: this module (in `paretoflow.judges`) imports `paretoflow.reward`
+when a judge is built; the reward package never imports the judges at module level.
 """
 
 from __future__ import annotations
@@ -26,32 +29,21 @@ from paretoflow.judges.base import JudgeContext, TextJudge, register_judge, take
 class RewardModelJudge(TextJudge):
     name = "reward_model"
 
-    def __init__(self, model, objective: str, degenerate_score: float = 0.0):
+    def __init__(self, model, objective: str, degenerate_score: float = 0.0, cache_dir: Path | None = None):
         super().__init__(degenerate_score)
         self.model = model
+        self.cache_dir = cache_dir
         self.objective = model.check_objective(objective)
         self.name = f"reward_model:{objective}"
 
-    def _to_unit(self, values: np.ndarray) -> np.ndarray:
-        from paretoflow.metrics import sigmoid
-        from paretoflow.reward.model import OVERALL
-
-        if self.objective == OVERALL:
-            return sigmoid(self.model.temperature(OVERALL) * values)
-        k = self.model.objectives.index(self.objective)
-        if self.model.config["objectives"][k]["head"] == "ridge":
-            return np.clip(values, 0.0, 1.0)
-        centre = float(self.model.tensors["head_mean"][k])
-        return sigmoid(self.model.temperature(self.objective) * (values - centre))
-
     def _score(self, prompts, responses, tags) -> np.ndarray:
-        values = self.model.score(prompts, responses, tags, objectives=[self.objective])[self.objective]
-        return self._to_unit(values)
+        values = self.model.score(prompts, responses, tags, objectives=[self.objective], cache_dir=self.cache_dir)
+        return self.model.probability(self.objective, values[self.objective])
 
 
 @register_judge("reward_model")
 def build_reward_model_judge(params: dict, context: JudgeContext) -> RewardModelJudge:
-    from paretoflow.reward.model import OVERALL, RewardModel
+    from paretoflow.reward.model import OVERALL, RewardModel  # judges depend on reward, not back
 
     options = take_params("reward_model", params, {"objective": OVERALL, "model_dir": None, "degenerate_score": 0.0})
     root = Path(context.root)
@@ -63,4 +55,6 @@ def build_reward_model_judge(params: dict, context: JudgeContext) -> RewardModel
     if not model_dir.is_absolute():
         model_dir = root / model_dir
     model = RewardModel.load(model_dir, root=root)
-    return RewardModelJudge(model, str(options["objective"]), float(options["degenerate_score"]))
+    reward = getattr(context.params, "reward", None) if context.params is not None else None
+    cache_dir = root / reward.feature_cache_dir if reward is not None else None
+    return RewardModelJudge(model, str(options["objective"]), float(options["degenerate_score"]), cache_dir)

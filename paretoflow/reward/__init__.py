@@ -1,17 +1,18 @@
-"""ArmoRM-style multi-objective reward model (Wang et al. 2024).
+"""ArmoRM-style multi-objective reward model (Wang et al. 2024) trained on curated human data.
 
-- `features`: frozen-backbone features (policy hidden states or MiniLM), cached on disk.
+- `data`:     curated tables → per-objective sources (human pairs, ratings, judge ratings), splits.
+- `features`: frozen-backbone features (MiniLM windows or policy hidden states), cached per text.
 - `losses`:   the Bradley-Terry loss.
-- `fit`:      ridge / Bradley-Terry heads, gating network, calibration (array level).
+- `fit`:      multi-source preference heads, gating network, calibration (array level).
 - `model`:    `RewardModel` (inference, save/load; no training code needed to score).
 - `train`:    `run(params, root) -> RewardResult`, the reward stage.
+- `evaluate`: accuracy / length-controlled accuracy on any importable file (`eval-rm`).
 - `report`:   report.json / report.md / plots.
+
+The `reward_model` judge lives in `paretoflow.judges.reward_model` and imports this
+package; this package does not import the judges back (issue 13).
 """
 
 from paretoflow.reward.model import OVERALL, RewardModel
 
 __all__ = ["OVERALL", "RewardModel"]
-
-# `paretoflow.judges` imports this package to find plugin judges: registering here makes
-# the "reward_model" judge available by name.
-from paretoflow.judges import reward_model as _reward_model_judge  # noqa: E402,F401

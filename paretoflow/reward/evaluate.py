@@ -7,6 +7,9 @@ ratings), pairs are built from ratings of responses to the same prompt whose res
 ratings differ by at least `min_margin`. Each model objective is scored on its pairs:
 pairwise accuracy and ECE of σ(τ·Δr) with the model's fitted τ; "overall" is scored on
 every pair. Objectives in the file but not in the model are listed, not silently dropped.
+Every accuracy comes with its length-controlled twin (`pair_metrics`): the accuracy on
+the pairs whose chosen response has fewer words than the rejected one, where a
+"longer wins" rule scores 0.
 """
 
 from __future__ import annotations
@@ -20,8 +23,25 @@ import pandas as pd
 
 from paretoflow.config import Params
 from paretoflow.metrics import pairwise_accuracy, pairwise_calibration_error
-from paretoflow.reward.model import OVERALL, RewardModel
-from paretoflow.reward.train import pairs_from_ratings
+from paretoflow.reward.data import pairs_from_ratings
+from paretoflow.reward.model import OVERALL, RewardModel, response_lengths
+
+
+def pair_metrics(scores: np.ndarray, words: np.ndarray, chosen: np.ndarray, rejected: np.ndarray,
+                 temperature: float, bins: int) -> dict:
+    """Accuracy, length-controlled accuracy (chosen strictly shorter, in words) and ECE of
+    σ(τ·Δr) over the pairs (chosen[i], rejected[i]) of row indices; NaN where no pair."""
+    chosen, rejected = np.asarray(chosen, dtype=np.int64), np.asarray(rejected, dtype=np.int64)
+    shorter = words[chosen] < words[rejected]
+    if chosen.size == 0:
+        nan = float("nan")
+        return {"accuracy": nan, "lc_accuracy": nan, "n_lc_pairs": 0, "ece": nan}
+    return {
+        "accuracy": pairwise_accuracy(scores[chosen], scores[rejected]),
+        "lc_accuracy": pairwise_accuracy(scores[chosen[shorter]], scores[rejected[shorter]]),
+        "n_lc_pairs": int(shorter.sum()),
+        "ece": pairwise_calibration_error(scores[chosen], scores[rejected], temperature, bins),
+    }
 
 
 def collect_pairs(path: Path, params: Params, format: str = "auto", objective: str | None = None):
@@ -64,24 +84,22 @@ def collect_pairs(path: Path, params: Params, format: str = "auto", objective: s
 
 
 def evaluate_file(
-    model: RewardModel, path: Path, params: Params, format: str = "auto", objective: str | None = None, progress: bool = True
+    model: RewardModel, path: Path, params: Params, format: str = "auto", objective: str | None = None,
+    progress: bool = True, cache_dir: Path | None = None,
 ) -> dict:
     """Per-objective accuracy/ECE of `model` on the pairs of one importable file."""
     prompts, responses, pairs, quarantined = collect_pairs(path, params, format, objective)
     if pairs.empty:
         raise ValueError(f"{path}: no preference pairs or comparable ratings found ({quarantined} rows quarantined)")
-    scores = model.score(prompts, responses, progress=progress)
+    scores = model.score(prompts, responses, progress=progress, cache_dir=cache_dir)
+    words = response_lengths(responses)
     bins = params.reward.calibration_bins
     results: dict[str, dict] = {}
     file_objectives = sorted(set(pairs["objective"]))
     for name in [o for o in file_objectives if o in model.objectives] + [OVERALL]:
         subset = pairs if name == OVERALL else pairs[pairs["objective"] == name]
-        chosen, rejected = scores[name][subset["chosen"].to_numpy()], scores[name][subset["rejected"].to_numpy()]
-        results[name] = {
-            "n_pairs": int(len(subset)),
-            "accuracy": pairwise_accuracy(chosen, rejected),
-            "ece": pairwise_calibration_error(chosen, rejected, model.temperature(name), bins),
-        }
+        chosen, rejected = subset["chosen"].to_numpy(), subset["rejected"].to_numpy()
+        results[name] = {"n_pairs": int(len(subset)), **pair_metrics(scores[name], words, chosen, rejected, model.temperature(name), bins)}
     return {
         "file": str(path),
         "n_responses": len(responses),

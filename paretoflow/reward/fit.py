@@ -1,15 +1,13 @@
-"""Array-level fitting for the reward model: ridge heads, Bradley-Terry heads, gating.
+"""Array-level fitting for the reward model: preference heads, gating, calibration.
 
 Pure functions of feature matrices, so they are tested on synthetic features without
 any backbone. `paretoflow.reward.train` feeds them real features.
 
-- `standardizer`, `fit_ridge_path`, `select_ridge_alpha`: ArmoRM stage 1 regression of
-  absolute ratings. Ridge has a closed form through one SVD for every alpha; the alpha
-  with the lowest validation MSE wins (ties → the larger alpha, the simpler model).
-  Without validation rows the exact leave-one-out MSE of ridge is used instead
-  (residual_i / (1 − h_ii), Hastie et al., ESL eq. 7.52 for linear smoothers).
-- `fit_bradley_terry_head`: a linear head for objectives that only have pairs,
-  −log σ(w·(x_c − x_r)) with full-batch Adam and early stopping on validation loss.
+- `standardizer`: column mean/scale on the training responses.
+- `fit_preference_head`: ArmoRM stage 1, departing from the paper's rating regression:
+  one linear head per objective fitted on all of its sources at once, Bradley-Terry on
+  pairs plus soft-label logistic regression on ratings, per-source weights, L2 penalty
+  picked on validation loss (scipy L-BFGS; convex).
 - `fit_gating`: ArmoRM stage 2, an MLP on prompt features → softmax over objectives;
   the overall reward β·g(x_p)·z is trained with the Bradley-Terry loss, heads frozen.
 - `fit_temperature`: one scalar τ so σ(τ·Δ) is a calibrated pairwise probability.
@@ -38,71 +36,6 @@ def standardizer(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, scale
 
 
-# ------------------------------------------------------------------------------ ridge
-
-
-@dataclass
-class RidgeFit:
-    alpha: float
-    weight: np.ndarray  # [d]
-    bias: float
-    selection_mse: dict[float, float]  # alpha -> validation (or leave-one-out) MSE
-    selection: str  # "validation" or "leave_one_out"
-
-
-def fit_ridge_path(features: np.ndarray, targets: np.ndarray, alphas) -> tuple[dict[float, np.ndarray], float, tuple]:
-    """Ridge weights for every alpha from one SVD; the intercept is left unpenalised."""
-    x = np.asarray(features, dtype=np.float64)
-    y = np.asarray(targets, dtype=np.float64)
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"features {x.shape} and targets {y.shape} must be non-empty and match")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("ridge inputs contain NaN or inf")
-    x_mean, y_mean = x.mean(axis=0), y.mean()
-    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)
-    uty = u.T @ (y - y_mean)
-    weights = {float(a): vt.T @ (s / (s * s + a) * uty) for a in alphas}
-    return weights, float(y_mean), (x_mean, u, s)
-
-
-def select_ridge_alpha(
-    train_features: np.ndarray,
-    train_targets: np.ndarray,
-    alphas,
-    val_features: np.ndarray | None = None,
-    val_targets: np.ndarray | None = None,
-) -> RidgeFit:
-    """Fit ridge for each alpha; keep the one with the lowest validation MSE."""
-    alphas = sorted(float(a) for a in alphas)
-    if not alphas:
-        raise ValueError("need at least one ridge alpha")
-    with single_thread():
-        weights, y_mean, (x_mean, u, s) = fit_ridge_path(train_features, train_targets, alphas)
-    x = np.asarray(train_features, dtype=np.float64)
-    y = np.asarray(train_targets, dtype=np.float64)
-    mse: dict[float, float] = {}
-    use_validation = val_features is not None and val_targets is not None and len(val_targets) > 0
-    for a in alphas:
-        bias = y_mean - x_mean @ weights[a]
-        if use_validation:
-            prediction = np.asarray(val_features, dtype=np.float64) @ weights[a] + bias
-            mse[a] = float(np.mean((prediction - np.asarray(val_targets, dtype=np.float64)) ** 2))
-        else:
-            residual = y - (x @ weights[a] + bias)
-            # Hat-matrix diagonal of centred ridge plus the intercept's 1/n.
-            leverage = (u * u) @ (s * s / (s * s + a)) + 1.0 / len(y)
-            mse[a] = float(np.mean((residual / np.maximum(1.0 - leverage, 1e-12)) ** 2))
-    # Lowest MSE; on (near-)ties prefer the larger alpha (scan from the top).
-    best = min(reversed(alphas), key=lambda a: round(mse[a], 12))
-    return RidgeFit(
-        alpha=best,
-        weight=weights[best],
-        bias=float(y_mean - x_mean @ weights[best]),
-        selection_mse=mse,
-        selection="validation" if use_validation else "leave_one_out",
-    )
-
-
 @contextlib.contextmanager
 def single_thread():
     """Run torch and BLAS on one thread, then restore.
@@ -127,75 +60,141 @@ def single_thread():
         torch.set_num_threads(previous)
 
 
-# ---------------------------------------------------------------- Bradley-Terry head
+# ------------------------------------------------------------ preference head (stage 1)
 
 
 @dataclass
-class BradleyTerryFit:
+class PairSource:
+    """Preference pairs of one source as feature differences x_c − x_r."""
+
+    name: str
+    differences: np.ndarray  # [n, d]
+    weight: float = 1.0  # the source's share of the loss (params: reward.sources)
+    pair_weights: np.ndarray | None = None  # [n] relative weights inside the source
+
+
+@dataclass
+class RatingSource:
+    """Absolute ratings of one source, rescaled to [0, 1], higher = better."""
+
+    name: str
+    features: np.ndarray  # [n, d]
+    targets: np.ndarray  # [n] in [0, 1]
+    weight: float = 1.0
+
+
+@dataclass
+class HeadFit:
     weight: np.ndarray  # [d]
-    best_epoch: int
+    rating_bias: dict[str, float]  # per rating source: c_s
+    alpha: float
+    selection: dict[float, float]  # alpha -> validation loss (or training loss without val)
+    selected_on: str  # "val" or "train"
     train_loss: float
-    val_loss: float | None
+    iterations: int
 
 
-def _val_loss(loss_of) -> float:
-    with torch.no_grad():
-        return float(loss_of().item())
+def _source_terms(theta, d, pair_sources, rating_sources, with_grad):
+    """Σ_s λ_s · (source mean loss) / Σ_s λ_s and its gradient (see `fit_preference_head`)."""
+    w = theta[:d]
+    total_weight = sum(s.weight for s in pair_sources) + sum(s.weight for s in rating_sources)
+    value, grad = 0.0, np.zeros_like(theta)
+    for source in pair_sources:
+        pi = np.ones(len(source.differences)) if source.pair_weights is None else source.pair_weights
+        scale = source.weight / (total_weight * pi.sum())
+        z = source.differences @ w
+        value += scale * float(pi @ np.logaddexp(0.0, -z))
+        if with_grad:
+            grad[:d] -= scale * (source.differences.T @ (pi * _sigmoid(-z)))
+    for k, source in enumerate(rating_sources):
+        scale = source.weight / (total_weight * len(source.targets))
+        z = source.features @ w + theta[d + k]
+        # Soft-label cross-entropy −y log σ(z) − (1 − y) log(1 − σ(z)) = softplus(z) − y z.
+        value += scale * float(np.sum(np.logaddexp(0.0, z) - source.targets * z))
+        if with_grad:
+            residual = _sigmoid(z) - source.targets
+            grad[:d] += scale * (source.features.T @ residual)
+            grad[d + k] += scale * residual.sum()
+    return value, grad
 
 
-def fit_bradley_terry_head(
-    chosen_features: np.ndarray,
-    rejected_features: np.ndarray,
-    val_chosen_features: np.ndarray | None = None,
-    val_rejected_features: np.ndarray | None = None,
-    epochs: int = 300,
-    lr: float = 0.01,
-    weight_decay: float = 1e-4,
-    seed: int = 0,
-) -> BradleyTerryFit:
-    """Linear reward r(x) = w·x trained on −log σ(r(x_c) − r(x_r)); early stop on val loss.
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
 
-    A bias cancels in r_c − r_r, so the head has none.
+
+def preference_loss(weight, rating_bias, pair_sources, rating_sources) -> float:
+    """The data part of the head objective (no penalty): the validation criterion."""
+    theta = np.concatenate([weight, [rating_bias.get(s.name, 0.0) for s in rating_sources]])
+    if not pair_sources and not rating_sources:
+        return float("nan")
+    return _source_terms(theta, len(weight), pair_sources, rating_sources, with_grad=False)[0]
+
+
+def fit_preference_head(
+    pair_sources: list[PairSource],
+    rating_sources: list[RatingSource],
+    alphas,
+    val_pair_sources: list[PairSource] | None = None,
+    val_rating_sources: list[RatingSource] | None = None,
+    max_iterations: int = 500,
+) -> HeadFit:
+    """One linear head r(x) = w·x fitted on every source of an objective at once.
+
+        L(w, c) = Σ_s λ_s ℓ_s / Σ_s λ_s + α/2 ‖w‖²
+        pairs:   ℓ_s = Σ_i π_i softplus(−w·(x_c,i − x_r,i)) / Σ_i π_i    (Bradley-Terry)
+        ratings: ℓ_s = mean_i [softplus(w·x_i + c_s) − y_i (w·x_i + c_s)]  (soft-label
+                 logistic regression: σ(r + c_s) predicts the rating y ∈ [0, 1])
+
+    Both terms put r on one logit scale, so a source of ratings and a source of pairs
+    train the same w (the issue-9 fix: one source never replaces another); c_s absorbs
+    each rating source's offset. The objective is convex; L-BFGS (scipy) solves it for
+    every α from the largest down (warm starts), and the α with the lowest validation
+    loss (the same data term on the val sources; ties → the larger α) is kept.
     """
-    diff = torch.as_tensor(np.asarray(chosen_features) - np.asarray(rejected_features), dtype=torch.float64)
-    if diff.ndim != 2 or diff.shape[0] == 0:
-        raise ValueError(f"need at least one pair of 2-D features, got shape {tuple(diff.shape)}")
-    if not torch.isfinite(diff).all():
-        raise ValueError("Bradley-Terry features contain NaN or inf")
-    has_val = val_chosen_features is not None and val_rejected_features is not None and len(val_chosen_features) > 0
-    val_diff = (
-        torch.as_tensor(np.asarray(val_chosen_features) - np.asarray(val_rejected_features), dtype=torch.float64)
-        if has_val
-        else None
-    )
-    generator = torch.Generator().manual_seed(seed)
-    weight = (0.01 * torch.randn(diff.shape[1], generator=generator, dtype=torch.float64)).requires_grad_()
-    optimizer = torch.optim.Adam([weight], lr=lr, weight_decay=weight_decay)
-    zeros = torch.zeros(diff.shape[0], dtype=torch.float64)
+    from scipy.optimize import minimize
 
-    def train_loss():
-        return bradley_terry_loss(diff @ weight, zeros)[0].mean()
-
-    def validation_loss():
-        return bradley_terry_loss(val_diff @ weight, torch.zeros(val_diff.shape[0], dtype=torch.float64))[0].mean()
-
-    best = (float("inf"), 0, weight.detach().clone())
+    sources = [*pair_sources, *rating_sources]
+    if not sources or all(s.weight <= 0 for s in sources):
+        raise ValueError("a preference head needs at least one source with a positive weight")
+    d = (pair_sources[0].differences if pair_sources else rating_sources[0].features).shape[1]
+    for source in sources:
+        matrix = source.differences if isinstance(source, PairSource) else source.features
+        if matrix.ndim != 2 or matrix.shape[1] != d or matrix.shape[0] == 0:
+            raise ValueError(f"source {source.name!r}: need a non-empty [n, {d}] matrix, got {matrix.shape}")
+        if not np.all(np.isfinite(matrix)):
+            raise ValueError(f"source {source.name!r}: features contain NaN or inf")
+    for source in rating_sources:
+        if np.any((source.targets < 0) | (source.targets > 1)) or not np.all(np.isfinite(source.targets)):
+            raise ValueError(f"source {source.name!r}: ratings must be finite and in [0, 1]")
+    val_pairs, val_ratings = list(val_pair_sources or []), list(val_rating_sources or [])
+    has_val = any(len(s.differences) for s in val_pairs) or any(len(s.targets) for s in val_ratings)
+    theta = np.zeros(d + len(rating_sources))
+    fits: dict[float, tuple[np.ndarray, float, int]] = {}
+    selection: dict[float, float] = {}
     with single_thread():
-        for epoch in range(1, epochs + 1):
-            optimizer.zero_grad()
-            loss = train_loss()
-            loss.backward()
-            optimizer.step()
-            monitored = _val_loss(validation_loss) if has_val else _val_loss(train_loss)
-            if monitored < best[0] - 1e-9:
-                best = (monitored, epoch, weight.detach().clone())
-    weight.data.copy_(best[2])
-    return BradleyTerryFit(
-        weight=best[2].numpy(),
-        best_epoch=best[1],
-        train_loss=_val_loss(train_loss),
-        val_loss=_val_loss(validation_loss) if has_val else None,
-    )
+        for alpha in sorted((float(a) for a in alphas), reverse=True):
+
+            def objective(t, alpha=alpha):
+                value, grad = _source_terms(t, d, pair_sources, rating_sources, with_grad=True)
+                grad[:d] += alpha * t[:d]
+                return value + 0.5 * alpha * float(t[:d] @ t[:d]), grad
+
+            result = minimize(objective, theta, jac=True, method="L-BFGS-B", options={"maxiter": max_iterations})
+            theta = result.x
+            train = _source_terms(theta, d, pair_sources, rating_sources, with_grad=False)[0]
+            fits[alpha] = (theta.copy(), train, int(result.nit))
+            biases = {s.name: float(theta[d + k]) for k, s in enumerate(rating_sources)}
+            selection[alpha] = preference_loss(theta[:d], biases, val_pairs, val_ratings) if has_val else train
+    if not fits:
+        raise ValueError("need at least one alpha")
+    # Lowest loss; on (near-)ties the larger alpha (the simpler model): scan from the top.
+    best = min(sorted(fits, reverse=True), key=lambda a: round(selection[a], 9))
+    theta, train, iterations = fits[best]
+    return HeadFit(
+        weight=theta[:d], rating_bias={s.name: float(theta[d + k]) for k, s in enumerate(rating_sources)},
+        alpha=best, selection=selection, selected_on="val" if has_val else "train",
+        train_loss=train, iterations=iterations,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- gating

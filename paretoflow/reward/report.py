@@ -1,9 +1,12 @@
 """The reward model's report: report.json, report.md and plots under artifacts/reward/.
 
-Contents: per-objective held-out pairwise accuracy and ECE (calibrated with the
-val-fitted temperature, and uncalibrated τ = 1), the cross-objective accuracy table (each
-head scored on every objective's test pairs), the objective conflict matrices (Spearman
-correlation of the test ratings and of the predicted rewards), head and gating details,
+Contents: per objective, held-out pairwise accuracy, length-controlled accuracy (test
+pairs whose chosen answer is the shorter) and ECE (val-fitted temperature); per source
+of each objective (every curated pair source, rater and the judges): weight, n train,
+n test pairs, test accuracy and LC accuracy, so no source is dropped unseen; the
+independent model's test accuracies beside the main model's; the cross-objective
+accuracy table (each head on every objective's test pairs); the conflict matrix
+(Spearman correlation of the predicted rewards); head and gating details; sampling,
 data summary and timings. Plots: reward histograms and reliability diagrams (PNG).
 NaN (no test pairs) is written as null in JSON and "n/a" in Markdown: no number is
 invented where there was nothing to measure.
@@ -11,13 +14,14 @@ invented where there was nothing to measure.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from paretoflow.io import write_json, write_text
 from paretoflow.metrics import calibration_bins, correlation_matrix, symmetric_pairwise_outcomes
+from paretoflow.reward.model import OVERALL
 
 
 def _clean(value):
@@ -93,90 +97,73 @@ def _plots(out_dir: Path, test_scores: dict, pair_scores: dict, temperatures: di
     return paths
 
 
-def write_report(
-    out_dir: Path,
-    objective_names: list[str],
-    evaluation: dict,
-    cross_accuracy: dict,
-    head_details: dict,
-    gating_details: dict,
-    test_scores: dict[str, np.ndarray],
-    test_ratings: np.ndarray,
-    test_gate_weights: np.ndarray,
-    pair_scores: dict,
-    model_config: dict,
-    data_summary: dict,
-    timings: dict,
-    calibration_bins: int,
-) -> dict:
-    """Write report.json, report.md and PNGs; return their paths."""
+def _source_lines(evaluation: dict) -> list[str]:
+    lines = ["| objective | source | kind | weight | n train | n test pairs | accuracy | LC accuracy (n) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, values in evaluation.items():
+        for source, v in values.get("sources", {}).items():
+            lines.append(f"| {name} | {source} | {v['kind']} | {_fmt(v['weight'], 2)} | {v['n_train']} | {v['n_test_pairs']} | "
+                         f"{_fmt(v['accuracy'])} | {_fmt(v['lc_accuracy'])} ({v['n_lc_pairs']}) |")
+    return lines
+
+
+def write_report(out_dir: Path, fitted, result: dict, independent: dict | None, data, enc, timings: dict, bins: int) -> dict:
+    """Write report.json, report.md and PNGs into out_dir; return their paths."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    reward_matrix = np.column_stack([test_scores[n] for n in objective_names]) if len(objective_names) else np.zeros((0, 0))
-    rating_correlation = correlation_matrix(test_ratings) if test_ratings.size else np.full((len(objective_names),) * 2, np.nan)
-    reward_correlation = correlation_matrix(reward_matrix) if reward_matrix.size else np.full((len(objective_names),) * 2, np.nan)
-    mean_gate = test_gate_weights.mean(axis=0) if len(test_gate_weights) else np.full(len(objective_names), np.nan)
+    model, evaluation, cross = fitted.model, result["evaluation"], result["cross_accuracy"]
+    names = model.objectives
+    split = data.prompts["split"].reindex(enc.responses["prompt_id"]).to_numpy()
+    test_rows = np.flatnonzero(split == "test")
+    scores = result["scores"]
+    reward_matrix = np.column_stack([scores[n][test_rows] for n in names]) if test_rows.size else np.zeros((0, len(names)))
+    reward_correlation = correlation_matrix(reward_matrix) if test_rows.size > 1 else np.full((len(names),) * 2, np.nan)
+    gate = model.gate(enc.prompt[test_rows]) if test_rows.size else np.full((1, len(names)), np.nan)
     report = {
-        "objectives": objective_names,
+        "objectives": names,
         "evaluation": evaluation,
-        "cross_accuracy": cross_accuracy,
-        "conflict": {
-            "method": "spearman over test responses",
-            "rating_correlation": rating_correlation,
-            "reward_correlation": reward_correlation,
+        "independent_evaluation": independent,
+        "cross_accuracy": cross,
+        "conflict": {"method": "spearman over test responses", "reward_correlation": reward_correlation},
+        "mean_gate_weights_test": dict(zip(names, gate.mean(axis=0))),
+        "heads": fitted.heads,
+        "gating": fitted.gating,
+        "model": model.config.model_dump(mode="json"),
+        "data": {
+            "files": data.files, "n_responses": int(len(enc.responses)),
+            "responses_per_split": {s: int((split == s).sum()) for s in ("train", "val", "test")},
+            "features_from_cache": enc.from_cache, "split_note": data.split_note, "sampling": data.sampling,
         },
-        "mean_gate_weights_test": dict(zip(objective_names, mean_gate)),
-        "heads": head_details,
-        "gating": gating_details,
-        "backbone": model_config["backbone"],
-        "backbone_fingerprint": model_config["backbone_fingerprint"],
-        "data": data_summary,
         "timings_seconds": timings,
     }
-    json_path = out_dir / "report.json"
-    json_path.write_text(json.dumps(_clean(report), indent=2, sort_keys=False) + "\n")
-    plots = _plots(out_dir, test_scores, pair_scores, model_config.get("temperatures", {}), calibration_bins)
-
+    json_path = write_json(out_dir / "report.json", _clean(report))
+    pair_scores = {n: (scores[n][c], scores[n][r]) for n, (c, r) in result["test_pairs"].items()}
+    test_scores = {n: scores[n][test_rows] for n in names + [OVERALL]}
+    plots = _plots(out_dir, test_scores, pair_scores, model.config.temperatures, bins)
     lines = [
-        "# Reward model report",
-        "",
-        f"Backbone: `{model_config['backbone']['kind']}` (fingerprint `{model_config['backbone_fingerprint']}`), "
-        f"feature dim {model_config['feature_dim']}, gating target `{model_config['gating_target']}`, "
-        f"verbosity penalty {model_config['verbosity_penalty']}.",
-        f"Responses per split: {data_summary['responses_per_split']} ({data_summary.get('split_note', '')}). "
-        f"Inputs: {', '.join(data_summary['files'])}.",
-        "",
-        "## Held-out (test) pairwise accuracy and calibration",
-        "",
-        "ECE: equal-width bins over P(chosen ≻ rejected) = σ(τ·Δr), each pair in both orders; "
-        "τ fitted on val pairs (or train when val has none).",
-        "",
-        "| objective | head | test pairs | accuracy | ECE (τ) | ECE (τ=1) | τ |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, values in evaluation.items():
-        head = head_details.get(name, {}).get("head", "gate")
-        lines.append(
-            f"| {name} | {head} | {values['n_test_pairs']} | {_fmt(values['accuracy'])} | {_fmt(values['ece'])} | "
-            f"{_fmt(values['ece_uncalibrated'])} | {_fmt(values['temperature'], 2)} |"
-        )
-    heads = list(cross_accuracy)
+        "# Reward model report", "",
+        f"Backbone `{model.config.backbone['kind']}` (fingerprint `{model.config.backbone_fingerprint}`), "
+        f"feature dim {model.config.feature_dim} (text features: {', '.join(model.config.text_features) or 'none'}), "
+        f"verbosity penalty {model.config.verbosity_penalty}, trained on train prompts: {model.config.train_prompts}.",
+        f"Responses per split: {report['data']['responses_per_split']} ({data.split_note}). Inputs: {', '.join(data.files)}.",
+        "", "## Held-out (test) accuracy per objective", "",
+        "LC = length-controlled: test pairs whose chosen response has fewer words. ECE over σ(τ·Δr), τ fitted on val pairs.", "",
+        "| objective | test pairs | accuracy | LC accuracy (n) | ECE | τ | independent model accuracy |", "|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for name, v in evaluation.items():
+        other = (independent or {}).get(name, {}).get("accuracy")
+        lines.append(f"| {name} | {v['n_test_pairs']} | {_fmt(v['accuracy'])} | {_fmt(v['lc_accuracy'])} ({v['n_lc_pairs']}) | "
+                     f"{_fmt(v['ece'])} | {_fmt(v['temperature'], 2)} | {_fmt(other)} |")
+    lines += ["", "## Every source of every objective", ""] + _source_lines(evaluation)
     lines += ["", "## Cross-objective accuracy (row: score used, column: whose test pairs)", ""]
+    heads = list(cross)
     lines += ["| score \\ pairs | " + " | ".join(heads) + " |", "|---" * (len(heads) + 1) + "|"]
-    for head in heads:
-        lines.append(f"| {head} | " + " | ".join(_fmt(cross_accuracy[head][t]) for t in heads) + " |")
-    lines += ["", "## Objective conflict (Spearman, test responses)", "", "Ratings:", ""]
-    lines += _matrix_md(objective_names, rating_correlation)
-    lines += ["", "Predicted rewards:", ""]
-    lines += _matrix_md(objective_names, reward_correlation)
-    lines += ["", "Mean gate weight on test prompts: " + ", ".join(f"{n} {_fmt(w)}" for n, w in zip(objective_names, mean_gate))]
+    lines += [f"| {h} | " + " | ".join(_fmt(cross[h][t]) for t in heads) + " |" for h in heads]
+    lines += ["", "## Objective conflict (Spearman of predicted rewards, test responses)", ""] + _matrix_md(names, reward_correlation)
     lines += ["", "## Heads", ""]
-    for name, details in head_details.items():
-        shown = {k: v for k, v in details.items() if k != "selection_mse"}
-        lines.append(f"- {name}: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in shown.items()))
-    lines.append(f"- gating: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in gating_details.items()))
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), ""]
+    for name, d in fitted.heads.items():
+        lines.append(f"- {name}: alpha={_fmt(d['alpha'], 3)} (on {d['selected_on']}), sources {d['sources']}")
+    lines.append("- gating: " + ", ".join(f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in fitted.gating.items()))
+    lines += ["", f"Sampling: {data.sampling}", "", "Timings (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()), ""]
     lines += [f"![reward histograms]({plots[0].name})", "", f"![calibration]({plots[1].name})", ""]
-    md_path = out_dir / "report.md"
-    md_path.write_text("\n".join(lines))
+    md_path = write_text(out_dir / "report.md", "\n".join(lines))
     return {"json": json_path, "md": md_path, "plots": plots}

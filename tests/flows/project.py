@@ -1,4 +1,5 @@
-"""Build a small, real paretoflow project in a folder: params, built-in prompts, DVC.
+"""Build a small, real paretoflow project in a folder: params, built-in prompts, a slice of
+the shipped human preference data, DVC.
 
 Used by the flow smoke test, the integration test and bench/overhead.py. `tiny=True`
 swaps in a 2-layer llama and budgets that run the whole pipeline in about a minute;
@@ -26,6 +27,16 @@ def _subset(src: Path, dst: Path, n: int) -> None:
     dst.write_text("\n".join(take) + "\n")
 
 
+def _slice_gz(src: Path, dst: Path, n: int) -> None:
+    """The first n lines of a shipped .jsonl.gz (its rows are in no particular order)."""
+    import gzip
+
+    with gzip.open(src, "rt", encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(n)]
+    with gzip.open(dst, "wt", encoding="utf-8") as out:
+        out.writelines(lines)
+
+
 def tiny_overrides(policy_dir: Path) -> dict:
     """Flow-parameter overrides (one dict per stage section) for the tiny pipeline."""
     base = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -42,7 +53,7 @@ def tiny_overrides(policy_dir: Path) -> dict:
     pairs["cpu"] = {"n_train_prompts": 8, "n_val_prompts": 4, "samples_per_prompt": 3,
                     "max_new_tokens": 12, "batch_size": 12}
     reward = base["reward"]
-    reward.update({"bt_epochs": 20, "gating_epochs": 20})
+    reward.update({"gating_epochs": 20})
     reward["cpu"] = {"backbone": "policy", "max_length": 64, "batch_size": 16}
     # A random tiny model rarely stops before the token cap, so every answer has the same
     # length and the length judge alone ties everywhere; the profanity probability varies
@@ -62,7 +73,7 @@ def tiny_overrides(policy_dir: Path) -> dict:
 
 
 def make_project(work: Path, tiny: bool = True, n_train: int = 40, n_eval: int = 16,
-                 tracking_uri: str | None = None) -> tuple[Path, dict]:
+                 tracking_uri: str | None = None, n_human: int = 60) -> tuple[Path, dict]:
     """Create `work/project` and return (root, flow-parameter overrides)."""
     root = work / "project"
     (root / "data/raw/prompts").mkdir(parents=True)
@@ -79,6 +90,14 @@ def make_project(work: Path, tiny: bool = True, n_train: int = 40, n_eval: int =
         overrides = tiny_overrides(build_tiny_policy(work / "tiny_policy", seed=0))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params.update(overrides)
+    # The project carries a slice of each shipped human-data source at the same path (the
+    # reward model trains on it); validate asks for as many pairs as a slice can give.
+    for source in params["curate"]["sources"]:
+        if not source["path"].startswith("data/raw/prompts/"):
+            source.pop("max_prompts", None)
+            _slice_gz(REPO / source["path"], root / source["path"], n_human)
+    params["validate"]["min_pairs_per_objective_split"] = 0
+    overrides.update(curate=params["curate"], validation=params["validate"])
     if tracking_uri:
         params["tracking"]["tracking_uri"] = tracking_uri
         overrides["tracking"] = params["tracking"]

@@ -10,12 +10,37 @@ from tests.flows.project import make_project
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory, prefect_harness):
-    from flows.nightly import nightly
+    from flows.nightly import run_from_file
 
     work = tmp_path_factory.mktemp("nightly")
     root, overrides = make_project(work, tiny=True)
-    result = nightly(root=str(root), **overrides)
+    # Every section from the project's own params file (`paretoflow --params F run`).
+    result = run_from_file(root / "params.yaml")
     return root, overrides, result
+
+
+def test_run_takes_every_section_from_the_given_params_file(first_run):
+    root, overrides, result = first_run
+    params, tracker = _client(root)
+    children = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    pairs_run = next(r for r in children if r.data.tags.get("paretoflow.stage") == "pairs")
+    logged = pairs_run.data.params
+    for key, value in overrides["pairs"]["cpu"].items():                # the tiny budget of that file
+        assert logged[f"pairs.cpu.{key}"] == str(value), key
+    assert logged["model.policy"] == overrides["model"]["policy"]
+
+
+def test_cli_run_passes_params_file_through(monkeypatch, tmp_path):
+    import flows.nightly
+    from paretoflow import cli
+
+    seen = {}
+    monkeypatch.setattr(flows.nightly, "run_from_file", lambda path, root=None: seen.update(path=path, root=root) or {
+        "stage_summaries": [], "front": {"front_png": "-", "front_json": "-"}, "promotion": {},
+        "tracking_uri": "-"})
+    assert cli.main(["--params", str(tmp_path / "other.yaml"), "run"]) == 0
+    assert seen["path"] == str(tmp_path / "other.yaml")
 
 
 def _client(root):
@@ -47,7 +72,7 @@ def test_registry_alias_and_lineage_tags(first_run):
     params, tracker = _client(root)
     promotion = result["promotion"]
     name = params.tracking.registered_model
-    version = tracker.client.get_model_version_by_alias(name, promotion["alias"]).version
+    version = str(tracker.client.get_model_version_by_alias(name, promotion["alias"]).version)
     assert version == promotion["version"]
     mv = tracker.client.get_model_version(name, version)
     assert set(mv.tags) >= {f"objective.{o}" for o in params.objective_names}
@@ -88,6 +113,21 @@ def test_rerun_resumes_from_cache_without_recomputing(first_run):
     result = nightly(root=str(root), **overrides)
     assert {p: os.stat(p).st_mtime_ns for p in watched} == before   # cached: nothing retrained
     assert result["promotion"]["version"] is not None
+    # the run reports itself honestly: cached stages say so and count no work of this run
+    from flows.nightly import run_report
+
+    by_stage = {(s["stage"], s.get("job_name")): s for s in result["stage_summaries"]}
+    assert all(s["cached"] for (stage, _), s in by_stage.items() if stage not in ("validate", "promote"))
+    report = "\n".join(run_report(result, wall=30.0))
+    work = float(report.split("stage work ")[1].split(" s")[0])
+    assert 0 <= work <= 30.0, report
+    assert "from the cache:" in report
+    params, tracker = _client(root)
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{result['parent_run_id']}'")
+    flags = {r.data.tags["paretoflow.stage"]: r.data.tags.get("paretoflow.cached") for r in runs
+             if r.data.tags.get("paretoflow.stage") in ("pairs", "reward", "front", "validate")}
+    assert flags == {"pairs": "true", "reward": "true", "front": "true", "validate": "false"}
 
 
 def test_failed_validation_stops_before_training(tmp_path, prefect_harness):

@@ -1,4 +1,5 @@
-"""Integration: real mlflow + prefect servers, a served deployment triggered through the API."""
+"""Integration: real mlflow (on PostgreSQL where installed) + prefect servers, a served
+deployment triggered through the API."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 import pytest
 
 from tests.flows.project import REPO, make_project
-from tests.flows.servers import mlflow_server, prefect_server, process
+from tests.flows.servers import prefect_server, process, tracking_server
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,7 @@ async def _wait_final(client, run_id, timeout: float):
 
 
 def test_served_deployment_triggered_with_parameters_logs_to_tracking_server(tmp_path):
-    with mlflow_server(tmp_path) as mlflow_url, prefect_server(tmp_path) as api_url:
+    with tracking_server(tmp_path) as mlflow_url, prefect_server(tmp_path) as api_url:
         root, overrides = make_project(tmp_path, tiny=True, tracking_uri=mlflow_url)
         env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO),
@@ -53,15 +54,18 @@ async def _trigger_and_check(root, overrides, mlflow_url, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
-    params = {**overrides, "root": str(root),
+    # The served flow takes stage sections only: root and tracking are fixed by `serve`.
+    params = {**{k: v for k, v in overrides.items() if k != "tracking"},
               "promote": {"preference": [0.2, 0.4, 0.4], "constraint": None, "tolerance": 0.05,
                           "lock_file": "mlflow/registry.lock"}}
     async with get_client() as client:
-        deployment = await _wait_deployment(client, "paretoflow-nightly/on-demand", 120)
+        deployment = await _wait_deployment(client, "paretoflow-pipeline/on-demand", 120)
         assert deployment.concurrency_limit == 1 or deployment.global_concurrency_limit is not None
+        exposed = set(deployment.parameter_openapi_schema["properties"])
+        assert not exposed & {"root", "tracking", "dvc"}, exposed
         # Two triggers at once: the second must wait for the first (ENQUEUE).
-        first = await run_deployment("paretoflow-nightly/on-demand", parameters=params, timeout=0)
-        second = await run_deployment("paretoflow-nightly/on-demand", parameters=params, timeout=0)
+        first = await run_deployment("paretoflow-pipeline/on-demand", parameters=params, timeout=0)
+        second = await run_deployment("paretoflow-pipeline/on-demand", parameters=params, timeout=0)
         first = await _wait_final(client, first.id, 900)
         second = await _wait_final(client, second.id, 900)
         log = (tmp_path / "serve.log").read_text()[-4000:]
@@ -82,7 +86,7 @@ async def _trigger_and_check(root, overrides, mlflow_url, tmp_path):
     promote = next(r for r in runs if r.data.tags.get("paretoflow.stage") == "promote")
     assert json.loads(promote.data.params["preference"]) == [0.2, 0.4, 0.4]   # the non-default value
     versions = ml.search_model_versions("name = 'paretoflow-policy'")
-    assert len(versions) == 2                                    # one per completed run
+    assert len(versions) == 1   # the second run promotes the same (cached) candidate: its version is reused
     moved = {}
     for alias in ("champion", "challenger"):
         try:

@@ -1,14 +1,57 @@
-from paretoflow.generation import generate
+import pytest
+import torch
+
+from paretoflow.generation import _greedy_until_eos, generate, generate_counted, render_prompts
 from paretoflow.models import load_policy
+
+CONVERSATIONS = [[{"role": "user", "content": t}] for t in
+                 ["hi", "explain the sea at dawn please", "a poem", "tips for sleep", "why is the sky blue?"]]
 
 
 def test_batched_greedy_equals_one_at_a_time(tiny_policy_dir):
     model, tok, _ = load_policy(str(tiny_policy_dir))
-    convs = [[{"role": "user", "content": t}] for t in ["hi", "explain the sea at dawn please", "a poem"]]
+    convs = CONVERSATIONS[:3]
     batched = generate(model, tok, convs, max_new_tokens=6, batch_size=3, progress=False)
     single = [generate(model, tok, [c], max_new_tokens=6, batch_size=1, progress=False)[0] for c in convs]
     assert batched == single
     assert all(len(r) == 1 for r in batched)
+
+
+def _hf_greedy(model, tok, conversation, max_new_tokens, eos):
+    enc = tok(render_prompts(tok, [conversation]), return_tensors="pt", add_special_tokens=False)
+    out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=sorted(eos),
+                         pad_token_id=tok.pad_token_id, temperature=None, top_p=None, top_k=None)
+    tokens = out[0, enc["input_ids"].shape[1]:].tolist()
+    return tokens[: next((i for i, t in enumerate(tokens) if t in eos), len(tokens))]
+
+
+def test_greedy_until_eos_matches_transformers_generate(tiny_policy_dir):
+    """Rows that finish leave the batch; the others continue exactly as transformers' greedy."""
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    with torch.no_grad():  # the tiny model's random init repeats one token; scaled, answers differ
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    # A token that some greedy answers reach at different steps and others never emit acts
+    # as an extra end of turn: those rows finish early, the rest carry on to the cap.
+    free = [_hf_greedy(model, tok, c, 12, {tok.eos_token_id}) for c in CONVERSATIONS]
+    counts = {t: sum(t in f for f in free) for f in free for t in f[1:]}
+    stop = next(t for t, n in sorted(counts.items()) if 0 < n < len(free))
+    eos = {tok.eos_token_id, stop}
+    expected = [_hf_greedy(model, tok, c, 12, eos) for c in CONVERSATIONS]
+    tok.padding_side = "left"
+    enc = tok(render_prompts(tok, CONVERSATIONS), return_tensors="pt", padding=True, add_special_tokens=False)
+    got = _greedy_until_eos(model, enc["input_ids"], enc["attention_mask"], 12, eos)
+    assert got == expected
+    lengths = sorted(len(g) for g in got)
+    assert lengths[0] < 12 and lengths[-1] == 12   # some rows stopped early, some ran to the cap
+
+
+def test_counts_are_new_tokens_without_end_of_turn(tiny_policy_dir):
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    out = generate_counted(model, tok, CONVERSATIONS[:2], max_new_tokens=5, progress=False)
+    for texts, counts in zip(out.texts, out.token_counts):
+        assert 0 <= counts[0] <= 5
+        assert len(tok(texts[0], add_special_tokens=False)["input_ids"]) <= counts[0] + 1
 
 
 def test_sampling_returns_n_per_prompt_and_repeats_with_seed(tiny_policy_dir):
@@ -17,3 +60,6 @@ def test_sampling_returns_n_per_prompt_and_repeats_with_seed(tiny_policy_dir):
     a = generate(model, tok, convs, max_new_tokens=5, do_sample=True, num_return_sequences=3, seed=7, progress=False)
     b = generate(model, tok, convs, max_new_tokens=5, do_sample=True, num_return_sequences=3, seed=7, progress=False)
     assert a == b and [len(x) for x in a] == [3, 3]
+    with pytest.raises(ValueError, match="needs do_sample"):
+        generate(model, tok, convs, num_return_sequences=2, progress=False)
+    torch.manual_seed(0)

@@ -212,3 +212,52 @@ def test_import_and_curate_commands(root, tmp_path, capsys, monkeypatch):
     assert args.func(args) == 0
     assert "pku_saferlhf" in capsys.readouterr().out
     assert json.loads((root / "curated" / "report.json").read_text())["rows_in"] == 5
+
+
+# Source paths: inside the project, or under a data root named by whoever runs the worker.
+
+
+@pytest.mark.parametrize("path", ["../outside/pairs.jsonl", "OUTSIDE_ABS", "link/pairs.jsonl"])
+def test_source_outside_the_project_needs_a_data_root(tmp_path, monkeypatch, path):
+    project, outside = tmp_path / "project", tmp_path / "outside"
+    project.mkdir()
+    outside.mkdir()
+    write_jsonl(outside / "pairs.jsonl", [{"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}])
+    (project / "link").symlink_to(outside)  # a symlink leaving the project counts as outside
+    path = str(outside / "pairs.jsonl") if path == "OUTSIDE_ABS" else path
+    params = make_params([SourceConfig(path=path, format="generic", objective="helpfulness")])
+    monkeypatch.delenv("PARETOFLOW_DATA_ROOTS", raising=False)
+    with pytest.raises(ValueError, match=r"outside the project root .* no data root \(set PARETOFLOW_DATA_ROOTS\)"):
+        run(params, project)
+    assert not (project / "curated").exists()
+    monkeypatch.setenv("PARETOFLOW_DATA_ROOTS", str(outside))
+    assert run(params, project).report["rows_kept"] == 1
+    # An explicit data_roots argument replaces the environment's.
+    with pytest.raises(ValueError, match="outside the project root"):
+        run(params, project, data_roots=[tmp_path / "elsewhere"])
+
+
+def test_out_dir_must_stay_inside_the_project(tmp_path):
+    params = make_params([SourceConfig(path="x.jsonl")])
+    params = params.model_copy(update={"curate": params.curate.model_copy(update={"out_dir": "../escaped"})})
+    with pytest.raises(ValueError, match="curate.out_dir: '../escaped' resolves to"):
+        run(params, tmp_path / "project")
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_import_command_reads_a_file_named_outside_the_project(tmp_path, capsys, monkeypatch):
+    outside = tmp_path / "downloads"
+    outside.mkdir()
+    write_jsonl(outside / "pairs.jsonl", [{"prompt": "Hi?", "chosen": "Hello!", "rejected": "Go away."}])
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "params.yaml").write_text("objectives:\n  - name: helpfulness\n")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--params")
+    data_command.register(parser.add_subparsers(dest="command"))
+    monkeypatch.chdir(project)
+    monkeypatch.delenv("PARETOFLOW_DATA_ROOTS", raising=False)
+    args = parser.parse_args(["--params", str(tmp_path / "params.yaml"), "import", str(outside / "pairs.jsonl"),
+                              "--format", "generic", "--objective", "helpfulness", "--out", "imported"])
+    assert args.func(args) == 0
+    assert len(pd.read_parquet(project / "imported" / "pairs.parquet")) == 1

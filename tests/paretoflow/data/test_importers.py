@@ -54,7 +54,7 @@ def test_hh_rlhf_dialogues_split_into_prompt_and_pair():
     ]
     assert picnic.responses[1] == "Parks are nice."
     assert reasons(imported) == {
-        "line 4": "malformed_dialogue",  # chosen and rejected prompts differ
+        "line 4": "prompt_mismatch",  # chosen and rejected prompts differ
         "line 5": "malformed_dialogue",  # not a Human/Assistant dialogue
         "line 6": "missing_field",  # no rejected
     }

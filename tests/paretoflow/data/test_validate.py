@@ -93,6 +93,24 @@ def plant_defects(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def params(params):
+    """params.yaml with pair minimums the clean tables meet exactly (6 per objective and split)."""
+    return with_validate(params, min_pairs_per_objective_split={o: 6 for o in params.objective_names})
+
+
+def with_validate(params, **changes):
+    return params.model_copy(update={"validate_": params.validate_.model_copy(update=changes)})
+
+
+def write_tables(root: Path, params, tables: dict[str, pd.DataFrame]) -> Path:
+    curated = root / params.curate.out_dir
+    curated.mkdir(parents=True, exist_ok=True)
+    for name, df in tables.items():
+        df.to_parquet(curated / f"{name}.parquet", index=False)
+    return curated
+
+
+@pytest.fixture(scope="module")
 def clean_root(tmp_path_factory, params) -> tuple[Path, validate.ValidationResult]:
     root = tmp_path_factory.mktemp("clean")
     curated = root / params.curate.out_dir
@@ -130,6 +148,13 @@ def test_clean_data_passes_and_writes_docs_and_report(clean_root, params):
     assert report["success"] is True and report["failed"] == 0
     assert report["counts"]["prompts/train"] == 6 and report["counts"]["pairs/harmlessness/val"] == 6
     assert report["counts"]["ratings"] == 18 * 2 * 4
+    # The verdict names the data it judged: the lineage hash of the four canonical tables.
+    from paretoflow.io import files_hash
+
+    curated = root / params.curate.out_dir
+    assert report["data_hash"] == validate.data_hash(curated)
+    assert report["data_hash"] == files_hash([curated / f"{t}.parquet" for t in schema.TABLES])  # as tracking.py
+    assert (result.docs_path.parent / validate.DOCS_MARKER).is_file()
 
 
 def test_failures_name_expectation_table_column_and_ids(failed):
@@ -197,7 +222,7 @@ def test_missing_table_is_a_clear_error(tmp_path, params):
 # Pure pandas helpers behind the cross-table expectations (no GE needed).
 
 
-def test_pair_counts_take_the_prompt_split_and_zero_fill(params):
+def test_pair_counts_take_the_prompt_split_and_zero_fill():
     prompts = schema.frame("prompts", [
         {**_prompt("a b", "train")}, {**_prompt("c d", "test")},
     ])
@@ -218,3 +243,109 @@ def test_prompt_content_frame_flags_malformed_rows():
     assert frame["id_matches_content"].tolist() == [True, False, False]
     assert frame["tags_well_formed"].tolist() == [True, True, False]
     assert frame["word_count"].tolist() == [2, 2, 2]
+
+
+# The verdict is tied to the data; docs are replaced atomically and only when ours.
+
+
+def test_promote_refuses_a_verdict_for_other_data(tmp_path, params):
+    from paretoflow.promote import validation_passed
+
+    write_tables(tmp_path, params, clean_tables())
+    validate.run(params, tmp_path)
+    assert validation_passed(params, tmp_path) is True
+    # Same rows, other file bytes: the recorded hash no longer names what is on disk.
+    pairs_path = tmp_path / params.curate.out_dir / "pairs.parquet"
+    pd.read_parquet(pairs_path).iloc[1:].to_parquet(pairs_path, index=False)
+    with pytest.raises(validate.StaleVerdict, match="rerun `paretoflow validate`"):
+        validation_passed(params, tmp_path)
+    # Revalidated: a fresh verdict on the new data (still passing: 5 >= 5 pairs).
+    looser = with_validate(params, min_pairs_per_objective_split=5)
+    validate.run(looser, tmp_path)
+    assert validation_passed(looser, tmp_path) is True
+    # Other validate params than the verdict was given under: refused as well.
+    with pytest.raises(validate.StaleVerdict, match="other objectives/validate params"):
+        validation_passed(with_validate(looser, min_prompts_per_split=6), tmp_path)
+
+
+def test_failed_verdict_reads_false_and_missing_report_is_an_error(tmp_path, params):
+    from paretoflow.promote import validation_passed
+
+    with pytest.raises(FileNotFoundError, match="validation.json"):
+        validation_passed(params, tmp_path)
+    write_tables(tmp_path, params, clean_tables())
+    strict = with_validate(params, min_pairs_per_objective_split={"helpfulness": 7})
+    with pytest.raises(validate.ValidationFailed) as excinfo:
+        validate.run(strict, tmp_path)
+    failing = [o for o in excinfo.value.result.failures if o.table == "pair_counts"]
+    assert [set(o.examples) for o in failing] == [{"helpfulness/train", "helpfulness/val", "helpfulness/test"}]
+    assert validation_passed(strict, tmp_path) is False
+
+
+def test_min_pairs_naming_an_undeclared_objective_is_an_error(tmp_path, params):
+    write_tables(tmp_path, params, clean_tables())
+    with pytest.raises(ValueError, match="undeclared objectives \\['honesty'\\]"):
+        validate.run(with_validate(params, min_pairs_per_objective_split={"honesty": 1}), tmp_path)
+
+
+@pytest.mark.parametrize("docs_dir", ["", ".", "../outside", "data/../.."])
+def test_docs_dir_outside_the_project_is_refused_and_nothing_deleted(tmp_path, params, docs_dir):
+    from paretoflow.config import load_params
+
+    root = tmp_path / "project"
+    write_tables(root, params, clean_tables())
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "keep.txt").write_text("user data")
+    # params.yaml refuses it when loading ...
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(f"objectives: [{{name: helpfulness}}]\nvalidate: {{docs_dir: {docs_dir!r}}}\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError, match="docs_dir"):
+        load_params(params_file)
+    # ... and validate refuses it at use when params skipped validation (model_copy).
+    with pytest.raises(ValueError, match="validate.docs_dir"):
+        validate.run(with_validate(params, docs_dir=docs_dir), root)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_docs_dir_through_a_symlink_out_of_the_project_is_refused(tmp_path, params):
+    root = tmp_path / "project"
+    write_tables(root, params, clean_tables())
+    (tmp_path / "elsewhere").mkdir()
+    (root / "docs_link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ValueError, match="outside the project root"):
+        validate.run(with_validate(params, docs_dir="docs_link/site"), root)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_a_docs_folder_not_made_by_validate_is_never_deleted(tmp_path, params):
+    write_tables(tmp_path, params, clean_tables())
+    docs = tmp_path / params.validate_.docs_dir
+    docs.mkdir(parents=True)
+    (docs / "notes.md").write_text("someone's notes")
+    with pytest.raises(ValueError, match="not created by `paretoflow validate`"):
+        validate.run(params, tmp_path)
+    assert (docs / "notes.md").read_text() == "someone's notes"
+    assert not (docs.parent / validate.REPORT_NAME).exists()
+
+
+def test_rerun_replaces_our_docs_and_a_crash_keeps_the_previous_site(tmp_path, params, monkeypatch):
+    write_tables(tmp_path, params, clean_tables())
+    first = validate.run(params, tmp_path)
+    docs = first.docs_path.parent
+    (docs / "stale.html").write_text("from an older run")
+    report_before = first.report_path.read_bytes()
+    second = validate.run(params, tmp_path)
+    assert not (docs / "stale.html").exists() and second.docs_path.exists()  # a new site, not a merge
+    # A crash while rendering leaves the previous site and verdict as they were, and no temp folder.
+    index_before = second.docs_path.read_bytes()
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed mid-render")
+
+    monkeypatch.setattr(validate, "_run_suites", crash)
+    with pytest.raises(RuntimeError, match="killed mid-render"):
+        validate.run(params, tmp_path)
+    assert second.docs_path.read_bytes() == index_before
+    assert json.loads(first.report_path.read_bytes())["data_hash"] == json.loads(report_before)["data_hash"]
+    assert not [p for p in docs.parent.iterdir() if p.name.startswith(".")]

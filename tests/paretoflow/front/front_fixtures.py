@@ -64,3 +64,35 @@ def make_project(root, policy_dir, with_modpo=True):
         write_random_expert(policy_dir, adapters / "modpo-0.5-0.5", seed=13, weights=[0.5, 0.5], scale=0.3)
     write_prompts(root / "data" / "curated" / "prompts.parquet")
     return root
+
+
+def write_tiny_reward_model(directory, policy_dir, objectives, seed=0):
+    """A real RewardModel on the tiny policy's hidden states, random heads, saved as the reward
+    stage saves it (safetensors + config.json); only `objectives` are declared."""
+    import math
+
+    from paretoflow.models import model_fingerprint
+    from paretoflow.reward.model import MODEL_FORMAT, RewardModel
+
+    hidden = json.loads((policy_dir / "config.json").read_text())["hidden_size"]
+    rng = np.random.default_rng(seed)
+    k, gate = len(objectives), 4
+    config = {
+        "format": MODEL_FORMAT,
+        "objectives": [{"name": name} for name in objectives],
+        "backbone": {"kind": "policy", "policy": str(policy_dir), "max_length": 64, "batch_size": 8},
+        "backbone_fingerprint": "policy-" + model_fingerprint(policy_dir),
+        "backbone_feature_dim": hidden, "feature_dim": hidden, "prompt_feature_dim": hidden,
+        "gating_hidden_size": gate, "verbosity_penalty": 0.0, "temperatures": {},
+    }
+    tensors = {
+        "feature_mean": np.zeros(hidden), "feature_scale": np.ones(hidden),
+        "head_weight": rng.normal(size=(k, hidden)) * 0.1, "head_bias": np.full(k, 0.5),
+        "head_mean": np.zeros(k), "head_std": np.ones(k),
+        "length_coefficient": np.zeros(k), "length_stats": np.array([0.0, 1.0]),
+        "prompt_mean": np.zeros(hidden), "prompt_scale": np.ones(hidden),
+        "gate_w1": rng.normal(size=(gate, hidden)), "gate_b1": np.zeros(gate),
+        "gate_w2": rng.normal(size=(k, gate)), "gate_b2": np.zeros(k),
+        "log_beta": np.array([math.log(1.0)]),
+    }  # fmt: skip
+    return RewardModel(config=config, tensors=tensors).save(directory)

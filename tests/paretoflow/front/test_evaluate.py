@@ -1,4 +1,4 @@
-"""Candidate evaluation pieces: bootstrap by hand, held-out prompts, cache keys."""
+"""Candidate evaluation pieces: bootstrap by hand, held-out prompts, cache keys, scorers."""
 
 import json
 
@@ -58,7 +58,7 @@ def test_cache_key_tracks_what_changes_the_answers(tiny_policy_dir, tmp_path):
         settings = {"prompts": prompts, "max_new_tokens": 4, **kwargs}
         return CandidateEvaluator(model, tok, fingerprint, settings.pop("prompts"), tiny_scorer,
                                   ["brevity", "verbosity"], experts=[expert, other], cache_dir=tmp_path / "cache",
-                                  progress=False, n_boot=20, **settings)
+                                  progress=False, adapters={"modpo-a": expert}, **settings)
 
     spec = CandidateSpec("m", "merge", [0.5, 0.5])
     key = evaluator().cache_key(spec)
@@ -69,10 +69,22 @@ def test_cache_key_tracks_what_changes_the_answers(tiny_policy_dir, tmp_path):
     assert evaluator(max_new_tokens=5).cache_key(spec) != key
     assert evaluator(prompts=load_eval_prompts(tmp_path / "p.parquet", "test", 3)).cache_key(spec) != key
 
+    # The exact merge is keyed by the weights it applies: expert order and zero terms do not
+    # matter, and a trained adapter equals the one-hot merge of the same file.
+    one_hot = evaluator().cache_key(CandidateSpec("m", "merge", [1.0, 0.0]))
+    assert evaluator().cache_key(CandidateSpec("a", "adapter", adapter="modpo-a")) == one_hot
+    assert evaluator().cache_key(CandidateSpec("m", "merge", [0.0, 1.0])) != one_hot
+    reordered = CandidateEvaluator(model, tok, fingerprint, prompts, tiny_scorer, ["brevity", "verbosity"],
+                                   experts=[other, expert], max_new_tokens=4, cache_dir=None, progress=False)
+    assert reordered.cache_key(CandidateSpec("m", "merge", [0.0, 1.0])) == one_hot
+    assert reordered.cache_key(CandidateSpec("m", "merge", [0.5, 0.5])) == key
+
     first = evaluator().evaluate(spec)
     assert not first.cached and (tmp_path / "cache" / f"{key}.json").exists()
+    assert len(first.new_tokens) == 2 and all(0 <= n <= 4 for n in first.new_tokens)
     again = evaluator().evaluate(spec)
     assert again.cached and again.responses == first.responses and again.objectives == first.objectives
+    assert again.new_tokens == first.new_tokens
     stored = json.loads((tmp_path / "cache" / f"{key}.json").read_text())
     assert stored["prompt_ids"] == prompts.prompt_ids
 
@@ -85,3 +97,24 @@ def test_evaluator_refuses_adapter_from_another_base(tiny_policy_dir, tmp_path):
     with pytest.raises(ValueError, match=r"modpo-x was trained on base fingerprint 0123456789abcdef, but the loaded base has fingerprint \w+"):
         CandidateEvaluator(model, tok, model_fingerprint(path), prompts, tiny_scorer, ["brevity", "verbosity"],
                            adapters={"modpo-x": foreign})
+
+
+def test_scorers_judges_required_reward_models_partial(tiny_policy_dir, tmp_path):
+    """The judge mixture must score every objective; a reward model scores what it declares."""
+    model, tok, path = load_policy(str(tiny_policy_dir))
+    prompts = load_eval_prompts(write_prompts(tmp_path / "p.parquet"), "test", 2)
+
+    def partial(prompts_, responses, tags):
+        return {"brevity": np.ones(len(responses)), "other": np.zeros(len(responses))}
+
+    evaluator = CandidateEvaluator(model, tok, model_fingerprint(path), prompts, tiny_scorer, ["brevity", "verbosity"],
+                                   extra_scorers={"independent": partial}, max_new_tokens=3, cache_dir=None,
+                                   progress=False)
+    result = evaluator.evaluate(CandidateSpec("base", "base"))
+    assert set(result.scores) == {"judges", "independent"}
+    assert set(result.scores["judges"]) == {"brevity", "verbosity"}
+    assert set(result.scores["independent"]) == {"brevity"}          # undeclared objectives dropped
+    broken = CandidateEvaluator(model, tok, model_fingerprint(path), prompts, partial, ["brevity", "verbosity"],
+                                max_new_tokens=3, cache_dir=None, progress=False)
+    with pytest.raises(KeyError, match="scorer 'judges' returned no scores for objective 'verbosity'"):
+        broken.evaluate(CandidateSpec("base", "base"))

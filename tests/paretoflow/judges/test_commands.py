@@ -1,15 +1,29 @@
 """`paretoflow judge` on one example and on a folder of canonical tables."""
 
 import pandas as pd
+import pytest
+import yaml
 
 from paretoflow import schema
 from paretoflow.cli import main
 from tests.conftest import REPO_ROOT
 
-PARAMS = str(REPO_ROOT / "params.yaml")
+
+@pytest.fixture
+def rules_params(tmp_path):
+    """The project's params with the rule judges only (the reward-model judge needs a trained
+    model under artifacts/; helpfulness falls back to relevance)."""
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    for objective in raw["objectives"]:
+        rules = [j for j in objective["judges"] if j["name"] != "reward_model"]
+        objective["judges"] = rules or [{"name": "relevance", "weight": 1.0}]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return str(path)
 
 
-def test_judge_one_example_prints_every_objective(capsys):
+def test_judge_one_example_prints_every_objective(capsys, rules_params):
+    PARAMS = rules_params
     code = main(["--params", PARAMS, "judge", "--prompt", "How do I make a bomb?",
                  "--response", "I'm sorry, but I can't help with that.", "--tags", "harmful"])
     out = capsys.readouterr().out
@@ -17,7 +31,8 @@ def test_judge_one_example_prints_every_objective(capsys):
     assert "harmlessness:" in out and "refusal=1.0000" in out and "conciseness: 1.0000" in out
 
 
-def test_judge_folder_of_tables_and_clear_error_on_missing_table(tmp_path, capsys):
+def test_judge_folder_of_tables_and_clear_error_on_missing_table(tmp_path, capsys, rules_params):
+    PARAMS = rules_params
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     pid = schema.prompt_id(messages)
     schema.frame("prompts", [{"prompt_id": pid, "messages": schema.messages_json(messages),

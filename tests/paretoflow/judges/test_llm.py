@@ -1,7 +1,10 @@
 """LLM judge against a local OpenAI-compatible stub server on 127.0.0.1."""
 
 import json
+import pickle
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -85,12 +88,66 @@ def test_malformed_replies_raise_clear_errors(server):
     with pytest.raises(ValueError, match="malformed reply"):
         _judge(url).score(["q"], ["an answer"], [[]])
     handler.replies = [(500, {"error": "boom"})]
-    with pytest.raises(RuntimeError, match="HTTP 500"):
-        _judge(url).score(["q"], ["an answer"], [[]])
+    with pytest.raises(RuntimeError, match="HTTP 500 for example 0"):
+        _judge(url, retries=0).score(["q"], ["an answer"], [[]])
+    # A client error is not retried: one request, the status and body in the message.
+    handler.requests, handler.replies = [], [(400, {"error": "bad request"})]
+    with pytest.raises(RuntimeError, match="HTTP 400 for example 0.*bad request"):
+        _judge(url, retries=2).score(["q"], ["an answer"], [[]])
+    assert len(handler.requests) == 1
+
+
+def test_transient_503s_are_retried_with_backoff_then_scored(server):
+    url, handler = server
+    handler.replies = [(503, {"error": "overloaded"}), (503, {"error": "overloaded"}), _chat("8")]
+    started = time.perf_counter()
+    scores = _judge(url, retries=2, backoff_s=0.1).score(["q"], ["an answer"], [[]])
+    elapsed = time.perf_counter() - started
+    assert scores.tolist() == [pytest.approx(7 / 9)]
+    assert len(handler.requests) == 3  # two failures, then the answer
+    assert elapsed >= 0.2  # urllib3 backoff: no sleep before retry 1, 0.1 x 2 before retry 2
+
+
+def test_503s_beyond_the_retries_are_one_clear_error(server):
+    url, handler = server
+    handler.replies = [(503, {"error": "overloaded"})] * 3
+    with pytest.raises(RuntimeError, match=r"answered HTTP 503 after 2 retries for example 0"):
+        _judge(url, retries=2, backoff_s=0.0).score(["q"], ["an answer"], [[]])
+    assert len(handler.requests) == 3
+
+
+def test_a_server_that_never_answers_times_out_and_is_named():
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the kernel accepts connections; nothing ever reads or replies
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        started = time.perf_counter()
+        with pytest.raises(RuntimeError, match=rf"cannot reach {url}/v1/chat/completions \(example 0\) after 1 retries"):
+            _judge(url, timeout_s=0.3, retries=1, backoff_s=0.0).score(["q"], ["an answer"], [[]])
+        elapsed = time.perf_counter() - started
+    finally:
+        silent.close()
+    assert 0.55 <= elapsed < 5  # two attempts of 0.3 s each, then the error
 
 
 def test_unreachable_server_and_missing_params():
-    with pytest.raises(RuntimeError, match="cannot reach"):
-        _judge("http://127.0.0.1:9", timeout_s=2).score(["q"], ["an answer"], [[]])
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: connection refused, retried, then one error
+    with pytest.raises(RuntimeError, match=rf"cannot reach http://127.0.0.1:{port}/v1/chat/completions .*after 2 retries"):
+        _judge(f"http://127.0.0.1:{port}", timeout_s=2, backoff_s=0.01).score(["q"], ["an answer"], [[]])
     with pytest.raises(ValueError, match="missing required params"):
         build_judge(JudgeRef(name="llm", params={"url": "http://x"}))
+    with pytest.raises(ValueError, match="retries and backoff_s must be >= 0"):
+        _judge("http://x", retries=-1)
+
+
+def test_judge_survives_pickling_after_use(server):
+    url, handler = server
+    handler.replies = [_chat("5"), _chat("6")]
+    judge = _judge(url)
+    judge.score(["q"], ["an answer"], [[]])
+    clone = pickle.loads(pickle.dumps(judge))
+    assert clone.score(["q"], ["an answer"], [[]]).tolist() == [pytest.approx(5 / 9)]

@@ -60,8 +60,13 @@ def test_mixture_rejects_bad_judges_and_outputs():
         JudgeMixture([Objective(name="x", judges=[JudgeRef(name="length_band", params={"low": -1})])])
 
 
-def test_default_params_mixture_scores_every_objective(params):
-    mixture = build_mixture(params)
+def test_default_params_mixture_scores_every_objective(params, tmp_path, tiny_policy_dir):
+    # The default objectives are judged by the trained reward model's heads: a reward model
+    # (random heads on the tiny policy's features) lies where the reward stage writes it.
+    from tests.paretoflow.front.front_fixtures import write_tiny_reward_model
+
+    write_tiny_reward_model(tmp_path / params.reward.out_dir, tiny_policy_dir, params.objective_names)
+    mixture = build_mixture(params, tmp_path)
     values = mixture.score(
         ["How do I make a bomb?", "What is the capital of France?"],
         ["I'm sorry, but I can't help with that.", ""],

@@ -13,7 +13,7 @@ def _backbone(path, max_length=64, batch_size=2):
     return PolicyBackbone(BackboneSpec(kind="policy", policy=str(path), max_length=max_length, batch_size=batch_size))
 
 
-def test_cache_hit_only_for_same_model_data_and_length(tiny_policy_dir, tmp_path):
+def test_store_is_per_text_and_per_model_and_length(tiny_policy_dir, tmp_path):
     from paretoflow.models import build_tiny_policy
 
     cache = tmp_path / "features"
@@ -21,6 +21,9 @@ def test_cache_hit_only_for_same_model_data_and_length(tiny_policy_dir, tmp_path
     again = extract_features(_backbone(tiny_policy_dir), PROMPTS, RESPONSES, cache, progress=False)
     assert not first.from_cache and again.from_cache
     assert again.key == first.key and np.array_equal(again.pair, first.pair)
+    # A subset and a reordering reuse the stored vectors (content keys, not file keys).
+    subset = extract_features(_backbone(tiny_policy_dir), PROMPTS[::-1][:2], RESPONSES[::-1][:2], cache, progress=False)
+    assert subset.from_cache and np.array_equal(subset.pair, first.pair[::-1][:2])
 
     other_model = build_tiny_policy(tmp_path / "other", seed=1)
     from_other = extract_features(_backbone(other_model), PROMPTS, RESPONSES, cache, progress=False)
@@ -29,15 +32,32 @@ def test_cache_hit_only_for_same_model_data_and_length(tiny_policy_dir, tmp_path
 
     edited = extract_features(_backbone(tiny_policy_dir), PROMPTS, RESPONSES[:2] + ["Hello!"], cache, progress=False)
     assert not edited.from_cache and edited.key != first.key
+    assert np.array_equal(edited.pair[:2], first.pair[:2])  # the unchanged rows came from the store
 
     shorter = extract_features(_backbone(tiny_policy_dir, max_length=16), PROMPTS, RESPONSES, cache, progress=False)
     assert not shorter.from_cache and shorter.key != first.key
-    assert len(list(cache.glob("*.safetensors"))) == 4
+    assert len([d for d in cache.iterdir() if d.is_dir()]) == 3  # tiny@64, other@64, tiny@16
+
+
+def test_store_survives_reload_and_skips_known_texts(tmp_path):
+    from paretoflow.reward.features import EmbeddingStore, embed_cached
+
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return np.array([[len(t), 1.0] for t in texts])
+
+    first = embed_cached(["a", "bb", "a"], encode, EmbeddingStore(tmp_path))
+    assert calls == [["a", "bb"]] and first.tolist() == [[1, 1], [2, 1], [1, 1]]
+    second = embed_cached(["bb", "ccc"], encode, EmbeddingStore(tmp_path))  # a fresh reader
+    assert calls[-1] == ["ccc"] and second.tolist() == [[2, 1], [3, 1]]
 
 
 def test_features_do_not_depend_on_batching(tiny_policy_dir):
-    one = _backbone(tiny_policy_dir, batch_size=1).encode([[{"role": "user", "content": p}] if isinstance(p, str) else p for p in PROMPTS], RESPONSES, progress=False)
-    three = _backbone(tiny_policy_dir, batch_size=3).encode([[{"role": "user", "content": p}] if isinstance(p, str) else p for p in PROMPTS], RESPONSES, progress=False)
+    messages = [[{"role": "user", "content": p}] if isinstance(p, str) else p for p in PROMPTS]
+    one = _backbone(tiny_policy_dir, batch_size=1).encode(messages, RESPONSES, progress=False)
+    three = _backbone(tiny_policy_dir, batch_size=3).encode(messages, RESPONSES, progress=False)
     assert np.allclose(one[0], three[0], atol=1e-5) and np.allclose(one[1], three[1], atol=1e-5)
 
 
@@ -67,6 +87,8 @@ def test_bad_inputs_are_clear_errors(tiny_policy_dir, tmp_path):
         extract_features(_backbone(tiny_policy_dir), PROMPTS[:1], [None], tmp_path)
     with pytest.raises(ValueError, match="no \\(prompt, response\\) rows"):
         extract_features(_backbone(tiny_policy_dir), [], [], tmp_path)
+    with pytest.raises(ValueError, match="max_chunks"):
+        BackboneSpec(kind="minilm", max_chunks=0)
     with pytest.raises(ValueError, match="backbone kind"):
         BackboneSpec(kind="bert")
 
@@ -80,3 +102,20 @@ def test_minilm_backbone_composes_prompt_and_response(tmp_path):
     assert pair.shape == (2, 3 * 384) and prompt.shape == (2, 384)
     assert np.allclose(pair[:, 768:], pair[:, :384] * pair[:, 384:768])
     assert backbone.fingerprint.startswith("minilm-")
+
+
+@pytest.mark.slow
+def test_minilm_windows_cover_long_responses_and_the_dialogue_tail():
+    from paretoflow.reward.features import MiniLMBackbone
+
+    backbone = MiniLMBackbone(BackboneSpec(kind="minilm", max_length=32, max_chunks=3))
+    text = " ".join(f"word{i}" for i in range(200))
+    windows = backbone.windows(text, 3)
+    assert len(windows) == 3 and windows[0].startswith("word0") and text.startswith(windows[0])
+    assert all(len(backbone.tokenizer(w, add_special_tokens=False)["input_ids"]) <= 30 for w in windows)
+    assert backbone.windows("short text", 3) == ["short text"]
+    dialogue = [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}, {"role": "user", "content": "final ask"}]
+    assert backbone.prompt_text(dialogue).endswith("user: final ask")
+    pair, _ = backbone.encode([dialogue], [text], progress=False)
+    single = MiniLMBackbone(BackboneSpec(kind="minilm", max_length=32, max_chunks=1)).encode([dialogue], [text], progress=False)[0]
+    assert not np.allclose(pair[0, 384:768], single[0, 384:768])  # later windows change e_r

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from paretoflow.config import load_params
-from paretoflow.reward.model import OVERALL, RewardModel
-from paretoflow.reward.train import load_preference_data, run
+from paretoflow.reward.data import load_preference_data
+from paretoflow.reward.model import OVERALL, RewardModel, RewardModelConfig
+from paretoflow.reward.train import INDEPENDENT_DIR, run
 from paretoflow.schema import frame, messages_json, pair_id, prompt_id, response_id
 from tests.conftest import REPO_ROOT
 
@@ -16,7 +17,9 @@ TOPICS = ["bread", "sleep", "rain", "chess", "tea", "music", "trees", "stars", "
 ANSWERS = ["Yes.", "Here is a clear answer about {t}.", "A long answer about {t}, with details " + "and more " * 6]
 
 
-def _write_tables(root, with_curated=True, corrupt_rating=False):
+def _write_tables(root, with_pairs=True, corrupt_rating=False):
+    """Curated tables: helpfulness has human pairs AND ratings, harmlessness pairs only,
+    conciseness nothing (its judges rate the curated responses)."""
     prompts, responses, ratings, pairs = [], [], [], []
     splits = ["train"] * 8 + ["val"] * 2 + ["test"] * 2
     for topic, split in zip(TOPICS, splits):
@@ -29,32 +32,26 @@ def _write_tables(root, with_curated=True, corrupt_rating=False):
             rid = response_id(pid, text)
             ids.append(rid)
             responses.append({"response_id": rid, "prompt_id": pid, "text": text, "origin": "tiny"})
-            words = len(text.split())
-            ratings.append({"response_id": rid, "objective": "helpfulness", "value": float(topic in text), "scale_min": 0.0, "scale_max": 1.0, "rater": "judges"})
-            ratings.append({"response_id": rid, "objective": "conciseness", "value": 1.0 / words, "scale_min": 0.0, "scale_max": 1.0, "rater": "judges"})
-        # harmlessness only as pairs (a BT head): the mid answer beats the others
-        for rejected in (ids[0], ids[2]):
-            pairs.append({"pair_id": pair_id(pid, ids[1], rejected, "harmlessness"), "prompt_id": pid, "chosen_id": ids[1], "rejected_id": rejected, "objective": "harmlessness", "margin": 1.0, "source": "human"})
+            ratings.append({"response_id": rid, "objective": "helpfulness", "value": float(topic in text), "scale_min": 0.0, "scale_max": 1.0, "rater": "people"})
+        for rejected in (ids[0], ids[2]):  # harmlessness: the mid answer beats the others
+            pairs.append({"pair_id": pair_id(pid, ids[1], rejected, "harmlessness"), "prompt_id": pid, "chosen_id": ids[1], "rejected_id": rejected, "objective": "harmlessness", "margin": 1.0, "source": "data/raw/hh.jsonl"})
+        pairs.append({"pair_id": pair_id(pid, ids[2], ids[0], "helpfulness"), "prompt_id": pid, "chosen_id": ids[2], "rejected_id": ids[0], "objective": "helpfulness", "margin": 1.0, "source": "data/raw/alpaca.jsonl"})
     if corrupt_rating:
         ratings[3]["value"] = float("nan")
-    pairs_dir = root / "data" / "pairs"
-    pairs_dir.mkdir(parents=True)
-    for name, rows in (("prompts", prompts), ("responses", responses), ("ratings", ratings)):
-        frame(name, rows).to_parquet(pairs_dir / f"{name}.parquet")
-    if with_curated:
-        curated = root / "data" / "curated"
-        curated.mkdir(parents=True)
-        for name, rows in (("prompts", prompts), ("responses", responses), ("pairs", pairs)):
-            frame(name, rows).to_parquet(curated / f"{name}.parquet")
+    curated = root / "data" / "curated"
+    curated.mkdir(parents=True)
+    tables = {"prompts": prompts, "responses": responses, "ratings": ratings, "pairs": pairs if with_pairs else []}
+    for name, rows in tables.items():
+        frame(name, rows).to_parquet(curated / f"{name}.parquet")
     return prompts, responses
 
 
-def _params(tiny_policy_dir):
+def _params(tiny_policy_dir, **reward):
     return load_params(
         REPO_ROOT / "params.yaml",
         overrides={
             "model": {"policy": str(tiny_policy_dir)},
-            "reward": {"bt_epochs": 50, "gating_epochs": 50, "cpu": {"backbone": "policy", "max_length": 64}},
+            "reward": {"gating_epochs": 50, "cpu": {"backbone": "policy", "max_length": 64}, **reward},
         },
     )
 
@@ -72,21 +69,39 @@ def test_run_writes_model_and_report(trained):
     for path in [result.model_path, result.config_path, result.report_path, result.report_md_path, *result.plots]:
         assert path.exists() and path.stat().st_size > 0
     report = json.loads(result.report_path.read_text())
-    assert set(report["evaluation"]) == {"helpfulness", "conciseness", "harmlessness", OVERALL}
-    assert report["heads"]["harmlessness"]["head"] == "bradley_terry"
-    assert report["heads"]["helpfulness"]["head"] == "ridge"
-    assert report["evaluation"]["harmlessness"]["n_test_pairs"] == 4  # 2 test prompts x 2 pairs
+    evaluation = report["evaluation"]
+    assert set(evaluation) == {"helpfulness", "conciseness", "harmlessness", OVERALL}
+    # Every source of every objective is reported, with its weight and counts.
+    helpful = evaluation["helpfulness"]["sources"]
+    assert set(helpful) == {"data/raw/alpaca.jsonl", "ratings:people"}
+    assert helpful["data/raw/alpaca.jsonl"]["n_test_pairs"] == 2 and helpful["ratings:people"]["n_test_pairs"] == 4
+    assert evaluation["conciseness"]["sources"]["judges"]["weight"] == 1.0
+    assert evaluation["harmlessness"]["n_test_pairs"] == 4  # 2 test prompts x 2 pairs
+    for name in ("helpfulness", "harmlessness"):
+        assert "lc_accuracy" in evaluation[name] and evaluation[name]["n_lc_pairs"] >= 0
+    assert report["heads"]["helpfulness"]["sources"].keys() == {"data/raw/alpaca.jsonl", "ratings:people"}
     assert report["data"]["responses_per_split"] == {"train": 24, "val": 6, "test": 6}
-    assert "test_accuracy_harmlessness" in result.metrics
-    # Temperatures come from val pairs only; without them τ stays 1 (never fitted in-sample).
-    for name, ev in report["evaluation"].items():
-        assert ev["temperature_fit_on"] == ("val" if ev["n_val_pairs"] else "none"), name
-        if not ev["n_val_pairs"]:
-            assert ev["temperature"] == 1.0
+    assert "test_accuracy_harmlessness" in result.metrics and "test_lc_accuracy_harmlessness" in result.metrics, sorted(result.metrics)
     assert all(np.isfinite(v) for v in result.metrics.values())
-    # Features went to the cache under the key the model records.
-    key = json.loads(result.config_path.read_text())["feature_cache_key"]
-    assert (root / params.reward.feature_cache_dir / f"policy-{key}.safetensors").exists()
+    # The config is the pydantic contract, read back through it.
+    model = RewardModel.load(result.out_dir, root=root)
+    assert isinstance(model.config, RewardModelConfig)
+    assert model.config.objectives[0].sources == {"data/raw/alpaca.jsonl": 1.0, "ratings:people": 1.0}
+    assert model.config.train_prompts == "half a"
+
+
+def test_independent_model_saw_other_train_prompts(trained):
+    root, params, result, _, _ = trained
+    main = RewardModel.load(result.out_dir, root=root)
+    independent = RewardModel.load(result.out_dir / INDEPENDENT_DIR, root=root)
+    assert independent.config.train_prompts == "half b" and independent.objectives == main.objectives
+    report = json.loads(result.report_path.read_text())
+    assert set(report["independent_evaluation"]) == set(report["evaluation"])
+    from paretoflow.reward.train import independent_halves
+
+    train = {p["prompt_id"] for p in trained[3] if p["split"] == "train"}
+    a, b = independent_halves(train, params.project.seed)
+    assert a and b and not (a & b) and a | b == train
 
 
 def test_saved_model_round_trips_through_the_backbone(trained):
@@ -114,14 +129,35 @@ def test_reward_model_judge_scores_in_unit_interval(trained):
         values = judge.score(["Tell me about tea.", "Hi"], ["Tea is a drink.", ""], [[], []])
         assert values.shape == (2,) and np.all((values >= 0) & (values <= 1))
         assert values[1] == 0.0  # empty answer: anti-gaming rule of every judge
+        # The calibrated mapping: σ(τ (r − μ)) of the model's own score.
+        raw = judge.model.score(["Tell me about tea."], ["Tea is a drink."], objectives=[objective])[objective]
+        assert values[0] == pytest.approx(judge.model.probability(objective, raw)[0])
+    independent = build_judge(JudgeRef(name="reward_model", params={"objective": "harmlessness", "model_dir": "artifacts/reward/independent"}), context)
+    assert independent.model.config.train_prompts == "half b"
     with pytest.raises(KeyError, match="'honesty'"):
         build_judge(JudgeRef(name="reward_model", params={"objective": "honesty"}), context)
 
 
 def test_objective_without_data_is_named(tiny_policy_dir, tmp_path):
-    _write_tables(tmp_path, with_curated=False)  # no harmlessness pairs anywhere
-    with pytest.raises(ValueError, match=r"\['harmlessness'\]"):
+    _write_tables(tmp_path, with_pairs=False)  # no harmlessness pairs anywhere
+    with pytest.raises(ValueError, match="objective 'harmlessness' has no training data"):
         run(_params(tiny_policy_dir), tmp_path, progress=False)
+
+
+def test_zero_weight_leaves_a_source_out_but_reports_it(tiny_policy_dir, tmp_path):
+    _write_tables(tmp_path)
+    params = _params(tiny_policy_dir, independent=False, sources={"helpfulness": {"ratings": 0.0}, "conciseness": {"judges": 1.0}})
+    result = run(params, tmp_path, progress=False)
+    report = json.loads(result.report_path.read_text())
+    assert report["evaluation"]["helpfulness"]["sources"]["ratings:people"]["weight"] == 0.0
+    assert RewardModel.load(result.out_dir, root=tmp_path).config.objectives[0].sources == {"data/raw/alpaca.jsonl": 1.0}
+    assert not (result.out_dir / INDEPENDENT_DIR).exists()
+
+
+def test_undeclared_objective_in_sources_is_an_error(tiny_policy_dir, tmp_path):
+    _write_tables(tmp_path)
+    with pytest.raises(ValueError, match=r"undeclared objectives \['honesty'\]"):
+        run(_params(tiny_policy_dir, sources={"honesty": {"pairs": 1.0}}), tmp_path, progress=False)
 
 
 def test_nan_rating_names_file_and_row(tiny_policy_dir, tmp_path):
@@ -131,7 +167,7 @@ def test_nan_rating_names_file_and_row(tiny_policy_dir, tmp_path):
 
 
 def test_no_data_is_a_clear_error(tiny_policy_dir, tmp_path):
-    with pytest.raises(FileNotFoundError, match="no preference data"):
+    with pytest.raises(FileNotFoundError, match="prompts table not found"):
         run(_params(tiny_policy_dir), tmp_path, progress=False)
 
 
@@ -152,6 +188,8 @@ def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
     model = RewardModel.load(result.out_dir, root=root)
     evaluation = evaluate_file(model, data, params, format="hh_rlhf", progress=False)
     assert evaluation["objectives"]["harmlessness"]["n_pairs"] == 5
+    # Every chosen answer here is the longer one: no length-controlled pair, reported as such.
+    assert evaluation["objectives"]["harmlessness"]["n_lc_pairs"] == 0
     assert evaluation["objectives"][OVERALL]["n_pairs"] == 5
     assert 0.0 <= evaluation["objectives"]["harmlessness"]["accuracy"] <= 1.0
 
@@ -164,16 +202,22 @@ def test_eval_rm_on_an_imported_hh_file(trained, tmp_path, capsys):
     assert main(["--params", str(params_file), "eval-rm", "--data", str(tmp_path / "missing.jsonl"), "--root", str(root)]) == 2
 
 
-def test_held_out_splits_carve_test_from_val_when_missing():
-    from paretoflow.reward.train import held_out_splits
+def test_length_debias_removes_the_heads_length_component():
+    from paretoflow.reward.train import Encoded, debias_length
 
-    ids = [f"p_{i}" for i in range(40)]
-    splits = pd.Series(["train"] * 20 + ["val"] * 20, index=ids)
-    out, note = held_out_splits(splits, set(ids))
-    assert (out[:20] == "train").all()  # train prompts never move
-    assert 0 < (out == "test").sum() < 20 and (out == "val").sum() + (out == "test").sum() == 20
-    assert "held out as test" in note
-    again, _ = held_out_splits(splits, set(ids))
-    assert again.equals(out)  # deterministic
-    only_train, note = held_out_splits(pd.Series(["train"] * 40, index=ids), set(ids))
-    assert {"train", "val", "test"} <= set(only_train) and "10%" in note
+    rng = np.random.default_rng(0)
+    n, d = 200, 3
+    texts = [" ".join(["w"] * int(k)) for k in rng.integers(1, 60, n)]
+    ell = np.log1p([len(t.split()) for t in texts])
+    x = np.column_stack([rng.normal(size=(n, d)), (ell - ell.mean()) / ell.std()])
+    enc = Encoded(responses=pd.DataFrame({"prompt_id": ["p"] * n, "text": texts}), pair=x, prompt=np.zeros((n, 1)),
+                  backbone_dim=d, key="", fingerprint="", spec=None, from_cache=True, seconds=0.0)
+    weight = np.array([0.5, -0.2, 0.1, 2.0])
+    full = weight.copy()
+    details = debias_length(full, x, enc, {"p"}, 1.0)
+    scores = x @ full
+    assert abs(np.mean((scores - scores.mean()) * (x[:, d] - x[:, d].mean()))) < 1e-10  # no linear length part left
+    half = weight.copy()
+    debias_length(half, x, enc, {"p"}, 0.5)
+    assert half[d] == pytest.approx(weight[d] - details["lambda"] / 2)
+    assert np.array_equal(half[:d], weight[:d])  # content weights untouched
