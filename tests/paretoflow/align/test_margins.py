@@ -20,11 +20,11 @@ def with_reward_model(tiny_policy_dir, tmp_path_factory):
     from tests.conftest import REPO_ROOT
 
     root = tmp_path_factory.mktemp("margins")
-    write_sources(root)
+    write_sources(root, human_objectives=("helpfulness", "conciseness", "harmlessness"))
     params = load_params(REPO_ROOT / "params.yaml", overrides={
         "project": {"profile": "cpu"}, "model": {"policy": str(tiny_policy_dir)},
         "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"}, "reward": {
-            "out_dir": "reward", "bt_epochs": 30, "gating_epochs": 30,
+            "out_dir": "reward", "gating_epochs": 30, "independent": False,
             "cpu": {"backbone": "policy", "max_length": 64}},
         "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "cache_dir": "align-cache"},
     })
@@ -54,7 +54,8 @@ def test_margin_is_the_calibrated_reward_model_score_difference(with_reward_mode
         scores_r = model.score([e.messages for e in examples], [e.rejected_text for e in examples],
                                objectives=[objective])[objective]
         expected = model.temperature(objective) * (scores_c - scores_r)
-        np.testing.assert_allclose(chosen[:, j] - rejected[:, j], expected, rtol=1e-6, atol=1e-9)
+        # batched with the other side here: features differ by float rounding of padded batches
+        np.testing.assert_allclose(chosen[:, j] - rejected[:, j], expected, rtol=1e-4, atol=1e-6)
     assert np.isnan(chosen[:, 0]).all()  # helpfulness is the trained objective: no margin
 
 

@@ -25,8 +25,13 @@ HUMAN_REJECTED = "No."
 def tiny_params(tmp_path):
     from tests.conftest import REPO_ROOT
 
+    params = load_params(REPO_ROOT / "params.yaml")
+    objectives = params.model_dump(mode="json")["objectives"]
+    for objective in objectives:  # rule judges only: these tests train no reward model
+        objective["judges"] = [j for j in objective["judges"] if j["name"] != "reward_model"] or [
+            {"name": "relevance", "weight": 1.0}]
     return load_params(REPO_ROOT / "params.yaml", overrides={
-        "project": {"profile": "cpu"},
+        "project": {"profile": "cpu"}, "objectives": objectives,
         "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"},
         "reward": {"out_dir": "reward"},
         "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "modpo_weights": [[0.6, 0.4, 0.0]],
