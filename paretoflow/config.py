@@ -364,21 +364,21 @@ class AlignBudget(_Section):
     # to 0 would spend half of a few-step CPU budget at small learning rates.
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     max_grad_norm: float = Field(1.0, gt=0.0)  # TRL/transformers default
-    batch_size: int = Field(4, ge=1)  # pairs per micro-batch per process
+    batch_size: int = Field(2, ge=1)  # pairs per micro-batch per process
     gradient_accumulation_steps: int = Field(1, ge=1)
     eval_batch_size: int = Field(8, ge=1)
     max_steps: int = Field(16, ge=1)  # optimizer steps
-    eval_steps: int = Field(4, ge=1)  # validate (and select) every N steps
+    eval_steps: int = Field(8, ge=1)  # validate (and select) every N steps
     checkpoint_steps: int = Field(8, ge=1)
     # Early stopping: stop after `patience` evaluations without improvement of the metric.
-    patience: int = Field(2, ge=1)
+    patience: int = Field(3, ge=1)
     # val_objective: mean judge score of greedy answers to the selection prompts (the
     # objective itself; for MODPO the weighted score). STACK.md: DPO on one objective's
     # pairs collapsed the policy to empty answers while the loss kept falling, and
     # val_loss rose from the first evaluation on ~35 pairs (issue 10), so the DPO loss
     # cannot pick the checkpoint. val_loss / val_accuracy: the DPO validation pairs.
     early_stopping_metric: Literal["val_objective", "val_loss", "val_accuracy"] = "val_objective"
-    max_val_pairs: int = Field(8, ge=0)  # DPO validation pairs (logged); 0 = none
+    max_val_pairs: int = Field(4, ge=0)  # DPO validation pairs (logged); 0 = none
     # Train pairs kept per source kind (human / on_policy) before mixing; 0 = all. The
     # reference pass scores only the pairs the step budget visits, so this bounds
     # tokenization and margin scoring, not training.
@@ -386,13 +386,13 @@ class AlignBudget(_Section):
     # Selection: greedy answers to this many val prompts (round-robin over strata of
     # source and tags), `selection_max_new_tokens` each, scored by the objective's judges every
     # eval_steps (paretoflow/align/selection.py). 0 = no objective selection.
-    selection_prompts: int = Field(16, ge=0)
+    selection_prompts: int = Field(12, ge=0)
     selection_max_new_tokens: int = Field(48, ge=1)
-    selection_batch_size: int = Field(16, ge=1)
+    selection_batch_size: int = Field(12, ge=1)
     # Tokens: prompt cut from the left to max_prompt_tokens, response from the right to
     # max_length - prompt (paretoflow/align/data.py); counted per source in meta.json.
-    max_length: int = Field(128, ge=8)
-    max_prompt_tokens: int = Field(64, ge=1)
+    max_length: int = Field(96, ge=8)
+    max_prompt_tokens: int = Field(48, ge=1)
     # "auto": bf16 when CUDA is available on the gpu profile, otherwise no mixed precision.
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
 
@@ -452,7 +452,7 @@ class AlignConfig(_Budgeted):
     tradeoff_rater: str = "judges"
     # Selection guard: a checkpoint is eligible only when every objective outside the
     # selection score keeps its val goodness >= the base policy's - this. None: no guard.
-    selection_max_drop: float | None = Field(None, ge=0.0)
+    selection_max_drop: float | None = Field(0.15, ge=0.0)
     # Content-keyed caches shared by every adapter of a run and across runs: the base
     # policy's answers to the selection prompts and reference log-probs of pair sets
     # (a MODPO vector trained on an expert's pairs reuses that expert's reference pass).
