@@ -90,6 +90,7 @@ def _no_pairs_error(objective: str, sourced: SourcedPairs, weights: dict[str, fl
     detail = "; ".join(
         f"{kind} ({s.directory}): {s.available_train} train pairs, weight {s.weight:g}"
         + (f", {s.skipped_missing_margin} skipped for lack of margin ratings" if s.skipped_missing_margin else "")
+        + (f", {s.dropped_tradeoff} dropped by align.tradeoff_max_drop" if s.dropped_tradeoff else "")
         for kind, s in sourced.report.items()
     )
     unread = [k for k, w in weights.items() if w <= 0]
