@@ -63,6 +63,7 @@ def bench_ours(policy: str, examples, args, bf16: bool, out: Path) -> tuple[floa
         checkpoint_steps=10_000, max_val_pairs=0, max_length=args.max_length,
         max_prompt_tokens=args.max_length // 2, learning_rate=5e-4,
         mixed_precision="bf16" if bf16 else "no",
+        early_stopping_metric="val_loss", selection_prompts=0,  # throughput only: no selection
     )
     result = train_adapter(config, policy, examples, [], out / "ours", seed=0, progress=False)
     history = __import__("json").loads((out / "ours" / "train_log.json").read_text())["steps"][1:]

@@ -380,43 +380,55 @@ class RewardConfig(_Budgeted):
 class AlignBudget(_Section):
     """LoRA DPO/MODPO training budget for one hardware profile (see AlignConfig).
 
-    Defaults are the cpu profile of params.yaml; each says where it comes from.
+    Defaults are the cpu profile of params.yaml; params.yaml says how each was measured.
     """
 
-    # LoRA (Hu et al. 2021). r=16 on all linear layers: the setting of the measured DPO run
-    # in shared STACK.md; alpha = 2r (torchtune/peft habit); dropout 0.05 (peft examples);
-    # "all-linear" = every linear layer except the output head (peft keyword).
+    # LoRA (Hu et al. 2021) on all linear layers ("all-linear": every linear layer except
+    # the output head, peft keyword); alpha = 2r (torchtune/peft habit); dropout 0.05
+    # (peft examples).
     lora_r: int = Field(16, ge=1)
     lora_alpha: float = Field(32.0, gt=0.0)
     lora_dropout: float = Field(0.05, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
     loss: Literal["dpo", "ipo"] = "dpo"
     beta: float = Field(0.1, gt=0.0)  # DPO paper default (Rafailov et al. 2023)
-    # LoRA needs far more than full fine-tuning DPO (~5e-7). Measured on the CPU default
-    # run: 5e-4 for 8 steps left the loss at ~0.70 (no movement); 1e-3 for 16 steps moved it.
+    # LoRA needs far more than full fine-tuning DPO (~5e-7); params.yaml records the runs.
     learning_rate: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)  # TRL DPOConfig default
     warmup_steps: int = Field(0, ge=0)
-    # constant after warmup by default: short budgets stop early on validation, and a
-    # decay to 0 would spend half of a few-step CPU budget at small learning rates.
+    # constant after warmup by default: short budgets select on validation, and a decay
+    # to 0 would spend half of a few-step CPU budget at small learning rates.
     lr_scheduler: Literal["constant", "linear", "cosine"] = "constant"
     max_grad_norm: float = Field(1.0, gt=0.0)  # TRL/transformers default
-    batch_size: int = Field(4, ge=1)  # pairs per micro-batch per process
+    batch_size: int = Field(2, ge=1)  # pairs per micro-batch per process
     gradient_accumulation_steps: int = Field(1, ge=1)
     eval_batch_size: int = Field(8, ge=1)
-    # Optimizer steps. 16 on CPU: ~5 s per step of 4 pairs on 2 cores (measured on the CPU
-    # default run), 4 adapters in ~6.5 min.
-    max_steps: int = Field(16, ge=1)
-    eval_steps: int = Field(4, ge=1)  # validate every N steps; keep the best adapter
+    max_steps: int = Field(16, ge=1)  # optimizer steps
+    eval_steps: int = Field(8, ge=1)  # validate (and select) every N steps
     checkpoint_steps: int = Field(8, ge=1)
     # Early stopping: stop after `patience` evaluations without improvement of the metric.
-    patience: int = Field(2, ge=1)
-    early_stopping_metric: Literal["val_loss", "val_accuracy"] = "val_loss"
-    max_val_pairs: int = Field(8, ge=0)  # 0 = no validation (no early stopping)
+    patience: int = Field(3, ge=1)
+    # val_objective: mean judge score of greedy answers to the selection prompts (the
+    # objective itself; for MODPO the weighted score). STACK.md: DPO on one objective's
+    # pairs collapsed the policy to empty answers while the loss kept falling, and
+    # val_loss rose from the first evaluation on ~35 pairs (issue 10), so the DPO loss
+    # cannot pick the checkpoint. val_loss / val_accuracy: the DPO validation pairs.
+    early_stopping_metric: Literal["val_objective", "val_loss", "val_accuracy"] = "val_objective"
+    max_val_pairs: int = Field(4, ge=0)  # DPO validation pairs (logged); 0 = none
+    # Train pairs kept per source kind (human / on_policy) before mixing; 0 = all. The
+    # reference pass scores only the pairs the step budget visits, so this bounds
+    # tokenization and margin scoring, not training.
+    max_pairs_per_source: int = Field(0, ge=0)
+    # Selection: greedy answers to this many val prompts (round-robin over strata of
+    # source and tags), `selection_max_new_tokens` each, scored by the objective's judges every
+    # eval_steps (paretoflow/align/selection.py). 0 = no objective selection.
+    selection_prompts: int = Field(12, ge=0)
+    selection_max_new_tokens: int = Field(48, ge=1)
+    selection_batch_size: int = Field(12, ge=1)
     # Tokens: prompt cut from the left to max_prompt_tokens, response from the right to
-    # max_length - prompt (paretoflow/align/data.py).
-    max_length: int = Field(128, ge=8)
-    max_prompt_tokens: int = Field(64, ge=1)
+    # max_length - prompt (paretoflow/align/data.py); counted per source in meta.json.
+    max_length: int = Field(96, ge=8)
+    max_prompt_tokens: int = Field(48, ge=1)
     # "auto": bf16 when CUDA is available on the gpu profile, otherwise no mixed precision.
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
 
@@ -429,27 +441,78 @@ class AlignBudget(_Section):
         return self
 
 
+# Where an objective's training pairs come from: curated human pairs (curate.out_dir, the
+# `source` column names the dataset) and on-policy pairs judged by the pairs stage
+# (pairs.out_dir).
+SOURCE_KINDS = ("human", "on_policy")
+
+
+def check_source_weights(value: dict[str, float]) -> dict[str, float]:
+    """Source-kind sampling weights: known kinds, finite, >= 0, at least one > 0."""
+    unknown = sorted(set(value) - set(SOURCE_KINDS))
+    if unknown:
+        raise ValueError(f"unknown pair source kinds {unknown}; expected {list(SOURCE_KINDS)}")
+    bad = {k: w for k, w in value.items() if not (math.isfinite(w) and w >= 0)}
+    if bad:
+        raise ValueError(f"source weights must be finite and >= 0, got {bad}")
+    if not any(w > 0 for w in value.values()):
+        raise ValueError(f"at least one source weight must be > 0, got {value}")
+    return value
+
+
+SourceWeights = Annotated[dict[str, float], AfterValidator(check_source_weights)]
+
+
 class AlignConfig(_Budgeted):
     """Align stage: one DPO expert per objective and MODPO policies for weight vectors."""
 
     out_dir: ProjectPath = "artifacts/adapters"
-    # MODPO margin rewards r_-k come from the ratings table, this rater's rows.
-    margin_rater: str = "judges"
+    # MODPO margin rewards r_-k. auto: the reward model of reward.out_dir when one is there
+    # (the MODPO paper's choice: reward models of the other objectives), else judges.
+    # reward_model: its heads, calibrated (tau_k * r_k, so sigma of a difference is the
+    # fitted preference probability); judges: the judge mixture's goodness in [0, 1];
+    # any other name: that rater's rows of the ratings tables (pairs lacking one skipped).
+    margin_rater: str = "auto"
     seed: int = 0
+    # Sampling weight of each source kind in every training batch (SOURCE_KINDS; weights
+    # are relative, a kind with weight 0 is not read). Objectives without pairs of a kind
+    # train on the others. `objective_sources` overrides the mix per objective.
+    sources: SourceWeights = Field(default_factory=lambda: {"human": 1.0, "on_policy": 1.0})
+    objective_sources: dict[str, SourceWeights] = Field(default_factory=dict)
+    # Trade-off filter on rated pairs, per objective k: a pair of k is kept only when its
+    # chosen response is at most this much worse than the rejected one on every other
+    # declared objective (ratings of `tradeoff_rater`, goodness on [0, 1]); unrated pairs
+    # (human pairs) are kept; objectives not listed keep every pair. params.yaml records
+    # the measurement.
+    tradeoff_max_drop: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict)
+    tradeoff_rater: str = "judges"
+    # Selection guard: a checkpoint is eligible only when every objective outside the
+    # selection score keeps its val goodness >= the base policy's - this. None: no guard.
+    selection_max_drop: float | None = Field(0.15, ge=0.0)
+    # Content-keyed caches shared by every adapter of a run and across runs: the base
+    # policy's answers to the selection prompts and reference log-probs of pair sets
+    # (a MODPO vector trained on an expert's pairs reuses that expert's reference pass).
+    cache_dir: ProjectPath = ".cache/align"
     # Weight vectors (one weight per objective, in declared order) trained with MODPO by
     # `align --all`; checked against the objectives before any compute.
     modpo_weights: list[list[float]] = Field(default_factory=list)
-    # cpu: the defaults above (2 cores). gpu: bf16, bigger budgets for one H100-class card
-    # (batch and lengths sized for its memory; not yet timed end to end).
+    # cpu: the defaults above (2 cores; params.yaml records the measurements). gpu: bf16,
+    # bigger budgets for one H100-class card (not yet timed end to end).
     cpu: AlignBudget = Field(default_factory=AlignBudget)
     gpu: AlignBudget = Field(
         default_factory=lambda: AlignBudget(
             learning_rate=5e-4, batch_size=16, gradient_accumulation_steps=2,
             eval_batch_size=32, max_steps=400, eval_steps=25, checkpoint_steps=50,
             patience=4, max_val_pairs=256, max_length=512, max_prompt_tokens=256,
-            warmup_steps=20, lr_scheduler="cosine",
+            warmup_steps=20, lr_scheduler="cosine", selection_prompts=64,
+            selection_max_new_tokens=128, selection_batch_size=64,
         )
     )
+
+    def source_weights(self, objective: str) -> dict[str, float]:
+        """The source mix of one objective: its override, else `sources` (kinds missing = 0)."""
+        weights = self.objective_sources.get(objective, self.sources)
+        return {kind: float(weights.get(kind, 0.0)) for kind in SOURCE_KINDS}
 
 
 class FrontBudget(_Section):

@@ -155,10 +155,13 @@ _register(Stage(
     name="align",
     entry="paretoflow.align:run",
     command="paretoflow align --all",
-    sections=("project", "model", "objectives", "pairs", "align"),
-    inputs=lambda p: [p.pairs.out_dir],
+    sections=("project", "model", "objectives", "curate", "pairs", "reward", "align"),
+    # human pairs + selection prompts (curated), on-policy pairs, the reward model (MODPO
+    # margins; judges of the selection score)
+    inputs=lambda p: [*_curated(p, "prompts", "responses", "ratings", "pairs"), p.pairs.out_dir, p.reward.out_dir],
     outputs=lambda p: [p.align.out_dir],
-    summary="one DPO expert per objective, MODPO per weight vector; LoRA via peft + accelerate",
+    summary="one DPO expert per objective (human + on-policy pairs, selected on the judged objective), "
+            "MODPO per weight vector; LoRA via peft + accelerate",
     jobs="paretoflow.align:jobs",
     job_name="paretoflow.align:job_name",
 ))

@@ -1,17 +1,25 @@
 """Align stage: per-objective DPO experts and MODPO policies, as LoRA adapters.
 
-- `run(params, root, objective="helpfulness")` trains the DPO expert of one objective on
-  that objective's train pairs → artifacts/adapters/expert-helpfulness/
+- `run(params, root, objective="helpfulness")` trains the DPO expert of one objective
+  → artifacts/adapters/expert-helpfulness/
 - `run(params, root, weights=[0.7, 0.3, 0.0])` trains a MODPO policy (Zhou et al. 2024)
   → artifacts/adapters/modpo-0.7-0.3-0/. Following the paper, one objective k supplies
   the preference pairs and the others enter as margin rewards r₋ₖ; we take k = the
-  objective with the largest weight (the first one on ties), and r₋ₖ = the judge ratings
-  of the pair's two responses (paper: trained reward models). Weights are validated
-  against the declared objectives before any compute.
+  objective with the largest weight (the first one on ties), and r₋ₖ from
+  `align.margin_rater` (margins.py: the reward model of `reward.out_dir` when there is
+  one, as the paper, else the judges). Weights are validated against the declared
+  objectives before any compute.
 - `run_all(params, root)` trains every expert and every `align.modpo_weights` vector.
 
-Budgets come from `params.align.<project.profile>` (cpu: sized for 2 cores; gpu: bf16).
-The CLI (`paretoflow align ...`), Prefect tasks and `dvc repro` all call these functions.
+Pairs come from a mixture of sources (sources.py): the curated human pairs of
+`curate.out_dir` and the judged on-policy pairs of `pairs.out_dir`, weighted by
+`align.sources` / `align.objective_sources` (or `run(..., sources={...})`, the CLI's
+`--sources human=1,on_policy=0`). Checkpoints are selected on the objective itself
+(selection.py). `is_complete(folder)` says whether an adapter folder is finished
+(meta.py): the front, promote and the stage cache use it.
+
+Budgets come from `params.align.budget(project.profile)` (cpu: sized for 2 cores; gpu:
+bf16). The CLI (`paretoflow align ...`), Prefect tasks and `dvc repro` all call these.
 """
 
 from __future__ import annotations
@@ -19,9 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paretoflow.align.data import load_pair_tables, select_pairs, tables_hash
+from paretoflow.align.margins import LIVE_RATERS, live_margin_rater, resolve_rater
+from paretoflow.align.meta import AdapterMeta, is_complete, read_meta
+from paretoflow.align.selection import Selection, judge_scorer, load_selection_prompts
+from paretoflow.align.sources import SourcedPairs, load_sources, select_sourced_pairs
 from paretoflow.align.trainer import TrainResult, train_adapter
-from paretoflow.config import Params, check_weights
+from paretoflow.config import SOURCE_KINDS, AlignBudget, Params, check_source_weights, check_weights
 
 
 @dataclass
@@ -53,6 +64,10 @@ def modpo_objective_index(weights: list[float]) -> int:
 def _plan(params: Params, objective: str | None, weights: list[float] | None):
     """Validate the request (no compute): (name, trained objective, weights, margin objectives)."""
     names = params.objective_names
+    for key in ("objective_sources", "tradeoff_max_drop"):
+        undeclared = sorted(set(getattr(params.align, key)) - set(names))
+        if undeclared:
+            raise ValueError(f"align.{key} names undeclared objectives {undeclared}; declared: {names}")
     if (objective is None) == (weights is None):
         raise ValueError("align needs exactly one of --objective or --weights")
     if weights is not None:
@@ -65,19 +80,60 @@ def _plan(params: Params, objective: str | None, weights: list[float] | None):
     return adapter_name(objective=objective), objective, None, []
 
 
-def _no_pairs_error(objective: str, pairs_dir: Path, skipped: int, available: dict[str, int]) -> ValueError:
-    detail = (f"; {skipped} were skipped for lack of judge ratings on the margin objectives"
-              if skipped else "")
+def _source_weights(params: Params, objective: str, sources: dict[str, float] | None) -> dict[str, float]:
+    if sources is None:
+        return params.align.source_weights(objective)
+    return {kind: float(check_source_weights(dict(sources)).get(kind, 0.0)) for kind in SOURCE_KINDS}
+
+
+def _no_pairs_error(objective: str, sourced: SourcedPairs, weights: dict[str, float]) -> ValueError:
+    detail = "; ".join(
+        f"{kind} ({s.directory}): {s.available_train} train pairs, weight {s.weight:g}"
+        + (f", {s.skipped_missing_margin} skipped for lack of margin ratings" if s.skipped_missing_margin else "")
+        + (f", {s.dropped_tradeoff} dropped by align.tradeoff_max_drop" if s.dropped_tradeoff else "")
+        for kind, s in sourced.report.items()
+    )
+    unread = [k for k, w in weights.items() if w <= 0]
     return ValueError(
-        f"{pairs_dir / 'pairs.parquet'}: no train pairs for objective {objective!r}{detail} "
-        f"(train pairs per objective: {available}); rerun the pairs stage or drop this objective"
+        f"no train pairs for objective {objective!r} in the sources read ({detail or 'none'})"
+        + (f"; sources with weight 0, not read: {unread}" if unread else "")
+        + ". Run the curate/pairs stages, change align.sources, or drop this objective"
     )
 
 
-def _train_pair_counts(tables) -> dict[str, int]:
-    splits = dict(zip(tables.prompts["prompt_id"], tables.prompts["split"]))
-    train = tables.pairs[tables.pairs["prompt_id"].map(splits) == "train"]
-    return {str(k): int(v) for k, v in train["objective"].value_counts().items()}
+def _selection(params: Params, root: Path, config: AlignBudget, objective: str,
+               weights: list[float] | None) -> Selection | None:
+    """Greedy answers to the first val prompts, scored on the objective (or MODPO's weighted score)."""
+    if config.selection_prompts == 0:
+        return None
+    path = root / params.curate.out_dir / "prompts.parquet"
+    prompts = load_selection_prompts(path, config.selection_prompts)
+    if not prompts:
+        raise ValueError(f"{path}: no val prompts to select checkpoints on (align.<profile>.selection_prompts "
+                         f"= {config.selection_prompts}); set it to 0 to select on val_loss")
+    names = params.objective_names
+    objective_weights = ({objective: 1.0} if weights is None
+                         else {n: w for n, w in zip(names, weights) if w > 0})
+    max_drop = params.align.selection_max_drop
+    guard = {n: max_drop for n in names if n not in objective_weights} if max_drop is not None else {}
+    return Selection(prompts, judge_scorer(params, root, [*objective_weights, *guard]), objective_weights,
+                     max_new_tokens=config.selection_max_new_tokens, batch_size=config.selection_batch_size,
+                     max_prompt_tokens=max(config.max_prompt_tokens, 256),
+                     cache_dir=root / params.align.cache_dir, scorer_name="judges", guard=guard)
+
+
+def _pairs(params: Params, root: Path, config: AlignBudget, objective: str, source_weights: dict[str, float],
+           margin_objectives: list[str]) -> SourcedPairs:
+    rater = resolve_rater(params, root) if margin_objectives else None
+    tables = load_sources(params, root, source_weights)
+    sourced = select_sourced_pairs(
+        tables, source_weights, objective, params.objectives,
+        max_pairs_per_source=config.max_pairs_per_source, max_val_pairs=config.max_val_pairs,
+        margin_objectives=margin_objectives, rater=rater if rater not in LIVE_RATERS else None,
+        tradeoff_max_drop=params.align.tradeoff_max_drop.get(objective), tradeoff_rater=params.align.tradeoff_rater)
+    if not sourced.train:
+        raise _no_pairs_error(objective, sourced, source_weights)
+    return sourced
 
 
 def run(
@@ -88,45 +144,53 @@ def run(
     policy_path: str | None = None,
     progress: bool = True,
     resume: bool = True,
+    sources: dict[str, float] | None = None,
 ) -> AlignResult:
-    """Train one adapter: the DPO expert of `objective`, or the MODPO policy for `weights`."""
+    """Train one adapter: the DPO expert of `objective`, or the MODPO policy for `weights`.
+
+    `sources` overrides the source mix ({"human": w, "on_policy": w}); default: params.
+    """
     from paretoflow.models import resolve_policy_path
 
     name, trained_objective, weights, margin_objectives = _plan(params, objective, weights)
     root = Path(root)
-    settings = params.align
-    config = settings.budget(params.project.profile)
-    pairs_dir = root / params.pairs.out_dir
-    tables = load_pair_tables(pairs_dir)
-    common = dict(objectives=params.objectives, margin_objectives=margin_objectives,
-                  rater=settings.margin_rater)
-    train, train_report = select_pairs(tables, trained_objective, "train", **common)
-    if not train:
-        raise _no_pairs_error(trained_objective, pairs_dir, train_report.skipped_missing_margin,
-                              _train_pair_counts(tables))
-    val, val_report = (select_pairs(tables, trained_objective, "val", limit=config.max_val_pairs, **common)
-                       if config.max_val_pairs > 0 else ([], None))
+    config = params.align.budget(params.project.profile)
+    source_weights = _source_weights(params, trained_objective, sources)
+    sourced = _pairs(params, root, config, trained_objective, source_weights, margin_objectives)
+    live_rater, margin_raters = live_margin_rater(params, root, margin_objectives)
+    selection = _selection(params, root, config, trained_objective, weights)
     policy = policy_path or resolve_policy_path(params.model.policy, root / params.model.cache_dir)
     meta = {
         "name": name,
         "objective": trained_objective,
         "objective_names": params.objective_names,
         "margin_objectives": margin_objectives,
-        "margin_rater": settings.margin_rater if margin_objectives else None,
-        "pairs_dir": params.pairs.out_dir,
-        "pairs_data_hash": tables_hash(pairs_dir),
-        "selection": {"train": train_report.__dict__, "val": val_report.__dict__ if val_report else None},
+        "margin_raters": margin_raters,
+        "reward_model": _reward_model_lineage(params, root, margin_raters),
+        "sources": {kind: s.__dict__ for kind, s in sourced.report.items()},
         "params_hash": params.section_hash("align", "objectives", "model"),
     }
     result: TrainResult = train_adapter(
-        config, policy, train, val, root / settings.out_dir / name,
+        config, policy, sourced.train, sourced.val, root / params.align.out_dir / name,
         objective_weights=weights,
         objective_index=params.objective_names.index(trained_objective) if weights is not None else None,
-        seed=settings.seed, profile=params.project.profile, meta=meta, resume=resume, progress=progress,
+        seed=params.align.seed, profile=params.project.profile, meta=meta, resume=resume, progress=progress,
+        selection=selection, source_sizes=sourced.sizes, source_weights=sourced.weights, margin_rater=live_rater,
+        cache_dir=root / params.align.cache_dir,
     )
     return AlignResult(name=name, adapter_dir=result.output_dir, objective=trained_objective,
-                       objective_weights=weights, train_pairs=len(train), val_pairs=len(val),
+                       objective_weights=weights, train_pairs=len(sourced.train), val_pairs=len(sourced.val),
                        metrics=result.metrics, completed=result.completed)
+
+
+def _reward_model_lineage(params: Params, root: Path, margin_raters: dict[str, str]) -> dict | None:
+    if "reward_model" not in margin_raters.values():
+        return None
+    from paretoflow.align.margins import reward_model_dir
+    from paretoflow.io import files_hash
+
+    folder = reward_model_dir(params, root)
+    return {"dir": params.reward.out_dir, "hash": files_hash([folder])}
 
 
 def jobs(params: Params) -> list[dict]:
@@ -151,13 +215,12 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
     requests = [(o, None) for o in params.objective_names]
     requests += [(None, list(w)) for w in params.align.modpo_weights]
     plans = [_plan(params, o, w) for o, w in requests]
-    pairs_dir = Path(root) / params.pairs.out_dir
-    counts = _train_pair_counts(load_pair_tables(pairs_dir))
+    config = params.align.budget(params.project.profile)
     for _, trained_objective, _, _ in plans:
-        if counts.get(trained_objective, 0) == 0:
-            raise _no_pairs_error(trained_objective, pairs_dir, 0, counts)
+        _pairs(params, Path(root), config, trained_objective, _source_weights(params, trained_objective, None), [])
     return [run(params, root, objective=o, weights=w, policy_path=policy_path, progress=progress,
                 resume=resume) for o, w in requests]
 
 
-__all__ = ["AlignResult", "adapter_name", "job_name", "jobs", "modpo_objective_index", "run", "run_all"]
+__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "job_name", "jobs", "modpo_objective_index",
+           "read_meta", "run", "run_all"]

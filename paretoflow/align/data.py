@@ -1,8 +1,11 @@
 """Preference pairs for training: canonical tables → examples → token ids → batches.
 
-Reads the four canonical tables (paretoflow/schema.py) written by the pairs stage,
-selects one objective's pairs on one split, attaches the judge ratings of both
-responses on every objective (the MODPO margin rewards), and tokenizes.
+Reads the four canonical tables (paretoflow/schema.py) of a pair source: the curated
+human pairs (curate.out_dir, kind "human") or the judged on-policy pairs (pairs.out_dir,
+kind "on_policy"); selects one objective's pairs on one split; optionally attaches the
+ratings of one rater on other objectives (MODPO margin rewards from a ratings table;
+live raters are in margins.py); and tokenizes. Each example keeps its kind and its
+dataset (the pairs table's `source` column), so what trained an adapter is counted.
 
 Tokenization, the same for chosen and rejected:
 - prompt: the chat template applied to `prompts.messages` with the generation prompt
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -45,6 +48,7 @@ class PairTables:
     ratings: pd.DataFrame
     pairs: pd.DataFrame
     directory: Path | None = None
+    kind: str = "on_policy"  # human | on_policy (config.SOURCE_KINDS)
 
 
 @dataclass
@@ -57,6 +61,10 @@ class PairExample:
     # Margin reward per declared objective (NaN where no rating is needed or available).
     chosen_margins: list[float]
     rejected_margins: list[float]
+    kind: str = "on_policy"  # source kind: human | on_policy
+    dataset: str = ""  # the pairs table's `source` column (e.g. the raw file it came from)
+    prompt_text: str = ""  # the last user turn (what judges read)
+    tags: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -74,6 +82,10 @@ class TokenizedPair:
     prompt_ids: list[int]
     chosen_ids: list[int]
     rejected_ids: list[int]
+    # What the truncation rule cut from this pair (aggregated per source in meta.json).
+    prompt_truncated: bool = False
+    chosen_truncated: bool = False
+    rejected_truncated: bool = False
 
 
 @dataclass
@@ -81,6 +93,7 @@ class TruncationCounts:
     """How many pairs had each part cut by the truncation rule."""
 
     pairs: int = 0
+    pairs_truncated: int = 0  # pairs with any part cut
     prompts_truncated: int = 0
     chosen_truncated: int = 0
     rejected_truncated: int = 0
@@ -92,33 +105,46 @@ class TruncationCounts:
     def add(self, other: "TruncationCounts") -> "TruncationCounts":
         return TruncationCounts(**{k: getattr(self, k) + getattr(other, k) for k in self.__dict__})
 
+    @classmethod
+    def of(cls, pairs: list[TokenizedPair]) -> "TruncationCounts":
+        """Counts over a subset of tokenized pairs (e.g. the pairs one source contributed)."""
+        return cls(
+            pairs=len(pairs),
+            pairs_truncated=sum(p.prompt_truncated or p.chosen_truncated or p.rejected_truncated for p in pairs),
+            prompts_truncated=sum(p.prompt_truncated for p in pairs),
+            chosen_truncated=sum(p.chosen_truncated for p in pairs),
+            rejected_truncated=sum(p.rejected_truncated for p in pairs),
+            tokens=sum(2 * len(p.prompt_ids) + len(p.chosen_ids) + len(p.rejected_ids) for p in pairs),
+        )
 
-def load_pair_tables(pairs_dir: str | Path) -> PairTables:
-    """Read data/pairs/{prompts,responses,ratings,pairs}.parquet; name the missing file."""
+
+STAGE_OF_KIND = {"human": "curate", "on_policy": "pairs"}
+
+
+def load_pair_tables(pairs_dir: str | Path, kind: str = "on_policy") -> PairTables:
+    """Read <dir>/{prompts,responses,ratings,pairs}.parquet; name the missing file."""
     pairs_dir = Path(pairs_dir)
     frames = {}
     for name in TABLE_NAMES:
         path = pairs_dir / f"{name}.parquet"
         if not path.exists():
+            stage = STAGE_OF_KIND.get(kind, "pairs")
             raise FileNotFoundError(
-                f"{path} not found: run the pairs stage first (paretoflow pairs), "
-                f"or point pairs.out_dir at a folder holding {', '.join(TABLE_NAMES)}.parquet"
+                f"{path} not found: run the {stage} stage first (paretoflow {stage}), "
+                f"or point {stage}.out_dir at a folder holding {', '.join(TABLE_NAMES)}.parquet"
             )
-        df = pd.read_parquet(path)
-        missing = [c for c in schema.TABLES[name] if c not in df.columns]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}")
-        frames[name] = df
-    return PairTables(**frames, directory=pairs_dir)
+        frames[name] = schema.read(name, path)
+    return PairTables(**frames, directory=pairs_dir, kind=kind)
 
 
 def tables_hash(pairs_dir: str | Path) -> str:
     """Content hash of the four table files (lineage: which pairs trained an adapter)."""
+    from paretoflow.io import file_hash
+
     h = hashlib.sha256()
     for name in TABLE_NAMES:
-        path = Path(pairs_dir) / f"{name}.parquet"
         h.update(name.encode())
-        h.update(path.read_bytes())
+        h.update(file_hash(Path(pairs_dir) / f"{name}.parquet", 64).encode())
     return h.hexdigest()[:16]
 
 
@@ -128,7 +154,7 @@ def normalized_rating(value: float, scale_min: float, scale_max: float, directio
     return 1.0 - unit if direction == "minimize" else unit
 
 
-def _rating_lookup(tables: PairTables, rater: str, objectives: list[Objective]) -> dict[tuple[str, str], float]:
+def rating_lookup(tables: PairTables, rater: str, objectives: list[Objective]) -> dict[tuple[str, str], float]:
     source = tables.directory / "ratings.parquet" if tables.directory else "ratings table"
     ratings = tables.ratings[tables.ratings["rater"] == rater]
     duplicated = ratings.duplicated(["response_id", "objective"], keep=False)
@@ -177,7 +203,8 @@ def select_pairs(
     split_of = prompts["split"]
     pairs = pairs[pairs["prompt_id"].map(split_of) == split].sort_values("pair_id")
     texts = dict(zip(tables.responses["response_id"], tables.responses["text"]))
-    lookup = _rating_lookup(tables, rater, objectives) if margin_objectives else {}
+    lookup = rating_lookup(tables, rater, objectives) if margin_objectives else {}
+    datasets = pairs["source"].fillna("").astype(str)
     examples: list[PairExample] = []
     for row in pairs.itertuples(index=True):
         for column in ("chosen_id", "rejected_id"):
@@ -208,11 +235,22 @@ def select_pairs(
             rejected_text=texts[row.rejected_id],
             chosen_margins=chosen_margins,
             rejected_margins=rejected_margins,
+            kind=tables.kind,
+            dataset=datasets.at[row.Index],
+            prompt_text=str(prompts.at[row.prompt_id, "text"]),
+            tags=_tags(prompts.at[row.prompt_id, "tags"]),
         ))
         if limit is not None and len(examples) >= limit:
             break
     report.kept = len(examples)
     return examples, report
+
+
+def _tags(value) -> list[str]:
+    if not isinstance(value, str) or not value:
+        return []
+    parsed = json.loads(value)
+    return [str(t) for t in parsed] if isinstance(parsed, list) else []
 
 
 def tokenize_pairs(
@@ -227,26 +265,20 @@ def tokenize_pairs(
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ValueError("the tokenizer has no eos token: responses need an end marker")
-    counts = TruncationCounts()
     out: list[TokenizedPair] = []
     for example in examples:
         rendered = tokenizer.apply_chat_template(example.messages, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        if len(prompt_ids) > max_prompt_tokens:
-            prompt_ids = prompt_ids[-max_prompt_tokens:]
-            counts.prompts_truncated += 1
+        full_prompt = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        prompt_ids = full_prompt[-max_prompt_tokens:]
+        pair = TokenizedPair(prompt_ids=list(prompt_ids), chosen_ids=[], rejected_ids=[],
+                             prompt_truncated=len(prompt_ids) < len(full_prompt))
         budget = max_length - len(prompt_ids)
-        responses = []
         for kind, text in (("chosen", example.chosen_text), ("rejected", example.rejected_text)):
             ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
-            if len(ids) > budget:
-                ids = ids[:budget]
-                setattr(counts, f"{kind}_truncated", getattr(counts, f"{kind}_truncated") + 1)
-            responses.append(ids)
-        counts.pairs += 1
-        counts.tokens += 2 * len(prompt_ids) + len(responses[0]) + len(responses[1])
-        out.append(TokenizedPair(prompt_ids=list(prompt_ids), chosen_ids=responses[0], rejected_ids=responses[1]))
-    return out, counts
+            setattr(pair, f"{kind}_truncated", len(ids) > budget)
+            setattr(pair, f"{kind}_ids", ids[:budget])
+        out.append(pair)
+    return out, TruncationCounts.of(out)
 
 
 def collate_pairs(pairs: list[TokenizedPair], pad_token_id: int) -> dict[str, torch.Tensor]:

@@ -82,7 +82,8 @@ def test_truncation_rule_and_counts(tiny_policy_dir, tmp_path):
     assert pair.prompt_ids == full[-max_prompt:]  # left truncation keeps the generation prompt
     assert pair.chosen_ids == chosen_full[: max_length - max_prompt]  # right truncation, eos cut
     assert pair.rejected_ids == rejected_full  # fits: untouched, ends with eos
-    assert counts.as_dict() == {"pairs": 2, "prompts_truncated": 2, "chosen_truncated": 2,
+    assert (pair.prompt_truncated, pair.chosen_truncated, pair.rejected_truncated) == (True, True, False)
+    assert counts.as_dict() == {"pairs": 2, "pairs_truncated": 2, "prompts_truncated": 2, "chosen_truncated": 2,
                                 "rejected_truncated": 0,
                                 "tokens": 2 * (2 * max_prompt + (max_length - max_prompt) + len(rejected_full))}
     with pytest.raises(ValueError, match="must be <"):
@@ -98,3 +99,25 @@ def test_collate_layout():
     assert batch["attention_mask"].sum(1).tolist() == [5, 2, 3, 3]
     assert batch["response_mask"].int().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0],
                                                      [0, 0, 1, 0, 0], [0, 1, 1, 0, 0]]
+
+
+def test_tradeoff_filter_drops_pairs_that_buy_the_objective_with_another(tmp_path):
+    from paretoflow.align.sources import tradeoff_filter
+
+    directory = write_pair_tables(tmp_path / "p", n_train=4, n_val=0, rated_objectives=("harmlessness",))
+    tables = load_pair_tables(directory)
+    # chosen 0.8 vs rejected 0.2 on harmlessness (maximized): make two pairs' chosen worse instead
+    ratings = tables.ratings.copy()
+    flipped = set(tables.pairs[tables.pairs["objective"] == "helpfulness"]["chosen_id"].iloc[:2])
+    ratings.loc[ratings["response_id"].isin(flipped), "value"] = 0.05
+    tables.ratings = ratings
+    examples, _ = select_pairs(tables, "helpfulness", "train", OBJECTIVES)
+    kept, dropped = tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=0.1)
+    assert (len(kept), dropped) == (2, 2)  # chosen 0.05 vs rejected 0.2: a 0.15 drop > 0.1
+    assert tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=0.2)[1] == 0
+    assert tradeoff_filter(tables, examples, "helpfulness", OBJECTIVES, max_drop=None) == (examples, 0)
+    # the conciseness pairs share those responses: the same two go; unrated sides never count
+    concise, _ = select_pairs(tables, "conciseness", "train", OBJECTIVES)
+    assert tradeoff_filter(tables, concise, "conciseness", OBJECTIVES, max_drop=0.0)[1] == 2
+    tables.ratings = tables.ratings.iloc[0:0]
+    assert tradeoff_filter(tables, concise, "conciseness", OBJECTIVES, max_drop=0.0)[1] == 0

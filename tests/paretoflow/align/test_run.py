@@ -1,4 +1,4 @@
-"""Stage entry points: run / run_all / CLI, and their refusals before any compute."""
+"""Stage entry points: run / run_all / CLI, sources, and their refusals before any compute."""
 
 from __future__ import annotations
 
@@ -15,18 +15,37 @@ from .conftest import write_pair_tables
 
 TINY_BUDGET = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.0, batch_size=4, eval_batch_size=8,
                    max_steps=2, eval_steps=2, checkpoint_steps=2, patience=5, max_val_pairs=2,
-                   max_length=48, max_prompt_tokens=24, learning_rate=1e-2)
+                   max_length=48, max_prompt_tokens=24, learning_rate=1e-2,
+                   selection_prompts=3, selection_max_new_tokens=6, selection_batch_size=4)
+HUMAN_CHOSEN = "A sea poem: waves roll in, gulls cry, the tide turns home."
+HUMAN_REJECTED = "No."
 
 
 @pytest.fixture
 def tiny_params(tmp_path):
     from tests.conftest import REPO_ROOT
 
+    params = load_params(REPO_ROOT / "params.yaml")
+    objectives = params.model_dump(mode="json")["objectives"]
+    for objective in objectives:  # rule judges only: these tests train no reward model
+        objective["judges"] = [j for j in objective["judges"] if j["name"] != "reward_model"] or [
+            {"name": "relevance", "weight": 1.0}]
     return load_params(REPO_ROOT / "params.yaml", overrides={
-        "project": {"profile": "cpu"},
-        "pairs": {"out_dir": "pairs"}, "align": {"out_dir": "adapters", "cpu": TINY_BUDGET,
-                  "modpo_weights": [[0.6, 0.4, 0.0]]},
+        "project": {"profile": "cpu"}, "objectives": objectives,
+        "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"},
+        "reward": {"out_dir": "reward"},
+        "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "modpo_weights": [[0.6, 0.4, 0.0]],
+                  "cache_dir": "align-cache"},
     })
+
+
+def write_sources(root, human_objectives=("helpfulness", "conciseness"), on_policy_objectives=("helpfulness",
+                                                                                                   "conciseness")):
+    """Curated human pairs (dataset "hh.jsonl.gz", long chosen answers) + on-policy pairs."""
+    write_pair_tables(root / "curated", n_train=6, n_val=4, pair_objectives=human_objectives,
+                      source="hh.jsonl.gz", chosen=HUMAN_CHOSEN + " More lines follow." * 20,
+                      rejected=HUMAN_REJECTED, rated_objectives=())
+    write_pair_tables(root / "pairs", pair_objectives=on_policy_objectives, source="on_policy_judges")
 
 
 def _forbid_training(monkeypatch):
@@ -47,47 +66,90 @@ def test_bad_weights_rejected_before_any_compute(tiny_params, tmp_path, monkeypa
     bad.align.modpo_weights = [[0.6, 0.4, 0.0], [0.9, 0.9, 0.0]]
     with pytest.raises(ValueError, match="sum to 1"):
         align.run_all(bad, tmp_path)
+    with pytest.raises(ValueError, match="unknown pair source kinds"):
+        align.run(tiny_params, tmp_path, objective="helpfulness", sources={"humans": 1.0})
+    bad = tiny_params.model_copy(deep=True)
+    bad.align.tradeoff_max_drop = {"verbosity": 0.1}
+    with pytest.raises(ValueError, match=r"tradeoff_max_drop names undeclared objectives \['verbosity'\]"):
+        align.run(bad, tmp_path, objective="helpfulness")
 
 
 def test_objective_without_pairs_is_a_clear_error(tiny_params, tmp_path, monkeypatch):
-    write_pair_tables(tmp_path / "pairs", pair_objectives=("helpfulness",))
+    write_sources(tmp_path, human_objectives=("helpfulness",), on_policy_objectives=("helpfulness",))
     _forbid_training(monkeypatch)
-    with pytest.raises(ValueError, match=r"no train pairs for objective 'conciseness'.*helpfulness': 8"):
+    with pytest.raises(ValueError, match=r"no train pairs for objective 'conciseness'.*human .*0 train pairs"):
         align.run(tiny_params, tmp_path, objective="conciseness")
     with pytest.raises(ValueError, match="no train pairs for objective 'conciseness'"):
         align.run_all(tiny_params, tmp_path)  # refused before the first expert trains
     with pytest.raises(ValueError, match="unknown objective"):
         align.run(tiny_params, tmp_path, objective="verbosity")
+    with pytest.raises(ValueError, match=r"weight 0, not read: \['on_policy'\]"):
+        align.run(tiny_params, tmp_path, objective="conciseness", sources={"human": 1.0, "on_policy": 0.0})
+
+
+def test_human_pairs_alone_and_mixture_are_counted(tiny_params, tiny_policy_dir, tmp_path):
+    write_sources(tmp_path)
+    human = align.run(tiny_params, tmp_path, objective="helpfulness", policy_path=str(tiny_policy_dir),
+                      progress=False, sources={"human": 1.0, "on_policy": 0.0})
+    meta = json.loads((human.adapter_dir / "meta.json").read_text())
+    assert set(meta["sources"]) == {"human"} and meta["sources"]["human"]["train"] == 6
+    assert meta["sources"]["human"]["datasets"] == {"hh.jsonl.gz": 6}
+    seen = meta["seen"]["train"]["human"]
+    # 2 steps x 4 pairs = 8 visits over 6 pairs: every pair seen, two of them twice
+    assert seen["visits"] == 8 and seen["pairs"] == 6 and set(meta["seen"]["train"]) == {"human"}
+    # the long human answers do not fit max_length 48: every seen pair is truncated, and counted
+    assert seen["truncation"]["chosen_truncated"] == 6 and seen["truncation"]["pairs_truncated"] == 6
+    assert human.metrics["pairs_seen_human"] == 6 and human.metrics["pairs_truncated_human"] == 6
+
+    tiny_params.align.objective_sources = {"helpfulness": {"human": 3.0, "on_policy": 1.0}}
+    tiny_params.align.cpu.max_steps = 4
+    mixed = align.run(tiny_params, tmp_path, objective="helpfulness", policy_path=str(tiny_policy_dir),
+                      progress=False)
+    meta = json.loads((mixed.adapter_dir / "meta.json").read_text())
+    visits = {kind: seen["visits"] for kind, seen in meta["seen"]["train"].items()}
+    assert visits == {"human": 12, "on_policy": 4}  # 16 visits in the 3:1 mix
+    assert meta["seen"]["train"]["on_policy"]["datasets"]["on_policy_judges"]["visits"] == 4
+    assert meta["sources"]["human"]["weight"] == 3.0 and meta["sources"]["on_policy"]["train"] == 8
+    assert meta["seen"]["val"]["human"]["pairs"] + meta["seen"]["val"]["on_policy"]["pairs"] == 2
 
 
 def test_run_expert_and_modpo_write_artifacts(tiny_params, tiny_policy_dir, tmp_path):
-    write_pair_tables(tmp_path / "pairs")
+    write_sources(tmp_path)
     expert = align.run(tiny_params, tmp_path, objective="conciseness", policy_path=str(tiny_policy_dir),
                        progress=False)
     assert expert.name == "expert-conciseness" and expert.adapter_dir == tmp_path / "adapters" / expert.name
-    for name in ("adapter_model.safetensors", "adapter_config.json", "train_log.json", "meta.json"):
-        assert (expert.adapter_dir / name).exists(), name
-    meta = json.loads((expert.adapter_dir / "meta.json").read_text())
-    assert meta["objective"] == "conciseness" and meta["objective_weights"] is None
-    assert len(meta["pairs_data_hash"]) == 16 and meta["base_model_path"] == str(tiny_policy_dir)
-    assert expert.metrics["steps"] == 2 and expert.val_pairs == 2
+    assert align.is_complete(expert.adapter_dir)
+    meta = align.read_meta(expert.adapter_dir)
+    assert meta.objective == "conciseness" and meta.objective_weights is None
+    assert meta.base_model_path == str(tiny_policy_dir) and len(meta.sources["on_policy"]["data_hash"]) == 16
+    assert set(meta.files) >= {"adapter_model.safetensors", "adapter_config.json", "train_log.json"}
+    assert meta.selection["weights"] == {"conciseness": 1.0} and meta.selection["prompts"] == 3
+    assert expert.metrics["steps"] == 2 and expert.val_pairs == 2 and "base_val_objective" in expert.metrics
+    assert len(list((tmp_path / "align-cache").glob("base-*.json"))) == 1  # base answers cached
+    assert len(list((tmp_path / "align-cache").glob("reference-*.safetensors"))) == 1
 
     modpo = align.run(tiny_params, tmp_path, weights=[0.4, 0.6, 0.0], policy_path=str(tiny_policy_dir),
                       progress=False)
     assert modpo.name == "modpo-0.4-0.6-0" and modpo.objective == "conciseness"  # largest weight
-    meta = json.loads((modpo.adapter_dir / "meta.json").read_text())
-    assert meta["loss"] == "modpo" and meta["margin_objectives"] == ["helpfulness"]
-    assert meta["objective_index"] == 1
+    meta = align.read_meta(modpo.adapter_dir)
+    assert meta.loss == "modpo" and meta.margin_objectives == ["helpfulness"]
+    assert meta.margin_raters == {"helpfulness": "judges"}  # no reward model under reward/: judges
+    assert meta.objective_index == 1 and meta.selection["weights"] == {"helpfulness": 0.4, "conciseness": 0.6}
+    # MODPO trained on the conciseness expert's pairs: its reference pass came from the cache
+    assert len(list((tmp_path / "align-cache").glob("reference-*.safetensors"))) == 1
 
 
 def test_cli_align(tiny_params, tiny_policy_dir, tmp_path, capsys):
-    write_pair_tables(tmp_path / "pairs")
+    write_sources(tmp_path)
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(tiny_params.model_dump(mode="json", by_alias=True)))
     code = main(["--params", str(params_path), "align", "--weights", "0.5,0.6,0", "--root", str(tmp_path)])
     assert code == 2 and "sum to 1" in capsys.readouterr().err
-    code = main(["--params", str(params_path), "align", "--weights", "0.6,0.4,0", "--root", str(tmp_path),
-                 "--policy", str(tiny_policy_dir)])
-    assert code == 0
-    assert "modpo-0.6-0.4-0:" in capsys.readouterr().out
-    assert (tmp_path / "adapters" / "modpo-0.6-0.4-0" / "adapter_model.safetensors").exists()
+    code = main(["--params", str(params_path), "align", "--objective", "helpfulness", "--root", str(tmp_path),
+                 "--sources", "human=1,on_policy=0", "--policy", str(tiny_policy_dir)])
+    assert code == 0 and "expert-helpfulness:" in capsys.readouterr().out
+    meta = align.read_meta(tmp_path / "adapters" / "expert-helpfulness")
+    assert set(meta.seen["train"]) == {"human"}
+    code = main(["--params", str(params_path), "align", "--objective", "helpfulness", "--root", str(tmp_path),
+                 "--sources", "human"])
+    assert code == 2 and "kind=weight" in capsys.readouterr().err
