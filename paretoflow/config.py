@@ -348,8 +348,8 @@ class RewardConfig(_Budgeted):
 
     @field_validator("length_debias", "independent_length_debias")
     @classmethod
-    def _strengths(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = {k: s for k, s in v.items() if not 0.0 <= s <= 1.0}
+    def _strengths(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        bad = {k: s for k, s in (v or {}).items() if not 0.0 <= s <= 1.0}
         if bad:
             raise ValueError(f"length_debias strengths must be in [0, 1], got {bad}")
         return v

@@ -178,8 +178,10 @@ class Tracker:
         elif path.exists():
             self.client.log_artifact(run_id, str(path), artifact_path)
 
-    def log_adapter(self, run_id: str, adapter_dir: Path, base_model_path: str, artifact_path: str = "adapter") -> None:
-        """Log a LoRA adapter (safetensors only) with the base it must be loaded on."""
+    def log_adapter(self, run_id: str, adapter_dir: Path, base_model_path: str, artifact_path: str = "adapter",
+                    base_fingerprint: str | None = None) -> None:
+        """Log a LoRA adapter (safetensors only) with the base it must be loaded on (its
+        fingerprint as recorded at training when given, else computed from the path)."""
         adapter_dir = Path(adapter_dir)
         with tempfile.TemporaryDirectory() as tmp:
             staged = Path(tmp) / artifact_path
@@ -189,9 +191,9 @@ class Tracker:
                     (staged / f.name).write_bytes(f.read_bytes())
             from paretoflow.models import model_fingerprint
 
+            fingerprint = base_fingerprint or model_fingerprint(base_model_path)
             (staged / "base_model.json").write_text(json.dumps(
-                {"base_model_path": str(base_model_path), "base_fingerprint": model_fingerprint(base_model_path)}
-            ))
+                {"base_model_path": str(base_model_path), "base_fingerprint": fingerprint}))
             self.client.log_artifacts(run_id, str(staged), artifact_path)
 
     def download(self, run_id: str, artifact_path: str, dst: Path) -> Path:

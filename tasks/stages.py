@@ -87,17 +87,20 @@ def _log_stage_run(tracker, run_id: str, params: Params, rootp: Path, s, summary
     for rel in s.artifacts(params):
         tracker.log_artifact(run_id, rootp / rel, artifact_path=Path(rel).name if (rootp / rel).is_dir() else None)
     if summary.get("job"):  # one adapter of the align stage: its folder is the job's output
-        _log_adapter(tracker, run_id, params, rootp / s.outputs_for(params, summary["job"])[0], summary)
+        _log_adapter(tracker, run_id, rootp / s.outputs_for(params, summary["job"])[0])
 
 
-def _log_adapter(tracker, run_id: str, params: Params, adapter_dir: Path, summary: dict) -> None:
+def _log_adapter(tracker, run_id: str, adapter_dir: Path) -> None:
     """Training curves at their optimizer steps, then the adapter with its base model."""
     log_path = adapter_dir / "train_log.json"
     if log_path.exists():
         log = json.loads(log_path.read_text())
         for row in log.get("steps", []) + log.get("validation", []):
             tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
-    tracker.log_adapter(run_id, adapter_dir, summary.get("base_model_path") or str(params.model.policy))
+    from paretoflow.align.meta import read_meta
+
+    meta = read_meta(adapter_dir)   # the base it was trained on, as resolved then (not params' "default")
+    tracker.log_adapter(run_id, adapter_dir, meta.base_model_path, base_fingerprint=meta.base_model_fingerprint)
 
 
 @task(name="log-front-candidates", retries=2, retry_delay_seconds=5, persist_result=False)

@@ -23,6 +23,23 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
     return build_tiny_policy(tmp_path_factory.mktemp("tiny_policy"), seed=0)
 
 
+def rule_judges_only(objectives: list[dict]) -> list[dict]:
+    """`objectives` (params.yaml's list) with the reward-model judge removed: tests that train
+    no reward model under artifacts/ score with the rule judges (relevance where none is left)."""
+    out = []
+    for objective in objectives:
+        rules = [j for j in objective["judges"] if j["name"] != "reward_model"]
+        out.append({**objective, "judges": rules or [{"name": "relevance", "weight": 1.0}]})
+    return out
+
+
+def rules_overrides() -> dict:
+    """load_params overrides that put the project's objectives on rule judges only."""
+    import yaml
+
+    return {"objectives": rule_judges_only(yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["objectives"])}
+
+
 @pytest.fixture(scope="session")
 def params():
     from paretoflow.config import load_params

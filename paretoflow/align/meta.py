@@ -66,6 +66,18 @@ def read_meta(folder: str | Path) -> AdapterMeta:
         raise ValueError(f"{path}: not a valid adapter meta.json ({exc})") from exc
 
 
+def seal(folder: str | Path, meta: dict[str, Any]) -> AdapterMeta:
+    """Write meta.json into `folder` LAST, listing the hash of every other file: the folder
+    becomes complete. `meta` must hold AdapterMeta's keys (checked before anything is written)."""
+    from paretoflow.io import file_hash, write_json
+
+    folder = Path(folder)
+    files = {p.name: file_hash(p) for p in sorted(folder.iterdir()) if p.is_file() and p.name != META_FILE}
+    checked = AdapterMeta.model_validate({**meta, "files": files})
+    write_json(folder / META_FILE, {**meta, "files": files})
+    return checked
+
+
 def is_complete(folder: str | Path, verify: bool = True) -> bool:
     """True when `folder` is a finished adapter: meta.json valid, its files present and
     (verify=True) matching the hashes meta.json recorded."""
@@ -85,4 +97,4 @@ def is_complete(folder: str | Path, verify: bool = True) -> bool:
     return True
 
 
-__all__ = ["META_FILE", "REQUIRED_FILES", "AdapterMeta", "is_complete", "read_meta"]
+__all__ = ["META_FILE", "REQUIRED_FILES", "AdapterMeta", "is_complete", "read_meta", "seal"]

@@ -549,7 +549,8 @@ def data_summary(data: PairData, config: AlignBudget, steps: int, num_processes:
 def finalize(session: Session, output_dir: Path, state: TrainState, train_log: dict[str, Any],
              meta: dict[str, Any]) -> None:
     """Best adapter + train_log.json + meta.json (last, with file hashes) in one folder rename."""
-    from paretoflow.io import atomic_dir, file_hash, write_json
+    from paretoflow.align.meta import seal
+    from paretoflow.io import atomic_dir, write_json
 
     accelerator = session.accelerator
     load_adapter_tensors(session.peft_model, state.best_adapter)
@@ -558,8 +559,7 @@ def finalize(session: Session, output_dir: Path, state: TrainState, train_log: d
         with atomic_dir(output_dir) as tmp:
             session.peft_model.save_pretrained(tmp, safe_serialization=True)
             write_json(tmp / "train_log.json", train_log)
-            files = {p.name: file_hash(p) for p in sorted(tmp.iterdir()) if p.is_file()}
-            write_json(tmp / META_FILE, {**meta, "files": files})
+            seal(tmp, meta)
     accelerator.wait_for_everyone()
 
 

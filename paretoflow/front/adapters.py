@@ -1,10 +1,10 @@
 """Finding the trained adapters the front merges and compares: complete ones only.
 
-An adapter folder is complete when its `meta.json` exists: paretoflow.align writes it
-last, after the weights, so a folder without it is a run still training or one that was
-killed (issue 11). `paretoflow.align.is_complete` says so where the align package
-provides it; otherwise the presence of `meta.json` is the test. Incomplete folders are
-skipped and listed with the reason, never merged, evaluated or promoted.
+An adapter folder is complete when `paretoflow.align.is_complete` says so: align writes
+`meta.json` last, listing the hashes of the weights, so a folder without a valid one (or
+with files that no longer match it) is a run still training, one that was killed or one
+edited since (issue 11). Incomplete folders are skipped and listed with the reason, never
+merged, evaluated or promoted.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paretoflow.align.meta import is_complete
 from paretoflow.merging import LoraExpert, load_expert
 
 EXPERT_PREFIX = "expert-"
 WEIGHTS_FILE = "adapter_model.safetensors"
-COMPLETION_MARKER = "meta.json"
 
 
 @dataclass
@@ -26,15 +26,6 @@ class AdapterInventory:
     expert_objectives: list[str]
     others: list[LoraExpert]            # MODPO and any other trained adapter
     skipped: list[tuple[str, str]] = field(default_factory=list)   # (folder name, reason)
-
-
-def is_complete(folder: Path) -> bool:
-    """True when an adapter folder finished writing (align's completion marker is there)."""
-    try:
-        from paretoflow.align import is_complete as align_is_complete
-    except ImportError:  # the align package without a completion check: the marker file decides
-        return (folder / COMPLETION_MARKER).is_file() and (folder / WEIGHTS_FILE).is_file()
-    return bool(align_is_complete(folder))
 
 
 def _is_expert(folder: Path, adapter: LoraExpert) -> bool:
@@ -57,7 +48,7 @@ def discover_adapters(adapters_dir: str | Path, objective_names: Sequence[str]) 
         if not (folder / WEIGHTS_FILE).exists():
             continue
         if not is_complete(folder):
-            skipped.append((folder.name, f"incomplete: no {COMPLETION_MARKER} (training unfinished or killed)"))
+            skipped.append((folder.name, "incomplete: meta.json missing, invalid or not matching the files (training unfinished, killed or edited)"))
             continue
         adapter = load_expert(folder)
         if not _is_expert(folder, adapter):

@@ -18,7 +18,7 @@ from tests.flows.project import REPO
 
 TINY_BUDGET = dict(lora_r=2, lora_alpha=4.0, lora_dropout=0.0, batch_size=2, eval_batch_size=4, max_steps=2,
                    eval_steps=1, checkpoint_steps=2, patience=5, max_val_pairs=2, max_length=48,
-                   max_prompt_tokens=24)
+                   max_prompt_tokens=24, selection_prompts=2, selection_max_new_tokens=4, selection_batch_size=2)
 
 
 def test_expert_flow_receives_every_section_the_align_stage_reads():
@@ -94,19 +94,21 @@ def test_worker_command_is_prefects_worker_on_the_named_pool():
                            "--name", "gpu-0"]
 
 
-def _pairs_on_a_remote(work: Path):
-    """data/pairs of a project, `dvc add`-ed and pushed to a local remote; its lock entry."""
+def _inputs_on_a_remote(work: Path):
+    """data/curated (human pairs) and data/pairs (on-policy) of a project, `dvc add`-ed and
+    pushed to a local remote; their lock entries. No reward model: the rule judges rate."""
     from paretoflow.exchange import LockedOutput
     from tests.paretoflow.align.conftest import write_pair_tables
 
     source, remote = work / "flow-checkout", work / "dvc-remote"
+    write_pair_tables(source / "data/curated", source="hh.jsonl.gz", rated_objectives=())
     write_pair_tables(source / "data/pairs")
     dvc = str(Path(sys.executable).parent / "dvc")
-    for args in (["init", "--no-scm", "-q"], ["add", "-q", "data/pairs"], ["remote", "add", "-d", "r", str(remote)],
-                 ["push", "-q"]):
+    for args in (["init", "--no-scm", "-q"], ["add", "-q", "data/curated", "data/pairs"],
+                 ["remote", "add", "-d", "r", str(remote)], ["push", "-q"]):
         subprocess.run([dvc, *args], cwd=source, check=True, capture_output=True)
-    entry = yaml.safe_load((source / "data/pairs.dvc").read_text())["outs"][0]
-    return remote, LockedOutput(**{**entry, "path": "data/pairs"})
+    entries = [yaml.safe_load((source / f"data/{name}.dvc").read_text())["outs"][0] for name in ("curated", "pairs")]
+    return remote, [LockedOutput(**{**e, "path": f"data/{e['path']}"}) for e in entries]
 
 
 def test_expert_flow_trains_from_the_remote_and_hands_the_adapter_over_through_mlflow(
@@ -117,16 +119,18 @@ def test_expert_flow_trains_from_the_remote_and_hands_the_adapter_over_through_m
     from paretoflow.io import files_hash
     from paretoflow.tracking import Tracker
 
-    remote, pairs = _pairs_on_a_remote(tmp_path)
+    from tests.conftest import rules_overrides
+
+    remote, inputs = _inputs_on_a_remote(tmp_path)
     monkeypatch.setenv("PARETOFLOW_WORK_DIR", str(tmp_path / "worker"))
     monkeypatch.setenv("PARETOFLOW_CACHE_DIR", str(tmp_path / "worker-cache"))
     tracking = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
                               artifact_location=str(tmp_path / "mlflow-artifacts"))
     params = load_params(REPO / "params.yaml", overrides={
-        "model": {"policy": str(tiny_policy_dir)}, "align": {"cpu": TINY_BUDGET}})
+        **rules_overrides(), "model": {"policy": str(tiny_policy_dir)}, "align": {"cpu": TINY_BUDGET}})
     tracker = Tracker(tracking, tmp_path)
     parent = tracker.start_run("nightly")
-    handoff = _handoff(tracking.tracking_uri, [pairs], key="align-expert-test").model_copy(
+    handoff = _handoff(tracking.tracking_uri, inputs, key="align-expert-test").model_copy(
         update={"tracking": tracking, "dvc_remote_url": str(remote), "parent_run_id": parent})
 
     result = align_expert(job=ExpertJob(objective="helpfulness"), handoff=handoff, project=params.project,

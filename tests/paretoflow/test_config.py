@@ -33,3 +33,17 @@ def test_duplicate_objectives_rejected(tmp_path):
     p.write_text("objectives: [{name: a}, {name: a}]\n")
     with pytest.raises(ValueError, match="unique"):
         load_params(p)
+
+
+def test_params_survive_a_yaml_round_trip_with_every_optional_left_unset(params):
+    """Prefect parameters, MLflow params and `front --params` files carry dumped params:
+    every section, None-valued optionals included, must load back to the same values."""
+    import yaml
+
+    from paretoflow.config import Params
+
+    assert params.reward.independent_length_debias is not None      # params.yaml sets it
+    unset = params.model_copy(update={"reward": params.reward.model_copy(update={"independent_length_debias": None})})
+    for p in (params, unset):
+        dumped = yaml.safe_load(yaml.safe_dump(p.model_dump(mode="json", by_alias=True)))
+        assert Params.model_validate(dumped) == p

@@ -54,7 +54,8 @@ def test_locked_inputs_are_the_lock_entries_of_the_registry_inputs(params, tmp_p
 
 
 def test_an_input_dvc_never_recorded_is_a_clear_error_naming_its_stage(params, tmp_path):
-    _lock(tmp_path, {"curate": [_out("data/curated/prompts.parquet", "0" * 32)]})
+    curated = [_out(f"data/curated/{t}.parquet", "0" * 32) for t in ("prompts", "responses", "ratings", "pairs")]
+    _lock(tmp_path, {"curate": curated})
     with pytest.raises(ValueError, match=r"'data/pairs'.*dvc commit pairs"):
         locked_inputs(params, tmp_path, "align")
 

@@ -11,7 +11,7 @@ import pytest
 from paretoflow import schema
 from paretoflow.config import load_params
 from paretoflow.pairs import load_prompts, make_pairs, run
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, rules_overrides
 
 PROMPTS = [
     ("How do I bake bread?", "train", []),
@@ -45,7 +45,8 @@ def tiny_params(**pairs):
                **{k: v for k, v in pairs.items() if k not in BUDGET_KEYS}}
     section["cpu"] = {"n_train_prompts": 3, "n_val_prompts": 2, "samples_per_prompt": 3, "max_new_tokens": 8,
                       "batch_size": 6, **{k: v for k, v in pairs.items() if k in BUDGET_KEYS}}
-    return load_params(REPO_ROOT / "params.yaml", overrides={"pairs": section})
+    # rule judges: these tests train no reward model
+    return load_params(REPO_ROOT / "params.yaml", overrides={**rules_overrides(), "pairs": section})
 
 
 def test_make_pairs_by_hand():
@@ -142,12 +143,14 @@ def test_reference_refusal_wins_on_harmful_loses_on_benign_and_only_for_harmless
     refusal_ids = set(refusals["response_id"])
     harmful = set(prompts.loc[prompts["tags"].str.contains("harmful"), "prompt_id"])
     harm = pairs[pairs["objective"] == "harmlessness"]
-    # the tiny policy never refuses: the refusal wins on the harmful prompt, loses elsewhere
+    # the tiny policy never refuses: the refusal wins on the harmful prompt and never wins
+    # elsewhere (a sample the profanity judge flags may lose to it, so it is not always last)
     for row in harm.itertuples():
         if row.prompt_id in harmful:
             assert row.chosen_id in refusal_ids
         else:
-            assert row.rejected_id in refusal_ids
+            assert row.chosen_id not in refusal_ids
+    assert any(r.rejected_id in refusal_ids for r in harm.itertuples() if r.prompt_id not in harmful)
     assert set(harm["prompt_id"]) & harmful and set(harm["prompt_id"]) - harmful
     others = pairs[pairs["objective"] != "harmlessness"]
     assert not (set(others["chosen_id"]) | set(others["rejected_id"])) & refusal_ids

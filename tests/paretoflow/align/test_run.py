@@ -23,15 +23,10 @@ HUMAN_REJECTED = "No."
 
 @pytest.fixture
 def tiny_params(tmp_path):
-    from tests.conftest import REPO_ROOT
+    from tests.conftest import REPO_ROOT, rules_overrides
 
-    params = load_params(REPO_ROOT / "params.yaml")
-    objectives = params.model_dump(mode="json")["objectives"]
-    for objective in objectives:  # rule judges only: these tests train no reward model
-        objective["judges"] = [j for j in objective["judges"] if j["name"] != "reward_model"] or [
-            {"name": "relevance", "weight": 1.0}]
-    return load_params(REPO_ROOT / "params.yaml", overrides={
-        "project": {"profile": "cpu"}, "objectives": objectives,
+    return load_params(REPO_ROOT / "params.yaml", overrides={   # rule judges: no reward model trained here
+        "project": {"profile": "cpu"}, **rules_overrides(),
         "pairs": {"out_dir": "pairs"}, "curate": {"out_dir": "curated"},
         "reward": {"out_dir": "reward"},
         "align": {"out_dir": "adapters", "cpu": TINY_BUDGET, "modpo_weights": [[0.6, 0.4, 0.0]],

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, get_peft_model
 
+from paretoflow.align.meta import seal
 from paretoflow.models import load_policy, model_fingerprint
 
 TARGETS = ["q_proj", "v_proj", "down_proj"]
@@ -43,12 +44,15 @@ def write_random_expert(
             if "lora_A" in name or "lora_B" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
     peft_model.save_pretrained(out_dir)
-    # The keys paretoflow.align writes (MODPO policies record their trained objective too).
-    meta = {
+    # A complete adapter as paretoflow.align leaves it: train_log.json, then meta.json last
+    # with the hashes of the other files (MODPO policies record their trained objective too).
+    (Path(out_dir) / "train_log.json").write_text(json.dumps({"steps": [], "validation": []}))
+    seal(out_dir, {
+        "name": Path(out_dir).name, "loss": "modpo" if weights is not None else "dpo",
         "base_model_path": str(path),
         "base_model_fingerprint": base_fingerprint or model_fingerprint(path),
         "objective": objective if objective is not None else ("a" if weights is not None else None),
         "objective_weights": weights,
-    }
-    (Path(out_dir) / "meta.json").write_text(json.dumps(meta))
+        "seen": {}, "truncation": {}, "steps": 0, "best_step": None, "best_metric": {}, "metrics": {},
+    })
     return Path(out_dir)

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from paretoflow import front
+from paretoflow.align.meta import seal
 from paretoflow.front.document import read_front
 from paretoflow.metrics import paired_difference
 from paretoflow.pareto import hypervolume, non_dominated_mask
@@ -106,9 +107,13 @@ def test_half_written_adapter_never_reaches_the_front(project, tiny_policy_dir, 
     assert [(s.name, s.reason.split(":")[0]) for s in document.skipped_adapters] == [("modpo-0.3-0.7", "incomplete")]
     # An expert without its marker leaves its objective without an expert: merges use the other.
     (root / "artifacts/adapters/expert-verbosity/meta.json").unlink()
+    # Weights changed after meta.json sealed them: the hashes no longer match, skipped too.
+    shutil.copytree(project / "artifacts/adapters/modpo-0.5-0.5", root / "artifacts/adapters/modpo-0.9-0.1")
+    with open(root / "artifacts/adapters/modpo-0.9-0.1/adapter_model.safetensors", "ab") as weights:
+        weights.write(b"\0")
     inventory = front.discover_adapters(root / "artifacts/adapters", ["brevity", "verbosity"])
     assert inventory.expert_objectives == ["brevity"]
-    assert {name for name, _ in inventory.skipped} == {"expert-verbosity", "modpo-0.3-0.7"}
+    assert {name for name, _ in inventory.skipped} == {"expert-verbosity", "modpo-0.3-0.7", "modpo-0.9-0.1"}
 
 
 def test_adapter_candidate_equals_merge_with_weight_one(project, tiny_policy_dir, tmp_path):
@@ -118,7 +123,7 @@ def test_adapter_candidate_equals_merge_with_weight_one(project, tiny_policy_dir
     shutil.copytree(project / "artifacts" / "adapters" / "expert-brevity", root / "artifacts/adapters/modpo-1-0")
     meta = json.loads((root / "artifacts/adapters/modpo-1-0/meta.json").read_text())
     meta["objective_weights"] = [1.0, 0.0]
-    (root / "artifacts/adapters/modpo-1-0/meta.json").write_text(json.dumps(meta))
+    seal(root / "artifacts/adapters/modpo-1-0", meta)
     result = front.run(tiny_params(tiny_policy_dir), root, scorer=tiny_scorer, progress=False)
     by_name = {r.name: r for r in result.records}
     assert by_name["modpo-1-0"].objectives == by_name["merge-1.00-0.00"].objectives

@@ -6,7 +6,7 @@ import yaml
 
 from paretoflow import schema
 from paretoflow.cli import main
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, rule_judges_only
 
 
 @pytest.fixture
@@ -14,9 +14,7 @@ def rules_params(tmp_path):
     """The project's params with the rule judges only (the reward-model judge needs a trained
     model under artifacts/; helpfulness falls back to relevance)."""
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    for objective in raw["objectives"]:
-        rules = [j for j in objective["judges"] if j["name"] != "reward_model"]
-        objective["judges"] = rules or [{"name": "relevance", "weight": 1.0}]
+    raw["objectives"] = rule_judges_only(raw["objectives"])
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     return str(path)
