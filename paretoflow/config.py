@@ -201,6 +201,8 @@ class PairsBudget(_Section):
     max_new_tokens: int = Field(48, ge=1)
     # Sequences per generate() forward (prompts per batch = batch_size // samples).
     batch_size: int = Field(16, ge=1)
+    # A longer conversation keeps its last tokens (the latest turns).
+    max_prompt_tokens: int = Field(512, ge=8)
 
 
 class PairsConfig(_Budgeted):
@@ -523,6 +525,9 @@ class FrontBudget(_Section):
     n_eval_prompts: int = Field(ge=1)
     max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(ge=1)
+    # A longer conversation keeps its last tokens (the latest turns). Prompts are sorted by
+    # length before batching, so this mostly caps the padding of the longest batch.
+    max_prompt_tokens: int = Field(512, ge=8)
     # Merges evaluated by method "grid": the simplex lattice at `grid_step` (0.5 over 3
     # experts = 6 points; 0.1 = 66; None = no lattice) plus `weight_vectors`, objective
     # weight vectors in declared order (one-hot = an expert alone), each merged exactly.

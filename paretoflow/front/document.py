@@ -150,6 +150,7 @@ class EvaluationInfo(BaseModel):
     prompt_ids: list[str]
     max_new_tokens: int
     batch_size: int
+    max_prompt_tokens: int = 512
     do_sample: bool
     seed: int
     n_boot: int

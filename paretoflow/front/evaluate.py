@@ -157,6 +157,7 @@ class CandidateEvaluator:
         extra_scorers: Mapping[str, Scorer] | None = None,
         max_new_tokens: int = 64,
         batch_size: int = 8,
+        max_prompt_tokens: int = 512,
         seed: int = 0,
         cache_dir: str | Path | None = ".cache/generations",
         progress: bool = True,
@@ -174,7 +175,8 @@ class CandidateEvaluator:
         if self.experts:
             check_same_base(self.experts)
         # Greedy only: a candidate's score must not depend on a sampling draw.
-        self.generation = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False, seed=seed)
+        self.generation = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, do_sample=False, seed=seed,
+                               max_prompt_tokens=max_prompt_tokens)
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.progress = progress

@@ -189,7 +189,7 @@ def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
         experts=inventory.experts,
         adapters={a.name: a for a in inventory.others} if config.include_adapters else {},
         extra_scorers=extras, max_new_tokens=budget.max_new_tokens, batch_size=budget.batch_size,
-        seed=params.project.seed, cache_dir=root / config.generations_cache,
+        max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed, cache_dir=root / config.generations_cache,
         progress=progress,
     )
     return FrontContext(params, root, inventory, prompts, evaluator, fingerprint, hashes)
@@ -352,7 +352,8 @@ def _document_fields(ctx: FrontContext, records, metrics, numbers, map_report) -
         "evaluation": EvaluationInfo(
             prompts=len(ctx.prompts.texts), split=params.front.prompts_split, prompts_hash=ctx.prompts.digest,
             prompt_ids=ctx.prompts.prompt_ids, max_new_tokens=budget.max_new_tokens, batch_size=budget.batch_size,
-            do_sample=bool(generation["do_sample"]), seed=int(generation["seed"]), n_boot=params.front.n_boot,
+            max_prompt_tokens=budget.max_prompt_tokens, do_sample=bool(generation["do_sample"]),
+            seed=int(generation["seed"]), n_boot=params.front.n_boot,
             ci_level=params.front.ci_level, mde_alpha=params.front.mde_alpha, mde_power=params.front.mde_power,
             scorers=ctx.scorer_hashes, base_fingerprint=ctx.base_fingerprint),
         "map": map_report,

@@ -67,6 +67,7 @@ def test_cache_key_tracks_what_changes_the_answers(tiny_policy_dir, tmp_path):
     assert evaluator().cache_key(CandidateSpec("m", "merge", [0.5, 0.5], method="ties",
                                                merge_params={"ties_density": 0.2})) != key
     assert evaluator(max_new_tokens=5).cache_key(spec) != key
+    assert evaluator(max_prompt_tokens=16).cache_key(spec) != key     # a shorter conversation view
     assert evaluator(prompts=load_eval_prompts(tmp_path / "p.parquet", "test", 3)).cache_key(spec) != key
 
     # The exact merge is keyed by the weights it applies: expert order and zero terms do not
