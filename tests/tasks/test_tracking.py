@@ -1,8 +1,11 @@
 """MLflow run hygiene of the tasks: a retried log_stage reuses its run."""
 
+import json
+
 from paretoflow.config import load_params
 from paretoflow.tracking import Tracker
 from tests.conftest import REPO_ROOT
+from tests.paretoflow.front.lora_fixtures import write_random_expert
 from tests.paretoflow.test_registry import fresh_store
 
 
@@ -27,10 +30,16 @@ def test_log_stage_retry_reuses_its_run(tmp_path, tiny_policy_dir):
     children = tracker.client.search_runs([tracker.experiment_id],
                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert [r.info.status for r in children] == ["FAILED"]
-    (tmp_path / adapter).mkdir(parents=True)
-    (tmp_path / adapter / "adapter_config.json").write_text("{}")
+    write_random_expert(tiny_policy_dir, tmp_path / adapter, seed=0, objective="helpfulness")   # sealed by meta.json
     run_id = log_stage.fn(**args)
     children = tracker.client.search_runs([tracker.experiment_id],
                                           filter_string=f"tags.`mlflow.parentRunId` = '{parent}'")
     assert [(r.info.run_id, r.info.status) for r in children] == [(run_id, "FINISHED")]
     assert children[0].data.metrics["loss"] == 0.5
+    # the adapter is logged with the base recorded at training (meta.json), not params' model.policy
+    from paretoflow.align.meta import read_meta
+
+    meta = read_meta(tmp_path / adapter)
+    logged = tracker.download(run_id, "adapter", tmp_path / "downloaded") / "base_model.json"
+    assert json.loads(logged.read_text()) == {"base_model_path": meta.base_model_path,
+                                              "base_fingerprint": meta.base_model_fingerprint}
