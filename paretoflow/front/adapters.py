@@ -48,7 +48,8 @@ def discover_adapters(adapters_dir: str | Path, objective_names: Sequence[str]) 
         if not (folder / WEIGHTS_FILE).exists():
             continue
         if not is_complete(folder):
-            skipped.append((folder.name, "incomplete: meta.json missing, invalid or not matching the files (training unfinished, killed or edited)"))
+            skipped.append((folder.name, "incomplete: meta.json missing, invalid or not matching the files "
+                                         "(training unfinished, killed or edited)"))
             continue
         adapter = load_expert(folder)
         if not _is_expert(folder, adapter):

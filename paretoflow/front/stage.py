@@ -189,8 +189,8 @@ def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
         experts=inventory.experts,
         adapters={a.name: a for a in inventory.others} if config.include_adapters else {},
         extra_scorers=extras, max_new_tokens=budget.max_new_tokens, batch_size=budget.batch_size,
-        max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed, cache_dir=root / config.generations_cache,
-        progress=progress,
+        max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed,
+        cache_dir=root / config.generations_cache, progress=progress,
     )
     return FrontContext(params, root, inventory, prompts, evaluator, fingerprint, hashes)
 
