@@ -161,8 +161,18 @@ def project(tmp_path) -> Path:
     _git(root, "config", "user.name", "test")
     for name in ("params.yaml", ".gitignore"):
         shutil.copy(REPO_ROOT / name, root / name)
-    # The data stages only: the model stages (pairs onward) need the real policy.
-    data_stages = {k: v for k, v in DVC_YAML["stages"].items() if k in ("curate", "validate")}
+    builtin = [s for s in yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["curate"]["sources"]
+               if s["path"].startswith("data/raw/prompts/")]  # the project ships no human data
+    _write_params(root, curate={"sources": builtin},
+                  validate={"min_prompts_per_split": 1, "min_pairs_per_objective_split": 0},
+                  dvc={"remote_url": str(tmp_path / "remote")})
+    # The data stages only (the model stages need the real policy), declared by the stage
+    # registry from this project's params, as `paretoflow stages --write` would.
+    from paretoflow.config import load_params
+    from paretoflow.stages import dvc_stages
+
+    data_stages = {k: v for k, v in dvc_stages(load_params(root / "params.yaml")).items()
+                   if k in ("curate", "validate")}
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": data_stages}, sort_keys=False))
     for stage in data_stages.values():
         for dep in stage["deps"]:
@@ -178,11 +188,6 @@ def project(tmp_path) -> Path:
     train_rows = [{"prompt": p, "tags": ["category:test"]} for p in [*TRAIN, NEAR_A, NEAR_B]]
     (prompts / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in train_rows))
     (prompts / "eval.jsonl").write_text("".join(json.dumps({"prompt": p, "tags": []}) + "\n" for p in EVAL))
-    builtin = [s for s in yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["curate"]["sources"]
-               if s["path"].startswith("data/raw/prompts/")]  # the project ships no human data
-    _write_params(root, curate={"sources": builtin},
-                  validate={"min_prompts_per_split": 1, "min_pairs_per_objective_split": 0},
-                  dvc={"remote_url": str(tmp_path / "remote")})
     subprocess.run([str(dvc.dvc_executable()), "init", "-q"], cwd=root, check=True)
     dvc.run_dvc(root, "config", "core.autostage", "true")
     _git(root, "add", "-A")

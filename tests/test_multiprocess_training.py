@@ -26,18 +26,22 @@ import yaml
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
+# Selection on val loss (no generation): the comparison is about the training steps.
 BUDGET = dict(lora_r=4, lora_alpha=8.0, lora_dropout=0.0, eval_batch_size=8, max_steps=4, eval_steps=2,
               checkpoint_steps=2, patience=5, max_val_pairs=4, max_length=48, max_prompt_tokens=24,
-              learning_rate=1e-2)
+              learning_rate=1e-2, early_stopping_metric="val_loss", selection_prompts=0)
 TOLERANCE = 1e-5
 
 
 def _params_file(root: Path, policy: Path, name: str, batch_size: int) -> Path:
     from paretoflow.config import load_params
+    from tests.conftest import rules_overrides
 
+    # On-policy pairs only (no curated human data here) and rule judges (no reward model).
     params = load_params(REPO / "params.yaml", overrides={
-        "model": {"policy": str(policy)}, "pairs": {"out_dir": "pairs"},
-        "align": {"out_dir": f"adapters-{name}", "cpu": {**BUDGET, "batch_size": batch_size}}})
+        **rules_overrides(), "model": {"policy": str(policy)}, "pairs": {"out_dir": "pairs"},
+        "align": {"out_dir": f"adapters-{name}", "sources": {"human": 0.0, "on_policy": 1.0},
+                  "cpu": {**BUDGET, "batch_size": batch_size}}})
     path = root / f"{name}.yaml"
     path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
     return path

@@ -201,10 +201,16 @@ def _check_mlflow(root: Path, url: str, lost: str) -> None:
     trained = ml.search_runs([exp.experiment_id], filter_string=f"tags.`{CACHE_KEY_TAG}` != ''")
     names = sorted(r.info.run_name for r in trained)
     assert names == sorted(["expert-helpfulness", "expert-conciseness", "expert-harmlessness", "modpo-0.5-0.5-0"])
-    pairs_md5 = dvc.lock_hashes(root)["data/pairs"]
+    from paretoflow.config import load_params
+    from paretoflow.stages import stage
+
+    locked = dvc.lock_hashes(root)
+    align_inputs = {p.rstrip("/") for p in stage("align").inputs(load_params(root / "params.yaml"))}
+    assert {"data/pairs", "artifacts/reward", "data/curated/pairs.parquet"} <= align_inputs
     for run in trained:
-        # Inputs by hash from the DVC remote; the adapter in the checkout is the worker's.
-        assert json.loads(run.data.tags["paretoflow.inputs"]) == {"data/pairs": pairs_md5}
+        # Inputs by hash from the DVC remote (every input the stage registry lists for align,
+        # at dvc.lock's hash); the adapter in the checkout is the worker's.
+        assert json.loads(run.data.tags["paretoflow.inputs"]) == {p: locked[p] for p in align_inputs}
         folder = root / "artifacts/adapters" / run.info.run_name
         assert files_hash([folder]) == run.data.tags[OUTPUTS_HASH_TAG], run.info.run_name
         assert not (folder / "base_model.json").exists()
