@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import time
 
@@ -38,15 +37,19 @@ async def _wait_final(client, run_id, timeout: float):
 
 
 def test_served_deployment_triggered_with_parameters_logs_to_tracking_server(tmp_path):
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
     with tracking_server(tmp_path) as mlflow_url, prefect_server(tmp_path) as api_url:
         root, overrides = make_project(tmp_path, tiny=True, tracking_uri=mlflow_url)
         env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        os.environ.update({k: v for k, v in env.items() if k.startswith("PREFECT_")})
         serve_cmd = [sys.executable, "-m", "paretoflow.cli", "--params", str(root / "params.yaml"),
                      "serve", "--root", str(root)]
-        with process(serve_cmd, tmp_path / "serve.log", env=env, cwd=REPO):
+        # Prefect reads its settings once per process: earlier tests in this session may have
+        # loaded them, so the client here is pointed at this server explicitly (and only here).
+        with process(serve_cmd, tmp_path / "serve.log", env=env, cwd=REPO), \
+                temporary_settings({PREFECT_API_URL: api_url}):
             asyncio.run(_trigger_and_check(root, overrides, mlflow_url, tmp_path))
 
 
