@@ -85,6 +85,7 @@ from paretoflow.align.data import (
 )
 from paretoflow.align.logps import ResponseLogps
 from paretoflow.align.margins import MarginRater
+from paretoflow.align.meta import META_FILE, seal
 from paretoflow.align.selection import Selection, base_answers, generate_answers, score_answers
 from paretoflow.align.sources import MixtureStream, PairStream, visited_counts
 from paretoflow.config import AlignBudget
@@ -94,7 +95,6 @@ from paretoflow.losses import LOSSES, modpo_loss
 log = logging.getLogger(__name__)
 
 REFERENCE_FILE = "reference_logps.safetensors"
-META_FILE = "meta.json"
 OUTPUT_FILES = ("adapter_model.safetensors", "adapter_config.json", "train_log.json", "README.md")
 
 
@@ -549,7 +549,6 @@ def data_summary(data: PairData, config: AlignBudget, steps: int, num_processes:
 def finalize(session: Session, output_dir: Path, state: TrainState, train_log: dict[str, Any],
              meta: dict[str, Any]) -> None:
     """Best adapter + train_log.json + meta.json (last, with file hashes) in one folder rename."""
-    from paretoflow.align.meta import seal
     from paretoflow.io import atomic_dir, write_json
 
     accelerator = session.accelerator
