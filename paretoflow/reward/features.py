@@ -339,7 +339,10 @@ class PolicyBackbone:
             self._model, self._tokenizer, _ = load_policy(self.path)
             layers = self._model.base_model.layers
             if self.spec.layer > len(layers):
-                raise ValueError(f"reward backbone layer {self.spec.layer}: {self.path} has {len(layers)} layers")
+                raise ValueError(
+                    f"reward backbone layer {self.spec.layer}: {self.path} has {len(layers)} layers "
+                    "(set reward.<profile>.layer to one of them, or 0 for the last)"
+                )
             if self.spec.layer:
                 # This copy only makes features: the layers above the one read would be
                 # computed for nothing (layer 20 of SmolLM2's 30 saves a third).
