@@ -32,6 +32,8 @@ sys.path.insert(0, str(REPO))
 
 def policy_states(params, root: Path, messages, responses, layers, max_length: int):
     """{(layer, 'last' | 'mean'): [n, hidden]} for each (messages, response)."""
+    from dataclasses import replace
+
     import torch
     from tqdm.auto import tqdm
 
@@ -40,6 +42,8 @@ def policy_states(params, root: Path, messages, responses, layers, max_length: i
     spec = BackboneSpec(kind="policy", policy=params.reward.backbone_policy or params.model.policy,
                         models_cache_dir=params.model.cache_dir, max_length=max_length)
     backbone = PolicyBackbone(spec, root)
+    # The stage's own read-outs (PolicyBackbone._pool) on each layer's states.
+    readers = {kind: PolicyBackbone(replace(spec, pooling=kind), root) for kind in ("last", "mean")}
     model, _ = backbone._load()
     out = {(layer, kind): np.zeros((len(responses), model.config.hidden_size), np.float32)
            for layer in layers for kind in ("last", "mean")}
@@ -49,10 +53,9 @@ def policy_states(params, root: Path, messages, responses, layers, max_length: i
             states = model.base_model(input_ids=torch.tensor([ids]), output_hidden_states=True, use_cache=False).hidden_states
             for layer in layers:
                 # The stage's read-out passes a layer's output through the final norm.
-                h = (states[layer] if layer == len(states) - 1 else model.base_model.norm(states[layer]))[0].float()
-                tokens = h[prompt_end + 1 :] if len(ids) - 1 > prompt_end else h[-1:]
-                out[(layer, "last")][i] = h[-1].numpy()
-                out[(layer, "mean")][i] = tokens.mean(dim=0).numpy()
+                h = (states[layer] if layer == len(states) - 1 else model.base_model.norm(states[layer])).float()
+                for kind, reader in readers.items():
+                    out[(layer, kind)][i] = reader._pool(h, torch.tensor([prompt_end]), torch.tensor([len(ids) - 1]))[0].numpy()
     return out
 
 

@@ -122,8 +122,8 @@ def backbone_spec(params: Params) -> BackboneSpec:
         max_length=budget.max_length,
         batch_size=budget.batch_size,
         max_chunks=budget.max_chunks,
-        pooling=budget.pooling if budget.backbone == "policy" else "last",
-        layer=budget.layer if budget.backbone == "policy" else 0,
+        pooling=budget.pooling,  # BackboneSpec refuses a read-out on MiniLM
+        layer=budget.layer,
     )
 
 

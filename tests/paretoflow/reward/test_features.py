@@ -180,3 +180,8 @@ def test_the_profiles_choose_the_read_out():
     assert (cpu.kind, cpu.pooling, cpu.layer) == ("minilm", "last", 0)
     assert (gpu.kind, gpu.pooling, gpu.layer, gpu.max_length) == ("policy", "mean", 20, 512)
     assert BackboneSpec.from_dict(gpu.to_dict()) == gpu
+    # A read-out set on a MiniLM profile is refused, not ignored.
+    params.project.profile = "cpu"
+    params.reward.cpu.pooling = "mean"
+    with pytest.raises(ValueError, match="policy' backbone only"):
+        backbone_spec(params)
