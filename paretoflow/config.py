@@ -238,7 +238,7 @@ class RewardBudget(_Section):
     """Feature backbone of the reward model for one hardware profile."""
 
     # Shared STACK.md, 2 CPU cores: policy hidden states ~585 tokens/s, MiniLM ~12x faster,
-    # so MiniLM on CPU and the policy's last hidden state (as ArmoRM) on GPU.
+    # so MiniLM on CPU and the policy's hidden states on GPU (read-out: `pooling`, `layer`).
     backbone: Literal["minilm", "policy"] = "minilm"
     # 256: MiniLM's max_seq_length (sentence-transformers config); STACK.md measured policy
     # dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
