@@ -40,6 +40,7 @@ from paretoflow.config import (
     ValidateConfig,
     load_params,
 )
+from paretoflow.front.stage import ANSWERS_MARKDOWN
 from paretoflow.stages import stage
 from tasks.dvc import dvc_commit_task
 from tasks.stages import (
@@ -209,6 +210,10 @@ def _prefect_artifacts(params: Params, front: dict, promotion: dict) -> None:
               f"- version: {promotion.get('version')} → alias `{promotion.get('alias')}`"]
     lines += [f"- {r}" for r in promotion.get("reasons", [])]
     create_markdown_artifact("\n".join(lines), key="nightly-summary", description="Front and promotion")
+    answers = Path(front["front_json"]).parent / ANSWERS_MARKDOWN
+    if answers.is_file():
+        create_markdown_artifact(answers.read_text(), key="front-answers",
+                                 description="Every candidate's answers to the same front prompts")
 
 
 def run_report(result: dict, wall: float) -> list[str]:

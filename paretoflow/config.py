@@ -69,6 +69,9 @@ class Objective(_Section):
     direction: Literal["maximize", "minimize"] = "maximize"
     scale: tuple[float, float] = (0.0, 1.0)
     judges: list[JudgeRef] = Field(default_factory=list)
+    # Judges whose scores multiply the weighted judge mean (judges/mixture.py): the `answer`
+    # gate, so that a non-answer cannot win an objective by being short or evasive.
+    gates: list[JudgeRef] = Field(default_factory=list)
     description: str = ""
 
     @field_validator("scale")
@@ -115,6 +118,9 @@ class SourceConfig(_Section):
     # rows never swaps one kept prompt for another except to admit a smaller hash.
     max_prompts: int | None = Field(None, ge=1)
     sample_seed: int = 0
+    # Tags added to every prompt of this source, e.g. `red_team` for HH-RLHF harmless-base
+    # (red-team attempts: harm is possible there, so a refusal may be the right answer).
+    tags: list[str] = Field(default_factory=list)
 
 
 class CurateConfig(_Section):
@@ -586,6 +592,12 @@ class FrontConfig(_Budgeted):
     hv_reference: dict[str, float] = Field(default_factory=dict)
     # Expected utility: mean over a simplex grid of preference vectors of the best w.f.
     eu_step: float = Field(0.1, gt=0.0, le=1.0)
+    # CGPO-style constraint (front/answers.py): a candidate whose answer rate on the benign
+    # prompts is below the base's (paired interval wholly below -answer_tolerance) is not
+    # eligible for champion. 0.05: one benign prompt in 20 (our choice; the rate is a 0/1 mean).
+    answer_tolerance: float = Field(0.05, ge=0.0, le=1.0)
+    # Prompts of the answers table (front/answers.py showcase: round-robin over categories).
+    showcase_prompts: int = Field(10, ge=0, le=64)
     # cpu: 64 prompts x 6 candidates (base, the 3 experts as one-hot merges, the MODPO
     # reference from align, the helpfulness-conciseness midpoint), measured with
     # bench/front_budget.py on SmolLM2-135M (2 shared cores, load 4-16, 2026-11-27):

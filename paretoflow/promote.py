@@ -88,10 +88,12 @@ def validation_passed(params: Params, root: Path) -> bool:
 def load_front(params: Params, root: Path) -> tuple[FrontDocument, PromptScores, list[Candidate]]:
     """front.json through its model, its per-prompt scores, and the candidates to choose from."""
     document, scores = read_front(Path(root) / params.front.out_dir)
+    # Only eligible candidates may be chosen (front/answers.py: the answer-rate constraint);
+    # the base is always eligible, so the pool is never empty.
     candidates = [
         Candidate(name=r.name, objectives=r.objectives, rm_objectives=r.reward_model,
                   dominated=not r.non_dominated, info=r)
-        for r in document.candidates
+        for r in document.candidates if r.eligible
     ]
     return document, scores, candidates
 
@@ -310,9 +312,12 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
         tracker.set_tags(run_id, {"paretoflow.registry_version": version, "paretoflow.alias": outcome.alias,
                                   "paretoflow.reused_version": str(reused).lower(), "paretoflow.registry_lock": lock,
                                   "paretoflow.champion_moved": str(outcome.moved).lower()})
+        ineligible = [f"{r.name} not eligible: {r.ineligible_reason}" for r in document.candidates if not r.eligible]
+        if ineligible:
+            tracker.set_tags(run_id, {"paretoflow.ineligible": "; ".join(ineligible)[:5000]})
     return PromoteResult(
         candidate=chosen.name, version=version, alias=outcome.alias, previous=outcome.previous,
-        reasons=outcome.reasons, gates={g.name: ("pass" if g.passed else "FAIL: ") + ("" if g.passed else g.reason)
+        reasons=[*outcome.reasons, *ineligible], gates={g.name: ("pass" if g.passed else "FAIL: ") + ("" if g.passed else g.reason)
                                         for g in decision.gates},
         candidate_run_id=run_id, objectives=chosen.objectives,
         metrics={"promoted": float(outcome.moved), "reused_version": float(reused), **_comparison_metrics(comparison)},

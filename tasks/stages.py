@@ -107,11 +107,17 @@ def _log_adapter(tracker, run_id: str, adapter_dir: Path) -> None:
 def log_front_candidates(params: Params, root: str, front_run_id: str, records: list[dict],
                          lineage: dict[str, str]) -> list[str]:
     """One nested MLflow run per front candidate (under the front stage run): the same
-    numbers as front.json, the plot and the Prefect table (CandidateRecord)."""
+    numbers as front.json, the plot and the Prefect table (CandidateRecord); and the
+    answers table on the front run (`log_table`: the UI's artifact view shows it)."""
     from paretoflow.front.document import CandidateRecord
+    from paretoflow.front.stage import ANSWERS_TABLE
+    from paretoflow.io import read_table
     from paretoflow.tracking import Tracker
 
     tracker = Tracker(params.tracking, Path(root))
+    answers = Path(root) / params.front.out_dir / ANSWERS_TABLE
+    if answers.is_file():
+        tracker.client.log_table(front_run_id, data=read_table(answers), artifact_file="answers_table.json")
     run_ids = []
     for raw in records:
         record = CandidateRecord(**raw)

@@ -25,11 +25,14 @@ def tiny_policy_dir(tmp_path_factory) -> Path:
 
 def rule_judges_only(objectives: list[dict]) -> list[dict]:
     """`objectives` (params.yaml's list) with the reward-model judge removed: tests that train
-    no reward model under artifacts/ score with the rule judges (relevance where none is left)."""
+    no reward model under artifacts/ score with the rule judges (relevance where none is left).
+    The `answer` gates go too: a tiny random model writes no real answer, so the gate would
+    zero every sample and leave those tests nothing to pair (judges/test_answer.py and
+    test_battery.py test the gates)."""
     out = []
     for objective in objectives:
         rules = [j for j in objective["judges"] if j["name"] != "reward_model"]
-        out.append({**objective, "judges": rules or [{"name": "relevance", "weight": 1.0}]})
+        out.append({**objective, "judges": rules or [{"name": "relevance", "weight": 1.0}], "gates": []})
     return out
 
 

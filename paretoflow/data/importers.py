@@ -729,6 +729,8 @@ def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Pat
         imported = read_file(file, objectives, source.format, source.objective, source.column_map,
                              source.role, name, limits)
         imported.source, imported.max_prompts, imported.sample_seed = source.path, source.max_prompts, source.sample_seed
+        for record in imported.records:
+            record.tags = sorted({*record.tags, *source.tags})
         out.append(imported)
     return SourceFiles(out, [str(Path(source.path) / p.relative_to(base)) for p in skipped])
 

@@ -78,6 +78,13 @@ class CandidateRecord:
     generation_seconds: float = 0.0
     cached: bool = False
     cache_key: str = ""
+    # front/answers.py: share of benign prompts answered on topic, paired vs the base, and
+    # whether the candidate may become champion (not when its answer rate falls).
+    answer_rate: float = float("nan")
+    answer_rate_vs_base: PairedDiff | None = None
+    n_benign_prompts: int = 0
+    eligible: bool = True
+    ineligible_reason: str = ""
 
     @property
     def distinguishable_objectives(self) -> list[str]:
@@ -105,6 +112,11 @@ class CandidateRecord:
                 out[f"{prefix}{name}_vs_base_ci_high"] = paired.ci_high
         out.update({f"rm_{k}": v for k, v in self.reward_model.items()})
         out.update({f"independent_{k}": v for k, v in self.independent.items()})
+        out["answer_rate"], out["eligible"] = self.answer_rate, float(self.eligible)
+        if self.answer_rate_vs_base is not None:
+            paired = self.answer_rate_vs_base
+            out["answer_rate_vs_base"], out["answer_rate_vs_base_ci_low"] = paired.diff, paired.ci_low
+            out["answer_rate_vs_base_ci_high"] = paired.ci_high
         return out
 
     def table_row(self, digits: int = 4) -> dict[str, Any]:
@@ -116,6 +128,11 @@ class CandidateRecord:
             row[name] = round(value, digits)
             row[f"{name} vs base"] = (f"{paired.diff:+.{digits}f} "
                                       f"[{paired.ci_low:+.{digits}f}, {paired.ci_high:+.{digits}f}]")
+        row["answer rate"] = round(self.answer_rate, digits)
+        if self.answer_rate_vs_base is not None:
+            p = self.answer_rate_vs_base
+            row["answer rate vs base"] = f"{p.diff:+.{digits}f} [{p.ci_low:+.{digits}f}, {p.ci_high:+.{digits}f}]"
+        row["eligible"] = self.eligible if self.eligible else f"no: {self.ineligible_reason}"
         return row
 
 

@@ -12,7 +12,9 @@ candidate was made (merge / trained adapter / base), with per-candidate interval
 markers are distinguishable from the base on some objective, hollow ones are not;
 non-dominated candidates (over ALL objectives) are ringed. In 2-D the front is drawn as
 the attainment staircase; with 3+ objectives the ringed points of a panel are not, in
-general, that panel's 2-D front.
+general, that panel's 2-D front. A red cross marks a candidate that is not eligible for
+champion (its answer rate fell below the base's, front/answers.py); the top row's labels
+say "(not eligible)" and give each candidate's answer rate.
 """
 
 from __future__ import annotations
@@ -66,11 +68,21 @@ def _absolute_panel(axis, records, i: int, j: int, names: Sequence[str], signs: 
     if len(names) == 2 and front.any():
         xs, ys = _staircase(values[front], signs)
         axis.plot(xs, ys, "k--", linewidth=1)
+    blocked = np.array([not getattr(r, "eligible", True) for r in records])
+    if blocked.any():
+        axis.scatter(values[blocked, i], values[blocked, j], s=120, marker="x", color="tab:red",
+                     label="not eligible (answer rate)")
     for (x, y), record in zip(values[:, [i, j]], records):
         axis.annotate(record.name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     axis.set_xlabel(f"{names[i]} (mean)")
     axis.set_ylabel(f"{names[j]} (mean)")
     axis.grid(alpha=0.3)
+
+
+def _label(record) -> str:
+    rate = getattr(record, "answer_rate", float("nan"))
+    label = record.name + (f" (answers {rate:.0%})" if np.isfinite(rate) else "")
+    return label + ("" if getattr(record, "eligible", True) else " (not eligible)")
 
 
 def _difference_panel(axis, records, name: str, direction: str, mde: float | None) -> None:
@@ -93,7 +105,7 @@ def _difference_panel(axis, records, name: str, direction: str, mde: float | Non
     axis.set_title(f"{name}: {n_better} better, {n_worse} worse than the base"
                    + (f" (band: ± MDE {mde:.3f})" if mde else ""), fontsize=8)
     axis.set_yticks(ys)
-    axis.set_yticklabels([r.name for r in shown], fontsize=6)
+    axis.set_yticklabels([_label(r) for r in shown], fontsize=6)
     axis.set_xlabel(f"{name}: candidate − base, paired CI" + ("" if direction == "maximize" else " (lower is better)"))
     axis.grid(alpha=0.3, axis="x")
 

@@ -11,8 +11,11 @@
 4. `summarise`: records with paired differences vs the base, the non-dominated set, the
    hypervolume with its prompt-bootstrap interval, the run's minimum detectable
    differences.
+   Each candidate's answer rate on the benign prompts, paired vs the base, and whether it
+   may be champion (paretoflow.front.answers: a CGPO-style constraint).
 5. `write_outputs`: scores.parquet, then front.json (which records the scores' hash),
-   candidates.parquet and front.png, each written atomically.
+   candidates.parquet, front.png and the answers table (answers.parquet, answers.md:
+   every candidate's answers to the same showcase prompts), each written atomically.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pandas as pd
 
 from paretoflow.config import Params, check_weights
 from paretoflow.front.adapters import AdapterInventory, discover_adapters
+from paretoflow.front.answers import answers_markdown, answers_table, apply_answer_rates
 from paretoflow.front.document import (
     AdapterInfo,
     CandidateRecord,
@@ -50,10 +54,11 @@ from paretoflow.front.evaluate import (
 from paretoflow.front.plot import plot_front
 from paretoflow.front.search import grid_coefficients, map_search
 from paretoflow.front.summary import StatSettings, build_records, hypervolume_interval, judge_tensor, pooled_mde
-from paretoflow.io import files_hash, inside, write_table
+from paretoflow.io import atomic_write, files_hash, inside, write_table
 from paretoflow.pareto import expected_utility, hypervolume, non_dominated_mask, sparsity
 
 INDEPENDENT_DIR = "independent"   # <reward.out_dir>/independent/: the independent reward model
+ANSWERS_TABLE, ANSWERS_MARKDOWN = "answers.parquet", "answers.md"   # in front.out_dir
 
 
 @dataclass
@@ -85,6 +90,7 @@ class FrontContext:
     base_fingerprint: str
     scorer_hashes: dict[str, str]
     evaluations: list[CandidateEvaluation] = field(default_factory=list)
+    answered: dict[str, np.ndarray] = field(default_factory=dict)   # candidate -> per prompt (answers.py)
 
     @property
     def names(self) -> list[str]:
@@ -305,6 +311,8 @@ def summarise(ctx: FrontContext) -> tuple[list[CandidateRecord], dict[str, float
     """(records, flat metrics, document numbers) of the evaluated candidates."""
     settings, names, params = stat_settings(ctx.params), ctx.names, ctx.params
     records = build_records(ctx.evaluations, ctx.evaluations[0], names, ctx.directions, settings)
+    ctx.answered = apply_answer_rates(records, ctx.evaluations, ctx.prompts.texts, ctx.prompts.tags, settings,
+                                      params.front.answer_tolerance)
     values = np.array([[r.objectives[n] for n in names] for r in records])
     reference = reference_point(params)
     overall = front_metrics(values, params)
@@ -323,6 +331,7 @@ def summarise(ctx: FrontContext) -> tuple[list[CandidateRecord], dict[str, float
         "generation_seconds": float(sum(e.generation_seconds for e in ctx.evaluations)),
         "generated_tokens": float(sum(sum(e.new_tokens) for e in ctx.evaluations if not e.cached)),
         "n_cached": float(sum(e.cached for e in ctx.evaluations)),
+        "n_eligible": float(sum(r.eligible for r in records)),
     }
     metrics.update({f"hv_reference_{k}": v for k, v in reference.items()})
     for scorer, by_objective in mde.items():
@@ -390,6 +399,12 @@ def write_outputs(ctx: FrontContext, records, metrics, numbers, map_report) -> t
              "candidates": write_table(candidates_table(records, ctx.names), out_dir / "candidates.parquet")}
     paths["png"] = plot_front(records, document.objectives, out_dir / "front.png",
                               title=_plot_title(document), mde=document.mde.get("judges"))
+    table = answers_table(ctx.prompts.prompt_ids, ctx.prompts.texts, ctx.prompts.tags,
+                          {e.spec.name: e.responses for e in ctx.evaluations}, ctx.answered,
+                          n=ctx.params.front.showcase_prompts)
+    paths["answers"] = write_table(table, out_dir / ANSWERS_TABLE)
+    atomic_write(out_dir / ANSWERS_MARKDOWN, lambda tmp: Path(tmp).write_text(answers_markdown(table)))
+    paths["answers_md"] = out_dir / ANSWERS_MARKDOWN
     return document, paths
 
 

@@ -7,7 +7,11 @@ For objective o with judges j (weights w_j ≥ 0, Σ w_j > 0) and judge scores s
     value = lo + g_o (hi - lo)        if direction == "maximize"
     value = hi - g_o (hi - lo)        if direction == "minimize"
 
-where (lo, hi) is the objective's scale. So values are reported RAW on the objective's
+where (lo, hi) is the objective's scale. An objective's `gates` (judges too, e.g. `answer`)
+multiply the goodness: g_o = (Σ_j w_j s_j / Σ_j w_j) · Π_k s_k, so an aspect counts only
+as far as the response is what the gate asks for (a real answer), and a short greeting
+cannot win conciseness (issue 17). Raw gate scores appear in `score_detailed` as
+"gate:<name>". So values are reported RAW on the objective's
 own scale and in its own direction: for a "minimize" objective lower is better and the
 mixture does not flip the sign; consumers compare with `better_is_higher(objective)` or
 map back with `goodness(objective, values)`. A judge used by several objectives with the
@@ -56,24 +60,29 @@ class JudgeMixture:
         self.objectives = list(objectives)
         self.context = context or JudgeContext()
         self._judges: dict[str, Judge] = {}
-        # objective name -> [(judge key, normalised weight, label)]
+        # objective name -> [(judge key, normalised weight, label)]; gates: [(judge key, label)]
         self._plan: dict[str, list[tuple[str, float, str]]] = {}
+        self._gates: dict[str, list[tuple[str, str]]] = {}
         for objective in self.objectives:
             if not objective.judges:
                 raise ValueError(f"objective {objective.name!r} declares no judges")
             total = sum(ref.weight for ref in objective.judges)
             if total <= 0:
                 raise ValueError(f"objective {objective.name!r}: judge weights sum to 0")
-            plan = []
-            for ref in objective.judges:
-                key = _judge_key(ref.name, ref.params)
-                if key not in self._judges:
-                    try:
-                        self._judges[key] = build_judge(ref, self.context)
-                    except (ValueError, TypeError) as exc:
-                        raise ValueError(f"objective {objective.name!r}, judge {ref.name!r}: {exc}") from exc
-                plan.append((key, ref.weight / total, ref.name))
-            self._plan[objective.name] = plan
+            self._plan[objective.name] = [
+                (self._build(objective.name, ref), ref.weight / total, ref.name) for ref in objective.judges
+            ]
+            self._gates[objective.name] = [(self._build(objective.name, ref), f"gate:{ref.name}") for ref in objective.gates]
+
+    def _build(self, objective: str, ref) -> str:
+        """Build the judge `ref` names once per (name, params); its key."""
+        key = _judge_key(ref.name, ref.params)
+        if key not in self._judges:
+            try:
+                self._judges[key] = build_judge(ref, self.context)
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"objective {objective!r}, judge {ref.name!r}: {exc}") from exc
+        return key
 
     @property
     def objective_names(self) -> list[str]:
@@ -98,6 +107,10 @@ class JudgeMixture:
             per_judge[objective.name] = {}
             for key, weight, label in self._plan[objective.name]:
                 g += weight * raw[key]
+                per_judge[objective.name][label] = raw[key]
+            g = np.clip(g, 0.0, 1.0)
+            for key, label in self._gates[objective.name]:
+                g = g * raw[key]
                 per_judge[objective.name][label] = raw[key]
             values[objective.name] = to_scale(objective, np.clip(g, 0.0, 1.0))
         return values, per_judge

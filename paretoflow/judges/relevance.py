@@ -49,14 +49,29 @@ def load_encoder(model_path: str | None = None):
     return SentenceTransformer(path, device="cpu", trust_remote_code=False)
 
 
+# Per-process memo of embeddings by (encoder, text): the judges of one mixture (relevance,
+# the answer gate with and without harm_pass) and the front's answer check embed the same
+# prompts and answers; bounded so a long-lived process does not grow without end.
+_MEMO: dict[tuple[str | None, str], np.ndarray] = {}
+MEMO_MAX = 50_000
+
+
 def embed(texts: list[str], model_path: str | None = None, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised float64 embeddings, one row per text."""
+    """L2-normalised float64 embeddings, one row per text (memoised per process)."""
+    if len(_MEMO) > MEMO_MAX:
+        _MEMO.clear()
+    missing = list(dict.fromkeys(t for t in texts if (model_path, t) not in _MEMO))
     encoder = load_encoder(model_path)
-    vectors = encoder.encode(
-        texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-        convert_to_numpy=True,
-    )
-    return np.asarray(vectors, dtype=np.float64)
+    if missing:
+        vectors = encoder.encode(
+            missing, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
+            convert_to_numpy=True,
+        )
+        for text, vector in zip(missing, np.asarray(vectors, dtype=np.float64)):
+            _MEMO[(model_path, text)] = vector
+    if not texts:
+        return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float64)
+    return np.stack([_MEMO[(model_path, t)] for t in texts])
 
 
 def _is_echo(prompt: str, response: str) -> bool:
