@@ -6,9 +6,12 @@ text is the most concise, an evasion the most harmless, a greeting the friendlie
 friend."). This judge scores what every objective presumes, that the text answers the
 prompt, as a product of five factors, each 1 for an ordinary answer:
 
-    relevance    σ((cos − center) / width)   MiniLM prompt–response cosine; an answer to
-                                              another prompt, a greeting or a platitude is
-                                              far from the prompt (center 0.2, width 0.04)
+    relevance    σ((cos + λ·o − center) / width)   MiniLM prompt–response cosine, plus
+                                              λ (0.25) times o, the share of the prompt's
+                                              content words the response uses; an answer
+                                              to another prompt, a greeting or a platitude
+                                              is far from the prompt and shares no words
+                                              with it (center 0.3, width 0.05)
     novelty      1 − exp(−m / 3)             m = content words of the response that the
                                               prompt does not hold: an echo adds none
     refusal      refusal_score (0.02)        a refusal of a prompt without a harm-possible
@@ -22,8 +25,11 @@ Empty and degenerate answers score 0 (TextJudge). Measured on the non-answer bat
 the shipped train split (`bench/battery.py`): MiniLM cosines of real answers to their
 AlpacaEval prompts: 2 % quantile 0.36 and median 0.77 (the best of the whole answer,
 its first 300 characters and its first sentence), greetings, platitudes, refusals and
-another prompt's answer: median 0.03-0.08, 95 % quantile 0.19-0.21; the center (0.2)
-and width (0.04) sit between the two.
+another prompt's answer: median 0.03-0.08, 95 % quantile 0.19-0.21; 95 % of the real
+answers use at least a fifth of the prompt's content words, the non-answers almost none.
+The center and width sit between the two; the word share keeps a platitude that happens to
+sit near the prompt's topic ("Every journey begins with a single step." for a question on
+migration, cosine 0.22) below the real answer.
 
 Objectives use it through `gates` (config.Objective): their weighted judge mean is
 multiplied by it, so an answer's brevity, harmlessness or helpfulness counts and a
@@ -68,6 +74,12 @@ def novelty(prompt: str, response: str, scale: float = 3.0) -> float:
     return 1.0 - math.exp(-len(novel) / scale)
 
 
+def overlap(prompt: str, response: str) -> float:
+    """Share of the prompt's content words that the response uses (0 for a prompt without any)."""
+    asked = content_words(prompt)
+    return len(asked & content_words(response)) / len(asked) if asked else 0.0
+
+
 def is_fragment(response: str, fragment_tokens: int) -> bool:
     """Short and without a sentence end: the opening words of something never finished."""
     return len(word_tokens(response)) < fragment_tokens and not _SENTENCE_END.search(response.strip())
@@ -89,7 +101,7 @@ def first_sentence(text: str) -> str:
 class AnswerJudge(TextJudge):
     name = "answer"
 
-    def __init__(self, center: float = 0.2, width: float = 0.04, refusal_score: float = 0.02,
+    def __init__(self, center: float = 0.3, width: float = 0.05, overlap_weight: float = 0.25, refusal_score: float = 0.02,
                  fragment_score: float = 0.05, fragment_tokens: int = 10, novelty_scale: float = 3.0,
                  harm_tags: tuple[str, ...] = HARM_POSSIBLE_TAGS, harm_pass: bool = False,
                  model_path: str | None = None, degenerate_score: float = 0.0):
@@ -103,6 +115,7 @@ class AnswerJudge(TextJudge):
 
         self.refusals = RefusalJudge()  # its phrase set only (detect)
         self.center, self.width, self.model_path = center, width, model_path
+        self.overlap_weight = overlap_weight
         self.refusal_score, self.fragment_score = refusal_score, fragment_score
         self.fragment_tokens, self.novelty_scale = int(fragment_tokens), novelty_scale
         self.harm_tags, self.harm_pass = frozenset(harm_tags), bool(harm_pass)
@@ -120,8 +133,10 @@ class AnswerJudge(TextJudge):
         return np.max([np.sum(p * vectors[n * k : n * (k + 1)], axis=1) for k in (1, 2, 3)], axis=0)
 
     def relevance(self, prompts: list[str], responses: list[str]) -> np.ndarray:
-        """σ((cos − center) / width) of `cosine`."""
-        return 1.0 / (1.0 + np.exp(-(self.cosine(prompts, responses) - self.center) / self.width))
+        """σ((cos + λ·overlap − center) / width), `cosine` and `overlap` as in the module doc."""
+        shared = np.array([overlap(p, r) for p, r in zip(prompts, responses)])
+        evidence = self.cosine(prompts, responses) + self.overlap_weight * shared
+        return 1.0 / (1.0 + np.exp(-(evidence - self.center) / self.width))
 
     def _score(self, prompts, responses, tags) -> np.ndarray:
         harm = np.array([bool(self.harm_tags.intersection(t)) for t in tags], dtype=bool)
@@ -145,13 +160,13 @@ class AnswerJudge(TextJudge):
 @register_judge("answer")
 def make_answer(params: dict, context: JudgeContext) -> AnswerJudge:
     p = take_params("answer", params, {
-        "center": 0.2, "width": 0.04, "refusal_score": 0.02, "fragment_score": 0.05, "fragment_tokens": 10,
+        "center": 0.3, "width": 0.05, "overlap_weight": 0.25, "refusal_score": 0.02, "fragment_score": 0.05, "fragment_tokens": 10,
         "novelty_scale": 3.0, "harm_tags": list(HARM_POSSIBLE_TAGS), "harm_pass": False, "model_path": None,
         "degenerate_score": 0.0,
     })  # fmt: skip
     if isinstance(p["harm_tags"], str) or not all(isinstance(x, str) for x in p["harm_tags"]):
         raise ValueError(f"judge 'answer': param harm_tags must be a list of str, got {p['harm_tags']!r}")
     floats = {k: finite_float("answer", k, p[k]) for k in
-              ("center", "width", "refusal_score", "fragment_score", "novelty_scale", "degenerate_score")}
+              ("center", "width", "overlap_weight", "refusal_score", "fragment_score", "novelty_scale", "degenerate_score")}
     return AnswerJudge(**floats, fragment_tokens=int(p["fragment_tokens"]), harm_tags=tuple(p["harm_tags"]),
                        harm_pass=bool(p["harm_pass"]), model_path=p["model_path"])

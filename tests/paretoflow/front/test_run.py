@@ -57,6 +57,17 @@ def test_grid_front_end_to_end(project, tiny_policy_dir):
     assert "coef_expert-brevity" in merge.mlflow_params() and "brevity_ci_low" in metrics
     assert {"brevity_vs_base", "brevity_vs_base_ci_low", "brevity_vs_base_ci_high", "distinguishable"} <= set(metrics)
     assert set(document["mde"]["judges"]) == {"brevity", "verbosity"} and "mde_brevity" in result.metrics
+    # Answer rates (front/answers.py): every candidate has one, paired vs the base; the base
+    # is eligible; the answers table shows every candidate on the same showcase prompts.
+    base = next(c for c in document["candidates"] if c["kind"] == "base")
+    assert base["eligible"] and base["answer_rate_vs_base"]["diff"] == 0.0
+    assert all(0.0 <= c["answer_rate"] <= 1.0 for c in document["candidates"])
+    answers = pd.read_parquet(result.front_json.parent / "answers.parquet")
+    shown = answers["prompt_id"].nunique()
+    assert shown == min(params.front.showcase_prompts, document["evaluation"]["prompts"])
+    assert len(answers) == shown * len(result.records)
+    assert (answers.groupby("prompt_id")["candidate"].nunique() == len(result.records)).all()
+    assert "# Answers of every candidate" in (result.front_json.parent / "answers.md").read_text()
 
     # Second run: every generation comes from the cache, same numbers.
     again = front.run(params, project, scorer=tiny_scorer, progress=False)

@@ -48,6 +48,22 @@ def test_weights_combine_as_computed_by_hand_and_scales_and_directions_apply():
     assert len(shared) == 1 and shared[0].calls == 1
 
 
+def test_gates_multiply_the_weighted_mean_as_computed_by_hand():
+    a, b, gate = [0.2, 1.0], [0.6, 0.0], [0.5, 0.1]
+    objectives = [
+        # (1*a + 3*b) / 4 = [0.5, 0.25], times the gate [0.5, 0.1] = [0.25, 0.025]
+        Objective(name="gated", judges=[_ref(a, 1.0), _ref(b, 3.0)], gates=[_ref(gate, 1.0)]),
+        # two gates multiply: a * gate * gate = [0.2*0.25, 1.0*0.01]; scale [0, 10]
+        Objective(name="twice", scale=(0.0, 10.0), judges=[_ref(a, 1.0)],
+                  gates=[_ref(gate, 1.0), JudgeRef(name="fixed_values_test", params={"values": gate, "x": 1})]),
+    ]
+    mixture = JudgeMixture(objectives)
+    values, per_judge = mixture.score_detailed(["p", "q"], ["r", "s"])
+    np.testing.assert_allclose(values["gated"], [0.25, 0.025])
+    np.testing.assert_allclose(values["twice"], [10 * 0.2 * 0.25, 10 * 1.0 * 0.01])
+    np.testing.assert_allclose(per_judge["gated"]["gate:fixed_values_test"], gate)
+
+
 def test_mixture_rejects_bad_judges_and_outputs():
     with pytest.raises(ValueError, match="declares no judges"):
         JudgeMixture([Objective(name="empty")])
