@@ -87,4 +87,14 @@ def resolve_base(base_json: Path, fingerprint: str) -> Path:
     return target
 
 
-__all__ = ["BASE_MODEL_NAME", "base_cache_dir", "register_base", "resolve_base"]
+def open_package(package_dir: Path):
+    """A ServedPolicy from a downloaded package: adapters hash-checked, base through MLflow."""
+    from paretoflow.serving.policy import ServedPolicy, load_base, read_package
+
+    recipe, adapter_dirs = read_package(Path(package_dir))
+    base_dir = resolve_base(Path(package_dir) / "base.json", recipe["base_fingerprint"])
+    model, tokenizer = load_base(base_dir, recipe["base_fingerprint"])
+    return ServedPolicy(model, tokenizer, recipe, adapter_dirs)
+
+
+__all__ = ["BASE_MODEL_NAME", "base_cache_dir", "open_package", "register_base", "resolve_base"]

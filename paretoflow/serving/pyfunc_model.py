@@ -31,16 +31,9 @@ class ParetoPolicyModel(PythonModel):
     """pyfunc face of paretoflow.serving.policy.ServedPolicy."""
 
     def load_context(self, context):
-        from pathlib import Path
+        from paretoflow.serving.base import open_package
 
-        from paretoflow.serving.base import resolve_base
-        from paretoflow.serving.policy import ServedPolicy, load_base, read_package
-
-        package = Path(context.artifacts["package"])
-        recipe, adapter_dirs = read_package(package)
-        base_dir = resolve_base(package / "base.json", recipe["base_fingerprint"])
-        model, tokenizer = load_base(base_dir, recipe["base_fingerprint"])
-        self.policy = ServedPolicy(model, tokenizer, recipe, adapter_dirs)
+        self.policy = open_package(context.artifacts["package"])
 
     def predict(self, context, model_input, params=None):
         from paretoflow.serving.policy import InvalidRequest
