@@ -14,6 +14,7 @@ from paretoflow.tracking import Tracker
 from tests.paretoflow.front.front_fixtures import make_project, tiny_params
 
 EXPERTS = ("expert-brevity", "expert-verbosity")
+WEIGHTS = {"expert-brevity": 0.3, "expert-verbosity": 0.7}   # the registered candidate
 
 
 def merge_candidate(coefficients: dict[str, float], method: str = "exact", merge_params: dict | None = None):

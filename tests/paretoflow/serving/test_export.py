@@ -8,22 +8,7 @@ import json
 import pytest
 import torch
 
-from tests.paretoflow.serving.fixtures import EXPERTS, merge_candidate, register_tiny_candidate, tiny_registry
-
-WEIGHTS = {"expert-brevity": 0.3, "expert-verbosity": 0.7}
-
-
-@pytest.fixture(scope="module")
-def registered(tiny_policy_dir, tmp_path_factory):
-    import os
-
-    root = tmp_path_factory.mktemp("export")
-    os.environ["PARETOFLOW_BASE_CACHE"] = str(root / "base-cache")
-    params, tracker = tiny_registry(root, tiny_policy_dir)
-    version = register_tiny_candidate(params, tracker, root, tiny_policy_dir, merge_candidate(WEIGHTS))
-    yield root, params, tracker, version
-    os.environ.pop("PARETOFLOW_BASE_CACHE", None)
-
+from tests.paretoflow.serving.fixtures import EXPERTS, WEIGHTS
 
 def _reference_logits(policy_dir, root, coefficients, input_ids):
     from paretoflow.merging import MergeTarget, load_expert, merge_deltas
