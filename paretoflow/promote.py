@@ -7,9 +7,15 @@ logs that under a nested candidate run, registers a model version tagged with it
 objective values and lineage, and applies the gates (paretoflow/promotion.py) through
 the registry's check-move-verify (paretoflow/registry.py), all inside the registry lock.
 The package is built from the exact adapter files the front evaluated (their hashes in
-front.json are checked); a candidate whose recipe and adapter files are unchanged reuses
-its registered version instead of registering a new one. `load_candidate` rebuilds the
-exact model from a downloaded package: what a server loads for `models:/name@champion`.
+front.json are checked) and holds every expert, so the served model can merge any
+trade-off; a candidate whose recipe and adapter files are unchanged reuses its registered
+version instead of registering a new one. A registered version is an MLflow Model
+(`register_package`): a pyfunc model logged as code (paretoflow/serving) with the package
+as its artifact, the base model published once as `paretoflow-base` and named in the
+package's base.json, so `mlflow.pyfunc.load_model("models:/name@champion")` and
+`mlflow models serve` need only the tracking URI. The package is also logged on its own
+(`candidate`), which is what promotion compares; `load_candidate` rebuilds the exact
+model from it on a local base.
 
 Gates on paired scores: front.json and its per-prompt scores are read through
 paretoflow.front.document. The candidate is chosen by the lower bound of its
