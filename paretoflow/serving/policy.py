@@ -101,8 +101,9 @@ class ServedPolicy:
             return None
         return [float(coefficients.get(self.experts_by_objective.get(o, ""), 0.0)) for o in self.objective_names]
 
-    def check(self, weights) -> list[float]:
-        """Validate request weights against the declared objectives and this candidate's method."""
+    def check(self, weights) -> list[float] | None:
+        """Validate request weights against the declared objectives and this candidate's method.
+        For a TIES/DARE candidate, its own registered weights come back as None (the recipe)."""
         try:
             w = check_weights(list(weights), self.objective_names)
         except (TypeError, ValueError) as exc:
@@ -114,6 +115,7 @@ class ServedPolicy:
                     f"candidate {self.recipe.get('candidate')} was merged with {self.method!r}, which is not linear "
                     f"in the experts: it serves its registered coefficients only "
                     f"({self.recipe.get('coefficients')}); omit `weights`")
+            return None   # the registered recipe, merged with its own method
         missing = [o for o, x in zip(self.objective_names, w) if x > 0 and o not in self.experts_by_objective]
         if missing:
             raise InvalidWeights(f"weights put mass on objectives {missing}, which have no expert in this model "
@@ -129,7 +131,7 @@ class ServedPolicy:
         else:
             names = [self.experts_by_objective[o] for o, x in zip(self.objective_names, weights) if x > 0]
             values = [x for x in weights if x > 0]
-        method = self.method if self.method in LINEAR_METHODS or weights is None else "exact"
+        method = self.method   # weights reach here only for linear methods (check)
         key = (method, tuple(sorted(zip(names, (round(v, 12) for v in values)))))
         return key, names, values, method
 

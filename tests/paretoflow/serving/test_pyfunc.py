@@ -95,8 +95,12 @@ def test_ties_candidate_serves_its_registered_coefficients_only(served, tiny_pol
     candidate = merge_candidate({"expert-brevity": 0.5, "expert-verbosity": 0.5}, "ties", {"ties_density": 0.5})
     version = register_tiny_candidate(params, tracker, root, tiny_policy_dir, candidate)
     model = mlflow.pyfunc.load_model(f"models:/m/{version}")
-    assert len(model.predict({"prompt": PROMPTS[:1]}, params={"max_new_tokens": TOKENS})) == 1
-    model.predict({"prompt": PROMPTS[:1]}, params={"weights": [0.5, 0.5], "max_new_tokens": TOKENS})
+    registered = model.predict({"prompt": PROMPTS[:1]}, params={"max_new_tokens": TOKENS})
+    assert len(registered) == 1
+    policy = model.unwrap_python_model().policy
+    assert policy.check([0.5, 0.5]) is None   # its own weights: the TIES recipe, not an exact merge
+    assert model.predict({"prompt": PROMPTS[:1]}, params={"weights": [0.5, 0.5], "max_new_tokens": TOKENS}) \
+        == registered
     with pytest.raises(MlflowException, match="not linear in the experts") as caught:
         model.predict({"prompt": PROMPTS[:1]}, params={"weights": [0.2, 0.8]})
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
