@@ -41,7 +41,9 @@ def export_peft(policy: ServedPolicy, out: Path, base_name: str, weights: list[f
     for name in names:
         model.delete_adapter(name)
     model.peft_config[COMBINED].base_model_name_or_path = base_name
-    model.save_pretrained(str(out), selected_adapters=[COMBINED], safe_serialization=True)
+    # No embedding layers are adapted; False also stops peft probing the (models:/) base name for a config.
+    model.save_pretrained(str(out), selected_adapters=[COMBINED], safe_serialization=True,
+                          save_embedding_layers=False)
     policy.model = model.unload()   # the plain base again, for later use of `policy`
     return Path(out)
 
