@@ -7,9 +7,15 @@ logs that under a nested candidate run, registers a model version tagged with it
 objective values and lineage, and applies the gates (paretoflow/promotion.py) through
 the registry's check-move-verify (paretoflow/registry.py), all inside the registry lock.
 The package is built from the exact adapter files the front evaluated (their hashes in
-front.json are checked); a candidate whose recipe and adapter files are unchanged reuses
-its registered version instead of registering a new one. `load_candidate` rebuilds the
-exact model from a downloaded package: what a server loads for `models:/name@champion`.
+front.json are checked) and holds every expert, so the served model can merge any
+trade-off; a candidate whose recipe and adapter files are unchanged reuses its registered
+version instead of registering a new one. A registered version is an MLflow Model
+(`register_package`): a pyfunc model logged as code (paretoflow/serving) with the package
+as its artifact, the base model published once as `paretoflow-base` and named in the
+package's base.json, so `mlflow.pyfunc.load_model("models:/name@champion")` and
+`mlflow models serve` need only the tracking URI. The package is also logged on its own
+(`candidate`), which is what promotion compares; `load_candidate` rebuilds the exact
+model from it on a local base.
 
 Gates on paired scores: front.json and its per-prompt scores are read through
 paretoflow.front.document. The candidate is chosen by the lower bound of its
@@ -56,7 +62,11 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 # Files of an adapter that decide its weights when loaded (meta.json holds timings too).
 _IDENTITY_FILES = (ADAPTER_WEIGHTS, "adapter_config.json")
 # Recipe fields that decide the packaged model's weights; measured values and paths do not.
-_IDENTITY_FIELDS = ("kind", "method", "merge_params", "coefficients", "base_fingerprint", "seed", "adapters")
+_IDENTITY_FIELDS = ("kind", "method", "merge_params", "coefficients", "base_fingerprint", "seed", "adapters",
+                    "experts", "objective_names")
+# Bumped when what a registered version holds changes (2: an MLflow pyfunc Model), so a
+# version registered in an older format is not reused for a candidate of this one.
+PACKAGE_FORMAT = 2
 
 
 class AdapterChanged(ValueError):
@@ -200,12 +210,22 @@ def _copy_adapter(src: Path, dst: Path, name: str, expected: str | None, candida
     return actual
 
 
+def front_experts(params: Params, hashes: dict[str, str], document: FrontDocument | None = None) -> dict[str, str]:
+    """objective → expert adapter name, for the experts the front evaluated (front.json
+    `experts`; without a document, the `expert-<objective>` names among `hashes`)."""
+    if document is not None:
+        return {e.objective: e.name for e in document.experts if e.objective and e.name in hashes}
+    return {o: f"expert-{o}" for o in params.objective_names if f"expert-{o}" in hashes}
+
+
 def package_candidate(params: Params, root: Path, candidate: Candidate, out: Path,
-                      hashes: dict[str, str]) -> Path:
+                      hashes: dict[str, str], experts: dict[str, str] | None = None) -> Path:
     """Write recipe.json + the adapters the candidate needs into `out` (safetensors only).
 
     `hashes` (from `evaluated_hashes(front.json)`) are the adapter files the front
     evaluated; an adapter that differs, or has no recorded hash, is refused (AdapterChanged).
+    Every expert (`experts`: objective → adapter, default `front_experts`) is packaged too,
+    so the served model can merge any trade-off, not only the candidate's coefficients.
     """
     from paretoflow.models import model_fingerprint, resolve_policy_path
 
@@ -213,9 +233,10 @@ def package_candidate(params: Params, root: Path, candidate: Candidate, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     adapters_dir = root / params.align.out_dir
     parts = _candidate_parts(candidate)
+    experts = front_experts(params, hashes) if experts is None else experts
     adapter_hashes = {name: _copy_adapter(adapters_dir / name, out / "adapters" / name, name, hashes.get(name),
                                           candidate.name)
-                      for name in parts}
+                      for name in dict.fromkeys([*parts, *experts.values()])}
     base_path = resolve_policy_path(params.model.policy, root / params.model.cache_dir)
     recipe = {
         "candidate": candidate.name,
@@ -228,8 +249,11 @@ def package_candidate(params: Params, root: Path, candidate: Candidate, out: Pat
         "base_model": params.model.policy,
         "base_fingerprint": model_fingerprint(base_path),
         "objectives": candidate.objectives,
+        "objective_names": params.objective_names,
+        "experts": experts,                    # objective → adapter: what per-request weights merge
         "reward_model": candidate.rm_objectives,
         "seed": params.project.seed,
+        "max_new_tokens": params.front.budget(params.project.profile).max_new_tokens,
     }
     write_json(out / "recipe.json", recipe)
     return out
@@ -241,10 +265,11 @@ def candidate_key(package_dir: Path) -> str:
     values, the candidate's name and the base model's local path are not part of it."""
     recipe = json.loads((package_dir / "recipe.json").read_text())
     identity = {k: recipe.get(k) for k in _IDENTITY_FIELDS}
+    identity["format"] = PACKAGE_FORMAT
     identity["files"] = {
         name: {f: file_hash(package_dir / "adapters" / name / f, 64)
                for f in _IDENTITY_FILES if (package_dir / "adapters" / name / f).exists()}
-        for name in sorted(recipe["coefficients"])
+        for name in sorted({*recipe["coefficients"], *(recipe.get("experts") or {}).values()})
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -289,7 +314,9 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
                                     "tolerance": params.promote.tolerance, "candidate": chosen.name})
         tracker.log_metrics(run_id, {**chosen.objectives, **{f"rm_{k}": v for k, v in chosen.rm_objectives.items()}})
         with tempfile.TemporaryDirectory() as tmp:
-            package = package_candidate(params, root, chosen, Path(tmp) / PACKAGE, evaluated_hashes(document))
+            hashes = evaluated_hashes(document)
+            package = package_candidate(params, root, chosen, Path(tmp) / PACKAGE, hashes,
+                                        front_experts(params, hashes, document))
             # Scoring the champion may generate (minutes on CPU): done before taking the lock,
             # and redone under it only if the champion moved meanwhile.
             def compare(version: str | None):
@@ -301,7 +328,8 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
                 champion_version, champion = champion_objectives(tracker, name)
                 if champion_version != seen:
                     comparison, comparison_error = compare(champion_version)
-                version, reused = _register_or_reuse(tracker, name, run_id, package, lineage, chosen)
+                version, reused = _register_or_reuse(tracker, name, run_id, package, lineage, chosen,
+                                                     _base_dir(params, root))
                 decision = decide(chosen, objectives=params.objectives, validation_passed=validation_passed,
                                   champion_objectives=champion, reference=None, tolerance=params.promote.tolerance,
                                   rm_tolerance=params.promote.rm_tolerance, comparison=comparison,
@@ -324,19 +352,42 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
     )
 
 
+def _base_dir(params: Params, root: Path) -> str:
+    from paretoflow.models import resolve_policy_path
+
+    return resolve_policy_path(params.model.policy, root / params.model.cache_dir)
+
+
 def _register_or_reuse(tracker: Tracker, name: str, run_id: str, package: Path, lineage: dict[str, str],
-                       chosen: Candidate) -> tuple[str, bool]:
+                       chosen: Candidate, base_dir: str) -> tuple[str, bool]:
     """(version, reused?): the version already registered for this package's key, else a
-    new one whose artifact is the package logged under the candidate run. Under the lock,
-    so two promoters of the same candidate register it once."""
+    new one. Under the lock, so two promoters of the same candidate register it once."""
     key = candidate_key(package)
     version = find_version(tracker, name, key)
     if version is not None:
         return version, True
-    tracker.log_artifact(run_id, package, PACKAGE)
     tags = {**lineage, "candidate": chosen.name,
             **{f"objective.{k}": f"{v:.6f}" for k, v in chosen.objectives.items()}}
-    return register_candidate(tracker, name, run_id, PACKAGE, tags, key=key), False
+    return register_package(tracker, name, run_id, package, tags, key, base_dir), False
+
+
+def register_package(tracker: Tracker, name: str, run_id: str, package: Path, tags: dict[str, str],
+                     key: str | None, base_dir: str | Path) -> str:
+    """Register a package as an MLflow Model version: the base is registered (once per
+    fingerprint) and named in base.json, the package is logged as `candidate` (what
+    promotion compares) and inside the pyfunc Model logged as `model`, the version's source."""
+    from paretoflow.serving.base import register_base
+    from paretoflow.serving.mlflow_model import MODEL_ARTIFACT, save_candidate_model
+
+    recipe = json.loads((package / "recipe.json").read_text())
+    base = register_base(tracker, base_dir, recipe["base_fingerprint"], run_id)
+    write_json(package / "base.json", base)
+    tracker.log_artifact(run_id, package, PACKAGE)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = save_candidate_model(package, Path(tmp) / MODEL_ARTIFACT)
+        tracker.log_artifact(run_id, model_dir, MODEL_ARTIFACT)
+    return register_candidate(tracker, name, run_id, MODEL_ARTIFACT, {**tags, "paretoflow.base_model": base["uri"]},
+                              key=key)
 
 
 def _comparison_metrics(comparison: PairedComparison | None) -> dict[str, float]:

@@ -249,17 +249,24 @@ def _history(aliases: dict[str, str], tags: dict[str, str]) -> list[str]:
 
 def find_version(tracker, name: str, key: str) -> str | None:
     """The version registered for this candidate key, if any (the oldest, if several)."""
-    from mlflow.exceptions import MlflowException
-
     if not re.fullmatch(r"[0-9a-f]+", key):
         raise ValueError(f"candidate key must be hex, got {key!r}")
+    return find_tagged_version(tracker, name, KEY_TAG, key)
+
+
+def find_tagged_version(tracker, name: str, tag: str, value: str) -> str | None:
+    """The oldest version of `name` whose tag `tag` is `value` (word characters, dots, dashes)."""
+    from mlflow.exceptions import MlflowException
+
+    if not re.fullmatch(r"[\w.-]+", value) or not re.fullmatch(r"[\w.-]+", tag):
+        raise ValueError(f"tag and value must be plain words, got {tag!r}={value!r}")
     try:
-        found = _client(tracker).search_model_versions(f"name = '{_quote(name)}' and tags.`{KEY_TAG}` = '{key}'")
+        found = _client(tracker).search_model_versions(f"name = '{_quote(name)}' and tags.`{tag}` = '{value}'")
     except MlflowException as exc:
         if _not_found(exc):
             return None
         raise RegistryUnavailable(f"cannot search versions of {name!r}: {exc}") from exc
-    versions = sorted((int(v.version) for v in found), key=int)
+    versions = sorted(int(v.version) for v in found)
     return str(versions[0]) if versions else None
 
 
