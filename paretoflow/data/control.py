@@ -37,6 +37,8 @@ CONTROL_TOKEN = re.compile(
 
 def find_control_token(text: str) -> str | None:
     """The first control token in `text`, or None."""
+    if "<" not in text and "[" not in text:  # every token starts with one of them
+        return None
     match = CONTROL_TOKEN.search(text)
     return None if match is None else match.group(0)
 

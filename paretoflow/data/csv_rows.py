@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from paretoflow.data.normalize import has_lone_surrogate
-from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, check_fields, truncate
+from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, check_fields, over_row_cap, truncate
 
 # Lifted once, process-wide (the csv limit is global): our caps decide, not the module's.
 csv.field_size_limit(min(sys.maxsize, 2**63 - 1))
@@ -122,6 +122,8 @@ def csv_rows(path: Path, text: str, limits: Limits, delimiter: str = ",") -> lis
     header_error = _header_problem(header)
     rows: list[RawRow] = []
     while True:
+        if len(rows) > limits.max_file_rows:  # checked while reading: binds before memory does
+            raise over_row_cap(path, limits.max_file_rows)
         location = f"row {len(rows) + 1}"
         lines.start_record()
         try:

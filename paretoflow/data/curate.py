@@ -493,17 +493,25 @@ def _carry_over(out_dir: Path, staging: Path, own: set[str]) -> None:
             continue
         target = staging / entry.name
         if entry.is_dir() and not entry.is_symlink():
-            shutil.copytree(entry, target, symlinks=True, copy_function=os.link)
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
         elif entry.is_symlink():
             os.symlink(os.readlink(entry), target)
         else:
-            os.link(entry, target)
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)  # same folder's parent: one filesystem, so a link is the rule
+    except OSError:
+        shutil.copy2(source, target)  # a mount point inside out_dir, or links not supported
 
 
 def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
     """Write the tables and report.json into a temporary sibling folder that replaces
     out_dir in one rename (io.atomic_dir): a run killed mid-write leaves the previous
     folder as it was, never tables of two runs beside one report."""
+    out_dir = Path(out_dir).resolve()  # "." or a relative --out: rename the folder it names
     names = {name: f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
     names["report"] = "report.json"
     with atomic_dir(out_dir) as staging:
@@ -522,7 +530,8 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
     files each folder source skipped for their suffix. `data_roots`: folders outside the
     project that sources may read (default: PARETOFLOW_DATA_ROOTS)."""
     config = params.curate
-    limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars)
+    limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars,
+                    max_file_rows=config.max_file_rows)
     roots = data_roots_from_env() if data_roots is None else list(data_roots)
     files: list[ImportedFile] = []
     skipped: dict[str, list[str]] = {}

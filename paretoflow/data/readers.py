@@ -45,6 +45,7 @@ from paretoflow.data.rows import (
     check_fields,
     check_keys_and_text,
     object_pairs,
+    over_row_cap,
     parse_int,
     shown,
     truncate,
@@ -147,6 +148,8 @@ def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise SourceError(f"{shown(str(path))}: starts with '[' but is not a readable JSON array "
                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if isinstance(items, list) and len(items) > limits.max_file_rows:
+        raise over_row_cap(path, limits.max_file_rows)
     needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(data) is not None
     rows = []
     for index, value in enumerate(items):
@@ -200,9 +203,12 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
         body = body[3:].lstrip()
     if body.startswith(b"[") and not _is_json_lines(path, body):
         return _json_array_rows(path, body, limits)
+    lines = data.split(b"\n")
+    if len(lines) > limits.max_file_rows and sum(1 for line in lines if line.strip()) > limits.max_file_rows:
+        raise over_row_cap(path, limits.max_file_rows)  # before any line is parsed
     objects = _Objects()
     rows = [_json_line_row(number, line, limits, objects)
-            for number, line in enumerate(data.split(b"\n"), start=1) if line.strip()]  # blank lines are not rows
+            for number, line in enumerate(lines, start=1) if line.strip()]  # blank lines are not rows
     unreadable = ("malformed_json", "undecodable_bytes", "binary_data")
     if rows and all(r.error is not None and r.error.reason in unreadable for r in rows):
         if any(r.error.reason == "binary_data" for r in rows):
@@ -214,6 +220,23 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
 # --------------------------------------------------------------------------- Parquet
 
 
+def _decoded_bytes(batch: Any) -> int:
+    """Bytes a record batch takes once decoded. String columns are read as dictionaries
+    (read_dictionary), so a value repeated a million times is counted a million times
+    from the dictionary's lengths and the indices, without decoding it even once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type):
+            lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
+            total += (pc.sum(lengths).as_py() or 0) + 4 * len(column)  # values + offsets
+        else:
+            total += column.nbytes
+    return total
+
+
 def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -223,19 +246,28 @@ def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
     cap = limits.max_file_bytes
     values: list[dict] = []
     try:
-        parquet = pq.ParquetFile(path)
+        schema = pq.read_schema(path)
+        names = schema.names
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        parquet = pq.ParquetFile(path, read_dictionary=strings or None)
         meta = parquet.metadata
-        names = parquet.schema_arrow.names
+        if meta.num_rows > limits.max_file_rows:  # from the footer, before any page is read
+            raise over_row_cap(path, limits.max_file_rows)
         declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if max(declared, path.stat().st_size) > cap:
             raise _over_cap(path, cap)
-        # Dictionary-encoded values can decode far beyond the declared size: decode in
-        # batches and stop once the decoded rows pass the cap.
+        # Dictionary-encoded values can decode far beyond the declared size: each batch is
+        # sized from its dictionaries before its values are decoded, and reading stops
+        # once the decoded rows would pass the cap (memory stays near the file's size).
         decoded = 0
+        batches = []
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            decoded += batch.nbytes
+            decoded += _decoded_bytes(batch)
             if decoded > cap:
                 raise _over_cap(path, cap)
+            batches.append(batch)
+        for batch in batches:
             values += batch.to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None

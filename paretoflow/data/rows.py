@@ -33,6 +33,12 @@ class Limits:
 
     max_file_bytes: int = 1 << 30
     max_field_chars: int = 100_000
+    max_file_rows: int = 2_000_000
+
+
+def over_row_cap(path: Any, cap: int) -> SourceError:
+    return SourceError(f"{shown(str(path))}: more than {cap:,} rows (curate.max_file_rows); "
+                       "raise the cap or split the file")
 
 
 @dataclass

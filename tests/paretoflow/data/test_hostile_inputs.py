@@ -273,3 +273,39 @@ def test_rows_in_equals_an_independent_count_of_physical_records(tmp_path, name)
         data = gzip.compress(data)
     source = _source(_curate(tmp_path, name, data), name)
     assert source["rows_in"] == physical
+
+
+# --------------------------------------------------------------------------- caps that bind before memory
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.json", "rows.csv", "rows.parquet"])
+def test_row_cap_per_file_names_file_cap_and_setting(tmp_path, name):
+    from paretoflow.data.importers import Limits, SourceError
+
+    rows = [good_pair(i) for i in range(30)]
+    path = tmp_path / name
+    if name.endswith(".jsonl"):
+        path.write_bytes(jsonl(rows))
+    elif name.endswith(".json"):
+        path.write_text(json.dumps(rows))
+    elif name.endswith(".csv"):
+        path.write_bytes(csv_bytes(HEADER, [list(r.values()) for r in rows]))
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    with pytest.raises(SourceError, match=rf"{name}: more than 20 rows \(curate.max_file_rows\)"):
+        read_file(path, OBJECTIVES, format="generic", objective="helpfulness", limits=Limits(max_file_rows=20))
+    assert len(read_file(path, OBJECTIVES, format="generic", objective="helpfulness",
+                         limits=Limits(max_file_rows=30)).records) == 30
+
+
+def test_parquet_dictionary_bomb_is_refused_at_the_cap(tmp_path):
+    """A repeated value is counted from the dictionary, so a small file that decodes to
+    250 MB is refused at a 10 MB cap (its peak RSS is checked in test_scale.py, slow)."""
+    from paretoflow.data.importers import Limits, SourceError
+
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 50_000, pa.int32()), pa.array(["p" * 5000]))
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"prompt": values}), path)
+    assert path.stat().st_size < 100_000
+    with pytest.raises(SourceError, match="bomb.parquet: more than 10,000,000 bytes"):
+        read_file(path, OBJECTIVES, limits=Limits(max_file_bytes=10_000_000))
