@@ -99,6 +99,13 @@ def _cells_row(location: str, index: int, header: list[str], cells: list[str], l
     return RawRow(location, index, raw, value)
 
 
+def _lenient(line: str, delimiter: str) -> list[str]:
+    """One line whose cell opens with a quote and goes on after the closing one
+    (`"Hi" she said`): read as csv (and pandas) read it by default, `Hi she said`. Only
+    for a record within one line: across lines strictness is what keeps row boundaries."""
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
 def _broken_quote(location: str, index: int, taken: list[tuple[int, str]], problem: str) -> RawRow:
     first, last = taken[0][0], taken[-1][0]
     detail = (f"line {first}: {problem}; the record ran over lines {first}-{last}, so its quoting is "
@@ -132,6 +139,8 @@ def csv_rows(path: Path, text: str, limits: Limits, delimiter: str = ",") -> lis
             break
         except csv.Error as exc:
             cells, problem = None, str(exc)
+        if problem is not None and len(lines.taken) == 1 and "expected after" in problem:
+            cells, problem = _lenient(lines.taken[0][1], delimiter), None
         if problem is None and len(cells) != len(header) and any(c.strip() for c in cells):
             problem = f"{len(cells)} cells for {len(header)} columns"
         if problem is not None and len(lines.taken) > 1:

@@ -162,22 +162,23 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     location = f"line {number}"
     if b"\x00" in line_bytes:  # per row: one NUL byte does not make the whole file binary
         return RawRow(location, number, truncate(line_bytes.decode("utf-8", "backslashreplace")),
-                      error=RowError("binary_data", "the line holds a NUL byte"))
+                      error=RowError("binary_data", "the line holds a NUL byte"), unparsed=True)
     try:
         line = line_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raw = truncate(line_bytes.decode("utf-8", "backslashreplace"))
-        return RawRow(location, number, raw,
-                      error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte {exc.start}"))
+        return RawRow(location, number, raw, error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte "
+                                                                                f"{exc.start}"), unparsed=True)
     if number == 1:
         line = line.removeprefix("\ufeff")
     try:
         value = _parse_json(line, objects)
     except json.JSONDecodeError as exc:
-        return RawRow(location, number, truncate(line), error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}"))
+        return RawRow(location, number, truncate(line), error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}"),
+                      unparsed=True)
     except (ValueError, RecursionError) as exc:  # e.g. nesting deeper than the parser's recursion limit
         return RawRow(location, number, truncate(line),
-                      error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"))
+                      error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"), unparsed=True)
     needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(line_bytes) is not None
     return _checked(_row(location, number, line, value, limits), needs_check)
 
@@ -209,8 +210,7 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
     objects = _Objects()
     rows = [_json_line_row(number, line, limits, objects)
             for number, line in enumerate(lines, start=1) if line.strip()]  # blank lines are not rows
-    unreadable = ("malformed_json", "undecodable_bytes", "binary_data")
-    if rows and all(r.error is not None and r.error.reason in unreadable for r in rows):
+    if rows and all(r.unparsed for r in rows):  # not one line is JSON: the file is not JSON Lines
         if any(r.error.reason == "binary_data" for r in rows):
             raise SourceError(f"{shown(str(path))}: binary data (NUL bytes), not JSON Lines")
         raise SourceError(f"{shown(str(path))}: no line parses as JSON; not a JSON Lines file")

@@ -48,6 +48,7 @@ class RawRow:
     raw: str
     value: Any = None
     error: RowError | None = None
+    unparsed: bool = False  # the record could not be decoded or parsed at all (vs. parsed, then refused)
 
 
 class LongNumber(str):

@@ -309,3 +309,19 @@ def test_parquet_dictionary_bomb_is_refused_at_the_cap(tmp_path):
     assert path.stat().st_size < 100_000
     with pytest.raises(SourceError, match="bomb.parquet: more than 10,000,000 bytes"):
         read_file(path, OBJECTIVES, limits=Limits(max_file_bytes=10_000_000))
+
+
+def test_a_parsed_row_refused_for_its_text_is_not_a_file_error(tmp_path):
+    # The only line parses as JSON; its undecodable nested text quarantines the row, and
+    # the file is not "not JSON Lines".
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(b'{"prompt": "p q", "chosen": "c c", "rejected": "r r", "meta": {"x": ["\\udc80"]}}\n')
+    imported = read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+    assert [q.reason for q in imported.quarantined] == ["undecodable_bytes"] and imported.rows_in == 1
+
+
+def test_a_quote_opening_a_cell_within_one_line_reads_as_csv_does(tmp_path):
+    path = tmp_path / "quoted.tsv"
+    path.write_bytes(b'prompt\tchosen\trejected\n"Hi" she said\tok fine\tno\nplain\tyes sure\tno\n')
+    imported = read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+    assert imported.rows_in == 2 and [r.messages[0]["content"] for r in imported.records] == ["Hi she said", "plain"]
