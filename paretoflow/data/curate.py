@@ -68,9 +68,11 @@ from paretoflow.data.importers import (
     read_source,
 )
 from paretoflow.data.normalize import normalize_text, word_count
+from paretoflow.data.rows import no_gc
 from paretoflow.io import atomic_dir, inside, write_table, write_text
 from paretoflow.schema import (
     QUARANTINE_COLUMNS,
+    empty_table,
     frame,
     messages_json,
     metadata_json,
@@ -431,12 +433,22 @@ def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tup
 
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
-    entries: list[tuple[int, Quarantined]] = []
-    for file_index, imported in enumerate(files):
-        entries.extend((file_index, q) for q in imported.quarantined)
-    entries.extend((r.file_index, r.rejected) for r in rows if r.rejected is not None)
-    entries.sort(key=lambda fq: (fq[0], fq[1].order))
-    return frame("quarantine", [q.row() for _, q in entries])
+    """Quarantined rows in file order, then row order within a file."""
+    rejected: dict[int, list[Quarantined]] = defaultdict(list)
+    for r in rows:
+        if r.rejected is not None:
+            rejected[r.file_index].append(r.rejected)
+    # Column lists, not a dict per row: a file of millions of repeats is millions of rows
+    # here, and per-row dicts cost ~4x the memory of the columns.
+    columns: dict[str, list[str]] = {c: [] for c in QUARANTINE_COLUMNS}
+    with no_gc():
+        for file_index, imported in enumerate(files):
+            entries = sorted([*imported.quarantined, *rejected.get(file_index, [])], key=lambda q: q.order)
+            for column, values in columns.items():
+                values.extend(getattr(q, column) for q in entries)
+    if not columns["source"]:
+        return frame("quarantine", [])
+    return pd.DataFrame(columns).astype(empty_table("quarantine").dtypes.to_dict())
 
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],

@@ -74,6 +74,7 @@ from paretoflow.data.readers import (
     read_rows,
     shown,
 )
+from paretoflow.data.rows import no_gc
 from paretoflow.schema import ROLES
 
 __all__ = [
@@ -138,7 +139,7 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)  # generic: the row's other columns
 
 
-@dataclass
+@dataclass(slots=True)  # one per quarantined row, millions for a file of repeats
 class Quarantined:
     source: str
     location: str
@@ -629,9 +630,11 @@ def _row_parser(format: str, path: Path, name: str, objectives: Sequence[Objecti
 
 def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None:
     """One row → one record or one quarantine entry, whatever the row raises."""
+    if raw_row.error is not None:  # not raised: a shared error (repeated lines) would grow its traceback
+        result.quarantined.append(Quarantined(result.path, raw_row.location, raw_row.order, raw_row.error.reason,
+                                              raw_row.error.detail, raw_row.raw))
+        return
     try:
-        if raw_row.error is not None:
-            raise raw_row.error
         parsed = parse(_require_object(raw_row.value))
     except RowError as error:
         reason, detail = error.reason, error.detail
@@ -662,8 +665,12 @@ def read_file(
     """Read one file into records + quarantined rows. `name` is how the file is named in
     the output tables (default: the path as given). A file that cannot be read at all, or
     a configuration that cannot apply to it, raises naming the file."""
-    path = Path(path)
-    name = name or str(path)
+    with no_gc():
+        return _read_file(Path(path), objectives, format, objective, column_map, role, name or str(path), limits)
+
+
+def _read_file(path: Path, objectives: Sequence[Objective], format: str, objective: str | None,
+               column_map: dict[str, str] | None, role: str, name: str, limits: Limits | None) -> ImportedFile:
     rows = read_rows(path, limits)
     format = _resolve_format(format, rows)
     result = ImportedFile(path=name, format=format, role=role, rows_in=len(rows), records=[], quarantined=[],

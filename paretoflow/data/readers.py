@@ -26,10 +26,12 @@ after it (so a first line that is a JSON list does not turn the file into an arr
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import re
 import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +199,17 @@ def _is_json_lines(path: Path, body: bytes) -> bool:
     return True
 
 
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(number, line without its b"\\n") as data.split(b"\\n") would give them, one at a
+    time: a list of every line of a big file would double its memory."""
+    start, number = 0, 1
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield number, data[start:end]
+        start, number = end + 1, number + 1
+
+
 def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
     data = read_bytes(path, limits)
     body = data.lstrip()
@@ -204,12 +217,30 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
         body = body[3:].lstrip()
     if body.startswith(b"[") and not _is_json_lines(path, body):
         return _json_array_rows(path, body, limits)
-    lines = data.split(b"\n")
-    if len(lines) > limits.max_file_rows and sum(1 for line in lines if line.strip()) > limits.max_file_rows:
-        raise over_row_cap(path, limits.max_file_rows)  # before any line is parsed
+    cap = limits.max_file_rows
+    if data.count(b"\n") >= cap and sum(1 for _, line in _lines(data) if line.strip()) > cap:
+        raise over_row_cap(path, cap)  # before any line is parsed
     objects = _Objects()
-    rows = [_json_line_row(number, line, limits, objects)
-            for number, line in enumerate(lines, start=1) if line.strip()]  # blank lines are not rows
+    rows: list[RawRow] = []
+    first_of: dict[bytes, RawRow] = {}  # 16-byte digest of a line → its first occurrence
+    repeats: dict[int, RowError] = {}
+    for number, line in _lines(data):
+        if not line.strip():
+            continue  # blank lines are not rows
+        # Exact duplicates by hash before parsing: a repeated line costs a digest and a
+        # small row sharing its first occurrence's text, not a parse, a record and a
+        # curate pass (3M identical lines were 7.5 GB before). Curate would call it a
+        # duplicate anyway: same bytes, same file, later line.
+        digest = hashlib.blake2b(line, digest_size=16).digest()
+        first = first_of.get(digest)
+        if first is None:
+            first_of[digest] = row = _json_line_row(number, line, limits, objects)
+        else:
+            error = repeats.get(first.order)
+            if error is None:
+                error = repeats[first.order] = RowError("duplicate", f"same bytes as line {first.order}")
+            row = RawRow(f"line {number}", number, first.raw, error=error, unparsed=first.unparsed)
+        rows.append(row)
     if rows and all(r.unparsed for r in rows):  # not one line is JSON: the file is not JSON Lines
         if any(r.error.reason == "binary_data" for r in rows):
             raise SourceError(f"{shown(str(path))}: binary data (NUL bytes), not JSON Lines")
