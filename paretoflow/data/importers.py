@@ -16,7 +16,8 @@ Formats (`SourceConfig.format`, or "auto": detected from the first readable reco
   "\\n\\nHuman: ...\\n\\nAssistant: ..."; the shared turns are the prompt, the two final
   assistant turns the responses, one pair. Objective: `objective`, else from the path
   ("helpful*" → helpfulness, "harmless*" → harmlessness, as in the HH folder names).
-  Dialogues that differ before the final Assistant turn → prompt_mismatch.
+  Dialogues that differ before the final Assistant turn → prompt_mismatch; dialogues
+  that do not open with a Human turn and alternate Human/Assistant → malformed_dialogue.
 - pku_saferlhf: prompt, response_0, response_1, better_response_id, safer_response_id →
   two pairs on the same responses.
 - helpsteer2: prompt, response and 0–4 attribute ratings; multi-turn prompts use the
@@ -71,7 +72,9 @@ from paretoflow.data.readers import (
     SourceError,
     expand_source,
     read_rows,
+    shown,
 )
+from paretoflow.data.rows import no_gc
 from paretoflow.schema import ROLES
 
 __all__ = [
@@ -136,7 +139,7 @@ class Record:
     metadata: dict[str, Any] = field(default_factory=dict)  # generic: the row's other columns
 
 
-@dataclass
+@dataclass(slots=True)  # one per quarantined row, millions for a file of repeats
 class Quarantined:
     source: str
     location: str
@@ -320,12 +323,24 @@ _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
 
 def _hh_turns(text: str, key: str) -> list[dict[str, str]]:
     parts = _HH_TURN.split(text)
-    if parts[0].strip() or len(parts) < 3:
+    if parts[0].strip() or len(parts) < 3 or parts[1] != "Human":
         raise RowError("malformed_dialogue", f"{key!r} does not start with '\\n\\nHuman: '")
     return [
         {"role": "user" if speaker == "Human" else "assistant", "content": content}
         for speaker, content in zip(parts[1::2], parts[2::2], strict=True)
     ]
+
+
+def _check_alternates(turns: list[dict[str, str]], key: str) -> None:
+    """HH turns must alternate Human/Assistant from the first (Human) turn: two turns of
+    one speaker in a row would put words in the wrong mouth once a chat template renders
+    them, and an Assistant turn first would make the data open the conversation."""
+    for index, turn in enumerate(turns):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if turn["role"] != expected:
+            speaker = "Human" if turn["role"] == "user" else "Assistant"
+            raise RowError("malformed_dialogue", f"{key!r} turn {index + 1} is another {speaker} turn: "
+                                                 "the dialogue must alternate from a Human turn")
 
 
 def hh_objective(path: Path, objective: str | None) -> str:
@@ -349,6 +364,8 @@ def parse_hh(row: dict, objective: str) -> tuple[list[dict[str, str]], list[str]
             raise RowError("malformed_dialogue", f"{name!r} does not end with an Assistant turn")
     if [t for t in chosen[:-1]] != [t for t in rejected[:-1]]:
         raise RowError("prompt_mismatch", "chosen and rejected differ before their final Assistant turn")
+    _check_alternates(chosen, "chosen")
+    _check_alternates(rejected, "rejected")
     prompt = chosen[:-1]
     if not prompt or prompt[-1]["role"] != "user":
         raise RowError("malformed_dialogue", "the turn before the final Assistant turn is not a Human turn")
@@ -613,9 +630,11 @@ def _row_parser(format: str, path: Path, name: str, objectives: Sequence[Objecti
 
 def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None:
     """One row → one record or one quarantine entry, whatever the row raises."""
+    if raw_row.error is not None:  # not raised: a shared error (repeated lines) would grow its traceback
+        result.quarantined.append(Quarantined(result.path, raw_row.location, raw_row.order, raw_row.error.reason,
+                                              raw_row.error.detail, raw_row.raw))
+        return
     try:
-        if raw_row.error is not None:
-            raise raw_row.error
         parsed = parse(_require_object(raw_row.value))
     except RowError as error:
         reason, detail = error.reason, error.detail
@@ -646,8 +665,12 @@ def read_file(
     """Read one file into records + quarantined rows. `name` is how the file is named in
     the output tables (default: the path as given). A file that cannot be read at all, or
     a configuration that cannot apply to it, raises naming the file."""
-    path = Path(path)
-    name = name or str(path)
+    with no_gc():
+        return _read_file(Path(path), objectives, format, objective, column_map, role, name or str(path), limits)
+
+
+def _read_file(path: Path, objectives: Sequence[Objective], format: str, objective: str | None,
+               column_map: dict[str, str] | None, role: str, name: str, limits: Limits | None) -> ImportedFile:
     rows = read_rows(path, limits)
     format = _resolve_format(format, rows)
     result = ImportedFile(path=name, format=format, role=role, rows_in=len(rows), records=[], quarantined=[],
@@ -726,13 +749,29 @@ def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Pat
     for file in files:
         resolve_input(root, file, data_roots)  # a symlink inside a folder may point elsewhere
         name = str(Path(source.path) / file.relative_to(base)) if base.is_dir() else source.path
-        imported = read_file(file, objectives, source.format, source.objective, source.column_map,
-                             source.role, name, limits)
+        if has_lone_surrogate(name):
+            imported = _undecodable_name_file(file, shown(name), source.role, limits)
+        else:
+            imported = read_file(file, objectives, source.format, source.objective, source.column_map,
+                                 source.role, name, limits)
         imported.source, imported.max_prompts, imported.sample_seed = source.path, source.max_prompts, source.sample_seed
         for record in imported.records:
             record.tags = sorted({*record.tags, *source.tags})
         out.append(imported)
-    return SourceFiles(out, [str(Path(source.path) / p.relative_to(base)) for p in skipped])
+    return SourceFiles(out, [shown(str(Path(source.path) / p.relative_to(base))) for p in skipped])
+
+
+def _undecodable_name_file(path: Path, name: str, role: str, limits: Limits | None) -> ImportedFile:
+    """A file whose name is not UTF-8 (bytes read with surrogateescape): its rows are
+    counted and quarantined as undecodable_name under the escaped name, since the name
+    could not be written to the tables or the report (and would abort the whole import)."""
+    try:
+        rows = read_rows(path, limits)
+    except SourceError as exc:
+        raise SourceError(shown(str(exc))) from None
+    detail = f"the file name {name!r} is not UTF-8; rename the file to read its rows"
+    quarantined = [Quarantined(name, r.location, r.order, "undecodable_name", detail, r.raw) for r in rows]
+    return ImportedFile(path=name, format="unread", role=role, rows_in=len(rows), records=[], quarantined=quarantined)
 
 
 def iter_records(files: Sequence[ImportedFile]) -> Iterator[Record]:

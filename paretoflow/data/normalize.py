@@ -46,7 +46,8 @@ def normalize_text(text: str) -> str:
 def has_lone_surrogate(text: str) -> bool:
     """True when text holds a lone surrogate (undecodable bytes read with surrogateescape,
     or a JSON "\\ud800" escape): such text cannot be encoded as UTF-8."""
-    return _SURROGATE.search(text) is not None
+    # isascii is a C scan of the buffer's kind flag: most texts skip the regex entirely.
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def word_count(text: str) -> int:

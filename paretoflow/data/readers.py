@@ -1,13 +1,14 @@
 """Raw files → rows, under size caps; a wholly unreadable file is one error naming it.
 
-A *row* (the unit of the rows_in == kept + quarantined identity) is one non-blank line of
-a JSON Lines file, one element of a JSON array file, or one data row of a CSV/TSV or
-Parquet table. Reading never stops at a bad row: whatever fails for one row (invalid
+A *row* (the unit of the rows_in == kept + quarantined identity) is one physical record:
+one non-blank line of a JSON Lines file, one element of a JSON array file, one data
+record of a CSV/TSV file (csv_rows.py: a broken quote never merges lines into one
+record), or one row of a Parquet table. Reading never stops at a bad row: whatever fails for one row (invalid
 UTF-8, malformed JSON, an integer literal longer than Python converts, nesting deeper
 than the JSON parser's recursion limit, a CSV cell over the csv module's field limit, a
-field over the cap) makes that row a `RawRow` with an `error`, quarantined later with
-its reason. A file that cannot be read at all (missing, corrupt gzip, truncated
-Parquet, binary data, over the size cap) raises `SourceError` naming the file.
+field over the cap, a key named twice, a key that is not UTF-8, a NUL byte) makes that
+row a `RawRow` with an `error`, quarantined later with its reason. A file that cannot be read at all (missing, corrupt gzip, truncated
+Parquet, every record binary, over the size cap) raises `SourceError` naming the file.
 
 Caps (`Limits`, from params `curate.max_file_bytes` / `curate.max_field_chars`):
 - per file, in bytes of *decompressed* content: gzip is decompressed as a stream and
@@ -16,95 +17,55 @@ Caps (`Limits`, from params `curate.max_file_bytes` / `curate.max_field_chars`):
   decoded in batches that stop once the decoded rows pass the cap.
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
+
+JSON Lines or one JSON array is told by content: a `.jsonl` file is always JSON Lines; a
+`.json` file is JSON Lines when its first line is a whole JSON value with more lines
+after it (so a first line that is a JSON list does not turn the file into an array).
 """
 
 from __future__ import annotations
 
-import csv
 import gzip
-import io
+import hashlib
 import json
+import re
 import sys
 import zlib
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-RAW_LIMIT = 500  # characters of the raw record kept in the quarantine table
+from paretoflow.data.csv_rows import csv_rows
+from paretoflow.data.rows import (
+    RAW_LIMIT,
+    DuplicateKeys,
+    Limits,
+    LongNumber,
+    RawRow,
+    RowError,
+    SourceError,
+    check_fields,
+    check_keys_and_text,
+    object_pairs,
+    over_row_cap,
+    parse_int,
+    shown,
+    truncate,
+)
+
+__all__ = [
+    "CSV_SUFFIXES", "FILE_SUFFIXES", "JSON_SUFFIXES", "RAW_LIMIT", "Limits", "LongNumber", "RawRow", "RowError",
+    "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "read_bytes", "read_rows", "shown", "truncate",
+]
+
 PARQUET_BATCH_ROWS = 1024  # rows decoded at a time (pyarrow's iter_batches); bounds the overshoot of the cap
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
+JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 TSV_SUFFIXES = (".tsv", ".tsv.gz")
 FILE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *CSV_SUFFIXES, *TSV_SUFFIXES)
-
-
-class SourceError(ValueError):
-    """A whole file cannot be read; the message names the file and why."""
-
-
-class RowError(Exception):
-    """A row that cannot become a record: quarantined with `reason` and `detail`."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Size caps of one import (see the module docstring)."""
-
-    max_file_bytes: int = 1 << 30
-    max_field_chars: int = 100_000
-
-
-@dataclass
-class RawRow:
-    location: str
-    order: int
-    raw: str
-    value: Any = None
-    error: RowError | None = None
-
-
-class LongNumber(str):
-    """A JSON integer literal longer than Python converts to int
-    (sys.get_int_max_str_digits): kept as text so the row is quarantined, not the file."""
-
-
-def _parse_int(text: str) -> int | LongNumber:
-    try:
-        return int(text)
-    except ValueError:
-        return LongNumber(text)
-
-
-def truncate(text: str) -> str:
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
-
-
-def check_fields(value: Any, max_chars: int) -> None:
-    """Raise RowError for the first string over `max_chars` characters, or integer literal
-    too long to convert, anywhere in a parsed row (iterative: no recursion limit)."""
-    stack: list[tuple[str, Any]] = [("", value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, LongNumber):
-            raise RowError("number_too_long", f"field {where or 'record'!r} is an integer of {len(item):,} digits")
-        if isinstance(item, str):
-            if len(item) > max_chars:
-                raise RowError("field_too_long", f"field {where or 'record'!r} has {len(item):,} characters "
-                                                 f"> curate.max_field_chars {max_chars:,}")
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                name = f"{where}.{key}" if where else str(key)
-                if isinstance(key, str) and len(key) > max_chars:
-                    raise RowError("field_too_long", f"a key of {len(key):,} characters in {where or 'record'!r}")
-                stack.append((name[:80], child))
-        elif isinstance(item, (list, tuple)):
-            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+# A lone surrogate can enter strictly decoded JSON text only through a \uD800-\uDFFF escape.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _row(location: str, order: int, text: str, value: Any, limits: Limits) -> RawRow:
@@ -148,69 +109,163 @@ def read_bytes(path: Path, limits: Limits) -> bytes:
     return data
 
 
-def _looks_binary(data: bytes) -> bool:
-    return b"\x00" in data[:8192]
-
-
 # --------------------------------------------------------------------------- JSON
 
 
-def _parse_json(text: str) -> Any:
-    return json.loads(text, parse_int=_parse_int)
+class _Objects:
+    """object_pairs_hook that notes whether the last parse met a key named twice."""
+
+    def __init__(self) -> None:
+        self.duplicates = False
+
+    def __call__(self, pairs: list[tuple[str, Any]]) -> dict:
+        obj = object_pairs(pairs)
+        if type(obj) is DuplicateKeys:
+            self.duplicates = True
+        return obj
+
+
+def _parse_json(text: str, objects: _Objects) -> Any:
+    objects.duplicates = False
+    return json.loads(text, parse_int=parse_int, object_pairs_hook=objects)
+
+
+def _checked(row: RawRow, needs_check: bool) -> RawRow:
+    """Quarantine a parsed row holding a duplicate key or text that is not UTF-8."""
+    if needs_check and row.error is None:
+        try:
+            check_keys_and_text(row.value)
+        except RowError as error:
+            row.value, row.error = None, error
+    return row
 
 
 def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
     # One JSON document: an element's failure cannot be told apart from the file's, so a
-    # malformed array is a file error. Long integers and oversized fields stay per element.
+    # malformed array is a file error. Long integers, oversized fields, duplicate keys
+    # and undecodable text stay per element.
+    objects = _Objects()
     try:
-        items = _parse_json(data.decode("utf-8"))
+        items = _parse_json(data.decode("utf-8"), objects)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SourceError(f"{path}: starts with '[' but is not a readable JSON array "
+        raise SourceError(f"{shown(str(path))}: starts with '[' but is not a readable JSON array "
                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
+    if isinstance(items, list) and len(items) > limits.max_file_rows:
+        raise over_row_cap(path, limits.max_file_rows)
+    needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(data) is not None
     rows = []
     for index, value in enumerate(items):
         text = json.dumps(value, ensure_ascii=False, default=str)
-        rows.append(_row(f"item {index + 1}", index, text, value, limits))
+        rows.append(_checked(_row(f"item {index + 1}", index, text, value, limits), needs_check))
     return rows
 
 
-def _json_line_row(number: int, line_bytes: bytes, limits: Limits) -> RawRow:
+def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
     location = f"line {number}"
+    if b"\x00" in line_bytes:  # per row: one NUL byte does not make the whole file binary
+        return RawRow(location, number, truncate(line_bytes.decode("utf-8", "backslashreplace")),
+                      error=RowError("binary_data", "the line holds a NUL byte"), unparsed=True)
     try:
         line = line_bytes.decode("utf-8")
     except UnicodeDecodeError as exc:
         raw = truncate(line_bytes.decode("utf-8", "backslashreplace"))
-        return RawRow(location, number, raw,
-                      error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte {exc.start}"))
+        return RawRow(location, number, raw, error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte "
+                                                                                f"{exc.start}"), unparsed=True)
     if number == 1:
         line = line.removeprefix("\ufeff")
     try:
-        value = _parse_json(line)
+        value = _parse_json(line, objects)
     except json.JSONDecodeError as exc:
-        return RawRow(location, number, truncate(line), error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}"))
+        return RawRow(location, number, truncate(line), error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}"),
+                      unparsed=True)
     except (ValueError, RecursionError) as exc:  # e.g. nesting deeper than the parser's recursion limit
         return RawRow(location, number, truncate(line),
-                      error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"))
-    return _row(location, number, line, value, limits)
+                      error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"), unparsed=True)
+    needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(line_bytes) is not None
+    return _checked(_row(location, number, line, value, limits), needs_check)
+
+
+def _is_json_lines(path: Path, body: bytes) -> bool:
+    """JSON Lines by content: the first line is a whole JSON value and more lines follow."""
+    if path.name.lower().endswith(JSON_LINES_SUFFIXES):
+        return True
+    first, _, rest = body.partition(b"\n")
+    if not rest.strip():
+        return False
+    try:
+        json.loads(first.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return False
+    return True
+
+
+def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(number, line without its b"\\n") as data.split(b"\\n") would give them, one at a
+    time: a list of every line of a big file would double its memory."""
+    start, number = 0, 1
+    while start <= len(data):
+        end = data.find(b"\n", start)
+        end = len(data) if end < 0 else end
+        yield number, data[start:end]
+        start, number = end + 1, number + 1
 
 
 def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
     data = read_bytes(path, limits)
-    if _looks_binary(data):
-        raise SourceError(f"{path}: binary data (NUL bytes), not JSON Lines")
-    stripped = data.lstrip()
-    if stripped.startswith(b"\xef\xbb\xbf"):
-        stripped = stripped[3:].lstrip()
-    if stripped.startswith(b"["):
-        return _json_array_rows(path, stripped, limits)
-    rows = [_json_line_row(number, line, limits)
-            for number, line in enumerate(data.split(b"\n"), start=1) if line.strip()]  # blank lines are not rows
-    if rows and all(r.error is not None and r.error.reason in ("malformed_json", "undecodable_bytes") for r in rows):
-        raise SourceError(f"{path}: no line parses as JSON; not a JSON Lines file")
+    body = data.lstrip()
+    if body.startswith(b"\xef\xbb\xbf"):
+        body = body[3:].lstrip()
+    if body.startswith(b"[") and not _is_json_lines(path, body):
+        return _json_array_rows(path, body, limits)
+    cap = limits.max_file_rows
+    if data.count(b"\n") >= cap and sum(1 for _, line in _lines(data) if line.strip()) > cap:
+        raise over_row_cap(path, cap)  # before any line is parsed
+    objects = _Objects()
+    rows: list[RawRow] = []
+    first_of: dict[bytes, RawRow] = {}  # 16-byte digest of a line → its first occurrence
+    repeats: dict[int, RowError] = {}
+    for number, line in _lines(data):
+        if not line.strip():
+            continue  # blank lines are not rows
+        # Exact duplicates by hash before parsing: a repeated line costs a digest and a
+        # small row sharing its first occurrence's text, not a parse, a record and a
+        # curate pass (3M identical lines were 7.5 GB before). Curate would call it a
+        # duplicate anyway: same bytes, same file, later line.
+        digest = hashlib.blake2b(line, digest_size=16).digest()
+        first = first_of.get(digest)
+        if first is None:
+            first_of[digest] = row = _json_line_row(number, line, limits, objects)
+        else:
+            error = repeats.get(first.order)
+            if error is None:
+                error = repeats[first.order] = RowError("duplicate", f"same bytes as line {first.order}")
+            row = RawRow(f"line {number}", number, first.raw, error=error, unparsed=first.unparsed)
+        rows.append(row)
+    if rows and all(r.unparsed for r in rows):  # not one line is JSON: the file is not JSON Lines
+        if any(r.error.reason == "binary_data" for r in rows):
+            raise SourceError(f"{shown(str(path))}: binary data (NUL bytes), not JSON Lines")
+        raise SourceError(f"{shown(str(path))}: no line parses as JSON; not a JSON Lines file")
     return rows
 
 
 # --------------------------------------------------------------------------- Parquet
+
+
+def _decoded_bytes(batch: Any) -> int:
+    """Bytes a record batch takes once decoded. String columns are read as dictionaries
+    (read_dictionary), so a value repeated a million times is counted a million times
+    from the dictionary's lengths and the indices, without decoding it even once."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    total = 0
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type):
+            lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
+            total += (pc.sum(lengths).as_py() or 0) + 4 * len(column)  # values + offsets
+        else:
+            total += column.nbytes
+    return total
 
 
 def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
@@ -222,77 +277,52 @@ def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
     cap = limits.max_file_bytes
     values: list[dict] = []
     try:
-        parquet = pq.ParquetFile(path)
+        schema = pq.read_schema(path)
+        names = schema.names
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        parquet = pq.ParquetFile(path, read_dictionary=strings or None)
         meta = parquet.metadata
+        if meta.num_rows > limits.max_file_rows:  # from the footer, before any page is read
+            raise over_row_cap(path, limits.max_file_rows)
         declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
         if max(declared, path.stat().st_size) > cap:
             raise _over_cap(path, cap)
-        # Dictionary-encoded values can decode far beyond the declared size: decode in
-        # batches and stop once the decoded rows pass the cap.
+        # Dictionary-encoded values can decode far beyond the declared size: each batch is
+        # sized from its dictionaries before its values are decoded, and reading stops
+        # once the decoded rows would pass the cap (memory stays near the file's size).
         decoded = 0
+        batches = []
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            decoded += batch.nbytes
+            decoded += _decoded_bytes(batch)
             if decoded > cap:
                 raise _over_cap(path, cap)
+            batches.append(batch)
+        for batch in batches:
             values += batch.to_pylist()
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    duplicates = sorted({n for n in names if names.count(n) > 1})
     rows = []
     for index, value in enumerate(values):
         text = json.dumps(value, ensure_ascii=False, default=str)
-        rows.append(_row(f"row {index + 1}", index, text, value, limits))
+        row = _row(f"row {index + 1}", index, text, value, limits)
+        if duplicates:  # to_pylist keeps the last of two same-named columns: ambiguous
+            row.value, row.error = None, RowError(
+                "ambiguous_key", f"column {duplicates[0]!r} appears {names.count(duplicates[0])} times in the schema: "
+                                 "which value is meant cannot be told")
+        rows.append(row)
     return rows
 
 
 # --------------------------------------------------------------------------- CSV / TSV
 
 
-def _csv_cells_row(location: str, index: int, header: list[str], cells: list[str], limits: Limits) -> RawRow | None:
-    if not any(c.strip() for c in cells):
-        return None  # blank rows are not rows
-    raw = truncate(",".join(cells))
-    if len(cells) != len(header):
-        return RawRow(location, index, raw, error=RowError("malformed_row", f"{len(cells)} cells for {len(header)} columns"))
-    # An empty cell is a missing value, as pandas reads it.
-    value = {h: (c if c != "" else None) for h, c in zip(header, cells)}
-    try:
-        check_fields(value, limits.max_field_chars)
-    except RowError as error:
-        return RawRow(location, index, raw, error=error)
-    return RawRow(location, index, raw, value)
-
-
 def read_csv_rows(path: Path, limits: Limits, delimiter: str = ",") -> list[RawRow]:
     data = read_bytes(path, limits)
-    if _looks_binary(data):
-        raise SourceError(f"{path}: binary data (NUL bytes), not {'CSV' if delimiter == ',' else 'TSV'}")
     # surrogateescape: undecodable bytes become lone surrogates, caught per cell later.
     text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-    # The csv module refuses cells over its field limit (131,072 by default) per row; raise
-    # it (process-wide, only ever upwards) so that our per-field cap is the one that decides.
-    csv.field_size_limit(max(csv.field_size_limit(), limits.max_field_chars + 1))
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise SourceError(f"{path}: unreadable header row ({exc})") from None
-    rows: list[RawRow] = []
-    index = 0
-    while header is not None:
-        location = f"row {index + 1}"
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:  # the reader resumes at the next line
-            reason = "field_too_long" if "field larger" in str(exc) else "malformed_row"
-            rows.append(RawRow(location, index, f"(line {reader.line_num})", error=RowError(reason, str(exc))))
-        else:
-            row = _csv_cells_row(location, index, header, cells, limits)
-            if row is not None:
-                rows.append(row)
-        index += 1
-    return rows
+    return csv_rows(path, text, limits, delimiter)
 
 
 # --------------------------------------------------------------------------- dispatch

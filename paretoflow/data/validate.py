@@ -683,10 +683,32 @@ def run(params: "Params", root: Path = Path(".")) -> ValidationResult:
     curated_dir, docs_dir, report_path = paths(params, Path(root))
     digest = data_hash(curated_dir)  # before reading: the verdict names what was read
     tables = read_tables(curated_dir)
+    check_curate_report(curated_dir, tables)
     result = validate_tables(tables, params, docs_dir, report_path, data_hash=digest)
     if not result.success:
         raise ValidationFailed(result)
     return result
+
+
+class InconsistentCuratedData(ValueError):
+    """The curated folder's report.json and its tables disagree: not one curate run."""
+
+
+def check_curate_report(curated_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
+    """Refuse tables whose row counts differ from the report.json curate wrote beside
+    them (tables of one run beside the report of another: a half-written or hand-edited
+    folder). A folder without report.json (tables written by other tools) is not checked."""
+    report_path = Path(curated_dir) / "report.json"
+    if not report_path.exists():
+        return
+    report = read_json(report_path)
+    expected = dict(report.get("tables") or {})
+    expected["quarantine"] = report.get("rows_quarantined")
+    wrong = [f"{name}.parquet holds {len(tables[name]):,} rows, report.json says {n!r}"
+             for name, n in sorted(expected.items()) if name in tables and n != len(tables[name])]
+    if wrong:
+        raise InconsistentCuratedData(f"{curated_dir}: the tables and report.json disagree ({'; '.join(wrong)}): "
+                                      "not the output of one curate run; rerun `paretoflow curate`")
 
 
 class StaleVerdict(ValueError):
@@ -713,6 +735,7 @@ def verdict(params: "Params", root: Path) -> bool:
 
 __all__: list[str] = [
     "ExpectationOutcome",
+    "InconsistentCuratedData",
     "StaleVerdict",
     "ValidationFailed",
     "ValidationResult",

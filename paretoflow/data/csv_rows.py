@@ -1,0 +1,160 @@
+"""CSV / TSV text → rows that keep their record boundaries, whatever the quoting does.
+
+Python's csv module, as used before, let one broken quote decide where records end:
+
+- an unclosed quote in row 2 swallowed every later line into one cell (the file had 10
+  rows, the report said 2);
+- a quoted cell over the module's field limit raised mid-cell and parsing resumed
+  *inside* the cell, so text of the cell became rows of its own (and could be kept).
+
+Here the field limit is lifted (the per-file byte cap already bounds memory, and our own
+per-field cap `max_field_chars` quarantines an oversized cell as field_too_long), the
+reader is strict (a quote must be followed by a delimiter or a line end), and a record
+that fails (csv error, end of data inside quotes, wrong number of cells) *and* spans
+several physical lines is taken to have broken its quoting: only its first line is the
+bad record (malformed_row, line named), and the lines after it are read again as
+records of their own. A well-formed quoted cell holding line breaks stays one record.
+
+Row-level checks done here: a duplicate column name makes every row ambiguous_key (which
+of the two cells is meant cannot be told); a column name that is not UTF-8 makes every
+row undecodable_bytes; a cell holding a NUL byte makes its row binary_data (a binary
+file, every record of it failing, is one SourceError).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from paretoflow.data.normalize import has_lone_surrogate
+from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, check_fields, over_row_cap, truncate
+
+# Lifted once, process-wide (the csv limit is global): our caps decide, not the module's.
+csv.field_size_limit(min(sys.maxsize, 2**63 - 1))
+
+
+class _Lines:
+    """The text's physical lines with push-back: a record that broke its quoting is read
+    again from its second line. `taken` holds the lines of the record being parsed."""
+
+    def __init__(self, text: str):
+        self._source = iter(io.StringIO(text, newline=""))  # splits on \n, \r\n and \r, like csv
+        self._pending: list[tuple[int, str]] = []  # pushed back, last one first
+        self._next_number = 1
+        self.taken: list[tuple[int, str]] = []
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._pending:
+            number, line = self._pending.pop()
+        else:
+            line = next(self._source)
+            number, self._next_number = self._next_number, self._next_number + 1
+        self.taken.append((number, line))
+        return line
+
+    def start_record(self) -> None:
+        self.taken = []
+
+    def push_back(self, lines: list[tuple[int, str]]) -> None:
+        self._pending.extend(reversed(lines))
+
+
+def _header_problem(header: list[str]) -> RowError | None:
+    """A header every row inherits a problem from: duplicate or undecodable names."""
+    duplicates = sorted(name for name, n in Counter(header).items() if n > 1)
+    if duplicates:
+        return RowError("ambiguous_key", f"column {duplicates[0]!r} appears {header.count(duplicates[0])} times "
+                                         "in the header: which cell is meant cannot be told")
+    for name in header:
+        if has_lone_surrogate(name):
+            shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            return RowError("undecodable_bytes", f"column name {shown!r} is not UTF-8")
+    return None
+
+
+def _cells_row(location: str, index: int, header: list[str], cells: list[str], limits: Limits,
+               header_error: RowError | None) -> RawRow | None:
+    if not any(c.strip() for c in cells):
+        return None  # blank rows are not rows
+    raw = truncate(",".join(cells))
+    if header_error is not None:
+        return RawRow(location, index, raw, error=header_error)
+    if any("\x00" in c for c in cells):
+        return RawRow(location, index, raw, error=RowError("binary_data", "a cell holds a NUL byte"))
+    if len(cells) != len(header):
+        return RawRow(location, index, raw, error=RowError("malformed_row", f"{len(cells)} cells for {len(header)} columns"))
+    # An empty cell is a missing value, as pandas reads it.
+    value = {h: (c if c != "" else None) for h, c in zip(header, cells)}
+    try:
+        check_fields(value, limits.max_field_chars)
+    except RowError as error:
+        return RawRow(location, index, raw, error=error)
+    return RawRow(location, index, raw, value)
+
+
+def _lenient(line: str, delimiter: str) -> list[str]:
+    """One line whose cell opens with a quote and goes on after the closing one
+    (`"Hi" she said`): read as csv (and pandas) read it by default, `Hi she said`. Only
+    for a record within one line: across lines strictness is what keeps row boundaries."""
+    return next(csv.reader([line], delimiter=delimiter), [])
+
+
+def _broken_quote(location: str, index: int, taken: list[tuple[int, str]], problem: str) -> RawRow:
+    first, last = taken[0][0], taken[-1][0]
+    detail = (f"line {first}: {problem}; the record ran over lines {first}-{last}, so its quoting is "
+              f"taken as broken: line {first} alone is quarantined and the lines after it are read as rows")
+    return RawRow(location, index, truncate(taken[0][1]), error=RowError("malformed_row", detail))
+
+
+def csv_rows(path: Path, text: str, limits: Limits, delimiter: str = ",") -> list[RawRow]:
+    """Every record of the CSV/TSV `text` (header first) as a RawRow; see module docstring."""
+    kind = "CSV" if delimiter == "," else "TSV"
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise SourceError(f"{path}: unreadable header row ({exc})") from None
+    if header is None:
+        return []
+    if any("\x00" in name for name in header):
+        raise SourceError(f"{path}: binary data (NUL bytes in the header), not {kind}")
+    header_error = _header_problem(header)
+    rows: list[RawRow] = []
+    while True:
+        if len(rows) > limits.max_file_rows:  # checked while reading: binds before memory does
+            raise over_row_cap(path, limits.max_file_rows)
+        location = f"row {len(rows) + 1}"
+        lines.start_record()
+        try:
+            cells, problem = next(reader), None
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            cells, problem = None, str(exc)
+        if problem is not None and len(lines.taken) == 1 and "expected after" in problem:
+            cells, problem = _lenient(lines.taken[0][1], delimiter), None
+        if problem is None and len(cells) != len(header) and any(c.strip() for c in cells):
+            problem = f"{len(cells)} cells for {len(header)} columns"
+        if problem is not None and len(lines.taken) > 1:
+            rows.append(_broken_quote(location, len(rows), lines.taken, problem))
+            lines.push_back(lines.taken[1:])
+            reader = csv.reader(lines, delimiter=delimiter, strict=True)  # a fresh parser state
+        elif cells is None:
+            where = lines.taken[0] if lines.taken else (0, "")
+            rows.append(RawRow(location, len(rows), truncate(where[1]),
+                               error=RowError("malformed_row", f"line {where[0]}: {problem}")))
+        else:
+            row = _cells_row(location, len(rows), header, cells, limits, header_error)
+            if row is not None:
+                rows.append(row)
+    if rows and "\x00" in text and all(r.error is not None for r in rows):
+        raise SourceError(f"{path}: binary data (NUL bytes), not {kind}")
+    return rows
