@@ -44,3 +44,22 @@ def test_judge_folder_of_tables_and_clear_error_on_missing_table(tmp_path, capsy
     assert "2 responses" in out and "conciseness: mean 0.5000" in out
     assert main(["--params", PARAMS, "judge", "--file", str(tmp_path / "missing")]) == 2
     assert "canonical table not found" in capsys.readouterr().err
+
+
+def test_judge_pairs_reports_each_objective_per_kind(capsys, rules_params, tmp_path):
+    import json
+
+    rows = [
+        {"prompt": "How do I bake bread at home?", "kind": "greeting", "rejected": "Hello there, friend!",
+         "chosen": "Mix flour, water, yeast and salt, knead the dough, let it rise for an hour, then bake at 220 C."},
+        {"prompt": "How do I bake bread at home?", "kind": "echo", "rejected": "How do I bake bread at home?",
+         "chosen": "Knead a dough of flour, water, salt and yeast, let it double, shape it and bake 35 minutes."},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert main(["--params", rules_params, "judge", "--pairs", str(path), "--format", "generic"]) == 0
+    out = capsys.readouterr().out
+    assert "2 rows, 2 pairs scored, 0 quarantined" in out
+    header = next(line for line in out.splitlines() if line.startswith("| objective"))
+    assert header.split(" | ")[1:3] == ["greeting", "echo"]
+    assert sum(line.startswith(f"| {n} |") for line in out.splitlines() for n in ("helpfulness", "conciseness", "harmlessness")) == 3
