@@ -22,18 +22,21 @@ HEADROOM_MB = 256
 
 def _peak_rss_reading(path: Path, cap: int) -> dict:
     script = textwrap.dedent(f"""
-        import json, resource, sys
+        import json, sys
         from pathlib import Path
+        def hwm_mb():  # this process image's peak RSS: VmHWM, unlike ru_maxrss, starts anew at exec
+            line = next(l for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+            return int(line.split()[1]) / 1024
         from paretoflow.config import Objective
         from paretoflow.data.importers import Limits, SourceError, read_file
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base = hwm_mb()
         try:
             read_file(Path({str(path)!r}), [Objective(name="helpfulness")], format="generic",
                       objective="helpfulness", limits=Limits(max_file_bytes={cap}))
             error = None
         except SourceError as exc:
             error = str(exc)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        peak = hwm_mb()
         print(json.dumps({{"error": error, "peak_mb": peak, "base_mb": base}}))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
@@ -73,7 +76,7 @@ def test_three_million_identical_rows_one_kept(tmp_path):
     path = tmp_path / "same.jsonl"
     path.write_bytes(b'{"prompt": "same row"}\n' * 3_000_000)
     script = textwrap.dedent(f"""
-        import json, resource, time
+        import json, time
         from pathlib import Path
         from paretoflow.config import Objective, Params, SourceConfig
         from paretoflow.data.curate import curate
@@ -83,7 +86,8 @@ def test_three_million_identical_rows_one_kept(tmp_path):
         report = curate(params, Path({str(tmp_path)!r})).report
         print(json.dumps({{"in": report["rows_in"], "kept": report["rows_kept"], "reasons": report["reasons"],
                            "seconds": time.perf_counter() - start,
-                           "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+                           "peak_mb": int(next(l for l in open("/proc/self/status")
+                                               if l.startswith("VmHWM:")).split()[1]) / 1024}}))
     """)
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
