@@ -42,7 +42,7 @@ def register_base(tracker, base_dir: str | Path, fingerprint: str, parent_run_id
 
     version = find_tagged_version(tracker, name, FINGERPRINT_TAG, fingerprint)
     if version is None:
-        with tracker.run(f"base-{fingerprint}", parent_run_id, tags={"paretoflow.stage": "promote"}) as run_id:
+        with tracker.run(f"base-{fingerprint}", parent_run_id, tags={"paretoflow.stage": "publish-base"}) as run_id:
             with tempfile.TemporaryDirectory() as tmp:
                 staged = _stage_safe_files(Path(base_dir), Path(tmp) / BASE_ARTIFACT)
                 tracker.log_artifact(run_id, staged, BASE_ARTIFACT)
