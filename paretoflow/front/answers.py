@@ -47,8 +47,9 @@ def answered(prompts: Sequence[str], responses: Sequence[str], top_fraction: flo
     n = len(prompts)
     if n == 0:
         return np.zeros(0, dtype=bool)
-    pool = list(dict.fromkeys(prompts))
-    own = np.array([pool.index(p) for p in prompts])
+    position = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
+    pool = list(position)
+    own = np.array([position[p] for p in prompts])
     similarity = embed(responses) @ embed(pool).T                     # [n responses, n distinct prompts]
     rank = (similarity > similarity[np.arange(n), own][:, None]).sum(axis=1)   # prompts closer than its own
     on_topic = rank < max(1, int(np.ceil(top_fraction * len(pool))))
