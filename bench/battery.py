@@ -8,7 +8,7 @@ train prompts with a chosen human answer; test and eval prompts stay unseen) and
 it with the judge mixture of params. `--before` also scores it with the same objectives
 without their gates and length floor (the scorers as they were before issue 17), so both
 tables come from one process. Needs `paretoflow curate` and, for reward-model judges,
-`paretoflow train-rm` first.
+`paretoflow reward` first.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ The nightly flow (flows/fanout.py) submits one run of this flow per align job wi
 `run_deployment`. A run has no access to the flow's checkout: it trains in a scratch
 folder, pulls its inputs from the DVC remote by content hash, and logs the adapter to
 MLflow under the pipeline's parent run, tagged with the stage cache key and the files'
-content hash (paretoflow/exchange.py); the flow fetches it back from there.
+content hash (flows/exchange.py); the flow fetches it back from there.
 
 `register(params)` creates the pool if missing, the deployment (entrypoint by module path,
 so any worker whose environment has paretoflow installed runs it: process, Docker and
@@ -41,7 +41,7 @@ from paretoflow.config import (
     RewardConfig,
     ScaleConfig,
 )
-from paretoflow.exchange import (
+from flows.exchange import (
     CACHE_KEY_TAG,
     FLOW_RUN_TAG,
     OUTPUTS_HASH_TAG,
@@ -51,7 +51,7 @@ from paretoflow.exchange import (
     job_tags,
     pull_inputs,
 )
-from paretoflow.stages import stage
+from paretoflow.pipeline import stage
 from tasks.common import outputs_hash, timed
 from tasks.stages import log_stage
 
@@ -60,7 +60,7 @@ EXPERT_DEPLOYMENT = "align-expert"
 DEPLOYMENT_NAME = f"{EXPERT_FLOW}/{EXPERT_DEPLOYMENT}"
 CRASH_AUTOMATION = f"paretoflow: crash {EXPERT_DEPLOYMENT} runs that stop heart-beating"
 # The params sections an expert run receives (typed, the UI form); a test checks that they
-# cover what the align stage reads (`paretoflow.stages`).
+# cover what the align stage reads (`paretoflow.pipeline`).
 SECTIONS = ("project", "model", "objectives", "curate", "pairs", "reward", "align")
 # Where a worker keeps scratch projects and its model cache (a run's scratch is removed).
 WORK_DIR_ENV = "PARETOFLOW_WORK_DIR"

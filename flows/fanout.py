@@ -20,7 +20,7 @@ from prefect.futures import wait
 
 from paretoflow.config import Params
 from paretoflow.io import read_json
-from paretoflow.stages import stage
+from paretoflow.pipeline import stage
 from tasks.common import cache_valid, stage_cache_key
 from tasks.fanout import adopt_task, publish_inputs, run_expert
 
@@ -32,7 +32,7 @@ class ExpertRunsFailed(RuntimeError):
 def align_on_pool(params: Params, root: Path, tracker, parent_run_id: str, lineage: dict[str, str]) -> list[dict]:
     """Every align job's summary, in job order; `logged` marks those a worker logged itself."""
     from flows.expert import register
-    from paretoflow.exchange import find_adapter_run
+    from flows.exchange import find_adapter_run
     from paretoflow.models import resolve_policy_path
 
     check_ready(params, root)
@@ -74,7 +74,7 @@ def check_ready(params: Params, root: Path) -> None:
 
 def _submit(params, deployment, job, key, published, parent_run_id, lineage):
     from flows.expert import expert_parameters
-    from paretoflow.exchange import Handoff
+    from flows.exchange import Handoff
     from prefect.runtime import flow_run
 
     name = stage("align").name_of(job)
@@ -89,7 +89,7 @@ def _submit(params, deployment, job, key, published, parent_run_id, lineage):
 
 def _collect(params, root, tracker, policy, submitted, summaries) -> dict[str, str]:
     """Wait for every submitted run; adopt the completed ones; return {name: reason} of the rest."""
-    from paretoflow.exchange import find_adapter_run
+    from flows.exchange import find_adapter_run
 
     wait([future for _, _, future in submitted.values()])
     failures = {}
@@ -122,7 +122,7 @@ def _fail_orphan_runs(tracker, failures: dict[str, str]) -> None:
     """A lost worker leaves its MLflow run RUNNING: end it FAILED (found by the flow-run id)."""
     import re
 
-    from paretoflow.exchange import FLOW_RUN_TAG
+    from flows.exchange import FLOW_RUN_TAG
 
     for reason in failures.values():
         for flow_run_id in re.findall(r"\(([0-9a-f-]{36})\)", reason):

@@ -6,7 +6,7 @@ Run it locally with no server (`python -m flows.nightly` or `paretoflow [--param
 what `make run` does), or serve it against a Prefect server (`paretoflow serve`, see
 flows/serve.py). Each stage section of params.yaml is a typed flow parameter, so the
 Prefect UI shows a form. The stages, their inputs, outputs and cache keys are declared
-once in `paretoflow.stages`; this module only says in which order they run.
+once in `paretoflow/stages/` (registry: `paretoflow.pipeline`); this module only says in which order they run.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from paretoflow.config import (
     load_params,
 )
 from paretoflow.front.stage import ANSWERS_MARKDOWN
-from paretoflow.stages import stage
+from paretoflow.pipeline import stage
 from tasks.dvc import dvc_commit_task
 from tasks.stages import (
     log_front_candidates,
@@ -162,7 +162,7 @@ class Pipeline:
         log_front_candidates(params, root, front_run, front["records"], self.lineage)
 
         dvc_commit_task(root, None, params)
-        promotion = promote_task(params, root, self.parent, bool(validation.get("success")), self.lineage)
+        promotion = promote_task(params, root, self.parent, self.lineage)
         promotion.update(stage="promote", cached=False)
         self.summaries.append(promotion)
         _prefect_artifacts(params, front, promotion)
@@ -172,7 +172,7 @@ class Pipeline:
     def align(self) -> None:
         """One adapter per job: in this process, or one flow run each on `scale.work_pool`
         (flows/fanout.py; the workers log their own MLflow runs)."""
-        from paretoflow.exchange import job_tags
+        from flows.exchange import job_tags
 
         if not self.params.scale.work_pool:
             for job in stage("align").job_list(self.params):

@@ -26,15 +26,17 @@ import time
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from paretoflow import schema
-from paretoflow.config import Params
 from paretoflow.io import atomic_dir, write_json, write_table
 from paretoflow.judges import build_mixture, is_degenerate, word_tokens
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 PAIR_SOURCE = "on_policy_judges"
 REFUSAL_ORIGIN = "reference:refusal"

@@ -28,6 +28,8 @@ makes the candidate a challenger with the reason (fail closed).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import shutil
@@ -35,7 +37,6 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from paretoflow.config import Params
 from paretoflow.front.document import FrontDocument, PromptScores, read_front
 from paretoflow.io import file_hash, write_json
 from paretoflow.promotion import (
@@ -56,6 +57,9 @@ from paretoflow.registry import (
     registry_lock,
 )
 from paretoflow.tracking import Tracker
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 PACKAGE = "candidate"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -332,7 +336,7 @@ def run(params: Params, root: Path, tracker: Tracker, parent_run_id: str, valida
                                                      _base_dir(params, root))
                 decision = decide(chosen, objectives=params.objectives, validation_passed=validation_passed,
                                   champion_objectives=champion, reference=None, tolerance=params.promote.tolerance,
-                                  rm_tolerance=params.promote.rm_tolerance, comparison=comparison,
+                                  comparison=comparison,
                                   comparison_error=comparison_error, agreement=scorer_agreement(params, chosen))
                 outcome = apply_decision(tracker, name, version, decision, champion_version)
         tracker.log_params(run_id, {"compared_with": comparison.reference if comparison else "none"})

@@ -27,12 +27,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from paretoflow.config import Objective, check_weights
+from paretoflow.sections import check_weights
 from paretoflow.metrics import PairedInterval, paired_difference
+
+if TYPE_CHECKING:
+    from paretoflow.sections import Objective
 
 
 @dataclass

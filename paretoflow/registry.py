@@ -5,8 +5,9 @@ MLflow aliases are last-writer-wins upserts with no compare-and-set, and moving 
 aliases is not atomic (shared STACK.md). Every move therefore runs inside
 `registry_lock(params, root)`:
 
-- with a Prefect API (`PREFECT_API_URL` set): a Prefect **global concurrency limit** of one
-  slot named after the registered model. The Prefect server grants slots atomically, so
+- with a lock engine installed (`set_lock_factory`; the `paretoflow` command and the flows
+  install tasks/locks.py when `PREFECT_API_URL` is set): a Prefect **global concurrency
+  limit** of one slot named after the registered model. The Prefect server grants slots atomically, so
   the exclusion holds across processes, checkouts and machines that share the server;
   slots are leased (renewed while held), so a holder killed with -9 frees the slot when
   its lease expires instead of wedging every later promotion.
@@ -38,7 +39,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,6 @@ BLOCK_TAG = "paretoflow.blocked"
 HISTORY_TAG = "paretoflow.champion_history"
 # Versions kept in the history tag: ~7 characters each, well under MLflow's tag value limit.
 HISTORY_LENGTH = 200
-LOCK_PREFIX = "paretoflow-registry-"
 
 _held = threading.local()   # names of the registered models whose lock this thread holds
 
@@ -81,21 +81,19 @@ class PromotionOutcome:
 
 # ------------------------------------------------------------------ the lock
 
-def lock_name(registered_model: str) -> str:
-    """Prefect limit names refuse `/ % & > <` (Prefect docs); other characters become `-`
-    and a short hash keeps two model names that differ only there apart."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "-", registered_model)
-    if safe != registered_model:
-        safe += "-" + hashlib.sha256(registered_model.encode()).hexdigest()[:8]
-    return LOCK_PREFIX + safe
+# A lock factory: (registered model, timeout) → a context manager that holds the registry's
+# exclusion, with a label naming the engine; or None when it does not apply (no server),
+# and the file lock is used. The library knows no lock engine beyond the file lock; the
+# orchestration layer installs one (tasks/locks.py: a Prefect global concurrency limit).
+LockFactory = Callable[[str, float], "tuple[contextlib.AbstractContextManager, str] | None"]
+_lock_factory: LockFactory | None = None
 
 
-def prefect_api_url() -> str | None:
-    """The configured Prefect API, or None for a server-less (ephemeral) run."""
-    from prefect.settings import get_current_settings
-
-    url = get_current_settings().api.url
-    return str(url) if url else None
+def set_lock_factory(factory: LockFactory | None) -> LockFactory | None:
+    """Install the lock engine of registry moves (None: file locks only); returns the old one."""
+    global _lock_factory
+    old, _lock_factory = _lock_factory, factory
+    return old
 
 
 @contextlib.contextmanager
@@ -113,13 +111,13 @@ def registry_lock(params, root: str | Path, timeout_s: float | None = None) -> I
     if name in held:
         yield held[name]
         return
-    if prefect_api_url():
-        engine = _prefect_lock(name, timeout)
-        label = f"prefect:{lock_name(name)}"
+    chosen = _lock_factory(name, timeout) if _lock_factory is not None else None
+    if chosen is not None:
+        engine, label = chosen
     else:
         if params.tracking.tracking_uri.startswith(("http://", "https://")):
-            log.warning("registry lock: no PREFECT_API_URL, so the file lock excludes promotions of this "
-                        "checkout only, not other machines on %s", params.tracking.tracking_uri)
+            log.warning("registry lock: no lock server (PREFECT_API_URL), so the file lock excludes promotions "
+                        "of this checkout only, not other machines on %s", params.tracking.tracking_uri)
         engine = _file_lock(Path(root).resolve() / params.promote.lock_file, timeout)
         label = f"file:{Path(root).resolve() / params.promote.lock_file}"
     with engine:
@@ -140,41 +138,6 @@ def _file_lock(path: Path, timeout: float) -> Iterator[None]:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path), timeout=timeout):
-        yield
-
-
-def ensure_prefect_limit(limit_name: str) -> None:
-    """Create the one-slot limit if missing; refuse one that would not exclude (limit ≠ 1,
-    inactive, or a rate limit): `concurrency(strict=True)` would then let two holders in."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            limit = client.read_global_concurrency_limit_by_name(limit_name)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=limit_name, limit=1))
-            except ObjectAlreadyExists:
-                pass   # created by a concurrent promoter: same settings
-            limit = client.read_global_concurrency_limit_by_name(limit_name)
-    if limit.limit != 1 or not limit.active or limit.slot_decay_per_second:
-        raise RegistryUnavailable(
-            f"Prefect concurrency limit {limit_name!r} must be active with 1 slot and no slot decay to "
-            f"exclude registry moves; it has limit={limit.limit}, active={limit.active}, "
-            f"slot_decay_per_second={limit.slot_decay_per_second} (fix it: prefect gcl update {limit_name} ...)")
-
-
-@contextlib.contextmanager
-def _prefect_lock(registered_model: str, timeout: float) -> Iterator[None]:
-    from prefect.concurrency.sync import concurrency
-
-    limit_name = lock_name(registered_model)
-    ensure_prefect_limit(limit_name)
-    # strict: a missing limit is an error, not a silent pass; a failed lease renewal
-    # cancels the holder rather than letting a second promoter in beside it.
-    with concurrency(limit_name, occupy=1, timeout_seconds=timeout, strict=True):
         yield
 
 

@@ -31,11 +31,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from paretoflow.config import Params, TrackingConfig
 from paretoflow.io import files_hash
 from paretoflow.schema import TABLES
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params, TrackingConfig
 
 PARENT_TAG = "mlflow.parentRunId"
 FLOW_RUN_TAG = "paretoflow.flow_run_id"

@@ -2,7 +2,8 @@
 
 Cache key = stage (+ job) + project root + the params sections the stage reads + a
 content hash of its input files + a hash of the code it runs (the import closure of its
-entry point, `paretoflow.stages`). A rerun after a crash therefore skips every stage whose
+stage module, `paretoflow.stages.base`) + for the stages that read the policy, the
+policy's content fingerprint. A rerun after a crash therefore skips every stage whose
 inputs, params and code are unchanged and resumes at the first that is not.
 
 A cached summary only *describes* files on disk, and outputs live at fixed paths: a run
@@ -26,7 +27,7 @@ from typing import Any
 
 from paretoflow.config import Params
 from paretoflow.io import files_hash, read_json, write_json
-from paretoflow.stages import stage
+from paretoflow.pipeline import stage
 
 MANIFEST_DIR = ".paretoflow/stages"
 
@@ -41,9 +42,19 @@ def stage_cache_key(name: str, params: Params, root: Path, job: dict[str, Any] |
         "sections": params.section_hash(*s.sections),
         "inputs": files_hash([root / i for i in s.inputs(params)]),
         "code": s.code_hash(),
+        # The policy's weights by content (models.model_fingerprint, recorded beside the files so
+        # reruns hash nothing): a model overwritten in place reruns the stages that read it.
+        "policy": policy_fingerprint(params, root) if s.reads_policy else None,
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return f"{name}-{digest}"
+
+
+def policy_fingerprint(params: Params, root: Path) -> str:
+    """The content fingerprint of the policy `model.policy` names, resolved as the stages do."""
+    from paretoflow.models import model_fingerprint, resolve_policy_path
+
+    return model_fingerprint(resolve_policy_path(params.model.policy, Path(root) / params.model.cache_dir))
 
 
 def manifest_path(name: str, root: Path, job: dict[str, Any] | None = None) -> Path:

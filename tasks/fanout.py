@@ -11,7 +11,7 @@ from typing import Any
 from prefect import task
 
 from paretoflow.config import Params
-from paretoflow.stages import producer_of, stage
+from paretoflow.pipeline import producer_of, stage
 from tasks.common import write_manifest
 
 
@@ -24,7 +24,7 @@ def publish_inputs(params: Params, root: str, stage_name: str = "align") -> dict
     """`dvc commit` the stages producing `stage_name`'s inputs and push them to the remote;
     returns the remote (absolute) and the dvc.lock entries a worker pulls."""
     from paretoflow import dvc
-    from paretoflow.exchange import locked_inputs
+    from flows.exchange import locked_inputs
 
     rootp = Path(root)
     producers = sorted({producer_of(params, rel) for rel in stage(stage_name).inputs(params)} - {None})
@@ -65,7 +65,7 @@ def adopt_task(params: Params, root: str, job: dict[str, Any], cache_key: str, r
                base_model_path: str) -> dict:
     """Fetch an adapter from MLflow into the checkout (hash-checked, one rename) and record
     the stage manifest, so the next run takes it from the cache."""
-    from paretoflow.exchange import adopt_adapter
+    from flows.exchange import adopt_adapter
     from paretoflow.models import model_fingerprint
     from paretoflow.tracking import Tracker
 

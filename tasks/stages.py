@@ -1,4 +1,4 @@
-"""Prefect tasks around the stage registry (`paretoflow.stages`).
+"""Prefect tasks around the stage registry (`paretoflow.pipeline`).
 
 `stage_task` runs any registered stage (one job of it, for align) and returns a JSON
 summary; `log_stage` records a summary as a nested MLflow run under the pipeline run.
@@ -18,7 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE, CacheKeyFnPolicy
 
 from paretoflow.config import Params
-from paretoflow.stages import stage
+from paretoflow.pipeline import stage
 from tasks.common import cache_valid, stage_cache_key, timed, write_manifest
 
 
@@ -152,10 +152,10 @@ def register_reward_model(params: Params, root: str, reward_run_id: str, summary
 
 
 @task(name="promote", persist_result=False)
-def promote_task(params: Params, root: str, parent_run_id: str, validation_passed: bool,
-                 lineage: dict[str, str]) -> dict:
-    from paretoflow.promote import run
-    from paretoflow.tracking import Tracker
+def promote_task(params: Params, root: str, parent_run_id: str, lineage: dict[str, str]) -> dict:
+    """The promote stage under the pipeline's MLflow run; registry moves take the Prefect
+    limit when a server is configured (tasks/locks.py)."""
+    from tasks.locks import install_prefect_lock
 
-    tracker = Tracker(params.tracking, Path(root))
-    return timed(run, params, Path(root), tracker, parent_run_id, validation_passed, lineage)
+    install_prefect_lock()
+    return timed(stage("promote").run, params, Path(root), parent_run_id=parent_run_id, lineage=lineage)

@@ -169,7 +169,7 @@ def project(tmp_path) -> Path:
     # The data stages only (the model stages need the real policy), declared by the stage
     # registry from this project's params, as `paretoflow stages --write` would.
     from paretoflow.config import load_params
-    from paretoflow.stages import dvc_stages
+    from paretoflow.pipeline import dvc_stages
 
     data_stages = {k: v for k, v in dvc_stages(load_params(root / "params.yaml")).items()
                    if k in ("curate", "validate")}

@@ -19,20 +19,26 @@ Pairs come from a mixture of sources (sources.py): the curated human pairs of
 (meta.py): the front, promote and the stage cache use it.
 
 Budgets come from `params.align.budget(project.profile)` (cpu: sized for 2 cores; gpu:
-bf16). The CLI (`paretoflow align ...`), Prefect tasks and `dvc repro` all call these.
+bf16). The stage's entry point, config and CLI are paretoflow/stages/align.py.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paretoflow.align.margins import LIVE_RATERS, live_margin_rater, resolve_rater
 from paretoflow.align.meta import AdapterMeta, is_complete, read_meta
 from paretoflow.align.selection import Selection, judge_scorer, load_selection_prompts
 from paretoflow.align.sources import SourcedPairs, load_sources, select_sourced_pairs
 from paretoflow.align.trainer import TrainResult, train_adapter
-from paretoflow.config import SOURCE_KINDS, AlignBudget, Params, check_source_weights, check_weights
+from paretoflow.sections import check_weights
+from paretoflow.stages.align import SOURCE_KINDS, check_source_weights
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
+    from paretoflow.stages.align import AlignBudget
 
 
 @dataclass
@@ -63,11 +69,7 @@ def modpo_objective_index(weights: list[float]) -> int:
 
 def _plan(params: Params, objective: str | None, weights: list[float] | None):
     """Validate the request (no compute): (name, trained objective, weights, margin objectives)."""
-    names = params.objective_names
-    for key in ("objective_sources", "tradeoff_max_drop"):
-        undeclared = sorted(set(getattr(params.align, key)) - set(names))
-        if undeclared:
-            raise ValueError(f"align.{key} names undeclared objectives {undeclared}; declared: {names}")
+    names = params.objective_names  # align.* keys are checked when params load (stages/align.py)
     if (objective is None) == (weights is None):
         raise ValueError("align needs exactly one of --objective or --weights")
     if weights is not None:
@@ -118,7 +120,7 @@ def _selection(params: Params, root: Path, config: AlignBudget, objective: str,
     guard = {n: max_drop for n in names if n not in objective_weights} if max_drop is not None else {}
     return Selection(prompts, judge_scorer(params, root, [*objective_weights, *guard]), objective_weights,
                      max_new_tokens=config.selection_max_new_tokens, batch_size=config.selection_batch_size,
-                     max_prompt_tokens=max(config.max_prompt_tokens, 256),
+                     max_prompt_tokens=config.selection_max_prompt_tokens,
                      cache_dir=root / params.align.cache_dir, scorer_name="judges", guard=guard)
 
 
@@ -193,18 +195,6 @@ def _reward_model_lineage(params: Params, root: Path, margin_raters: dict[str, s
     return {"dir": params.reward.out_dir, "hash": files_hash([folder])}
 
 
-def jobs(params: Params) -> list[dict]:
-    """The adapters `align --all` trains, as keyword arguments of `run`: one DPO expert
-    per objective, then one MODPO policy per `align.modpo_weights` vector."""
-    return ([{"objective": o} for o in params.objective_names]
-            + [{"weights": [float(x) for x in w]} for w in params.align.modpo_weights])
-
-
-def job_name(job: dict) -> str:
-    """The adapter folder name of one job of `jobs`."""
-    return adapter_name(objective=job.get("objective"), weights=job.get("weights"))
-
-
 def run_all(params: Params, root: Path = Path("."), policy_path: str | None = None,
             progress: bool = True, resume: bool = True) -> list[AlignResult]:
     """Every objective's expert, then every configured MODPO weight vector.
@@ -222,5 +212,5 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
                 resume=resume) for o, w in requests]
 
 
-__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "job_name", "jobs", "modpo_objective_index",
-           "read_meta", "run", "run_all"]
+__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "modpo_objective_index", "read_meta", "run",
+           "run_all"]

@@ -26,6 +26,8 @@ for objectives to minimize, so a larger margin reward is always better.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import math
@@ -36,7 +38,9 @@ import pandas as pd
 import torch
 
 from paretoflow import schema
-from paretoflow.config import Objective
+
+if TYPE_CHECKING:
+    from paretoflow.sections import Objective
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
 

@@ -20,13 +20,17 @@ budget visits only, so a reward model scores a few hundred texts, not every huma
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from paretoflow.align.data import PairExample
-from paretoflow.config import Params
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 LIVE_RATERS = ("reward_model", "judges")
 MarginRater = Callable[[Sequence[PairExample]], tuple[np.ndarray, np.ndarray]]

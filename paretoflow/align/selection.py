@@ -31,6 +31,8 @@ judge mixtures; tests pass a small deterministic callable instead.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 from collections.abc import Callable, Sequence
@@ -41,7 +43,9 @@ import numpy as np
 import torch
 
 from paretoflow import schema
-from paretoflow.config import Params
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 Scorer = Callable[[list[str], list[str], list[list[str]]], dict[str, np.ndarray]]
 

@@ -19,6 +19,8 @@ seeded epoch permutations (`PairStream`). With one kind it is exactly `PairStrea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +34,10 @@ from paretoflow.align.data import (
     select_pairs,
     tables_hash,
 )
-from paretoflow.config import SOURCE_KINDS, Params
+from paretoflow.stages.align import SOURCE_KINDS
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 
 def _epoch_permutation(n: int, seed: int, epoch: int) -> list[int]:

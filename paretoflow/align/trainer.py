@@ -59,7 +59,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -88,9 +88,11 @@ from paretoflow.align.margins import MarginRater
 from paretoflow.align.meta import META_FILE, seal
 from paretoflow.align.selection import Selection, base_answers, generate_answers, score_answers
 from paretoflow.align.sources import MixtureStream, PairStream, visited_counts
-from paretoflow.config import AlignBudget
 from paretoflow.io import atomic_write
 from paretoflow.losses import LOSSES, modpo_loss
+
+if TYPE_CHECKING:
+    from paretoflow.stages.align import AlignBudget
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""`paretoflow import FILE ...` (one file → canonical tables) and `paretoflow curate`."""
+"""`paretoflow import FILE ...`: one file → canonical tables + quarantine (the curate
+stage's own command, `paretoflow curate`, is in paretoflow/stages/curate.py)."""
 
 from __future__ import annotations
 
@@ -24,10 +25,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     importer.add_argument("--out", required=True, help="output folder for the tables")
     importer.set_defaults(func=import_command)
-
-    curate = subparsers.add_parser("curate", help="run the curate stage over params.curate.sources")
-    curate.add_argument("--root", default=".", help="folder the params paths are relative to")
-    curate.set_defaults(func=curate_command)
 
 
 def _column_map(entries: list[str]) -> dict[str, str]:
@@ -57,14 +54,4 @@ def import_command(args: argparse.Namespace) -> int:
     result = write_result(curated, Path(args.out))
     print(report_table(result.report))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
-    return 0
-
-
-def curate_command(args: argparse.Namespace) -> int:
-    from paretoflow.data.curate import report_table, run
-
-    params = load_params(args.params)
-    result = run(params, Path(args.root), progress=True)
-    print(report_table(result.report))
-    print(f"wrote {result.out_dir}")
     return 0

@@ -1,4 +1,4 @@
-"""`paretoflow judge` (score text with the judge mixture) and `paretoflow pairs` (stage)."""
+"""`paretoflow judge`: score text, tables or preference files with the judge mixture."""
 
 from __future__ import annotations
 
@@ -24,11 +24,6 @@ def register(subparsers) -> None:
     judge.add_argument("--tags", default="", help="comma-separated prompt tags, e.g. harmful")
     judge.add_argument("--root", default=".", help="repo root judges resolve artifacts from")
     judge.set_defaults(func=_judge)
-
-    pairs = subparsers.add_parser("pairs", help="sample the policy, judge, write on-policy pairs")
-    pairs.add_argument("--policy", default=None, help="policy name/path (default: model.policy)")
-    pairs.add_argument("--root", default=".", help="repo root (data paths are relative to it)")
-    pairs.set_defaults(func=_pairs)
 
 
 def _judge(args) -> int:
@@ -99,16 +94,4 @@ def _judge_pairs(args, params, mixture) -> int:
     battery = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "kind"])
     print("chosen preferred by each objective's scorer, rate [95% Wilson interval]:")
     print(rates_table(preference_rates(mixture.score, battery, tags)))
-    return 0
-
-
-def _pairs(args) -> int:
-    from paretoflow.config import load_params
-    from paretoflow.pairs import run
-
-    result = run(load_params(args.params), Path(args.root), policy_path=args.policy)
-    print(f"wrote {result.n_pairs} pairs from {result.n_responses} responses "
-          f"to {result.n_prompts} prompts in {result.out_dir}")
-    for key, value in result.metrics.items():
-        print(f"  {key}: {value}")
     return 0

@@ -1,9 +1,27 @@
-"""`paretoflow unblock | champion-history`: the registry's human side (rollback lives
-beside promote in commands/pipeline.py)."""
+"""`paretoflow rollback | unblock | champion-history`: the registry's human side (the
+promote stage's own command is in paretoflow/stages/promote.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def _rollback(args) -> int:
+    from paretoflow.config import load_params
+    from paretoflow.registry import registry_lock, rollback
+    from paretoflow.tracking import Tracker, lineage_tags
+
+    params = load_params(args.params)
+    root = Path(args.root).resolve()
+    tracker = Tracker(params.tracking, root)
+    name = params.tracking.registered_model
+    with tracker.run("rollback", tags={**lineage_tags(params, root), "paretoflow.stage": "rollback"}) as run_id:
+        with registry_lock(params, root):
+            demoted, restored = rollback(tracker, name, reason=args.reason or "")
+        tracker.set_tags(run_id, {"paretoflow.demoted": demoted, "paretoflow.restored": restored})
+    print(f"{name}: champion {demoted} → {restored}; version {demoted} is blocked from promotion "
+          f"until `paretoflow unblock {demoted}`")
+    return 0
 
 
 def _unblock(args) -> int:
@@ -43,6 +61,10 @@ def _history(args) -> int:
 
 
 def register(sub) -> None:
+    p = sub.add_parser("rollback", help="move champion back to the latest earlier champion; block the demoted one")
+    p.add_argument("--root", default=".")
+    p.add_argument("--reason", help="why, recorded on the blocked version")
+    p.set_defaults(func=_rollback)
     p = sub.add_parser("unblock", help="let a rolled-back registry version be promoted again")
     p.add_argument("version", help="registry version number")
     p.add_argument("--root", default=".")

@@ -1,5 +1,5 @@
-"""`paretoflow train-rm` (the reward stage) and `paretoflow eval-rm` (score a saved
-reward model on any importable preference file)."""
+"""`paretoflow eval-rm`: score a saved reward model on any importable preference file
+(the reward stage's own command, `paretoflow reward`, is in paretoflow/stages/reward.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,6 @@ from paretoflow.io import write_json
 
 
 def register(subparsers) -> None:
-    train = subparsers.add_parser("train-rm", help="train the multi-objective reward model on the curated data (human pairs, ratings, judge ratings)")
-    train.add_argument("--root", default=".", help="repo root (data paths are relative to it)")
-    train.set_defaults(func=_train)
-
     evaluate = subparsers.add_parser("eval-rm", help="evaluate the saved reward model on a preference file")
     evaluate.add_argument("--data", required=True, help="a preference file any importer reads (JSONL, JSON, Parquet, CSV)")
     evaluate.add_argument("--format", default="auto",
@@ -23,17 +19,6 @@ def register(subparsers) -> None:
     evaluate.add_argument("--root", default=".", help="repo root")
     evaluate.add_argument("--out", default=None, help="also write the results as JSON here")
     evaluate.set_defaults(func=_evaluate)
-
-
-def _train(args) -> int:
-    from paretoflow.config import load_params
-    from paretoflow.reward.train import run
-
-    result = run(load_params(args.params), Path(args.root))
-    print(f"reward model written to {result.out_dir}; report {result.report_md_path}")
-    for key, value in sorted(result.metrics.items()):
-        print(f"  {key}: {value:.4f}")
-    return 0
 
 
 def _evaluate(args) -> int:

@@ -15,7 +15,7 @@ ARCHITECTURE = Path("docs/architecture.md")
 
 def generated_files(params, repo: Path) -> dict[Path, str]:
     """path → the text the registry says it should hold."""
-    from paretoflow import stages
+    from paretoflow import pipeline as stages
 
     doc = (repo / ARCHITECTURE).read_text(encoding="utf-8")
     return {
@@ -26,7 +26,7 @@ def generated_files(params, repo: Path) -> dict[Path, str]:
 
 
 def _handle(args) -> int:
-    from paretoflow import stages
+    from paretoflow import pipeline as stages
     from paretoflow.config import load_params
     from paretoflow.io import write_text
 
@@ -37,7 +37,7 @@ def _handle(args) -> int:
                  if not path.exists() or path.read_text(encoding="utf-8") != text]
         if args.check:
             for path in stale:
-                print(f"{path}: out of date with paretoflow/stages.py (run `paretoflow stages --write`)",
+                print(f"{path}: out of date with the stage registry (run `paretoflow stages --write`)",
                       file=sys.stderr)
             return 1 if stale else 0
         for path, text in generated_files(params, repo).items():

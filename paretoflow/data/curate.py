@@ -50,12 +50,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from paretoflow.config import CurateConfig, Params
 from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates, split_of
 from paretoflow.data.importers import (
@@ -80,6 +79,10 @@ from paretoflow.schema import (
     prompt_id,
     response_id,
 )
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
+    from paretoflow.stages.curate import CurateConfig
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
 # Every reason a row can be quarantined for (importers + curation).

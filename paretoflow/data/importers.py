@@ -60,9 +60,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from paretoflow.config import Objective, SourceConfig
 from paretoflow.data.normalize import has_lone_surrogate
 from paretoflow.data.readers import (
     FILE_SUFFIXES,
@@ -76,6 +75,10 @@ from paretoflow.data.readers import (
 )
 from paretoflow.data.rows import no_gc
 from paretoflow.schema import ROLES
+
+if TYPE_CHECKING:
+    from paretoflow.sections import Objective
+    from paretoflow.stages.curate import SourceConfig
 
 __all__ = [
     "FILE_SUFFIXES", "ImportedFile", "Limits", "Pair", "Quarantined", "Rating", "Record", "RowError",

@@ -25,11 +25,16 @@ CLI: `paretoflow front`, `paretoflow generate --weights ...`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from paretoflow.config import Params, check_weights
+from paretoflow.sections import check_weights
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 # Loaded on first use (PEP 562): the artifact contract (paretoflow.front.document) and the
 # statistics are read by promotion and the flow without importing torch.

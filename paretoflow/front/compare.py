@@ -20,13 +20,17 @@ promotion then fails closed (challenger, reason in the gate tag).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pathlib import Path
 
 import numpy as np
 
-from paretoflow.config import Params
 from paretoflow.front.document import CandidateRecord, FrontDocument, PromptScores
 from paretoflow.io import read_json
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 RECIPE = "recipe.json"
 

@@ -20,6 +20,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 import time
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paretoflow.config import Params, check_weights
+from paretoflow.sections import check_weights
 from paretoflow.front.adapters import AdapterInventory, discover_adapters
 from paretoflow.front.answers import answers_markdown, answers_table, apply_answer_rates
 from paretoflow.front.document import (
@@ -56,6 +58,9 @@ from paretoflow.front.search import grid_coefficients, map_search
 from paretoflow.front.summary import StatSettings, build_records, hypervolume_interval, judge_tensor, pooled_mde
 from paretoflow.io import atomic_write, files_hash, inside, write_table
 from paretoflow.pareto import expected_utility, hypervolume, non_dominated_mask, sparsity
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 INDEPENDENT_DIR = "independent"   # <reward.out_dir>/independent/: the independent reward model
 ANSWERS_TABLE, ANSWERS_MARKDOWN = "answers.parquet", "answers.md"   # in front.out_dir

@@ -20,14 +20,19 @@ same params is built and run once per call.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from paretoflow.config import Objective, Params
 from paretoflow.judges.base import Judge, JudgeContext, build_judge, check_inputs, check_scores
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
+    from paretoflow.sections import Objective
 
 
 def better_is_higher(objective: Objective) -> bool:

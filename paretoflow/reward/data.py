@@ -20,6 +20,8 @@ split fractions.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -29,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from paretoflow import schema
-from paretoflow.config import Params
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 JUDGES_SOURCE = "judges"
 RATINGS_PREFIX = "ratings:"

@@ -14,6 +14,8 @@ the pairs whose chosen response has fewer words than the rejected one, where a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -21,10 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paretoflow.config import Params
 from paretoflow.metrics import pairwise_accuracy, pairwise_calibration_error
 from paretoflow.reward.data import pairs_from_ratings
 from paretoflow.reward.model import OVERALL, RewardModel, response_lengths
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 
 def pair_metrics(scores: np.ndarray, words: np.ndarray, chosen: np.ndarray, rejected: np.ndarray,

@@ -318,11 +318,11 @@ class RewardModel:
         config_path, weights_path = directory / CONFIG_FILE, directory / WEIGHTS_FILE
         for path in (config_path, weights_path):
             if not path.exists():
-                raise FileNotFoundError(f"reward model file missing: {path} (run `paretoflow train-rm`)")
+                raise FileNotFoundError(f"reward model file missing: {path} (run `paretoflow reward`)")
         document = read_json(config_path)
         if not isinstance(document, dict) or document.get("format") != MODEL_FORMAT:
             found = document.get("format") if isinstance(document, dict) else type(document).__name__
-            raise ValueError(f"{config_path}: format {found!r}, expected {MODEL_FORMAT!r} (retrain: paretoflow train-rm)")
+            raise ValueError(f"{config_path}: format {found!r}, expected {MODEL_FORMAT!r} (retrain: paretoflow reward)")
         try:
             config = RewardModelConfig.model_validate(document)
         except Exception as exc:

@@ -19,10 +19,12 @@
 The stage reads no on-policy data: the pairs stage runs after it and judges its
 samples with this model. Artifacts under `reward.out_dir`: model.safetensors,
 config.json (`RewardModelConfig`), report.json, report.md, *.png, and independent/
-(the same format). Run: `paretoflow train-rm`.
+(the same format). Run: `paretoflow reward`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import time
 from dataclasses import dataclass, field
@@ -31,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from paretoflow.config import Params
 from paretoflow.reward import fit as fitting
 from paretoflow.reward.data import PreferenceData, load_preference_data, pairs_from_ratings, salted_fraction
 from paretoflow.reward.features import BackboneSpec, build_backbone, extract_features
@@ -40,6 +41,9 @@ from paretoflow.reward.model import (
     OVERALL, TEXT_FEATURES, ObjectiveHead, RewardModel, RewardModelConfig, feature_matrix, response_lengths,
 )  # fmt: skip
 from paretoflow.schema import parse_messages
+
+if TYPE_CHECKING:
+    from paretoflow.config import Params
 
 INDEPENDENT_DIR = "independent"
 # Test pairs derived from ratings: at most this many per prompt (largest gaps first), so
@@ -467,10 +471,6 @@ def run(params: Params, root: Path = Path("."), progress: bool = True) -> Reward
     from paretoflow.reward.report import write_report
 
     root = Path(root)
-    for key in ("sources", "views", "independent_views"):
-        unknown = sorted(set(getattr(params.reward, key)) - set(params.objective_names))
-        if unknown:
-            raise ValueError(f"reward.{key} names undeclared objectives {unknown}; declared: {params.objective_names}")
     data = load_preference_data(root, params)
     enc = encode(data, params, root, progress)
     train = set(data.prompts.index[data.prompts["split"] == "train"])

@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from paretoflow.config import check_weights
+from paretoflow.sections import check_weights
 from paretoflow.io import file_hash
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"

@@ -47,11 +47,12 @@ def tiny_overrides(policy_dir: Path) -> dict:
                     "max_prompt_tokens": 32, "lora_r": 2, "lora_alpha": 4.0}
     front = base["front"]
     front["n_boot"] = 50
-    front["cpu"] = {"n_eval_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "grid_step": 0.5}
+    front["cpu"] = {"n_eval_prompts": 4, "max_new_tokens": 6, "batch_size": 4, "grid_step": 0.5,
+                    "max_prompt_tokens": 512}
     pairs = base["pairs"]
     pairs["min_margin"] = 0.0
     pairs["cpu"] = {"n_train_prompts": 8, "n_val_prompts": 4, "samples_per_prompt": 3,
-                    "max_new_tokens": 12, "batch_size": 12}
+                    "max_new_tokens": 12, "batch_size": 12, "max_prompt_tokens": 512}
     reward = base["reward"]
     reward.update({"gating_epochs": 20})
     reward["cpu"] = {"backbone": "policy", "max_length": 64, "batch_size": 16}

@@ -23,7 +23,7 @@ TINY_BUDGET = dict(lora_r=2, lora_alpha=4.0, lora_dropout=0.0, batch_size=2, eva
 
 def test_expert_flow_receives_every_section_the_align_stage_reads():
     from flows.expert import SECTIONS, align_expert
-    from paretoflow.stages import stage
+    from paretoflow.pipeline import stage
 
     assert set(stage("align").sections) <= set(SECTIONS)
     assert list(inspect.signature(align_expert.fn).parameters) == ["job", "handoff", *SECTIONS]
@@ -31,7 +31,7 @@ def test_expert_flow_receives_every_section_the_align_stage_reads():
 
 def _handoff(tracking_uri: str, inputs=(), key: str = "align-k"):
     from paretoflow.config import TrackingConfig
-    from paretoflow.exchange import Handoff
+    from flows.exchange import Handoff
 
     return Handoff(tracking=TrackingConfig(tracking_uri=tracking_uri), dvc_remote_url="/srv/dvc", inputs=list(inputs),
                    parent_run_id="p" * 32, cache_key=key, lineage={"paretoflow.git_sha": "abc"})
@@ -39,7 +39,7 @@ def _handoff(tracking_uri: str, inputs=(), key: str = "align-k"):
 
 def test_expert_parameters_survive_the_json_trip_as_typed_flow_parameters(params):
     from flows.expert import align_expert, expert_parameters
-    from paretoflow.exchange import ExpertJob, Handoff
+    from flows.exchange import ExpertJob, Handoff
 
     handoff = _handoff("http://127.0.0.1:5000")
     sent = expert_parameters(params, {"weights": [0.5, 0.5, 0.0]}, handoff)
@@ -83,8 +83,8 @@ def test_failure_message_names_each_failed_expert(params):
 
 
 def test_worker_command_is_prefects_worker_on_the_named_pool():
-    from paretoflow.cli import build_parser
-    from paretoflow.commands.worker import worker_command
+    from flows.cli import build_parser
+    from flows.worker import worker_command
 
     args = build_parser().parse_args(["worker", "--pool", "trainers", "--limit", "1"])
     assert (args.pool, args.limit) == ("trainers", 1)
@@ -97,7 +97,7 @@ def test_worker_command_is_prefects_worker_on_the_named_pool():
 def _inputs_on_a_remote(work: Path):
     """data/curated (human pairs) and data/pairs (on-policy) of a project, `dvc add`-ed and
     pushed to a local remote; their lock entries. No reward model: the rule judges rate."""
-    from paretoflow.exchange import LockedOutput
+    from flows.exchange import LockedOutput
     from tests.paretoflow.align.conftest import write_pair_tables
 
     source, remote = work / "flow-checkout", work / "dvc-remote"
@@ -115,7 +115,7 @@ def test_expert_flow_trains_from_the_remote_and_hands_the_adapter_over_through_m
         prefect_harness, tiny_policy_dir, tmp_path, monkeypatch, one_torch_thread):
     from flows.expert import align_expert
     from paretoflow.config import TrackingConfig, load_params
-    from paretoflow.exchange import ExpertJob, adopt_adapter, find_adapter_run
+    from flows.exchange import ExpertJob, adopt_adapter, find_adapter_run
     from paretoflow.io import files_hash
     from paretoflow.tracking import Tracker
 

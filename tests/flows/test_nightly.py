@@ -33,7 +33,7 @@ def test_run_takes_every_section_from_the_given_params_file(first_run):
 
 def test_cli_run_passes_params_file_through(monkeypatch, tmp_path):
     import flows.nightly
-    from paretoflow import cli
+    from flows import cli  # the installed `paretoflow` command: library commands + run/serve/worker
 
     seen = {}
     monkeypatch.setattr(flows.nightly, "run_from_file", lambda path, root=None: seen.update(path=path, root=root) or {

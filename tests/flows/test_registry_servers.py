@@ -30,6 +30,8 @@ root, barrier = Path(sys.argv[1]), Path(sys.argv[2])
 from paretoflow.config import load_params
 from paretoflow.promote import run
 from paretoflow.tracking import Tracker
+from tasks.locks import install_prefect_lock
+install_prefect_lock()   # as the `paretoflow` command and the flow do
 params = load_params(root / "params.yaml")
 tracker = Tracker(params.tracking, root)
 (barrier / root.name).write_text("ready")
@@ -82,7 +84,7 @@ def test_two_promoters_on_two_checkouts_move_the_champion_once(tmp_path, tiny_po
         assert {k: str(v) for k, v in model.aliases.items()} == {"champion": version}
         assert json.loads(model.tags["paretoflow.champion_history"]) == [version]
         runs = tracker.client.search_runs([tracker.experiment_id], filter_string="tags.`paretoflow.stage` = 'promote'")
-        from paretoflow.registry import lock_name
+        from tasks.locks import lock_name
 
         assert {r.data.tags["paretoflow.registry_lock"] for r in runs} == {f"prefect:{lock_name(name)}"}
         assert {r.info.status for r in tracker.client.search_runs([tracker.experiment_id])} == {"FINISHED"}

@@ -193,7 +193,7 @@ async def _check_rerun(lost: str, since) -> None:
 
 def _check_mlflow(root: Path, url: str, lost: str) -> None:
     from paretoflow import dvc
-    from paretoflow.exchange import CACHE_KEY_TAG, OUTPUTS_HASH_TAG
+    from flows.exchange import CACHE_KEY_TAG, OUTPUTS_HASH_TAG
     from paretoflow.io import files_hash
 
     ml = _mlflow(url)
@@ -202,7 +202,7 @@ def _check_mlflow(root: Path, url: str, lost: str) -> None:
     names = sorted(r.info.run_name for r in trained)
     assert names == sorted(["expert-helpfulness", "expert-conciseness", "expert-harmlessness", "modpo-0.5-0.5-0"])
     from paretoflow.config import load_params
-    from paretoflow.stages import stage
+    from paretoflow.pipeline import stage
 
     locked = dvc.lock_hashes(root)
     align_inputs = {p.rstrip("/") for p in stage("align").inputs(load_params(root / "params.yaml"))}

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import yaml
 
-from paretoflow import stages
+from paretoflow import pipeline as stages
+from paretoflow.stages import base
 from paretoflow.config import Params, load_params
 from paretoflow.commands.stages import generated_files
 from tests.conftest import REPO_ROOT
@@ -54,15 +55,45 @@ def test_editing_the_reward_model_changes_reward_and_front_code_hashes(monkeypat
 
     copy = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "paretoflow", copy / "paretoflow", ignore=shutil.ignore_patterns("__pycache__"))
-    monkeypatch.setattr(stages, "LIBRARY_ROOT", copy)
-    stages.import_closure.cache_clear()
-    before = {name: stages.stage(name).code_hash() for name in ("curate", "reward", "front", "align")}
-    with (copy / "paretoflow/reward/model.py").open("a") as fh:
-        fh.write("\n# an edit\n")
-    after = {name: stages.stage(name).code_hash() for name in before}
-    stages.import_closure.cache_clear()
-    assert after["reward"] != before["reward"] and after["front"] != before["front"]
-    assert after["curate"] == before["curate"]
+    monkeypatch.setattr(base, "LIBRARY_ROOT", copy)
+    base.import_closure.cache_clear()
+    before = {name: stages.stage(name).code_hash() for name in stages.ORDER}
+
+    def edited(rel: str) -> dict[str, str]:
+        with (copy / rel).open("a") as fh:
+            fh.write("\n# an edit\n")
+        base.import_closure.cache_clear()
+        return {name: stages.stage(name).code_hash() for name in stages.ORDER}
+
+    try:
+        after = edited("paretoflow/reward/model.py")
+        assert after["reward"] != before["reward"] and after["front"] != before["front"]
+        assert after["curate"] == before["curate"]
+        # the front stage's own module (its config) reruns front (and promote, which reads
+        # front.json), nothing upstream
+        again = edited("paretoflow/stages/front.py")
+        assert {n for n in stages.ORDER if again[n] != after[n]} == {"front"}
+        # Params (config.py) is imported by stages for type hints only: no stage reruns
+        assert edited("paretoflow/config.py") == again
+    finally:
+        base.import_closure.cache_clear()
+
+
+def test_import_closure_skips_type_checking_imports(tmp_path, monkeypatch):
+    pkg = tmp_path / "paretoflow"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from paretoflow import b\n"
+                              "else:\n    from paretoflow import c\ndef f():\n    from paretoflow import d\n")
+    for name in "bcd":
+        (pkg / f"{name}.py").write_text("")
+    monkeypatch.setattr(base, "LIBRARY_ROOT", tmp_path)
+    base.import_closure.cache_clear()
+    try:
+        assert base.import_closure(("paretoflow.a",)) == {
+            "paretoflow/__init__.py", "paretoflow/a.py", "paretoflow/c.py", "paretoflow/d.py"}
+    finally:
+        base.import_closure.cache_clear()
 
 
 def test_each_artifact_path_is_declared_once():

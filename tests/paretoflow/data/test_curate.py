@@ -1,7 +1,6 @@
 """The curate stage end to end on the fixture files: accounting, reasons, determinism,
 split stability and disjointness, decontamination, and the import/curate commands."""
 
-import argparse
 import json
 import shutil
 from collections import Counter
@@ -10,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paretoflow.commands import data as data_command
+from paretoflow import cli
 from paretoflow.config import CurateConfig, Objective, Params, SourceConfig
 from paretoflow.data.curate import curate_files, run
 from paretoflow.data.importers import read_file
@@ -197,19 +196,14 @@ def test_import_and_curate_commands(root, tmp_path, capsys, monkeypatch):
         "objectives:\n  - name: helpfulness\n  - name: harmlessness\n"
         "curate:\n  out_dir: curated\n  sources:\n    - path: pku_saferlhf.jsonl\n"
     )
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--params")
-    data_command.register(parser.add_subparsers(dest="command"))
     monkeypatch.chdir(root)
-    args = parser.parse_args(["--params", str(params_path), "import", "helpful-base/train.jsonl",
-                              "--objective", "harmlessness", "--out", str(tmp_path / "imported")])
-    assert args.func(args) == 0
+    assert cli.main(["--params", str(params_path), "import", "helpful-base/train.jsonl",
+                     "--objective", "harmlessness", "--out", str(tmp_path / "imported")]) == 0
     printed = capsys.readouterr().out
     assert "helpful-base/train.jsonl" in printed and "hh_rlhf" in printed
     pairs = pd.read_parquet(tmp_path / "imported" / "pairs.parquet")
     assert set(pairs["objective"]) == {"harmlessness"} and len(pairs) == 2
-    args = parser.parse_args(["--params", str(params_path), "curate", "--root", str(root)])
-    assert args.func(args) == 0
+    assert cli.main(["--params", str(params_path), "curate", "--root", str(root)]) == 0
     assert "pku_saferlhf" in capsys.readouterr().out
     assert json.loads((root / "curated" / "report.json").read_text())["rows_in"] == 5
 
@@ -252,12 +246,8 @@ def test_import_command_reads_a_file_named_outside_the_project(tmp_path, capsys,
     project = tmp_path / "project"
     project.mkdir()
     (tmp_path / "params.yaml").write_text("objectives:\n  - name: helpfulness\n")
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--params")
-    data_command.register(parser.add_subparsers(dest="command"))
     monkeypatch.chdir(project)
     monkeypatch.delenv("PARETOFLOW_DATA_ROOTS", raising=False)
-    args = parser.parse_args(["--params", str(tmp_path / "params.yaml"), "import", str(outside / "pairs.jsonl"),
-                              "--format", "generic", "--objective", "helpfulness", "--out", "imported"])
-    assert args.func(args) == 0
+    assert cli.main(["--params", str(tmp_path / "params.yaml"), "import", str(outside / "pairs.jsonl"),
+                     "--format", "generic", "--objective", "helpfulness", "--out", "imported"]) == 0
     assert len(pd.read_parquet(project / "imported" / "pairs.parquet")) == 1

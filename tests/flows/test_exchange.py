@@ -1,4 +1,4 @@
-"""paretoflow.exchange: inputs by hash from a DVC remote, adapters through MLflow."""
+"""flows.exchange: inputs by hash from a DVC remote, adapters through MLflow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from paretoflow.exchange import (
+from flows.exchange import (
     CACHE_KEY_TAG,
     OUTPUTS_HASH_TAG,
     LockedOutput,
@@ -34,8 +34,8 @@ def _out(path: str, md5: str) -> dict:
 
 
 def test_locked_inputs_are_the_lock_entries_of_the_registry_inputs(params, tmp_path):
-    from paretoflow.exchange import _covers
-    from paretoflow.stages import stage
+    from flows.exchange import _covers
+    from paretoflow.pipeline import stage
 
     curated = [_out(f"data/curated/{t}.parquet", f"{i}" * 32) for i, t in
                enumerate(("prompts", "responses", "ratings", "pairs", "quarantine"))]

@@ -89,7 +89,7 @@ def _covers(out: str, wanted: str) -> bool:
 
 def locked_inputs(params: Params, root: Path, stage_name: str) -> list[LockedOutput]:
     """The dvc.lock entries holding the stage's inputs (`paretoflow.stages` registry)."""
-    from paretoflow.stages import producer_of, stage
+    from paretoflow.pipeline import producer_of, stage
 
     outs = dvc.lock_outs(root)
     chosen: dict[str, dict] = {}
