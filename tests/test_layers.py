@@ -144,3 +144,16 @@ def test_run_with_a_bad_cross_section_value_fails_at_load_naming_the_key(tmp_pat
     monkeypatch.setattr(flows.nightly, "nightly", no_flow)
     assert cli.main(["--params", str(_bad_params(tmp_path, edit)), "run"]) == 2
     assert key in capsys.readouterr().err
+
+
+def test_judges_never_import_reward():
+    """reward → judges, one way: the reward model trains on judge ratings and rule cues, and
+    its judge (paretoflow/reward/judge.py) is found by name, not imported by judges."""
+    offenders = {
+        str(path.relative_to(REPO_ROOT)): sorted(m for m in _imports(path) if m.startswith("paretoflow.reward"))
+        for path in sorted((LIBRARY / "judges").rglob("*.py"))
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+    from paretoflow.pipeline import stage
+
+    assert "paretoflow/reward/judge.py" in stage("pairs").code_files()

@@ -9,8 +9,8 @@ multiplies by, see `mixture`), `length_band`, `relevance` (MiniLM cosine), `tone
 (VADER), `profanity` (alt-profanity-check), `refusal` (phrase set, harmful-tag aware),
 `llm` (OpenAI-compatible endpoint). Every judge returns float64 in [0, 1], higher =
 better, and scores empty/degenerate answers 0 by default (see `base`). Register more with
-`@register_judge("name")`; the learned reward model registers from `paretoflow.judges.reward_model`
-(a plugin module imported on first use; it imports `paretoflow.reward`, never the reverse).
+`@register_judge("name")`; the learned reward model registers from `paretoflow.reward.judge`
+(a plugin module imported on first use: reward imports judges, never the reverse).
 
 CLI: `paretoflow judge --prompt P --response R [--tags harmful]`,
 `paretoflow judge --file data/pairs` (a folder of canonical tables), or
@@ -33,7 +33,7 @@ from paretoflow.judges.base import (
 )
 
 # Built-in judges register themselves on import.
-from paretoflow.judges import answer, length, llm, profanity, refusal, relevance, reward_model, tone  # noqa: E402,F401
+from paretoflow.judges import answer, length, llm, profanity, refusal, relevance, tone  # noqa: E402,F401
 from paretoflow.judges.mixture import (  # noqa: E402
     JudgeMixture,
     better_is_higher,

@@ -194,10 +194,9 @@ JudgeFactory = Callable[[dict[str, Any], JudgeContext], Judge]
 
 _REGISTRY: dict[str, JudgeFactory] = {}
 # Modules of other packages that register judges of their own, imported when a name is not
-# found yet. The built-in ones (the reward-model judge included: judges depend on reward,
-# lazily inside its factory) are imported by paretoflow.judges itself, so the stage
-# registry's import closure sees them.
-PLUGIN_MODULES: tuple[str, ...] = ()
+# found yet: the learned reward model's judge (reward depends on judges, not back; the
+# stages that use it name it in their `extra_code`, so their code hash covers it).
+PLUGIN_MODULES: tuple[str, ...] = ("paretoflow.reward.judge",)
 
 
 def register_judge(name: str) -> Callable[[JudgeFactory], JudgeFactory]:

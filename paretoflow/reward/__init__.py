@@ -9,8 +9,10 @@
 - `evaluate`: accuracy / length-controlled accuracy on any importable file (`eval-rm`).
 - `report`:   report.json / report.md / plots.
 
-The `reward_model` judge lives in `paretoflow.judges.reward_model` and imports this
-package; this package does not import the judges back (issue 13).
+- `judge`:    the `reward_model` judge (found by name by `paretoflow.judges`).
+
+Dependency direction: reward → judges (judge ratings as training targets, rule cues as
+features, the judge plugin); the judges package never imports reward.
 """
 
 from paretoflow.reward.model import OVERALL, RewardModel

@@ -165,7 +165,7 @@ def sample_pairs(pairs: pd.DataFrame, max_pairs_per_source: int | None, max_pair
 def judge_ratings(params: Params, root: Path, prompts: pd.DataFrame, responses: pd.DataFrame,
                   objectives: list[str]) -> pd.DataFrame:
     """Ratings of `responses` by each objective's judges (reward_model excluded), in [0, 1]."""
-    from paretoflow.judges import JudgeContext, JudgeMixture, goodness  # judges import reward, not back
+    from paretoflow.judges import JudgeContext, JudgeMixture, goodness  # lazy: reward → judges, one way
 
     declared = []
     for name in objectives:

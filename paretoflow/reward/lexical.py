@@ -80,7 +80,7 @@ def cues(texts: Sequence[str]) -> np.ndarray:
     """[n, len(CUE_NAMES)] in CUE_NAMES order (see the module doc)."""
     from profanity_check import predict_prob
 
-    from paretoflow.judges.refusal import RefusalJudge  # lazy: judges import reward, not back
+    from paretoflow.judges.refusal import RefusalJudge  # lazy: loads the rule judges' phrase sets
 
     texts = list(texts)
     if not texts:

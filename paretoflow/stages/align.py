@@ -217,6 +217,7 @@ STAGE = Stage(
     jobs=jobs,
     job_name=job_name,
     reads_policy=True,
+    extra_code=("paretoflow.reward.judge",),  # the reward_model judge, loaded by name
 )
 
 

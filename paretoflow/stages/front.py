@@ -151,6 +151,7 @@ STAGE = Stage(
     outputs=lambda p: [p.front.out_dir],
     artifacts=lambda p: [p.front.out_dir],
     reads_policy=True,
+    extra_code=("paretoflow.reward.judge",),  # the reward_model judge, loaded by name
     summary="exact Σ wᵢΔWᵢ merges (grid or MAP surrogate), generate on held-out prompts, score, front",
 )
 

@@ -85,6 +85,7 @@ STAGE = Stage(
     artifacts=lambda p: [f"{p.pairs.out_dir}/report.json"],
     retries=1,  # an LLM judge endpoint may fail transiently
     reads_policy=True,
+    extra_code=("paretoflow.reward.judge",),  # the reward_model judge, loaded by name
     summary="sample N answers per prompt (chat template), judge per objective (reward model + rules), pair",
 )
 

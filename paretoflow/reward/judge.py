@@ -13,8 +13,11 @@ z-scored; τ = the temperature fitted on validation pairs): `RewardModel.probabi
 Every head is a logit fitted on human pairs and/or ratings, so one mapping serves all.
 Empty and degenerate answers score 0 like every built-in judge (TextJudge).
 
-Dependency direction: this module (in `paretoflow.judges`) imports `paretoflow.reward`
-when a judge is built; the reward package never imports the judges at module level.
+Dependency direction: reward → judges, one way. The reward model trains on judge ratings
+and rule cues (reward/data.py, reward/lexical.py), so this judge lives in the reward
+package, and `paretoflow.judges` finds it by name (`judges.base.PLUGIN_MODULES`) when an
+objective names `reward_model`; the judges package imports nothing of reward. The stages
+that judge with it list it as code they run (`extra_code` in paretoflow/stages/).
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ class RewardModelJudge(TextJudge):
 
 @register_judge("reward_model")
 def build_reward_model_judge(params: dict, context: JudgeContext) -> RewardModelJudge:
-    from paretoflow.reward.model import OVERALL, RewardModel  # judges depend on reward, not back
+    from paretoflow.reward.model import OVERALL, RewardModel
 
     options = take_params("reward_model", params, {"objective": OVERALL, "model_dir": None, "degenerate_score": 0.0})
     root = Path(context.root)
