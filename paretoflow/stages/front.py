@@ -67,7 +67,8 @@ class FrontConfig(_Budgeted):
     # exact: sum_i w_i dW_i (Rewarded Soups target, computed exactly, not peft 'linear');
     # ties / dare / task_arithmetic on the same dW (Yadav et al. 2023; Yu et al. 2023;
     # Ilharco et al. 2023).
-    merge_method: Literal["exact", "ties", "dare", "task_arithmetic"] = "exact"
+    # (a name in paretoflow/merging/methods.py: one module per method)
+    merge_method: str = "exact"
     ties_density: float = Field(0.2, gt=0.0, le=1.0)  # TIES paper default top-20%
     dare_drop_rate: float = Field(0.9, ge=0.0, lt=1.0)  # DARE paper: p=0.9 keeps ability
     task_arithmetic_lambda: float = Field(1.0, gt=0.0)  # 1.0: plain sum of weighted dW
@@ -131,6 +132,12 @@ def check(params: Params) -> None:
         except ValueError as exc:
             raise ValueError(f"front.{profile}.weight_vectors[{index}]: {exc}") from None
     check_objective_keys(params.front.hv_reference, names, "front.hv_reference")
+    from paretoflow.merging.methods import check_method   # no torch: the registry's names only
+
+    try:
+        check_method(params.front.merge_method)
+    except ValueError as exc:
+        raise ValueError(f"front.merge_method: {exc}") from None
 
 
 def run(params: Params, root: Path, *, scorer=None, extra_scorers: Mapping | None = None,
@@ -161,8 +168,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    description="evaluate merged experts → Pareto front")
     parser.add_argument("--root", default=".", help="project root holding data/ and artifacts/")
     parser.add_argument("--method", choices=["grid", "map"], default=None, help="override front.method")
-    parser.add_argument("--merge-method", choices=["exact", "ties", "dare", "task_arithmetic"], default=None,
-                        help="override front.merge_method")
+    parser.add_argument("--merge-method", default=None,
+                        help="override front.merge_method (exact, ties, dare, task_arithmetic, ...)")
     parser.add_argument("--profile", choices=["cpu", "gpu"], default=None, help="override project.profile")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=_command)

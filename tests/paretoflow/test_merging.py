@@ -175,3 +175,19 @@ def test_missing_adapter_files_named(tmp_path):
     (meta_only / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "use_dora": True}))
     with pytest.raises(ValueError, match="DoRA"):
         load_expert(meta_only)
+
+
+def test_every_registered_method_is_its_own_module_and_params_refuse_others():
+    import sys
+
+    from paretoflow.config import load_params
+    from paretoflow.merging.methods import METHODS, method_module
+    from tests.conftest import REPO_ROOT
+
+    for name in METHODS:
+        module = method_module(name)
+        assert module.__name__ == f"paretoflow.merging.{name}" and callable(module.merge)
+        assert isinstance(module.NON_NEGATIVE, bool)
+    with pytest.raises(ValueError, match="front.merge_method: unknown merge method 'slerp'"):
+        load_params(REPO_ROOT / "params.yaml", {"front": {"merge_method": "slerp"}})
+    assert "paretoflow.merging.methods" in sys.modules

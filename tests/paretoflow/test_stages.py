@@ -47,7 +47,7 @@ def test_import_closure_follows_lazy_imports():
     # the pairs stage judges its samples with the reward model (the reward_model judge)
     assert "paretoflow/reward/model.py" in stages.stage("pairs").code_files()
     assert "paretoflow/reward/model.py" not in stages.stage("curate").code_files()
-    assert "paretoflow/merging.py" in stages.stage("front").code_files()
+    assert "paretoflow/merging/exact.py" in stages.stage("front").code_files()   # methods by name, seen
 
 
 def test_editing_the_reward_model_changes_reward_and_front_code_hashes(monkeypatch, tmp_path):
