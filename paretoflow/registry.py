@@ -2,7 +2,7 @@
 roll back, block and unblock versions.
 
 MLflow aliases are last-writer-wins upserts with no compare-and-set, and moving two
-aliases is not atomic (shared STACK.md). Every move therefore runs inside
+aliases is not atomic (docs/measurements.md). Every move therefore runs inside
 `registry_lock(params, root)`:
 
 - with a lock engine installed (`set_lock_factory`; the `paretoflow` command and the flows

@@ -79,7 +79,7 @@ class Objective(_Section):
 
 class ProjectConfig(_Section):
     seed: int = 0
-    # cpu: sized for the 2-core machines (shared STACK.md timings); gpu: bf16, bigger budgets.
+    # cpu: sized for the 2-core machines (docs/measurements.md timings); gpu: bf16, bigger budgets.
     profile: Profile = "cpu"
 
 

@@ -2,7 +2,7 @@
 
 Everything goes through `MlflowClient` with explicit run ids: MLflow's active run is per
 thread, and Prefect runs tasks on a thread pool, so `mlflow.start_run()` inside a task
-would silently start an unrelated run (shared STACK.md).
+would silently start an unrelated run (docs/measurements.md).
 
 Lineage tags on every run: git sha (HEAD) and the modified tracked files (`git_dirty`,
 dvc.lock excepted), DVC data hash, params hash, Prefect flow-run id. Every run also names
@@ -12,7 +12,7 @@ the process that created it (`paretoflow.process`: host, boot, pid, start time),
 Adapters are logged as their safetensors files plus the base model's path and
 fingerprint; `load_logged_adapter` reloads them onto that exact base (logging a peft
 model through the transformers flavour reloads wrong weights when the base is a local
-folder, shared STACK.md), and a test checks the reload gives identical logits.
+folder, docs/measurements.md), and a test checks the reload gives identical logits.
 """
 
 from __future__ import annotations
@@ -391,5 +391,5 @@ def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def metric_name(name: str) -> str:
-    """MLflow refuses `( ) @` in metric names (shared STACK.md)."""
+    """MLflow refuses `( ) @` in metric names (docs/measurements.md)."""
     return name.translate(_FORBIDDEN_METRIC_CHARS)

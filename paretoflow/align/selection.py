@@ -9,14 +9,14 @@ the answers with a `Scorer`:
 The selection score is Σ_o w_o · mean(goodness_o): w is one-hot on the expert's
 objective, or the MODPO weight vector. With a guard (`align.selection_max_drop`), a
 checkpoint is eligible only while every other objective's mean stays within that much
-of the base policy's: one objective alone is gamed within minutes (STACK.md), and
+of the base policy's: one objective alone is gamed within minutes (docs/measurements.md), and
 measured here, the conciseness expert that scored best on its own objective answered
 with short off-topic and profane text. The adapter with the best score is kept; the
 base policy (step 0, the LoRA update is zero there) is the first candidate, so an
 adapter that never beats the base on its own objective is reported as such
 (`best_step` 0) instead of shipping a worse checkpoint. This replaces selection on the
 DPO validation loss, which rose from the first evaluation on a few dozen pairs while
-the judged objective still moved (issue 10), and it guards the collapse STACK.md
+the judged objective still moved (issue 10), and it guards the collapse docs/measurements.md
 measured (empty answers score 0 with every judge).
 
 The prompts are `n` val-split prompts of the curated prompts, taken round-robin over

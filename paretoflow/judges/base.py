@@ -11,7 +11,7 @@ float64 array in [0, 1], higher = better for that aspect. Built-in judges subcla
   and it bounds regex and encoder cost on pathological inputs);
 - anti-gaming: empty, whitespace-only and degenerate responses (no letters or digits, or
   one token looping) get `degenerate_score` (0 by default) without reaching the judge.
-  STACK.md measured a policy collapsing to empty answers within minutes under a pure
+  docs/measurements.md: measured a policy collapsing to empty answers within minutes under a pure
   shortness reward; every judge refusing to reward such answers closes that door.
 
 Other packages add judges with `@register_judge("name")` on a factory

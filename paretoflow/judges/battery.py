@@ -1,7 +1,7 @@
 """Non-answer battery: does each objective's scorer prefer a real answer to a non-answer?
 
 A scorer that can be won by saying nothing gets gamed within minutes of DPO (shared
-STACK.md: a pure shortness reward collapsed the policy to empty answers; issue 17: a
+docs/measurements.md: a pure shortness reward collapsed the policy to empty answers; issue 17: a
 champion that greets instead of answering). The battery pairs every real answer with
 seven kinds of non-answer, each as `rejected` against the real answer as `chosen`:
 

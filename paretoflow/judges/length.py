@@ -9,7 +9,7 @@ Length counts model-independent word/punctuation tokens (`base.word_tokens`):
 so one band-top beyond the band costs a factor e. With `floor` f > 0 the score is
 f + (1 − f)·score(n): any answer keeps f, so the conciseness of a long real answer stays
 above a short non-answer's once both pass the `answer` gate (a gated objective, issue 17). Empty and degenerate answers score
-`degenerate_score` (0): STACK.md measured DPO on pure "shorter is better" pairs collapsing
+`degenerate_score` (0): docs/measurements.md: measured DPO on pure "shorter is better" pairs collapsing
 the default policy to an immediate end-of-sequence, so shortness alone never wins.
 """
 

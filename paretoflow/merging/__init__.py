@@ -3,7 +3,7 @@
 Every method works on the experts' weight updates ΔWᵢ = scalingᵢ · Bᵢ Aᵢ (per target
 module), never on A and B separately: peft's `add_weighted_adapter` with 'linear' (and
 'ties' / 'dare_*') combines A and B matrices apart, which adds cross terms, so the result
-is NOT Σ wᵢ ΔWᵢ (peft#3004; shared STACK.md measured an error of 0.015 on entries ~0.024).
+is NOT Σ wᵢ ΔWᵢ (peft#3004; docs/measurements.md measured an error of 0.015 on entries ~0.024).
 Rewarded Soups (Ramé et al. 2023) averaged A and B the same way; we compute the sum the
 paper means.
 

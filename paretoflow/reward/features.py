@@ -7,7 +7,7 @@ end of the prompt for its gating network. Two backbones do that here:
 - `policy`: a causal LM loaded with `models.load_policy` (the default SmolLM2-135M, or
   any local HF folder). One forward pass per dialogue gives both features: the pair
   feature at the last token and the prompt feature at the last prompt token (the
-  assistant header), as in ArmoRM. ~585 tokens/s on 2 CPU cores (shared STACK.md), so it
+  assistant header), as in ArmoRM. ~585 tokens/s on 2 CPU cores (docs/measurements.md), so it
   is the GPU profile's default. Departure (`pooling: mean`, `layer: k`, the GPU
   profile's): the pair feature is the mean of the response tokens' states at decoder
   layer k, and the layers above k are not run; on HH-RLHF harmless it beat the last

@@ -2,7 +2,7 @@
 
 - peft: the exact Σ wᵢ ΔWᵢ as ONE LoRA adapter by concatenation, rank Σ rᵢ. peft's own
   `add_weighted_adapter(..., combination_type="cat")` builds it (A rows scaled by wᵢ·sᵢ, B
-  concatenated, scaling 1), which is exact, unlike 'linear' (peft#3004, shared STACK.md):
+  concatenated, scaling 1), which is exact, unlike 'linear' (peft#3004, docs/measurements.md):
   B_cat A_cat = Σ Bᵢ (wᵢ sᵢ Aᵢ). The folder loads with plain `PeftModel.from_pretrained`
   and vLLM's `--enable-lora` (rank Σ rᵢ must be within its `--max-lora-rank`).
 - merged: base + ΔW written as full safetensors weights with the tokenizer (any server,

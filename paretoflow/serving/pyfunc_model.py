@@ -2,7 +2,7 @@
 
 Why models-from-code and not a pickled PythonModel instance: MLflow cloudpickles a
 PythonModel object by default, and unpickling runs arbitrary code at load time
-(MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false refuses it, shared STACK.md). Logged as code,
+(MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false refuses it, docs/measurements.md). Logged as code,
 the model is this source file plus safetensors/JSON artifacts; nothing is unpickled. The
 file imports paretoflow, so the serving environment needs the project installed (its pip
 requirements are recorded in the model).

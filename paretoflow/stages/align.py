@@ -57,10 +57,9 @@ class AlignBudget(_Section):
     # Early stopping: stop after `patience` evaluations without improvement of the metric.
     patience: int = Field(3, ge=1)
     # val_objective: mean judge score of greedy answers to the selection prompts (the
-    # objective itself; for MODPO the weighted score). STACK.md: DPO on one objective's
-    # pairs collapsed the policy to empty answers while the loss kept falling, and
-    # val_loss rose from the first evaluation on ~35 pairs (issue 10), so the DPO loss
-    # cannot pick the checkpoint. val_loss / val_accuracy: the DPO validation pairs.
+    # objective itself; for MODPO the weighted score). The DPO loss cannot pick the
+    # checkpoint (docs/measurements.md#align: a policy collapsed while it kept falling).
+    # val_loss / val_accuracy: the DPO validation pairs.
     early_stopping_metric: Literal["val_objective", "val_loss", "val_accuracy"] = "val_objective"
     max_val_pairs: int = Field(4, ge=0)  # DPO validation pairs (logged); 0 = none
     # Train pairs kept per source kind (human / on_policy) before mixing; 0 = all. The

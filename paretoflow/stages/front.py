@@ -95,19 +95,8 @@ class FrontConfig(_Budgeted):
     answer_tolerance: float = Field(0.05, ge=0.0, le=1.0)
     # Prompts of the answers table (front/answers.py showcase: round-robin over categories).
     showcase_prompts: int = Field(10, ge=0, le=64)
-    # cpu: 64 prompts x 6 candidates (base, the 3 experts as one-hot merges, the MODPO
-    # reference from align, the helpfulness-conciseness midpoint), measured with
-    # bench/front_budget.py on SmolLM2-135M (2 shared cores, load 4-16, 2026-11-27):
-    # - per-prompt SD of paired differences vs the base, two behaviour-changing proxies:
-    #   conciseness 0.127-0.187, harmlessness 0.105-0.128, helpfulness 0.139-0.151, so the
-    #   MDE at 64 prompts (alpha 0.05, power 0.8) is conciseness 0.044-0.065, harmlessness
-    #   0.037-0.045, helpfulness 0.049-0.053 (<= 0.05 on conciseness for every SD needs
-    #   110 prompts);
-    # - the base answers hit 64 tokens on 92% of prompts (mean 61.8): 64 > the
-    #   conciseness band top (30 words); with 32, cut-off answers all looked concise;
-    # - greedy at batch 64 ran 1.6x the tokens per CPU second of batch 16 (17.9 vs 11.1
-    #   under load); ~125 tokens/s estimated on idle cores, so ~3 min of generation for
-    #   the 6 candidates on a fresh clone, 0 s when nothing changed (generation cache).
+    # cpu: 64 prompts x the candidates params.yaml declares (how the budget was sized:
+    # docs/measurements.md#front). gpu: not yet timed; 66 lattice merges over 3 experts.
     cpu: FrontBudget = Field(
         # The code default is objective-agnostic (a lattice fits any number of objectives);
         # params.yaml declares the project's weight vectors instead.
@@ -115,7 +104,6 @@ class FrontConfig(_Budgeted):
             n_eval_prompts=64, max_new_tokens=64, batch_size=32, max_prompt_tokens=128, grid_step=0.5,
         )
     )
-    # gpu: not yet timed; 66 lattice merges over 3 experts on 256 prompts.
     gpu: FrontBudget = Field(
         default_factory=lambda: FrontBudget(n_eval_prompts=256, max_new_tokens=128, batch_size=64, grid_step=0.1)
     )

@@ -51,9 +51,8 @@ class PairsConfig(_Budgeted):
     # Add one reference refusal to each prompt's samples, paired only for objectives judged
     # by `refusal` (paretoflow/pairs.py: the small default policy never refuses).
     refusal_exemplars: bool = True
-    # cpu: measured on the CPU default run (SmolLM2-135M, 2 cores): 52 prompts x 4 samples
-    # x <= 48 new tokens = 13 batches of 16, ~8 s each on free cores (~2 min stage); 16 is
-    # the batch shared STACK.md measured. gpu: sized for one 80 GB card (not yet timed).
+    # cpu: sized for the 2-core default run (docs/measurements.md#pairs). gpu: one 80 GB card
+    # (not yet timed).
     cpu: PairsBudget = Field(default_factory=PairsBudget)
     gpu: PairsBudget = Field(
         default_factory=lambda: PairsBudget(

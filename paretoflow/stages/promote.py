@@ -35,8 +35,8 @@ class PromoteConfig(_Section):
     # Paired gate (paretoflow/promotion.py), on the [0, 1]-normalised scale: the candidate
     # must improve the preference-weighted score over the champion (or the base) with the
     # paired interval's lower bound above -tolerance, and no objective's interval may lie
-    # wholly below -tolerance. 0.02 is about the bootstrap half-width measured on 24
-    # held-out prompts in the CPU default run (0 demands a gain whose interval excludes 0).
+    # wholly below -tolerance (0.02: docs/measurements.md#promote; 0 demands a gain whose
+    # interval excludes 0).
     tolerance: float = Field(0.02, ge=0.0, le=1.0)
     # The file lock of server-less runs (paretoflow/registry.py); with PREFECT_API_URL set,
     # a Prefect global concurrency limit named after the registered model is used instead.

@@ -26,19 +26,19 @@ if TYPE_CHECKING:
 class RewardBudget(_Section):
     """Feature backbone of the reward model for one hardware profile."""
 
-    # Shared STACK.md, 2 CPU cores: policy hidden states ~585 tokens/s, MiniLM ~12x faster,
-    # so MiniLM on CPU and the policy's hidden states on GPU (read-out: `pooling`, `layer`).
+    # MiniLM on CPU (~12x faster than the policy's states there), the policy's hidden states
+    # on GPU (read-out: `pooling`, `layer`). Measurements: docs/measurements.md#reward-model.
     backbone: Literal["minilm", "policy"] = "minilm"
-    # 256: MiniLM's max_seq_length (sentence-transformers config); STACK.md measured policy
-    # dialogues of <= 192 tokens. Longer dialogues keep their last tokens.
+    # 256: MiniLM's max_seq_length (sentence-transformers config). Longer dialogues keep
+    # their last tokens.
     max_length: int = Field(256, ge=8)
-    batch_size: int = Field(16, ge=1)  # the batch of the STACK.md timings
+    batch_size: int = Field(16, ge=1)  # the batch of the measured timings
     # MiniLM: response windows of max_length tokens averaged into e_r (1 = first window
     # only). Measured in bench/reward.py; each window costs one more encoder pass.
     max_chunks: int = Field(1, ge=1)
     # Policy backbone: the pair feature is the last token's state ("last", ArmoRM) or the
     # mean over the response tokens ("mean"), read at decoder layer `layer` (0 = the last;
-    # the layers above are not run). See params.yaml for the HH-RLHF measurements.
+    # the layers above are not run).
     pooling: Literal["last", "mean"] = "last"
     layer: int = Field(0, ge=0)
 
@@ -55,8 +55,7 @@ class RewardSourceWeights(_Section):
     pairs: float = Field(1.0, ge=0.0)  # curated preference pairs (every `source` value)
     ratings: float = Field(1.0, ge=0.0)  # curated ratings (every rater)
     # The objective's judges in params.objectives (reward_model excluded) rating the
-    # curated responses; 0 = not computed. Measured (bench/reward.py): judge ratings
-    # lower human-pair accuracy where humans exist, so only conciseness uses them.
+    # curated responses; 0 = not computed (only conciseness uses them: measurements page).
     judges: float = Field(0.0, ge=0.0)
     # Per-source overrides by the curated pairs' `source` value (a file path) or
     # "ratings:<rater>"; e.g. {"data/raw/x.jsonl": 0.5}.
@@ -82,7 +81,7 @@ class RewardConfig(_Budgeted):
     sources: dict[str, RewardSourceWeights] = Field(default_factory=dict)
     # CPU budget: at most this many pairs per (prompt, objective), then whole prompts up
     # to this many pairs per curated pair source, chosen by a seeded hash (prompt-grouped;
-    # keeps split fractions). None = all. Measured in bench/reward.py (accuracy vs size).
+    # keeps split fractions). None = all. Accuracy vs size: bench/reward.py.
     max_pairs_per_source: int | None = Field(1200, ge=1)
     max_pairs_per_prompt: int | None = Field(8, ge=1)
     # L2 penalty grid of the linear heads on standardised features (our choice, half a
@@ -93,11 +92,8 @@ class RewardConfig(_Budgeted):
     text_features: bool = True
     # Per objective, how much of its head's linear length component to remove (0..1):
     # λ = strength · cov(r, ℓ) / var(ℓ) over the training responses (ℓ = standardised
-    # log word count), subtracted from the head itself; needs text_features. The
-    # AlpacaEval judge prefers the longer answer in 90% of pairs. 5-fold CV on the
-    # shipped train+val prompts, helpfulness on both views (bench/reward.py --debias):
-    # 0 0.903 / LC 0.403, 0.5 0.890 / 0.490, 0.8 0.864 / 0.563, 1 0.826 / 0.601;
-    # params.yaml sets 0.8 for helpfulness (both clear of the issue's 0.80 / 0.50).
+    # log word count), subtracted from the head itself; needs text_features
+    # (docs/measurements.md#reward-model: why helpfulness takes 0.8).
     length_debias: dict[str, float] = Field(default_factory=dict)
     # Gating MLP. ArmoRM used 1024 hidden units on 4096-d Llama-3 features and ~10^5
     # preference pairs; 64 suits <= 10^4 pairs on CPU (our choice).
@@ -108,27 +104,20 @@ class RewardConfig(_Budgeted):
     # noise dominates (our choice, not tuned).
     combined_min_margin: float = Field(0.05, ge=0.0)
     # ArmoRM verbosity debiasing strength in [0, 1]: 1 removes the linear length component
-    # of each head from the overall score (as ArmoRM), 0 turns it off. Measured on
-    # AlpacaEval (bench/reward.py): overall 0.810 / LC 0.567 off, 0.782 / 0.567 at 1: off.
+    # of each head from the overall score (as ArmoRM), 0 turns it off (off: measurements page).
     verbosity_penalty: float = Field(0.0, ge=0.0, le=1.0)
     # Feature views each objective's head reads (paretoflow.reward.lexical): "backbone"
     # (MiniLM / policy states) and "lexical" (hashed bag of words + harm/tone cues); the
-    # text features always. An objective not listed reads both. Measured with 5-fold
-    # prompt-grouped CV on the shipped train+val prompts (bench/reward.py --cv 5):
-    # AlpacaEval both 0.890 / LC 0.490, lexical 0.889 / 0.500, backbone 0.800 / 0.532
-    # (length debias 0.5); HH harmless backbone 0.608, both 0.579, lexical 0.555.
+    # text features always. An objective not listed reads both (the CV behind params.yaml's
+    # choice: docs/measurements.md#reward-model).
     views: dict[str, list[FeatureView]] = Field(default_factory=dict)
     # The Goodhart guard: an independent model on the same train prompts, each head on
-    # another view, written to <out_dir>/independent (paretoflow.reward.train). In the
-    # CV above its errors correlate 0.23 (HH) / 0.35 (AlpacaEval) with the main model's;
-    # the previous design (same view, main on half a and a twin on half b) 0.49 / 0.47,
-    # and halving the main model's prompts cost 0.009 (HH) / 0.014 (AlpacaEval). An
-    # objective not listed gets "lexical" where its main head reads the backbone only,
-    # else "backbone". false = no independent model.
+    # another view, written to <out_dir>/independent (paretoflow.reward.train; its error
+    # correlation with the main model: measurements page). An objective not listed gets
+    # "lexical" where its main head reads the backbone only, else "backbone". false = none.
     independent: bool = True
     independent_views: dict[str, list[FeatureView]] = Field(default_factory=dict)
-    # The independent model's length_debias (None = the main model's). Measured in the CV
-    # above, helpfulness on the backbone view: 0.5 0.800 / LC 0.532, 0.8 0.735 / 0.585.
+    # The independent model's length_debias (None = the main model's).
     independent_length_debias: dict[str, float] | None = None
     # Equal-width bins for ECE (Guo et al. 2017 used 15; 10 is the common default).
     calibration_bins: int = Field(10, ge=1)
