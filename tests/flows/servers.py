@@ -132,7 +132,7 @@ def prefect_workers(pool: str, count: int, work: Path, env: dict, limit: int = 1
 
 @contextlib.contextmanager
 def start_worker(pool: str, index: int, work: Path, env: dict, limit: int = 1):
-    cmd = [sys.executable, "-m", "paretoflow.cli", "worker", "--pool", pool, "--type", "process",
+    cmd = [sys.executable, "-m", "flows.cli", "worker", "--pool", pool, "--type", "process",
            "--limit", str(limit), "--name", f"{pool}-worker-{index}"]
     worker_env = {**env, "PARETOFLOW_WORK_DIR": str(work / f"worker-{index}")}
     with process(cmd, work / f"worker-{index}.log", env=worker_env, cwd=REPO) as proc:

@@ -61,7 +61,7 @@ def _env(work: Path, api_url: str) -> dict:
 
 
 def _nightly(root: Path, env: dict, log: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "paretoflow.cli", "--params", str(root / "params.yaml"), "run"],
+    return subprocess.Popen([sys.executable, "-m", "flows.cli", "--params", str(root / "params.yaml"), "run"],
                             cwd=REPO, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
 
 

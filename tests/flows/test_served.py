@@ -44,7 +44,7 @@ def test_served_deployment_triggered_with_parameters_logs_to_tracking_server(tmp
         env = {"PREFECT_API_URL": api_url, "PREFECT_HOME": str(tmp_path / "prefect-home"),
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PYTHONPATH": str(REPO),
                "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-        serve_cmd = [sys.executable, "-m", "paretoflow.cli", "--params", str(root / "params.yaml"),
+        serve_cmd = [sys.executable, "-m", "flows.cli", "--params", str(root / "params.yaml"),
                      "serve", "--root", str(root)]
         # Prefect reads its settings once per process: earlier tests in this session may have
         # loaded them, so the client here is pointed at this server explicitly (and only here).
