@@ -63,6 +63,7 @@ from paretoflow.data.importers import (
     ImportedFile,
     Limits,
     Quarantined,
+    QuarantineLog,
     Record,
     data_roots_from_env,
     read_source,
@@ -438,17 +439,58 @@ def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.Dat
     for r in rows:
         if r.rejected is not None:
             rejected[r.file_index].append(r.rejected)
-    # Column lists, not a dict per row: a file of millions of repeats is millions of rows
-    # here, and per-row dicts cost ~4x the memory of the columns.
-    columns: dict[str, list[str]] = {c: [] for c in QUARANTINE_COLUMNS}
+    # Column lists, not a dict per row: per-row dicts cost ~4x the memory of the columns.
+    columns: dict[str, list[Any]] = {c: [] for c in (*QUARANTINE_COLUMNS, "_file", "_order")}
     with no_gc():
         for file_index, imported in enumerate(files):
-            entries = sorted([*imported.quarantined, *rejected.get(file_index, [])], key=lambda q: q.order)
-            for column, values in columns.items():
-                values.extend(getattr(q, column) for q in entries)
-    if not columns["source"]:
+            entries = sorted([*imported.quarantined.entries, *rejected.get(file_index, [])], key=lambda q: q.order)
+            for column in QUARANTINE_COLUMNS:
+                columns[column].extend(getattr(q, column) for q in entries)
+            columns["_file"].extend([file_index] * len(entries))
+            columns["_order"].extend(q.order for q in entries)
+    repeats = [_repeat_table(i, f.quarantined) for i, f in enumerate(files) if f.quarantined.repeat_orders]
+    if not columns["source"] and not repeats:
         return frame("quarantine", [])
-    return pd.DataFrame(columns).astype(empty_table("quarantine").dtypes.to_dict())
+    dtypes = empty_table("quarantine").dtypes.to_dict()
+    if not repeats:
+        return pd.DataFrame({c: columns[c] for c in QUARANTINE_COLUMNS}).astype(dtypes)
+    return _merged_quarantine(columns, repeats).astype(dtypes)
+
+
+def _repeat_table(file_index: int, log: QuarantineLog) -> Any:
+    """A file's repeated lines as an Arrow table of the quarantine columns, made by Arrow
+    compute from the log's integer arrays (no Python object per row)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    orders = pa.array(np.frombuffer(log.repeat_orders, dtype=np.int64))
+    firsts = np.frombuffer(log.repeat_of, dtype=np.int64)
+    first_lines = np.array(sorted(log.first_raw), dtype=np.int64)
+    raws = pa.array([log.first_raw[int(k)] for k in first_lines], pa.large_string())
+    n = len(orders)
+    return pa.table({
+        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([log.source])),
+        "location": pc.binary_join_element_wise("line ", pc.cast(orders, pa.string()), ""),
+        "reason": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["duplicate"])),
+        "detail": pc.binary_join_element_wise("same bytes as line ", pc.cast(pa.array(firsts), pa.string()), ""),
+        "raw": pc.take(raws, pa.array(np.searchsorted(first_lines, firsts))),
+        "_file": pa.array(np.full(n, file_index, np.int64)),
+        "_order": orders,
+    })
+
+
+def _merged_quarantine(columns: dict[str, list[Any]], repeats: list[Any]) -> pd.DataFrame:
+    import pyarrow as pa
+
+    strings = {c: pa.array(columns[c], pa.large_string()) for c in QUARANTINE_COLUMNS}
+    parts = [pa.table({**strings, "_file": pa.array(columns["_file"], pa.int64()),
+                       "_order": pa.array(columns["_order"], pa.int64())})]
+    for table in repeats:
+        parts.append(pa.table({c: table[c].cast(pa.large_string()) if c in QUARANTINE_COLUMNS else table[c]
+                               for c in table.column_names}))
+    merged = pa.concat_tables(parts).sort_by([("_file", "ascending"), ("_order", "ascending")])
+    return merged.select(QUARANTINE_COLUMNS).to_pandas()
 
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
@@ -457,7 +499,7 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
     sampled_per_file = Counter(r.file_index for r in rows if r.sampled_out)
     sources: dict[str, Any] = {}
     for file_index, imported in enumerate(files):
-        reasons = Counter(q.reason for q in imported.quarantined)
+        reasons = imported.quarantined.reasons()
         reasons.update(r.rejected.reason for r in rows if r.file_index == file_index and r.rejected is not None)
         kept, quarantined, sampled_out = kept_per_file[file_index], sum(reasons.values()), sampled_per_file[file_index]
         if imported.rows_in != kept + quarantined + sampled_out:

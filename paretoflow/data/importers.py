@@ -52,10 +52,13 @@ Preference pairs without scores (HH, PKU, generic without margin) get margin 1.0
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 import os
 import re
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -71,6 +74,7 @@ from paretoflow.data.readers import (
     RowError,
     SourceError,
     expand_source,
+    iter_rows,
     read_rows,
     shown,
 )
@@ -155,6 +159,51 @@ class Quarantined:
         }
 
 
+class QuarantineLog:
+    """The quarantined rows of one file, in file order, as a sequence of `Quarantined`.
+
+    A line that repeats an earlier line's bytes (readers.py's exact-first pass) is kept
+    as two 8-byte integers (its line, the first occurrence's line) in arrays, and turned
+    into a `Quarantined` only when iterated: 3M repeated lines were ~500 MB as objects
+    (~170 bytes each with their location strings), 48 MB as integers. `repeat_columns`
+    gives them to curate as columns without making the objects at all."""
+
+    def __init__(self, source: str, entries: Sequence[Quarantined] = ()):
+        self.source = source
+        self.entries: list[Quarantined] = list(entries)
+        self.repeat_orders = array("q")
+        self.repeat_of = array("q")
+        self.first_raw: dict[int, str] = {}  # first occurrence's line → its raw text
+
+    def append(self, entry: Quarantined) -> None:
+        self.entries.append(entry)
+
+    def add_repeat(self, order: int, first_order: int, raw: str) -> None:
+        self.repeat_orders.append(order)
+        self.repeat_of.append(first_order)
+        self.first_raw.setdefault(first_order, raw)
+
+    def _repeat(self, order: int, first_order: int) -> Quarantined:
+        return Quarantined(self.source, f"line {order}", order, "duplicate", f"same bytes as line {first_order}",
+                           self.first_raw[first_order])
+
+    def __len__(self) -> int:
+        return len(self.entries) + len(self.repeat_orders)
+
+    def __iter__(self) -> Iterator[Quarantined]:
+        repeats = (self._repeat(o, f) for o, f in zip(self.repeat_orders, self.repeat_of, strict=True))
+        return heapq.merge(self.entries, repeats, key=lambda q: q.order)
+
+    def __getitem__(self, key: int | slice) -> Quarantined | list[Quarantined]:
+        return list(self)[key]
+
+    def reasons(self) -> Counter:
+        counts = Counter(q.reason for q in self.entries)
+        if self.repeat_orders:
+            counts["duplicate"] += len(self.repeat_orders)
+        return counts
+
+
 @dataclass
 class ImportedFile:
     """Everything read from one file: records, quarantined rows, counters."""
@@ -164,7 +213,7 @@ class ImportedFile:
     role: str
     rows_in: int
     records: list[Record]
-    quarantined: list[Quarantined]
+    quarantined: QuarantineLog | list[Quarantined]
     derive_pairs: bool = False  # pairs from ratings across rows of one prompt (HelpSteer2, generic)
     ignored_attributes: Counter = field(default_factory=Counter)
     not_rated: int = 0  # UltraFeedback "N/A" ratings skipped
@@ -172,6 +221,10 @@ class ImportedFile:
     source: str = ""
     max_prompts: int | None = None
     sample_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.quarantined, QuarantineLog):
+            self.quarantined = QuarantineLog(self.path, self.quarantined)
 
 
 @dataclass
@@ -553,11 +606,17 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
 RowParser = Callable[[dict], _Parsed]
 
 
-def _resolve_format(format: str, rows: list[RawRow]) -> str:
+def _resolve_format(format: str, rows: Iterator[RawRow]) -> tuple[str, Iterator[RawRow]]:
+    """The format, detected from the first readable record when "auto", and the rows
+    (those read to find it held back and put first again)."""
     if format != "auto":
-        return format
-    first = next((r.value for r in rows if isinstance(r.value, dict)), None)
-    return detect_format(first) if first is not None else "builtin"
+        return format, rows
+    held: list[RawRow] = []
+    for row in rows:
+        held.append(row)
+        if isinstance(row.value, dict):
+            return detect_format(row.value), itertools.chain(held, rows)
+    return "builtin", iter(held)
 
 
 def _builtin_row(row: dict) -> _Parsed:
@@ -612,24 +671,27 @@ def _generic_parser(name: str, objective: str | None, column_map: dict[str, str]
 
 
 def _row_parser(format: str, path: Path, name: str, objectives: Sequence[Objective], objective: str | None,
-                column_map: dict[str, str], rows: list[RawRow], result: ImportedFile) -> RowParser:
-    """The per-row parser of a format; configuration errors raise here, before any row."""
+                column_map: dict[str, str]) -> tuple[RowParser, list[str]]:
+    """The per-row parser of a format and the attributes it ignores (counted per row);
+    configuration errors raise here, before any row."""
     declared = [o.name for o in objectives]
     if format == "builtin":
-        return _builtin_row
+        return _builtin_row, []
     if format == "hh_rlhf":
-        return _hh_parser(path, objective, declared)
+        return _hh_parser(path, objective, declared), []
     if format in DEFAULT_OBJECTIVE_MAPS:
         targets, ignored = objective_map(format, column_map, declared, _attributes_of(format))
-        result.ignored_attributes.update(_count_present(format, rows, ignored))
-        return _attribute_parser(format, targets)
+        return _attribute_parser(format, targets), ignored
     if format == "generic":
-        return _generic_parser(name, objective, column_map, objectives)
+        return _generic_parser(name, objective, column_map, objectives), []
     raise ValueError(f"{name}: unknown format {format!r}")
 
 
 def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None:
     """One row → one record or one quarantine entry, whatever the row raises."""
+    if raw_row.repeat_of >= 0:
+        result.quarantined.add_repeat(raw_row.order, raw_row.repeat_of, raw_row.raw)
+        return
     if raw_row.error is not None:  # not raised: a shared error (repeated lines) would grow its traceback
         result.quarantined.append(Quarantined(result.path, raw_row.location, raw_row.order, raw_row.error.reason,
                                               raw_row.error.detail, raw_row.raw))
@@ -671,12 +733,16 @@ def read_file(
 
 def _read_file(path: Path, objectives: Sequence[Objective], format: str, objective: str | None,
                column_map: dict[str, str] | None, role: str, name: str, limits: Limits | None) -> ImportedFile:
-    rows = read_rows(path, limits)
-    format = _resolve_format(format, rows)
-    result = ImportedFile(path=name, format=format, role=role, rows_in=len(rows), records=[], quarantined=[],
+    # Rows stream from the reader and each becomes a record or a quarantine entry at once:
+    # the file's parsed rows are never all held (they were, beside the file's bytes).
+    format, rows = _resolve_format(format, iter_rows(path, limits))
+    result = ImportedFile(path=name, format=format, role=role, rows_in=0, records=[], quarantined=[],
                           derive_pairs=format in ("helpsteer2", "generic"))
-    parse = _row_parser(format, path, name, objectives, objective, dict(column_map or {}), rows, result)
+    parse, ignored = _row_parser(format, path, name, objectives, objective, dict(column_map or {}))
     for raw_row in rows:
+        result.rows_in += 1
+        if ignored:
+            _count_present(format, raw_row, ignored, result.ignored_attributes)
         _import_row(raw_row, parse, result)
     return result
 
@@ -689,24 +755,21 @@ def _attributes_of(format: str) -> list[str]:
     return [*ULTRAFEEDBACK_ASPECTS, "fine-grained_score"]
 
 
-def _count_present(format: str, rows: list[RawRow], attributes: list[str]) -> Counter:
-    """How many rows (HelpSteer2, PKU) or completions (UltraFeedback) carry each attribute."""
-    counts: Counter = Counter()
-    for raw_row in rows:
-        if not isinstance(raw_row.value, dict):
-            continue
-        if format == "ultrafeedback":
-            completions = raw_row.value.get("completions")
-            for completion in completions if isinstance(completions, list) else []:
-                if not isinstance(completion, dict):
-                    continue
-                annotations = completion.get("annotations")
-                present = set(annotations) if isinstance(annotations, dict) else set()
-                present |= {"fine-grained_score"} if completion.get("fine-grained_score") is not None else set()
-                counts.update(a for a in attributes if a in present)
-        else:
-            counts.update(a for a in attributes if raw_row.value.get(a) is not None)
-    return counts
+def _count_present(format: str, raw_row: RawRow, attributes: list[str], counts: Counter) -> None:
+    """Count the attributes one row (HelpSteer2, PKU) or its completions (UltraFeedback) carry."""
+    if not isinstance(raw_row.value, dict):
+        return
+    if format == "ultrafeedback":
+        completions = raw_row.value.get("completions")
+        for completion in completions if isinstance(completions, list) else []:
+            if not isinstance(completion, dict):
+                continue
+            annotations = completion.get("annotations")
+            present = set(annotations) if isinstance(annotations, dict) else set()
+            present |= {"fine-grained_score"} if completion.get("fine-grained_score") is not None else set()
+            counts.update(a for a in attributes if a in present)
+    else:
+        counts.update(a for a in attributes if raw_row.value.get(a) is not None)
 
 
 # --------------------------------------------------------------------------- sources
@@ -765,13 +828,16 @@ def _undecodable_name_file(path: Path, name: str, role: str, limits: Limits | No
     """A file whose name is not UTF-8 (bytes read with surrogateescape): its rows are
     counted and quarantined as undecodable_name under the escaped name, since the name
     could not be written to the tables or the report (and would abort the whole import)."""
+    detail = f"the file name {name!r} is not UTF-8; rename the file to read its rows"
+    quarantined = QuarantineLog(name)
+    rows_in = 0
     try:
-        rows = read_rows(path, limits)
+        for r in iter_rows(path, limits):
+            quarantined.append(Quarantined(name, r.location, r.order, "undecodable_name", detail, r.raw))
+            rows_in += 1
     except SourceError as exc:
         raise SourceError(shown(str(exc))) from None
-    detail = f"the file name {name!r} is not UTF-8; rename the file to read its rows"
-    quarantined = [Quarantined(name, r.location, r.order, "undecodable_name", detail, r.raw) for r in rows]
-    return ImportedFile(path=name, format="unread", role=role, rows_in=len(rows), records=[], quarantined=quarantined)
+    return ImportedFile(path=name, format="unread", role=role, rows_in=rows_in, records=[], quarantined=quarantined)
 
 
 def iter_records(files: Sequence[ImportedFile]) -> Iterator[Record]:
