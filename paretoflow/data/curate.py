@@ -448,7 +448,7 @@ def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.Dat
                 columns[column].extend(getattr(q, column) for q in entries)
             columns["_file"].extend([file_index] * len(entries))
             columns["_order"].extend(q.order for q in entries)
-    repeats = [_repeat_table(i, f.quarantined) for i, f in enumerate(files) if f.quarantined.repeat_orders]
+    repeats = [(i, f.quarantined) for i, f in enumerate(files) if f.quarantined.repeat_orders]
     if not columns["source"] and not repeats:
         return frame("quarantine", [])
     dtypes = empty_table("quarantine").dtypes.to_dict()
@@ -457,40 +457,46 @@ def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.Dat
     return _merged_quarantine(columns, repeats).astype(dtypes)
 
 
-def _repeat_table(file_index: int, log: QuarantineLog) -> Any:
-    """A file's repeated lines as an Arrow table of the quarantine columns, made by Arrow
-    compute from the log's integer arrays (no Python object per row)."""
+def _repeat_column(column: str, log: QuarantineLog) -> Any:
+    """One quarantine column of a file's repeated lines, made by Arrow compute from the
+    log's integer arrays (no Python object per row)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    orders = pa.array(np.frombuffer(log.repeat_orders, dtype=np.int64))
-    firsts = np.frombuffer(log.repeat_of, dtype=np.int64)
+    text = pa.large_string()
+    if column in ("source", "reason"):
+        return pa.repeat(pa.scalar(log.source if column == "source" else "duplicate", text), len(log.repeat_orders))
+    if column in ("location", "detail"):
+        prefix, numbers = ("line ", log.repeat_orders) if column == "location" else ("same bytes as line ", log.repeat_of)
+        digits = pc.cast(pa.array(np.frombuffer(numbers, dtype=np.int64)), text)
+        return pc.binary_join_element_wise(pa.scalar(prefix, text), digits, pa.scalar("", text))
     first_lines = np.array(sorted(log.first_raw), dtype=np.int64)
-    raws = pa.array([log.first_raw[int(k)] for k in first_lines], pa.large_string())
-    n = len(orders)
-    return pa.table({
-        "source": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array([log.source])),
-        "location": pc.binary_join_element_wise("line ", pc.cast(orders, pa.string()), ""),
-        "reason": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, np.int32)), pa.array(["duplicate"])),
-        "detail": pc.binary_join_element_wise("same bytes as line ", pc.cast(pa.array(firsts), pa.string()), ""),
-        "raw": pc.take(raws, pa.array(np.searchsorted(first_lines, firsts))),
-        "_file": pa.array(np.full(n, file_index, np.int64)),
-        "_order": orders,
-    })
+    raws = pa.array([log.first_raw[int(k)] for k in first_lines], text)
+    return pc.take(raws, pa.array(np.searchsorted(first_lines, np.frombuffer(log.repeat_of, dtype=np.int64))))
 
 
-def _merged_quarantine(columns: dict[str, list[Any]], repeats: list[Any]) -> pd.DataFrame:
+def _merged_quarantine(columns: dict[str, list[Any]], repeats: list[tuple[int, QuarantineLog]]) -> pd.DataFrame:
+    """The listed entries and the files' repeated lines in (file, row) order. The order is
+    found on the integers first; each column is then built and, only if the two
+    interleave, put in order before the next is built (3M repeats peaked at 1.1 GB when
+    whole tables were concatenated and sorted)."""
+    import numpy as np
     import pyarrow as pa
 
-    strings = {c: pa.array(columns[c], pa.large_string()) for c in QUARANTINE_COLUMNS}
-    parts = [pa.table({**strings, "_file": pa.array(columns["_file"], pa.int64()),
-                       "_order": pa.array(columns["_order"], pa.int64())})]
-    for table in repeats:
-        parts.append(pa.table({c: table[c].cast(pa.large_string()) if c in QUARANTINE_COLUMNS else table[c]
-                               for c in table.column_names}))
-    merged = pa.concat_tables(parts).sort_by([("_file", "ascending"), ("_order", "ascending")])
-    return merged.select(QUARANTINE_COLUMNS).to_pandas()
+    file_keys = np.concatenate([np.asarray(columns["_file"], np.int64)]
+                               + [np.full(len(log.repeat_orders), i, np.int64) for i, log in repeats])
+    order_keys = np.concatenate([np.asarray(columns["_order"], np.int64)]
+                                + [np.frombuffer(log.repeat_orders, dtype=np.int64) for _, log in repeats])
+    permutation = np.lexsort((order_keys, file_keys))
+    in_order = bool((permutation == np.arange(len(permutation))).all())
+    del file_keys, order_keys
+    out = {}
+    for column in QUARANTINE_COLUMNS:
+        merged = pa.chunked_array([pa.array(columns[column], pa.large_string()),
+                                   *(_repeat_column(column, log) for _, log in repeats)], pa.large_string())
+        out[column] = merged if in_order else merged.take(pa.array(permutation))
+    return pa.table(out).to_pandas()
 
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
