@@ -68,7 +68,7 @@ from paretoflow.data.importers import (
     data_roots_from_env,
     read_source,
 )
-from paretoflow.data.normalize import normalize_text, word_count
+from paretoflow.data.normalize import normalize_text, normalized_word_count
 from paretoflow.data.rows import no_gc
 from paretoflow.io import atomic_dir, inside, write_table, write_text
 from paretoflow.schema import (
@@ -147,8 +147,8 @@ def _check(row: _Row, config: CurateConfig) -> None:
     for pair in row.record.pairs:
         if row.responses[pair.chosen_index] == row.responses[pair.rejected_index]:
             return row.reject("chosen_equals_rejected", f"{pair.objective}: chosen and rejected texts are identical")
-    prompt_words = sum(word_count(t["content"]) for t in row.messages)
-    texts = [("prompt", prompt_words)] + [(f"response {i}", word_count(t)) for i, t in enumerate(row.responses)]
+    prompt_words = sum(normalized_word_count(t["content"]) for t in row.messages)
+    texts = [("prompt", prompt_words)] + [(f"response {i}", normalized_word_count(t)) for i, t in enumerate(row.responses)]
     for what, words in texts:
         if words < config.min_words:
             return row.reject("too_short", f"{what} has {words} words < min_words {config.min_words}")

@@ -22,10 +22,19 @@ import unicodedata
 # Cc category minus \t and \n (\r is folded to \n first), plus zero-width space and BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# What the steps below would change in ASCII text: a control or non-space whitespace
+# character, two spaces, a space beside a line break, three line breaks, whitespace at
+# either end. ASCII text without any of them is returned as it is (the same object).
+_ASCII_CHANGES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|  | \n|\n |\n\n\n|^\s|\s$")
 
 
 def normalize_text(text: str) -> str:
     """NFKC, drop control characters, collapse whitespace, strip (see module docstring)."""
+    # Most texts are already normal: one C-speed scan returns them unchanged, and the
+    # caller keeps one string instead of an equal copy (measured: 24% of curate's time
+    # went to normalising 100k realistic pairs; the copy doubled their text memory).
+    if text.isascii() and _ASCII_CHANGES.search(text) is None:
+        return text
     # str.split() / join do the whitespace work at C speed; regex substitutions measured
     # ~5x slower on 300-character single-line texts (measured on the 2-core machine).
     if "\r" in text:
@@ -53,3 +62,12 @@ def has_lone_surrogate(text: str) -> bool:
 def word_count(text: str) -> int:
     """Whitespace tokens: the unit of the min_words / max_words filters."""
     return len(text.split())
+
+
+def normalized_word_count(text: str) -> int:
+    """word_count of a text normalize_text returned, by counting separators at C speed
+    (no list of words): such text separates words by one space or one line break, and
+    a blank line is the only place two separators meet."""
+    if not text:
+        return 0
+    return text.count(" ") + text.count("\n") - text.count("\n\n") + 1
