@@ -22,10 +22,22 @@ import unicodedata
 # Cc category minus \t and \n (\r is folded to \n first), plus zero-width space and BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-# What the steps below would change in ASCII text: a control or non-space whitespace
-# character, two spaces, a space beside a line break, three line breaks, whitespace at
-# either end. ASCII text without any of them is returned as it is (the same object).
-_ASCII_CHANGES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|  | \n|\n |\n\n\n|^\s|\s$")
+# The bytes ASCII text may hold that the steps below leave as they are.
+_ASCII_KEPT = bytes(range(0x20, 0x7F)) + b"\n"
+_ASCII_CHANGED_RUNS = (b"  ", b" \n", b"\n ", b"\n\n\n")
+
+
+def _already_normal(text: str) -> bool:
+    """True for ASCII text the steps would return unchanged: only printable characters
+    and line breaks, no two spaces, no space beside a line break, no three line breaks,
+    no whitespace at either end. Checked on its bytes (bytes.translate and find at C
+    speed: half the time of the full steps; one regex doing the same was 5x slower)."""
+    if not text.isascii():
+        return False
+    data = text.encode("ascii")
+    if data.translate(None, _ASCII_KEPT) or data[:1].isspace() or data[-1:].isspace():
+        return False
+    return not any(run in data for run in _ASCII_CHANGED_RUNS)
 
 
 def normalize_text(text: str) -> str:
@@ -33,7 +45,7 @@ def normalize_text(text: str) -> str:
     # Most texts are already normal: one C-speed scan returns them unchanged, and the
     # caller keeps one string instead of an equal copy (measured: 24% of curate's time
     # went to normalising 100k realistic pairs; the copy doubled their text memory).
-    if text.isascii() and _ASCII_CHANGES.search(text) is None:
+    if _already_normal(text):
         return text
     # str.split() / join do the whitespace work at C speed; regex substitutions measured
     # ~5x slower on 300-character single-line texts (measured on the 2-core machine).
