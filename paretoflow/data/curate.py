@@ -72,7 +72,9 @@ from paretoflow.data.normalize import normalize_text, normalized_word_count
 from paretoflow.data.rows import no_gc
 from paretoflow.io import atomic_dir, inside, write_table, write_text
 from paretoflow.schema import (
+    OPTIONAL_COLUMNS,
     QUARANTINE_COLUMNS,
+    TABLES,
     empty_table,
     frame,
     messages_json,
@@ -117,7 +119,7 @@ class CurateResult:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """A record under curation: normalised texts and content ids."""
 
@@ -362,12 +364,14 @@ def curate_files(
 
 
 def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig) -> dict[str, pd.DataFrame]:
+    # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
+    # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
     eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
-    prompts: dict[str, dict[str, Any]] = {}
+    prompts: dict[str, tuple] = {}
     tags: dict[str, set[str]] = defaultdict(set)
-    responses: dict[str, dict[str, Any]] = {}
-    ratings: dict[tuple[str, str, str], dict[str, Any]] = {}
-    pairs: dict[str, dict[str, Any]] = {}
+    responses: dict[str, tuple] = {}
+    ratings: dict[tuple[str, str, str], tuple] = {}
+    pairs: dict[str, tuple] = {}
     # (file, prompt, objective, rater) → {response_id: value}, for derived pairs.
     rating_groups: dict[tuple[int, str, str, str], dict[str, float]] = defaultdict(dict)
 
@@ -375,46 +379,42 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
         record, pid = row.record, row.prompt_id
         metadata = metadata_json(record.metadata)
         if pid not in prompts:
-            prompts[pid] = {
-                "prompt_id": pid,
-                "messages": messages_json(row.messages),
-                "text": _last_user_turn(row.messages),
-                "source": record.source,
-                "split": "test" if pid in eval_prompts else split_of(pid, config.split_fractions),
-            }
+            split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
+            prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
         tags[pid].update(record.tags)
         for rid, text in zip(row.response_ids, row.responses, strict=True):
-            responses.setdefault(rid, {"response_id": rid, "prompt_id": pid, "text": text, "origin": record.source})
+            responses.setdefault(rid, (rid, pid, text, record.source))
         for rating in record.ratings:
             rid = row.response_ids[rating.response_index]
-            ratings.setdefault((rid, rating.objective, rating.rater), {
-                "response_id": rid, "objective": rating.objective, "value": rating.value,
-                "scale_min": rating.scale_min, "scale_max": rating.scale_max, "rater": rating.rater,
-                "metadata": metadata,
-            })
+            ratings.setdefault((rid, rating.objective, rating.rater), (
+                rid, rating.objective, rating.value, rating.scale_min, rating.scale_max, rating.rater, metadata))
             if files[row.file_index].derive_pairs:
                 rating_groups[(row.file_index, pid, rating.objective, rating.rater)].setdefault(rid, rating.value)
         for pair in record.pairs:
             chosen, rejected = row.response_ids[pair.chosen_index], row.response_ids[pair.rejected_index]
             xid = pair_id(pid, chosen, rejected, pair.objective)
-            pairs.setdefault(xid, {
-                "pair_id": xid, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                "objective": pair.objective, "margin": pair.margin, "source": record.source,
-                "metadata": metadata,
-            })
+            pairs.setdefault(xid, (xid, pid, chosen, rejected, pair.objective, pair.margin, record.source, metadata))
 
     _add_derived_pairs(pairs, rating_groups, files)
-    for pid, row in prompts.items():
-        row["tags"] = json.dumps(sorted(tags[pid]), ensure_ascii=False)
-    return {
-        "prompts": frame("prompts", [prompts[k] for k in sorted(prompts)]),
-        "responses": frame("responses", [responses[k] for k in sorted(responses)]),
-        "ratings": frame("ratings", [ratings[k] for k in sorted(ratings)]),
-        "pairs": frame("pairs", [pairs[k] for k in sorted(pairs)]),
-    }
+    prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False)) for pid, row in prompts.items()}
+    return {name: _table(name, table) for name, table in
+            (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
 
 
-def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
+def _table(name: str, rows: dict[Any, tuple]) -> pd.DataFrame:
+    """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
+    from dicts: same columns, dtypes and the optional metadata filled)."""
+    if not rows:
+        return empty_table(name)
+    columns = TABLES[name]
+    values = zip(*(rows[k] for k in sorted(rows)), strict=True)
+    df = pd.DataFrame(dict(zip(columns, map(list, values), strict=True)))
+    if "metadata" in columns:
+        df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
+    return df.astype(empty_table(name).dtypes.to_dict())
+
+
+def _add_derived_pairs(pairs: dict[str, tuple], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
                        files: Sequence[ImportedFile]) -> None:
     """Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
     every ordered pair with a strictly higher rating, margin = the rating difference. A
@@ -427,10 +427,8 @@ def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tup
                     continue
                 chosen, rejected = (rid_a, rid_b) if value_a > value_b else (rid_b, rid_a)
                 xid = pair_id(pid, chosen, rejected, objective)
-                pairs.setdefault(xid, {
-                    "pair_id": xid, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                    "objective": objective, "margin": abs(value_a - value_b), "source": files[file_index].path,
-                })
+                pairs.setdefault(xid, (xid, pid, chosen, rejected, objective, abs(value_a - value_b),
+                                       files[file_index].path, None))
 
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
