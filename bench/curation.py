@@ -241,7 +241,7 @@ def run_phase(phase: str, file: str) -> None:
     """One phase in this (child) process; prints {"rows", "seconds", "peak_rss_mb"}."""
     from paretoflow.config import Objective, Params, SourceConfig
     from paretoflow.data.curate import run
-    from paretoflow.data.importers import read_file
+    from paretoflow.data.importers import Limits, read_file
 
     path = Path(file)
     start = time.perf_counter()
@@ -250,7 +250,8 @@ def run_phase(phase: str, file: str) -> None:
 
         rows = paj.read_json(path, read_options=paj.ReadOptions(block_size=1 << 24)).num_rows
     elif phase == "import":
-        rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness").rows_in
+        rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness",
+                         limits=Limits(max_file_bytes=4 << 30)).rows_in  # 1M pairs are ~2.9 GB
     else:
         params = Params(objectives=[Objective(name="helpfulness")], curate={
             "max_file_bytes": 4 << 30, "sources": [SourceConfig(path=path.name, format="generic", objective="helpfulness")]})
