@@ -69,3 +69,15 @@ def test_repeated_lines_are_quarantined_in_file_order_among_other_rows(tmp_path)
     report = curated.report
     assert report["rows_in"] == len(lines) == report["rows_kept"] + report["rows_quarantined"]
     assert report["rows_kept"] == 2 and report["reasons"]["duplicate"] == 4
+
+
+def test_parquet_over_the_cap_is_refused_before_any_row_is_decoded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 5000, pa.int32()), pa.array(["p" * 1000]))
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"prompt": values}), path, row_group_size=1000)
+    rows = readers.iter_rows(path, Limits(max_file_bytes=2_000_000))
+    with pytest.raises(SourceError, match="more than 2,000,000 bytes"):
+        next(rows)  # not one row first: rows read before the refusal would pile up as records
