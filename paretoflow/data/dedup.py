@@ -1,7 +1,11 @@
 """Duplicate, near-duplicate and contamination detection, and the hash-based split.
 
-- Exact duplicates: by content hash (`content_key`), first occurrence kept.
-- Near duplicates: MinHash LSH (datasketch) over word k-shingles, then the exact
+- Exact duplicates, first: identical lines are dropped by a 16-byte digest before they
+  are parsed (readers.py, ~120 bytes per distinct line), then rows of identical
+  normalised content by `content_key` (curate step 4, ~150 bytes per distinct row:
+  a 64-character hex key and its dict slot, measured); MinHash sees distinct prompts only.
+- Near duplicates: MinHash LSH (datasketch's sketches and banding, applied in numpy
+  blocks: `near_duplicates`) over word k-shingles, then the exact
   Jaccard of the two shingle sets confirms each LSH candidate, so the LSH only prunes
   comparisons and never decides on its own (at 128 permutations its Jaccard estimate
   has a standard error of sqrt(J(1-J)/128) = 0.035 at J = 0.8). Texts are visited in
@@ -179,8 +183,9 @@ def near_duplicates(
     band) can only add a candidate, which the exact Jaccard then judges.
 
     Memory per distinct text: 14 bands x (8-byte key + 8-byte order + two 8-byte run
-    bounds) = 448 bytes, plus the caller's text; shingle sets are rebuilt for the few
-    candidate pairs instead of being held for every text."""
+    bounds) = 448 bytes, plus the caller's text, and one sketch block of ~70 MB at most
+    (measured with tracemalloc: 71 MiB peak for 25k prompts, 79 MiB for 100k); shingle
+    sets are rebuilt for the few candidate pairs instead of being held for every text."""
     # The LSH only proposes candidates (exact Jaccard decides), so its banding is tuned for
     # recall: weights (0.1 false positive, 0.9 false negative) give 14 bands x 9 rows at 128
     # permutations, proposing a pair at Jaccard 0.85 with probability 0.975 (datasketch's

@@ -2,7 +2,9 @@
 
 A *row* (the unit of the rows_in == rows_kept + rows_quarantined identity) is one input
 record: a non-blank line of a JSONL file, an element of a JSON array file, or a row of a
-Parquet/CSV/TSV table (readers.py reads files under the size caps). One row becomes one
+Parquet/CSV/TSV table (readers.py reads files under the size caps). Rows stream from the
+reader and each becomes its record or quarantine entry as it arrives; a repeated line's
+entry is two integers in the file's `QuarantineLog`. One row becomes one
 `Record` (a prompt with its responses, ratings and pairs) or one quarantine entry, never
 both and never neither: whatever exception one row raises, that row is quarantined with
 its reason and the import goes on. HelpSteer2 and generic rating files also get pairs
