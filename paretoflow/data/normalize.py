@@ -24,7 +24,7 @@ _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # The bytes ASCII text may hold that the steps below leave as they are.
 _ASCII_KEPT = bytes(range(0x20, 0x7F)) + b"\n"
-_ASCII_CHANGED_RUNS = (b"  ", b" \n", b"\n ", b"\n\n\n")
+_ASCII_CHANGED_LINE_RUNS = (b" \n", b"\n ", b"\n\n\n")
 
 
 def _already_normal(text: str) -> bool:
@@ -37,7 +37,10 @@ def _already_normal(text: str) -> bool:
     data = text.encode("ascii")
     if data.translate(None, _ASCII_KEPT) or data[:1].isspace() or data[-1:].isspace():
         return False
-    return not any(run in data for run in _ASCII_CHANGED_RUNS)
+    if b"  " in data:
+        return False
+    # Most texts are one line: the line-break runs need no search then.
+    return b"\n" not in data or not any(run in data for run in _ASCII_CHANGED_LINE_RUNS)
 
 
 def normalize_text(text: str) -> str:
