@@ -36,6 +36,14 @@ RSS (VmHWM) and each phase's time and RSS as a multiple of the pyarrow read's. `
 the shared machine down.
 
     .venv/bin/python bench/curation.py --sizes 10000,100000 --max-rss-gb 6
+    .venv/bin/python bench/curation.py --sizes 1000000 --max-rss-gb 9   # 2.9 GB file, minutes
+
+Measured on the shared 2-core machine (2026-12-02, other jobs running):
+
+    pairs   file     pyarrow read         import               import + curate (written)
+    10k     29 MB    63k rows/s, 286 MB   20-30k rows/s, 244 MB  3.4-6.5k rows/s, 372 MB
+    100k    287 MB   65k rows/s, 817 MB   23k rows/s, 693 MB     5.1-6.3k rows/s, 1.27-1.40 GB
+    1M      2.9 GB   52k rows/s, 6.0 GB   21k rows/s, 5.6 GB     past 7 GB (curate holds every text)
 """
 
 from __future__ import annotations
