@@ -134,8 +134,22 @@ def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
 
 
 def read_bytes(path: Path, limits: Limits) -> bytes:
-    """The file's content, decompressed as a stream for .gz and never beyond the cap."""
-    return b"".join(stream_chunks(path, limits))
+    """The whole content (JSON arrays, CSV), decompressed as a stream for .gz and never
+    beyond the cap. One read, not joined chunks: a join holds the content twice."""
+    _checked_file(path)
+    cap = limits.max_file_bytes
+    if not path.name.lower().endswith(".gz"):
+        if path.stat().st_size > cap:
+            raise _over_cap(path, cap)
+        return path.read_bytes()
+    try:
+        with gzip.open(path, "rb") as stream:
+            data = stream.read(cap + 1)  # stops at the cap: a gzip bomb never inflates further
+    except (OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
+    if len(data) > cap:
+        raise _over_cap(path, cap)
+    return data
 
 
 def stream_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
