@@ -29,12 +29,21 @@ End to end from a file (issue 22): `--sizes 10000,100000,1000000` writes a JSON 
 of N generated pairs per size (prompts ~100-600 characters, answers ~200-2,000, 4 pairs
 per prompt, 2 % exact duplicates) and times, each in a fresh subprocess so peak RSS is
 its own: a plain `pyarrow.json.read_json` of the file, `paretoflow import` of it
-(readers + importers: rows → records) and import + curate (in memory, no writes). Prints
-rows/s (wall) and peak RSS (`ru_maxrss`). `--max-rss-gb` kills a phase above that RSS
+(readers + importers: rows → records) and import + curate as the stage runs it (tables
+and report written, rows in = kept + quarantined checked). Prints rows/s (wall), peak
+RSS (VmHWM) and each phase's time and RSS as a multiple of the pyarrow read's. `--max-rss-gb` kills a phase above that RSS
 (polled from /proc) and reports it as killed, so a size that does not fit cannot take
 the shared machine down.
 
     .venv/bin/python bench/curation.py --sizes 10000,100000 --max-rss-gb 6
+    .venv/bin/python bench/curation.py --sizes 1000000 --max-rss-gb 9   # 2.9 GB file, minutes
+
+Measured on the shared 2-core machine (2026-12-02, other jobs running):
+
+    pairs   file     pyarrow read         import               import + curate (written)
+    10k     29 MB    63k rows/s, 286 MB   20-30k rows/s, 244 MB  3.4-6.5k rows/s, 372 MB
+    100k    287 MB   65k rows/s, 817 MB   23k rows/s, 693 MB     5.1-6.3k rows/s, 1.27-1.40 GB
+    1M      2.9 GB   52k rows/s, 6.0 GB   21k rows/s, 5.6 GB     past 7 GB (curate holds every text)
 """
 
 from __future__ import annotations
@@ -43,7 +52,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -240,8 +248,8 @@ def write_realistic(path: Path, n_pairs: int, seed: int) -> None:
 def run_phase(phase: str, file: str) -> None:
     """One phase in this (child) process; prints {"rows", "seconds", "peak_rss_mb"}."""
     from paretoflow.config import Objective, Params, SourceConfig
-    from paretoflow.data.curate import curate
-    from paretoflow.data.importers import read_file
+    from paretoflow.data.curate import run
+    from paretoflow.data.importers import Limits, read_file
 
     path = Path(file)
     start = time.perf_counter()
@@ -250,14 +258,23 @@ def run_phase(phase: str, file: str) -> None:
 
         rows = paj.read_json(path, read_options=paj.ReadOptions(block_size=1 << 24)).num_rows
     elif phase == "import":
-        rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness").rows_in
+        rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness",
+                         limits=Limits(max_file_bytes=4 << 30)).rows_in  # 1M pairs are ~2.9 GB
     else:
         params = Params(objectives=[Objective(name="helpfulness")], curate={
-            "sources": [SourceConfig(path=path.name, format="generic", objective="helpfulness")]})
-        rows = curate(params, path.parent).report["rows_in"]
+            "max_file_bytes": 4 << 30, "sources": [SourceConfig(path=path.name, format="generic", objective="helpfulness")]})
+        result = run(params, path.parent)  # the stage as `paretoflow curate` runs it: tables written
+        rows = result.report["rows_in"]
+        assert rows == result.report["rows_kept"] + result.report["rows_quarantined"], result.report
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": peak}))
+    print(json.dumps({"rows": rows, "seconds": seconds, "peak_rss_mb": _hwm_mb()}))
+
+
+def _hwm_mb() -> float:
+    """This process image's peak RSS: VmHWM starts anew at exec, unlike ru_maxrss, which
+    keeps the forking parent's peak (a bench run that had generated a big file)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:")) / 1024
 
 
 def _rss_mb(pid: int) -> float:
@@ -289,11 +306,16 @@ def end_to_end(sizes: list[int], seed: int, max_rss_gb: float) -> None:
             path = Path(tmp) / f"pairs_{n}.jsonl"
             write_realistic(path, n, seed)
             print(f"{n:,} pairs, {path.stat().st_size / 1e6:,.0f} MB of JSON Lines")
+            baseline = None
             for phase in ("pyarrow", "import", "import+curate"):
                 result = _watched([sys.executable, __file__, "--phase", phase, str(path)], max_rss_gb * 1024)
                 if "rows" in result:
+                    baseline = baseline or result
+                    ratio = (f"  {result['seconds'] / baseline['seconds']:5.1f}x the time, "
+                             f"{result['peak_rss_mb'] / baseline['peak_rss_mb']:4.1f}x the RSS of pyarrow")
                     print(f"  {phase:<14} {result['rows'] / result['seconds']:>9,.0f} rows/s  "
-                          f"{result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb']:7,.0f} MB")
+                          f"{result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb']:7,.0f} MB"
+                          + (ratio if result is not baseline else ""))
                 elif result.get("killed"):
                     print(f"  {phase:<14} killed at {result['peak_rss_mb']:,.0f} MB RSS after {result['seconds']:.1f} s "
                           f"(--max-rss-gb {max_rss_gb:g})")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from paretoflow.sections import (
     JudgeRef,
@@ -61,14 +61,27 @@ def _local_path_of(value: str) -> str | None:
     return value
 
 
-def _contained_uri(value: str) -> str:
-    """A relative local path in a tracking URI must stay inside the project root (no '..'):
-    `sqlite:///../../x.db` wrote the store outside it. An absolute path is an explicit
-    choice of the operator (a shared store) and is kept; server URIs are not paths."""
+# Validation context key: the project root a params file belongs to (load_params sets it).
+PROJECT_ROOT_CONTEXT = "project_root"
+
+
+def _contained_uri(value: str, root: Path | None = None) -> str:
+    """A local path in a tracking URI must stay inside the project root: a relative one
+    may not use '..' (`sqlite:///../../x.db` wrote the store outside it), and, when the
+    root is known (params read by load_params), an absolute one must resolve inside it
+    (`sqlite:////var/shared/x.db` wrote another project's store). A store shared between
+    machines or projects is a server URI (http(s)://, postgresql://, s3://, ...)."""
     path = _local_path_of(value)
-    if path is not None and ".." in Path(path).parts:
-        raise ValueError(f"{value!r}: a local path leaving the project root ('..'); use a path inside it, "
-                         "an absolute path, or a server URI")
+    if path is None:
+        return value
+    if ".." in Path(path).parts:
+        raise ValueError(f"{value!r}: a local path leaving the project root ('..'); use a path inside it "
+                         "or a server URI")
+    if root is not None and Path(path).is_absolute():
+        project, full = Path(root).resolve(), Path(path).resolve()
+        if full != project and project not in full.parents:
+            raise ValueError(f"{value!r}: an absolute local path outside the project root {project}; use a path "
+                             "inside it or a server URI")
     return value
 
 
@@ -81,8 +94,11 @@ class TrackingConfig(_Section):
 
     @field_validator("tracking_uri", "artifact_location")
     @classmethod
-    def _inside_project(cls, v: str) -> str:
-        return _contained_uri(v)
+    def _inside_project(cls, v: str, info: ValidationInfo) -> str:
+        # The root is known only where params are read from a project's file (load_params
+        # passes it as validation context); a TrackingConfig built in code checks '..' only.
+        root = (info.context or {}).get(PROJECT_ROOT_CONTEXT)
+        return _contained_uri(v, root)
 
 
 class DvcConfig(_Section):
@@ -195,7 +211,7 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     if overrides:
         raw = deep_merge(raw, overrides)
     try:
-        return Params.model_validate(raw)
+        return Params.model_validate(raw, context={PROJECT_ROOT_CONTEXT: path.resolve().parent})
     except Exception as exc:  # pydantic's message names the field; add the file
         raise ValueError(f"{path}: invalid params:\n{exc}") from exc
 

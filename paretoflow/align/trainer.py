@@ -559,9 +559,27 @@ def finalize(session: Session, output_dir: Path, state: TrainState, train_log: d
     if accelerator.is_main_process:
         with atomic_dir(output_dir) as tmp:
             session.peft_model.save_pretrained(tmp, safe_serialization=True)
+            canonical_adapter_config(tmp / "adapter_config.json")
             write_json(tmp / "train_log.json", train_log)
             seal(tmp, meta)
     accelerator.wait_for_everyone()
+
+
+# adapter_config.json fields peft reads as sets (a module matches if it is in the list).
+_SET_FIELDS = ("target_modules", "exclude_modules", "modules_to_save", "layers_to_transform")
+
+
+def canonical_adapter_config(path: Path) -> None:
+    """Rewrite peft's adapter_config.json with its set-like lists sorted: peft writes
+    `target_modules` from a Python set, in an order that varies between processes
+    (string hashing is salted), so an adapter retrained to identical weights got other
+    config bytes, another identity in promote and a new registry version. Same JSON
+    layout as peft's own (indent 2, sorted keys); a regex string is left as it is."""
+    config = json.loads(path.read_text())
+    for name in _SET_FIELDS:
+        if isinstance(config.get(name), list):
+            config[name] = sorted(config[name], key=lambda v: (str(type(v)), v))
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True)))
 
 
 def _result_metrics(state: TrainState, summary: dict[str, Any], wall_time: float) -> dict[str, float]:

@@ -7,8 +7,8 @@ import argparse
 from pathlib import Path
 
 from paretoflow.config import SourceConfig, load_params
+from paretoflow.data.formats import AUTO, FORMATS
 
-FORMATS = ["auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "import", help="import one raw file into canonical tables + quarantine (full curation of that file)"
     )
     importer.add_argument("file", help="JSONL / JSON / Parquet / CSV / TSV file, .gz too (or a folder of them)")
-    importer.add_argument("--format", default="auto", choices=FORMATS)
+    importer.add_argument("--format", default="auto", choices=[AUTO, *FORMATS])
     importer.add_argument("--objective", default=None, help="objective of an HH-RLHF / generic file")
     importer.add_argument("--role", default="train", choices=["train", "eval"])
     importer.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paretoflow.data.formats import AUTO, FORMATS
 from paretoflow.io import write_json
 
 
@@ -12,7 +13,7 @@ def register(subparsers) -> None:
     evaluate = subparsers.add_parser("eval-rm", help="evaluate the saved reward model on a preference file")
     evaluate.add_argument("--data", required=True, help="a preference file any importer reads (JSONL, JSON, Parquet, CSV)")
     evaluate.add_argument("--format", default="auto",
-                          choices=["auto", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"],
+                          choices=[AUTO, *FORMATS],
                           help="file format (default: detected)")
     evaluate.add_argument("--objective", default=None, help="objective of an HH-RLHF file (default: from its name)")
     evaluate.add_argument("--model-dir", default=None, help="reward model folder (default: reward.out_dir)")

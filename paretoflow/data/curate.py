@@ -62,15 +62,18 @@ from paretoflow.data.importers import (
     ImportedFile,
     Limits,
     Quarantined,
+    QuarantineLog,
     Record,
     data_roots_from_env,
     read_source,
 )
-from paretoflow.data.normalize import normalize_text, word_count
+from paretoflow.data.normalize import normalize_text, normalized_word_count
 from paretoflow.data.rows import no_gc
 from paretoflow.io import atomic_dir, inside, write_table, write_text
 from paretoflow.schema import (
+    OPTIONAL_COLUMNS,
     QUARANTINE_COLUMNS,
+    TABLES,
     empty_table,
     frame,
     messages_json,
@@ -119,7 +122,7 @@ class CurateResult:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     """A record under curation: normalised texts and content ids."""
 
@@ -149,8 +152,8 @@ def _check(row: _Row, config: CurateConfig) -> None:
     for pair in row.record.pairs:
         if row.responses[pair.chosen_index] == row.responses[pair.rejected_index]:
             return row.reject("chosen_equals_rejected", f"{pair.objective}: chosen and rejected texts are identical")
-    prompt_words = sum(word_count(t["content"]) for t in row.messages)
-    texts = [("prompt", prompt_words)] + [(f"response {i}", word_count(t)) for i, t in enumerate(row.responses)]
+    prompt_words = sum(normalized_word_count(t["content"]) for t in row.messages)
+    texts = [("prompt", prompt_words)] + [(f"response {i}", normalized_word_count(t)) for i, t in enumerate(row.responses)]
     for what, words in texts:
         if words < config.min_words:
             return row.reject("too_short", f"{what} has {words} words < min_words {config.min_words}")
@@ -364,12 +367,14 @@ def curate_files(
 
 
 def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig) -> dict[str, pd.DataFrame]:
+    # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
+    # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
     eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
-    prompts: dict[str, dict[str, Any]] = {}
+    prompts: dict[str, tuple] = {}
     tags: dict[str, set[str]] = defaultdict(set)
-    responses: dict[str, dict[str, Any]] = {}
-    ratings: dict[tuple[str, str, str], dict[str, Any]] = {}
-    pairs: dict[str, dict[str, Any]] = {}
+    responses: dict[str, tuple] = {}
+    ratings: dict[tuple[str, str, str], tuple] = {}
+    pairs: dict[str, tuple] = {}
     # (file, prompt, objective, rater) → {response_id: value}, for derived pairs.
     rating_groups: dict[tuple[int, str, str, str], dict[str, float]] = defaultdict(dict)
 
@@ -377,46 +382,42 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
         record, pid = row.record, row.prompt_id
         metadata = metadata_json(record.metadata)
         if pid not in prompts:
-            prompts[pid] = {
-                "prompt_id": pid,
-                "messages": messages_json(row.messages),
-                "text": _last_user_turn(row.messages),
-                "source": record.source,
-                "split": "test" if pid in eval_prompts else split_of(pid, config.split_fractions),
-            }
+            split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
+            prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
         tags[pid].update(record.tags)
         for rid, text in zip(row.response_ids, row.responses, strict=True):
-            responses.setdefault(rid, {"response_id": rid, "prompt_id": pid, "text": text, "origin": record.source})
+            responses.setdefault(rid, (rid, pid, text, record.source))
         for rating in record.ratings:
             rid = row.response_ids[rating.response_index]
-            ratings.setdefault((rid, rating.objective, rating.rater), {
-                "response_id": rid, "objective": rating.objective, "value": rating.value,
-                "scale_min": rating.scale_min, "scale_max": rating.scale_max, "rater": rating.rater,
-                "metadata": metadata,
-            })
+            ratings.setdefault((rid, rating.objective, rating.rater), (
+                rid, rating.objective, rating.value, rating.scale_min, rating.scale_max, rating.rater, metadata))
             if files[row.file_index].derive_pairs:
                 rating_groups[(row.file_index, pid, rating.objective, rating.rater)].setdefault(rid, rating.value)
         for pair in record.pairs:
             chosen, rejected = row.response_ids[pair.chosen_index], row.response_ids[pair.rejected_index]
             xid = pair_id(pid, chosen, rejected, pair.objective)
-            pairs.setdefault(xid, {
-                "pair_id": xid, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                "objective": pair.objective, "margin": pair.margin, "source": record.source,
-                "metadata": metadata,
-            })
+            pairs.setdefault(xid, (xid, pid, chosen, rejected, pair.objective, pair.margin, record.source, metadata))
 
     _add_derived_pairs(pairs, rating_groups, files)
-    for pid, row in prompts.items():
-        row["tags"] = json.dumps(sorted(tags[pid]), ensure_ascii=False)
-    return {
-        "prompts": frame("prompts", [prompts[k] for k in sorted(prompts)]),
-        "responses": frame("responses", [responses[k] for k in sorted(responses)]),
-        "ratings": frame("ratings", [ratings[k] for k in sorted(ratings)]),
-        "pairs": frame("pairs", [pairs[k] for k in sorted(pairs)]),
-    }
+    prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False)) for pid, row in prompts.items()}
+    return {name: _table(name, table) for name, table in
+            (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
 
 
-def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
+def _table(name: str, rows: dict[Any, tuple]) -> pd.DataFrame:
+    """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
+    from dicts: same columns, dtypes and the optional metadata filled)."""
+    if not rows:
+        return empty_table(name)
+    columns = TABLES[name]
+    values = zip(*(rows[k] for k in sorted(rows)), strict=True)
+    df = pd.DataFrame(dict(zip(columns, map(list, values), strict=True)))
+    if "metadata" in columns:
+        df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
+    return df.astype(empty_table(name).dtypes.to_dict())
+
+
+def _add_derived_pairs(pairs: dict[str, tuple], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
                        files: Sequence[ImportedFile]) -> None:
     """Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
     every ordered pair with a strictly higher rating, margin = the rating difference. A
@@ -429,10 +430,8 @@ def _add_derived_pairs(pairs: dict[str, dict[str, Any]], rating_groups: dict[tup
                     continue
                 chosen, rejected = (rid_a, rid_b) if value_a > value_b else (rid_b, rid_a)
                 xid = pair_id(pid, chosen, rejected, objective)
-                pairs.setdefault(xid, {
-                    "pair_id": xid, "prompt_id": pid, "chosen_id": chosen, "rejected_id": rejected,
-                    "objective": objective, "margin": abs(value_a - value_b), "source": files[file_index].path,
-                })
+                pairs.setdefault(xid, (xid, pid, chosen, rejected, objective, abs(value_a - value_b),
+                                       files[file_index].path, None))
 
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
@@ -441,17 +440,64 @@ def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.Dat
     for r in rows:
         if r.rejected is not None:
             rejected[r.file_index].append(r.rejected)
-    # Column lists, not a dict per row: a file of millions of repeats is millions of rows
-    # here, and per-row dicts cost ~4x the memory of the columns.
-    columns: dict[str, list[str]] = {c: [] for c in QUARANTINE_COLUMNS}
+    # Column lists, not a dict per row: per-row dicts cost ~4x the memory of the columns.
+    columns: dict[str, list[Any]] = {c: [] for c in (*QUARANTINE_COLUMNS, "_file", "_order")}
     with no_gc():
         for file_index, imported in enumerate(files):
-            entries = sorted([*imported.quarantined, *rejected.get(file_index, [])], key=lambda q: q.order)
-            for column, values in columns.items():
-                values.extend(getattr(q, column) for q in entries)
-    if not columns["source"]:
+            entries = sorted([*imported.quarantined.entries, *rejected.get(file_index, [])], key=lambda q: q.order)
+            for column in QUARANTINE_COLUMNS:
+                columns[column].extend(getattr(q, column) for q in entries)
+            columns["_file"].extend([file_index] * len(entries))
+            columns["_order"].extend(q.order for q in entries)
+    repeats = [(i, f.quarantined) for i, f in enumerate(files) if f.quarantined.repeat_orders]
+    if not columns["source"] and not repeats:
         return frame("quarantine", [])
-    return pd.DataFrame(columns).astype(empty_table("quarantine").dtypes.to_dict())
+    dtypes = empty_table("quarantine").dtypes.to_dict()
+    if not repeats:
+        return pd.DataFrame({c: columns[c] for c in QUARANTINE_COLUMNS}).astype(dtypes)
+    return _merged_quarantine(columns, repeats).astype(dtypes)
+
+
+def _repeat_column(column: str, log: QuarantineLog) -> Any:
+    """One quarantine column of a file's repeated lines, made by Arrow compute from the
+    log's integer arrays (no Python object per row)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.large_string()
+    if column in ("source", "reason"):
+        return pa.repeat(pa.scalar(log.source if column == "source" else "duplicate", text), len(log.repeat_orders))
+    if column in ("location", "detail"):
+        prefix, numbers = ("line ", log.repeat_orders) if column == "location" else ("same bytes as line ", log.repeat_of)
+        digits = pc.cast(pa.array(np.frombuffer(numbers, dtype=np.int64)), text)
+        return pc.binary_join_element_wise(pa.scalar(prefix, text), digits, pa.scalar("", text))
+    first_lines = np.array(sorted(log.first_raw), dtype=np.int64)
+    raws = pa.array([log.first_raw[int(k)] for k in first_lines], text)
+    return pc.take(raws, pa.array(np.searchsorted(first_lines, np.frombuffer(log.repeat_of, dtype=np.int64))))
+
+
+def _merged_quarantine(columns: dict[str, list[Any]], repeats: list[tuple[int, QuarantineLog]]) -> pd.DataFrame:
+    """The listed entries and the files' repeated lines in (file, row) order. The order is
+    found on the integers first; each column is then built and, only if the two
+    interleave, put in order before the next is built (3M repeats peaked at 1.1 GB when
+    whole tables were concatenated and sorted)."""
+    import numpy as np
+    import pyarrow as pa
+
+    file_keys = np.concatenate([np.asarray(columns["_file"], np.int64)]
+                               + [np.full(len(log.repeat_orders), i, np.int64) for i, log in repeats])
+    order_keys = np.concatenate([np.asarray(columns["_order"], np.int64)]
+                                + [np.frombuffer(log.repeat_orders, dtype=np.int64) for _, log in repeats])
+    permutation = np.lexsort((order_keys, file_keys))
+    in_order = bool((permutation == np.arange(len(permutation))).all())
+    del file_keys, order_keys
+    out = {}
+    for column in QUARANTINE_COLUMNS:
+        merged = pa.chunked_array([pa.array(columns[column], pa.large_string()),
+                                   *(_repeat_column(column, log) for _, log in repeats)], pa.large_string())
+        out[column] = merged if in_order else merged.take(pa.array(permutation))
+    return pa.table(out).to_pandas()
 
 
 def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
@@ -460,7 +506,7 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
     sampled_per_file = Counter(r.file_index for r in rows if r.sampled_out)
     sources: dict[str, Any] = {}
     for file_index, imported in enumerate(files):
-        reasons = Counter(q.reason for q in imported.quarantined)
+        reasons = imported.quarantined.reasons()
         reasons.update(r.rejected.reason for r in rows if r.file_index == file_index and r.rejected is not None)
         kept, quarantined, sampled_out = kept_per_file[file_index], sum(reasons.values()), sampled_per_file[file_index]
         if imported.rows_in != kept + quarantined + sampled_out:

@@ -22,10 +22,34 @@ import unicodedata
 # Cc category minus \t and \n (\r is folded to \n first), plus zero-width space and BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
+# The bytes ASCII text may hold that the steps below leave as they are.
+_ASCII_KEPT = bytes(range(0x20, 0x7F)) + b"\n"
+_ASCII_CHANGED_LINE_RUNS = (b" \n", b"\n ", b"\n\n\n")
+
+
+def _already_normal(text: str) -> bool:
+    """True for ASCII text the steps would return unchanged: only printable characters
+    and line breaks, no two spaces, no space beside a line break, no three line breaks,
+    no whitespace at either end. Checked on its bytes (bytes.translate and find at C
+    speed: half the time of the full steps; one regex doing the same was 5x slower)."""
+    if not text.isascii():
+        return False
+    data = text.encode("ascii")
+    if data.translate(None, _ASCII_KEPT) or data[:1].isspace() or data[-1:].isspace():
+        return False
+    if b"  " in data:
+        return False
+    # Most texts are one line: the line-break runs need no search then.
+    return b"\n" not in data or not any(run in data for run in _ASCII_CHANGED_LINE_RUNS)
 
 
 def normalize_text(text: str) -> str:
     """NFKC, drop control characters, collapse whitespace, strip (see module docstring)."""
+    # Most texts are already normal: one C-speed scan returns them unchanged, and the
+    # caller keeps one string instead of an equal copy (measured: 24% of curate's time
+    # went to normalising 100k realistic pairs; the copy doubled their text memory).
+    if _already_normal(text):
+        return text
     # str.split() / join do the whitespace work at C speed; regex substitutions measured
     # ~5x slower on 300-character single-line texts (measured on the 2-core machine).
     if "\r" in text:
@@ -53,3 +77,12 @@ def has_lone_surrogate(text: str) -> bool:
 def word_count(text: str) -> int:
     """Whitespace tokens: the unit of the min_words / max_words filters."""
     return len(text.split())
+
+
+def normalized_word_count(text: str) -> int:
+    """word_count of a text normalize_text returned, by counting separators at C speed
+    (no list of words): such text separates words by one space or one line break, and
+    a blank line is the only place two separators meet."""
+    if not text:
+        return 0
+    return text.count(" ") + text.count("\n") - text.count("\n\n") + 1

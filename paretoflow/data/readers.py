@@ -10,11 +10,23 @@ field over the cap, a key named twice, a key that is not UTF-8, a NUL byte) make
 row a `RawRow` with an `error`, quarantined later with its reason. A file that cannot be read at all (missing, corrupt gzip, truncated
 Parquet, every record binary, over the size cap) raises `SourceError` naming the file.
 
-Caps (`Limits`, from params `curate.max_file_bytes` / `curate.max_field_chars`):
-- per file, in bytes of *decompressed* content: gzip is decompressed as a stream and
-  reading stops at the cap, so a gzip bomb costs at most the cap in memory; Parquet is
-  checked against the uncompressed size its footer declares before any row is read, then
-  decoded in batches that stop once the decoded rows pass the cap.
+Streaming. `iter_rows` yields rows as they are read: JSON Lines (plain or gzip) arrive in
+chunks of STREAM_CHUNK_BYTES and are split into lines as they come, Parquet is decoded a
+batch of PARQUET_BATCH_ROWS at a time, so memory holds a chunk or a batch plus what the
+caller keeps, never the file. A JSON array (one document) and CSV/TSV (csv_rows.py pushes
+lines back) are read whole under the byte cap. Exact repeats of a JSON line are found by a
+16-byte blake2b digest before parsing (~120 bytes per distinct line, measured) and come
+out as rows with `repeat_of` set, which importers store as two integers.
+
+Caps (`Limits`, from params `curate.max_file_bytes` / `curate.max_file_rows` /
+`curate.max_field_chars`), checked while streaming and naming the file, the cap and the
+setting:
+- per file, in bytes of *decompressed* content: a running count over the chunks stops
+  at the cap, so a gzip bomb inflates at most one chunk past it (2 GiB bomb refused at
+  156 MB peak RSS, measured); Parquet is checked against the uncompressed size its
+  footer declares, then every batch is sized from its dictionaries (nothing decoded)
+  before the first row is decoded.
+- per file, in rows: counted as lines stream (JSON Lines), from the footer (Parquet).
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
 
@@ -55,7 +67,7 @@ from paretoflow.data.rows import (
 
 __all__ = [
     "CSV_SUFFIXES", "FILE_SUFFIXES", "JSON_SUFFIXES", "RAW_LIMIT", "Limits", "LongNumber", "RawRow", "RowError",
-    "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "read_bytes", "read_rows", "shown", "truncate",
+    "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_bytes", "read_rows", "shown", "truncate",
 ]
 
 PARQUET_BATCH_ROWS = 1024  # rows decoded at a time (pyarrow's iter_batches); bounds the overshoot of the cap
@@ -88,12 +100,43 @@ def _over_cap(path: Path, cap: int) -> SourceError:
                        "raise the cap or split the file")
 
 
-def read_bytes(path: Path, limits: Limits) -> bytes:
-    """The file's content, decompressed as a stream for .gz and never beyond the cap."""
+STREAM_CHUNK_BYTES = 1 << 20  # bytes read (or inflated) at a time: the memory a stream holds beyond its rows
+
+
+def _checked_file(path: Path) -> None:
     if not path.exists():
         raise FileNotFoundError(f"{path}: source file not found")
     if not path.is_file():
         raise SourceError(f"{path}: not a regular file")
+
+
+def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
+    """The file's content in chunks of at most STREAM_CHUNK_BYTES, decompressed as a
+    stream for .gz with a running count that stops at the cap: a gzip bomb never
+    inflates more than one chunk past it."""
+    _checked_file(path)
+    cap = limits.max_file_bytes
+    gz = path.name.lower().endswith(".gz")
+    if not gz and path.stat().st_size > cap:
+        raise _over_cap(path, cap)
+    total = 0
+    try:
+        with (gzip.open(path, "rb") if gz else path.open("rb")) as stream:
+            while chunk := stream.read(STREAM_CHUNK_BYTES):
+                total += len(chunk)
+                if total > cap:
+                    raise _over_cap(path, cap)
+                yield chunk
+    except (OSError, EOFError, zlib.error) as exc:
+        if not gz:
+            raise
+        raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
+
+
+def read_bytes(path: Path, limits: Limits) -> bytes:
+    """The whole content (JSON arrays, CSV), decompressed as a stream for .gz and never
+    beyond the cap. One read, not joined chunks: a join holds the content twice."""
+    _checked_file(path)
     cap = limits.max_file_bytes
     if not path.name.lower().endswith(".gz"):
         if path.stat().st_size > cap:
@@ -107,6 +150,26 @@ def read_bytes(path: Path, limits: Limits) -> bytes:
     if len(data) > cap:
         raise _over_cap(path, cap)
     return data
+
+
+def stream_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(number, line without its b"\\n") as data.split(b"\\n") would give them, from chunks:
+    the file is never held whole. A line spanning chunks is joined once (pieces kept in a
+    list: repeated concatenation would be quadratic in a long line)."""
+    number, pieces = 1, []
+    for chunk in chunks:
+        if b"\n" not in chunk:
+            pieces.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        if pieces:
+            pieces.append(lines[0])
+            lines[0] = b"".join(pieces)
+        pieces = [lines.pop()]
+        for line in lines:
+            yield number, line
+            number += 1
+    yield number, b"".join(pieces)
 
 
 # --------------------------------------------------------------------------- JSON
@@ -199,34 +262,58 @@ def _is_json_lines(path: Path, body: bytes) -> bool:
     return True
 
 
-def _lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(number, line without its b"\\n") as data.split(b"\\n") would give them, one at a
-    time: a list of every line of a big file would double its memory."""
-    start, number = 0, 1
-    while start <= len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end < 0 else end
-        yield number, data[start:end]
-        start, number = end + 1, number + 1
+def _body_head(path: Path, limits: Limits) -> bytes:
+    """The start of the file's body (leading whitespace and BOM stripped), read until its
+    first line is whole and a non-blank byte follows it (or the file ends): enough for
+    _is_json_lines without holding a big file. Chunks are joined only when one brings a
+    line break, so a long first line is not copied once per chunk."""
+    pieces: list[bytes] = []
+    for chunk in stream_chunks(path, limits):
+        if not pieces:
+            chunk = chunk.lstrip()
+            chunk = chunk[3:].lstrip() if chunk.startswith(b"\xef\xbb\xbf") else chunk
+            if not chunk:
+                continue
+        pieces.append(chunk)
+        if not pieces[0].startswith(b"["):
+            return pieces[0]
+        if b"\n" not in chunk:
+            continue
+        body = b"".join(pieces)
+        if body[body.find(b"\n"):].strip():
+            return body
+        pieces = [body]
+    return b"".join(pieces)
 
 
-def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
-    data = read_bytes(path, limits)
-    body = data.lstrip()
-    if body.startswith(b"\xef\xbb\xbf"):
-        body = body[3:].lstrip()
-    if body.startswith(b"[") and not _is_json_lines(path, body):
-        return _json_array_rows(path, body, limits)
+def _is_json_array(path: Path, limits: Limits) -> bool:
+    if path.name.lower().endswith(JSON_LINES_SUFFIXES):
+        return False
+    body = _body_head(path, limits)
+    return body.startswith(b"[") and not _is_json_lines(path, body)
+
+
+def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
+    """Rows of a JSON Lines file, parsed as the lines stream in (a JSON array file is one
+    document, read whole under the byte cap). A row over the row cap stops the file."""
+    if _is_json_array(path, limits):
+        body = read_bytes(path, limits).lstrip()
+        yield from _json_array_rows(path, body[3:].lstrip() if body.startswith(b"\xef\xbb\xbf") else body, limits)
+        return
     cap = limits.max_file_rows
-    if data.count(b"\n") >= cap and sum(1 for _, line in _lines(data) if line.strip()) > cap:
-        raise over_row_cap(path, cap)  # before any line is parsed
     objects = _Objects()
-    rows: list[RawRow] = []
-    first_of: dict[bytes, RawRow] = {}  # 16-byte digest of a line → its first occurrence
+    count, parsed_any, binary = 0, False, False
+    # 16-byte digest of a line → (line number, raw text, unparsed) of its first occurrence:
+    # not the row itself, whose parsed value would then live until the file ends.
+    # ~120 bytes per distinct line (measured), the raw text shared with the row.
+    first_of: dict[bytes, tuple[int, str, bool]] = {}
     repeats: dict[int, RowError] = {}
-    for number, line in _lines(data):
+    for number, line in stream_lines(stream_chunks(path, limits)):
         if not line.strip():
             continue  # blank lines are not rows
+        count += 1
+        if count > cap:
+            raise over_row_cap(path, cap)
         # Exact duplicates by hash before parsing: a repeated line costs a digest and a
         # small row sharing its first occurrence's text, not a parse, a record and a
         # curate pass (3M identical lines were 7.5 GB before). Curate would call it a
@@ -234,18 +321,26 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
         digest = hashlib.blake2b(line, digest_size=16).digest()
         first = first_of.get(digest)
         if first is None:
-            first_of[digest] = row = _json_line_row(number, line, limits, objects)
+            row = _json_line_row(number, line, limits, objects)
+            first_of[digest] = (number, row.raw, row.unparsed)
+            parsed_any |= not row.unparsed
+            binary |= row.unparsed and row.error.reason == "binary_data"
         else:
-            error = repeats.get(first.order)
+            first_line, first_raw, first_unparsed = first
+            error = repeats.get(first_line)
             if error is None:
-                error = repeats[first.order] = RowError("duplicate", f"same bytes as line {first.order}")
-            row = RawRow(f"line {number}", number, first.raw, error=error, unparsed=first.unparsed)
-        rows.append(row)
-    if rows and all(r.unparsed for r in rows):  # not one line is JSON: the file is not JSON Lines
-        if any(r.error.reason == "binary_data" for r in rows):
+                error = repeats[first_line] = RowError("duplicate", f"same bytes as line {first_line}")
+            row = RawRow(f"line {number}", number, first_raw, error=error, unparsed=first_unparsed,
+                         repeat_of=first_line)
+        yield row
+    if count and not parsed_any:  # not one line is JSON: the file is not JSON Lines
+        if binary:
             raise SourceError(f"{shown(str(path))}: binary data (NUL bytes), not JSON Lines")
         raise SourceError(f"{shown(str(path))}: no line parses as JSON; not a JSON Lines file")
-    return rows
+
+
+def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
+    return list(iter_json_rows(path, limits))
 
 
 # --------------------------------------------------------------------------- Parquet
@@ -268,51 +363,66 @@ def _decoded_bytes(batch: Any) -> int:
     return total
 
 
-def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
+def _parquet_file(path: Path, limits: Limits) -> Any:
+    """The opened file, its caps checked from the footer before any page is read."""
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+               or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    parquet = pq.ParquetFile(path, read_dictionary=strings or None)
+    meta = parquet.metadata
+    if meta.num_rows > limits.max_file_rows:
+        raise over_row_cap(path, limits.max_file_rows)
+    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if max(declared, path.stat().st_size) > limits.max_file_bytes:
+        raise _over_cap(path, limits.max_file_bytes)
+    return parquet
+
+
+def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
+    """Rows of a Parquet file, one batch of PARQUET_BATCH_ROWS decoded at a time."""
+    import pyarrow as pa
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: source file not found")
     cap = limits.max_file_bytes
-    values: list[dict] = []
     try:
-        schema = pq.read_schema(path)
-        names = schema.names
-        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-                   or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-        parquet = pq.ParquetFile(path, read_dictionary=strings or None)
-        meta = parquet.metadata
-        if meta.num_rows > limits.max_file_rows:  # from the footer, before any page is read
-            raise over_row_cap(path, limits.max_file_rows)
-        declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-        if max(declared, path.stat().st_size) > cap:
-            raise _over_cap(path, cap)
-        # Dictionary-encoded values can decode far beyond the declared size: each batch is
-        # sized from its dictionaries before its values are decoded, and reading stops
-        # once the decoded rows would pass the cap (memory stays near the file's size).
+        parquet = _parquet_file(path, limits)
+        names = parquet.schema_arrow.names
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        # Dictionary-encoded values can decode far beyond the declared size. A first pass
+        # sizes every batch from its dictionaries and indices (nothing decoded, nothing
+        # kept) and refuses the file past the cap; only then are rows decoded, batch by
+        # batch. Sizing while yielding rows let the rows read before the cap pile up as
+        # records (a 1 GiB dictionary bomb peaked at 502 MB instead of 156 MB).
         decoded = 0
-        batches = []
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
             decoded += _decoded_bytes(batch)
             if decoded > cap:
                 raise _over_cap(path, cap)
-            batches.append(batch)
-        for batch in batches:
-            values += batch.to_pylist()
+        index = 0
+        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for value in batch.to_pylist():
+                yield _parquet_row(index, value, duplicates, names, limits)
+                index += 1
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    rows = []
-    for index, value in enumerate(values):
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        row = _row(f"row {index + 1}", index, text, value, limits)
-        if duplicates:  # to_pylist keeps the last of two same-named columns: ambiguous
-            row.value, row.error = None, RowError(
-                "ambiguous_key", f"column {duplicates[0]!r} appears {names.count(duplicates[0])} times in the schema: "
-                                 "which value is meant cannot be told")
-        rows.append(row)
-    return rows
+
+
+def _parquet_row(index: int, value: dict, duplicates: list[str], names: list[str], limits: Limits) -> RawRow:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    row = _row(f"row {index + 1}", index, text, value, limits)
+    if duplicates:  # to_pylist keeps the last of two same-named columns: ambiguous
+        row.value, row.error = None, RowError(
+            "ambiguous_key", f"column {duplicates[0]!r} appears {names.count(duplicates[0])} times in the schema: "
+                             "which value is meant cannot be told")
+    return row
+
+
+def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
+    return list(iter_parquet_rows(path, limits))
 
 
 # --------------------------------------------------------------------------- CSV / TSV
@@ -328,19 +438,27 @@ def read_csv_rows(path: Path, limits: Limits, delimiter: str = ",") -> list[RawR
 # --------------------------------------------------------------------------- dispatch
 
 
-def read_rows(path: Path, limits: Limits | None = None) -> list[RawRow]:
-    """Rows of a file by its extension; a wholly unreadable file raises naming the file."""
+def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
+    """Rows of a file by its extension, as they are read: JSON Lines and Parquet stream
+    (memory holds a chunk, not the file); a JSON array and CSV/TSV are read whole under
+    the byte cap. A wholly unreadable file raises naming the file (possibly after some
+    rows were yielded: a cap or a file-level verdict is known only at the end)."""
     limits = limits or Limits()
     name = path.name.lower()
     if name.endswith(".parquet"):
-        return read_parquet_rows(path, limits)
+        return iter_parquet_rows(path, limits)
     if name.endswith(CSV_SUFFIXES):
-        return read_csv_rows(path, limits)
+        return iter(read_csv_rows(path, limits))
     if name.endswith(TSV_SUFFIXES):
-        return read_csv_rows(path, limits, delimiter="\t")
+        return iter(read_csv_rows(path, limits, delimiter="\t"))
     if name.endswith(JSON_SUFFIXES):
-        return read_json_rows(path, limits)
+        return iter_json_rows(path, limits)
     raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(FILE_SUFFIXES)})")
+
+
+def read_rows(path: Path, limits: Limits | None = None) -> list[RawRow]:
+    """Rows of a file by its extension; a wholly unreadable file raises naming the file."""
+    return list(iter_rows(path, limits))
 
 
 def expand_source(path: Path) -> tuple[list[Path], list[Path]]:

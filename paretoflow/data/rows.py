@@ -52,6 +52,7 @@ class RawRow:
     value: Any = None
     error: RowError | None = None
     unparsed: bool = False  # the record could not be decoded or parsed at all (vs. parsed, then refused)
+    repeat_of: int = -1  # the order of the earlier line whose bytes this one repeats (-1: none)
 
 
 class LongNumber(str):

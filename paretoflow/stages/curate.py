@@ -31,9 +31,9 @@ class SourceConfig(_Section):
     """
 
     path: str = Field(min_length=1)
-    format: Literal[
-        "auto", "builtin", "hh_rlhf", "pku_saferlhf", "helpsteer2", "ultrafeedback", "generic"
-    ] = "auto"
+    # "auto" (detected from the first readable record) or a format of the registry,
+    # paretoflow/data/formats/ (one module per format).
+    format: str = "auto"
     # HH-RLHF: which objective the file's chosen/rejected speaks for; None = from file name.
     objective: str | None = None
     # Generic importer: canonical field -> column name in the file.
@@ -48,6 +48,13 @@ class SourceConfig(_Section):
     # Tags added to every prompt of this source, e.g. `red_team` for HH-RLHF harmless-base
     # (red-team attempts: harm is possible there, so a refusal may be the right answer).
     tags: list[str] = Field(default_factory=list)
+
+    @field_validator("format")
+    @classmethod
+    def _registered(cls, v: str) -> str:
+        from paretoflow.data.formats import check_format   # the registry's names: no pandas, no pyarrow
+
+        return check_format(v)
 
 
 class CurateConfig(_Section):

@@ -168,14 +168,16 @@ def test_the_corpus_is_at_least_sixteen_kinds():
 
 
 def test_a_row_failing_in_an_unforeseen_way_is_quarantined_with_the_exception(tmp_path, monkeypatch):
-    real = importers.parse_hh
+    from paretoflow.data.formats import hh_rlhf
+
+    real = hh_rlhf.parse_hh
 
     def flaky(row, objective):
         if "lock" in row["chosen"]:
             raise ZeroDivisionError("a parser bug")
         return real(row, objective)
 
-    monkeypatch.setattr(importers, "parse_hh", flaky)
+    monkeypatch.setattr(hh_rlhf, "parse_hh", flaky)
     path = tmp_path / "harmless-base.jsonl"
     path.write_bytes(jsonl([hh("How do I pick a lock?", "No.", "Use a pin."), hh("Hi?", "Hello!", "Go away.")]))
     imported = read_file(path, OBJECTIVES)

@@ -94,3 +94,46 @@ def test_split_depends_only_on_the_id_and_follows_fractions():
     counts = {s: splits.count(s) for s in ("train", "val", "test")}
     assert 0.77 < counts["train"] / 4000 < 0.83 and 0.08 < counts["val"] / 4000 < 0.12
     assert {split_of(i, {"train": 1.0, "val": 0.0, "test": 0.0}) for i in ids} == {"train"}
+
+
+def _datasketch_near_duplicates(texts, num_perm=128, threshold=0.8, shingle_size=3):
+    """The sequential datasketch MinHashLSH insert/query loop near_duplicates replaced."""
+    from datasketch import MinHashLSH
+
+    from paretoflow.data.dedup import jaccard
+
+    sets = [shingles(t, shingle_size) for t in texts]
+    lsh = MinHashLSH(threshold=min(threshold, 0.95), num_perm=num_perm, weights=(0.1, 0.9))
+    found = []
+    for index, (sketch, own) in enumerate(zip(sketch_all(sets, num_perm), sets, strict=True)):
+        if sketch is None:
+            continue
+        best = next(((c, s) for c in sorted(lsh.query(sketch)) if (s := jaccard(own, sets[c])) >= threshold), None)
+        if best is None:
+            lsh.insert(index, sketch, check_duplication=False)
+        else:
+            found.append((index, *best))
+    return found
+
+
+def test_banded_lsh_finds_what_datasketch_lsh_finds():
+    import random
+
+    rng = random.Random(0)
+    vocab = [f"w{i}" for i in range(300)]
+    texts = []
+    for _ in range(1500):
+        roll = rng.random()
+        if texts and roll < 0.3:  # a near copy of an earlier text: a word or two changed or added
+            words = rng.choice(texts).split() or ["w0"]
+            for _ in range(rng.randint(0, 3)):
+                words[rng.randrange(len(words))] = rng.choice(vocab)
+            texts.append(" ".join(words + rng.choices(vocab, k=rng.randint(0, 2))))
+        elif roll < 0.33:
+            texts.append("" if roll < 0.31 else rng.choice(vocab))
+        else:
+            texts.append(" ".join(rng.choices(vocab, k=rng.randint(5, 40))))
+    for threshold in (0.5, 0.8, 1.0):
+        ours = [(d.index, d.representative, d.similarity) for d in near_duplicates(texts, threshold=threshold)]
+        assert ours == _datasketch_near_duplicates(texts, threshold=threshold)
+        assert len(ours) > 20

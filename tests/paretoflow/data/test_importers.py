@@ -221,3 +221,21 @@ def test_unsupported_extension(tmp_path):
     path.write_bytes(b"x")
     with pytest.raises(ValueError, match="data.xlsx: unsupported file type"):
         read_file(path, OBJECTIVES)
+
+
+def test_every_registered_format_is_its_own_module_and_params_refuse_others():
+    import pytest as _pytest
+
+    from paretoflow.config import load_params
+    from paretoflow.data.formats import FORMATS, detect_format, format_module
+    from tests.conftest import REPO_ROOT
+
+    for name in FORMATS:
+        module = format_module(name)
+        assert module.__name__ == f"paretoflow.data.formats.{name}"
+        assert callable(module.detect) and callable(module.parser)
+    assert FORMATS[-1] == "generic" and detect_format({"anything": 1}) == "generic"
+    assert detect_format({"prompt": "Hi?"}) == "builtin"
+    bad = {"curate": {"sources": [{"path": "x.jsonl", "format": "sharegpt"}]}}
+    with _pytest.raises(ValueError, match="unknown format 'sharegpt'"):
+        load_params(REPO_ROOT / "params.yaml", bad)

@@ -31,3 +31,34 @@ def test_lone_surrogate_detected():
 def test_word_count():
     assert word_count(" a  b\nc ") == 3
     assert word_count("") == 0
+
+
+def _reference_normalize(text: str) -> str:
+    """The normaliser without its fast path, written out from the module docstring."""
+    import unicodedata
+
+    from paretoflow.data.normalize import _CONTROL
+
+    text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines: list[str] = []
+    for line in _CONTROL.sub("", text).split("\n"):
+        line = " ".join(line.split())
+        if line or (lines and lines[-1]):
+            lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def test_fast_path_and_separator_count_agree_with_the_full_steps():
+    import random
+
+    from paretoflow.data.normalize import normalized_word_count
+
+    rng = random.Random(0)
+    alphabet = "ab \n\t\r\x0b\x0c\x1c\x1f\x00\x7f\x85\u00a0\u2028\u200b\uff41\ufeff."
+    for i in range(20_000):
+        text = "".join(rng.choice(alphabet if i % 2 else "ab \n.") for _ in range(rng.randint(0, 12)))
+        normal = normalize_text(text)
+        assert normal == _reference_normalize(text), repr(text)
+        assert normalized_word_count(normal) == word_count(normal), repr(text)
+    already = "one two\n\nthree"
+    assert normalize_text(already) is already  # unchanged text is not copied

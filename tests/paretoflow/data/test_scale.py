@@ -69,10 +69,9 @@ def test_parquet_dictionary_bomb_of_1_gib_stops_at_the_cap(tmp_path):
 
 
 def test_three_million_identical_rows_one_kept(tmp_path):
-    """Issue 22: 3M identical rows → 1 kept + 2,999,999 duplicates. Measured 51.5 s and
-    1.54 GB peak on the shared 2-core machine (2026-12-02); the issue's 1 GB is not met
-    yet (each repeat is still a row and a quarantine entry in memory), so the ceiling
-    here is 2 GB: it guards the gain (7.5 GB and unfinished before)."""
+    """Issue 22: 3M identical rows → 1 kept + 2,999,999 duplicates, peak RSS ≤ 1 GB, under
+    a minute. Measured 14.8 s and 672 MB on the shared 2-core machine (2026-12-02; was
+    51.5 s and 1.54 GB with a row object per repeat, 7.5 GB and unfinished before)."""
     path = tmp_path / "same.jsonl"
     path.write_bytes(b'{"prompt": "same row"}\n' * 3_000_000)
     script = textwrap.dedent(f"""
@@ -93,4 +92,49 @@ def test_three_million_identical_rows_one_kept(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert (result["in"], result["kept"], result["reasons"]) == (3_000_000, 1, {"duplicate": 2_999_999})
-    assert result["peak_mb"] <= 2048, result
+    assert result["peak_mb"] <= 1024 and result["seconds"] < 60, result
+
+
+def _measured(body: str) -> dict:
+    """Run `body` (which sets `result`, a dict) in a fresh interpreter; the dict comes back
+    with peak_mb, that process's VmHWM (see _peak_rss_reading)."""
+    script = "import json\n" + textwrap.dedent(body) + textwrap.dedent("""
+        result["peak_mb"] = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM:")).split()[1]) / 1024
+        print(json.dumps(result))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# Ceilings: peak RSS measured with bench/curation.py's generator on the shared 2-core
+# machine (2026-12-02: 375 MB at 10k, 1,269 MB at 100k pairs), plus ~25 % for noise.
+# The issue's target (1M pairs under 1.5 GB) is not met: curate still holds every kept
+# text in memory (1M pairs went past 7 GB), so 1M is not a test here.
+@pytest.mark.parametrize(("pairs", "ceiling_mb"), [(10_000, 512), (100_000, 1600)])
+def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb):
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from curation import write_realistic
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    path = tmp_path / "pairs.jsonl"
+    write_realistic(path, pairs, seed=0)
+    with path.open("rb") as fh:
+        physical = sum(1 for line in fh if line.strip())  # an independent count of the file's records
+    result = _measured(f"""
+        import time
+        from pathlib import Path
+        from paretoflow.config import Objective, Params, SourceConfig
+        from paretoflow.data.curate import run
+        params = Params(objectives=[Objective(name="helpfulness")], curate={{
+            "sources": [SourceConfig(path="pairs.jsonl", format="generic", objective="helpfulness")]}})
+        start = time.perf_counter()
+        report = run(params, Path({str(tmp_path)!r})).report
+        result = {{"in": report["rows_in"], "kept": report["rows_kept"], "quarantined": report["rows_quarantined"],
+                   "pairs": report["tables"]["pairs"], "seconds": time.perf_counter() - start}}
+    """)
+    assert result["in"] == physical == pairs
+    assert result["in"] == result["kept"] + result["quarantined"]
+    assert result["pairs"] == result["kept"] > 0.95 * pairs  # 2 % planted exact duplicates go
+    assert result["peak_mb"] <= ceiling_mb, result

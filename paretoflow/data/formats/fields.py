@@ -1,0 +1,215 @@
+"""What every dataset format shares: the parsed row, Rating and Pair, field readers that
+raise the row's quarantine reason (RowError), and the attribute → objective map of the
+rating/preference datasets."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from paretoflow.data.normalize import has_lone_surrogate
+from paretoflow.data.readers import RowError
+from paretoflow.schema import ROLES
+
+if TYPE_CHECKING:
+    from paretoflow.sections import Objective
+
+
+@dataclass(slots=True)
+class Rating:
+    response_index: int
+    objective: str
+    value: float
+    scale_min: float
+    scale_max: float
+    rater: str
+
+
+@dataclass(slots=True)
+class Pair:
+    chosen_index: int
+    rejected_index: int
+    objective: str
+    margin: float
+
+
+@dataclass
+class Parsed:
+    messages: list[dict[str, str]]
+    responses: list[str] = field(default_factory=list)
+    ratings: list[Rating] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    not_rated: int = 0
+
+
+
+
+@dataclass(frozen=True)
+class FormatContext:
+    """What a format's parser is built from: the file, how it is named in the tables, the
+    declared objectives and the source's `objective` / `column_map`."""
+
+    path: Path
+    name: str
+    objectives: Sequence[Objective]
+    objective: str | None
+    column_map: dict[str, str]
+
+    @property
+    def declared(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+
+RowParser = Callable[[dict], "Parsed"]
+
+
+def present(row: dict, key: str) -> Any:
+    if key not in row:
+        raise RowError("missing_field", f"no field {key!r}")
+    value = row[key]
+    if value is None:
+        raise RowError("missing_field", f"field {key!r} is null")
+    return value
+
+
+def text(row: dict, key: str) -> str:
+    value = present(row, key)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise RowError("nan_value", f"field {key!r} is {value!r}, expected a string")
+    if not isinstance(value, str):
+        raise RowError("wrong_type", f"field {key!r} is {type(value).__name__}, expected a string")
+    if has_lone_surrogate(value):
+        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8")
+    return value
+
+
+def number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RowError("wrong_type", f"field {key!r} is {type(value).__name__}, expected a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise RowError("wrong_type", f"field {key!r} = {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise RowError("nan_value", f"field {key!r} is {value!r}")
+    return number
+
+
+def on_scale(value: float, low: float, high: float, key: str) -> float:
+    if not low <= value <= high:
+        raise RowError("rating_off_scale", f"field {key!r} = {value:g} outside [{low:g}, {high:g}]")
+    return value
+
+
+def tags_of(row: dict, key: str = "tags") -> list[str]:
+    value = row.get(key)
+    if value is None:
+        return []
+    if isinstance(value, str):  # CSV cells / parquet strings: a JSON list
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise RowError("wrong_type", f"field {key!r} is not a JSON list of strings") from None
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise RowError("wrong_type", f"field {key!r} must be a list of strings")
+    if any(has_lone_surrogate(t) for t in value):
+        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8")
+    return sorted(set(value))
+
+
+def messages_of(value: Any, key: str) -> list[dict[str, str]]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise RowError("wrong_type", f"field {key!r} is a string but not JSON messages") from None
+    if not isinstance(value, list) or not value:
+        raise RowError("wrong_type", f"field {key!r} must be a non-empty list of {{role, content}}")
+    turns = []
+    for index, turn in enumerate(value):
+        if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
+            raise RowError("wrong_type", f"{key}[{index}] must be an object with role and content")
+        role, content = turn["role"], turn["content"]
+        if role not in ROLES:
+            raise RowError("wrong_type", f"{key}[{index}].role {role!r} not one of {list(ROLES)}")
+        if not isinstance(content, str):
+            raise RowError("wrong_type", f"{key}[{index}].content is {type(content).__name__}, expected a string")
+        if has_lone_surrogate(content):
+            raise RowError("undecodable_bytes", f"{key}[{index}].content holds bytes that are not UTF-8")
+        turns.append({"role": role, "content": content})
+    if turns[-1]["role"] != "user":
+        raise RowError("malformed_dialogue", f"last turn of {key!r} is {turns[-1]['role']!r}, expected 'user'")
+    return turns
+
+
+def user(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def json_safe(value: Any) -> Any:
+    """A metadata value as JSON: NaN/inf → None, tuples → lists, other objects → str;
+    text that is not UTF-8 quarantines the row (it could not be written)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        if has_lone_surrogate(value):
+            raise RowError("undecodable_bytes", "a metadata field holds bytes that are not UTF-8")
+        return value
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return str(value)
+
+
+@dataclass(frozen=True)
+class AttributeTarget:
+    objective: str
+    attribute: str
+    inverted: bool
+
+
+def objective_map(
+    defaults: dict[str, str], column_map: dict[str, str], declared: Sequence[str], attributes: Sequence[str]
+) -> tuple[list[AttributeTarget], list[str]]:
+    """Attribute → declared objective targets for a rating/preference dataset, and the
+    attributes ignored (mapped to an undeclared objective or not mapped at all)."""
+    user_given = bool(column_map)
+    mapping = dict(column_map) if user_given else dict(defaults)
+    targets: list[AttributeTarget] = []
+    used: set[str] = set()
+    for objective, attribute in mapping.items():
+        inverted = attribute.startswith("-")
+        attribute = attribute.lstrip("-")
+        if objective not in declared:
+            if user_given:
+                raise ValueError(f"column_map names objective {objective!r}, not declared in params ({list(declared)})")
+            continue
+        targets.append(AttributeTarget(objective, attribute, inverted))
+        used.add(attribute)
+    mapped_objectives = {t.objective for t in targets}
+    for attribute in attributes:
+        # An attribute named like a declared objective, not mapped elsewhere, keeps its name.
+        if attribute not in used and attribute in declared and attribute not in mapped_objectives:
+            targets.append(AttributeTarget(attribute, attribute, False))
+            used.add(attribute)
+    ignored = [a for a in attributes if a not in used]
+    return targets, ignored
+
+
+def attribute_parser(parse_row, targets: list[AttributeTarget]) -> RowParser:
+    def parse(row: dict) -> Parsed:
+        parsed = parse_row(row, targets)
+        if not parsed.pairs and not parsed.ratings:
+            raise RowError("unknown_objective", f"no attribute of this row maps to a declared objective "
+                                                f"({[t.objective for t in targets]})")
+        return parsed
+    return parse

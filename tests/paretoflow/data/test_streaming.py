@@ -1,0 +1,83 @@
+"""Streaming readers (issue 22): lines from chunks equal a whole-file split, caps bind
+while streaming, repeated lines are quarantined in file order among the other rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+
+import pytest
+
+from paretoflow.config import Objective, Params, SourceConfig
+from paretoflow.data import readers
+from paretoflow.data.curate import curate
+from paretoflow.data.importers import Limits, SourceError, read_file
+
+OBJECTIVES = [Objective(name="helpfulness")]
+
+
+def test_stream_lines_equal_a_split_of_the_whole_content():
+    rng = random.Random(0)
+    for _ in range(200):
+        data = bytes(rng.choice(b"ab\n") for _ in range(rng.randint(0, 60)))
+        cuts = sorted(rng.sample(range(len(data) + 1), rng.randint(0, min(5, len(data) + 1))))
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True) if b > a]
+        assert list(readers.stream_lines(iter(chunks))) == list(enumerate(data.split(b"\n"), start=1))
+
+
+def test_small_chunks_read_the_same_rows(tmp_path, monkeypatch):
+    lines = [json.dumps({"prompt": f"question {i} " + "x" * (i * 7)}) for i in range(50)]
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(lines) + "\n\n")
+    whole = [(r.location, r.value) for r in readers.read_rows(path)]
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 7)
+    assert [(r.location, r.value) for r in readers.read_rows(path)] == whole
+    assert len(whole) == 50
+
+
+def test_json_array_told_from_json_lines_across_chunks(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 5)
+    array = tmp_path / "a.json"
+    array.write_text('\n  [\n {"prompt": "one"},\n {"prompt": "two"}\n]\n')
+    assert [r.location for r in readers.read_rows(array)] == ["item 1", "item 2"]
+    lines = tmp_path / "l.json"
+    lines.write_text('["a list", "first"]\n{"prompt": "two"}\n')
+    assert [r.location for r in readers.read_rows(lines)] == ["line 1", "line 2"]
+
+
+def test_gzip_cap_binds_while_streaming(tmp_path, monkeypatch):
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 1 << 10)
+    path = tmp_path / "big.jsonl.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(b'{"prompt": "same"}\n' * 10_000)
+    with pytest.raises(SourceError, match="more than 50,000 bytes of content"):
+        read_file(path, OBJECTIVES, format="builtin", limits=Limits(max_file_bytes=50_000))
+
+
+def test_repeated_lines_are_quarantined_in_file_order_among_other_rows(tmp_path):
+    lines = ['{"prompt": "kept one"}', "not json", '{"prompt": "kept one"}', '{"prompt": ""}',
+             '{"prompt": "kept one"}', "not json", '{"prompt": "kept two"}', '{"prompt": "kept two"}']
+    (tmp_path / "p.jsonl").write_text("\n".join(lines) + "\n")
+    params = Params(objectives=OBJECTIVES, curate={"sources": [SourceConfig(path="p.jsonl", format="builtin")]})
+    curated = curate(params, tmp_path)
+    q = curated.quarantine
+    assert list(q["location"]) == ["line 2", "line 3", "line 4", "line 5", "line 6", "line 8"]
+    assert list(q["reason"]) == ["malformed_json", "duplicate", "empty_text", "duplicate", "duplicate", "duplicate"]
+    assert list(q["detail"])[1] == "same bytes as line 1" and list(q["detail"])[4] == "same bytes as line 2"
+    assert list(q["raw"])[3] == lines[0] and list(q["raw"])[5] == lines[6]
+    report = curated.report
+    assert report["rows_in"] == len(lines) == report["rows_kept"] + report["rows_quarantined"]
+    assert report["rows_kept"] == 2 and report["reasons"]["duplicate"] == 4
+
+
+def test_parquet_over_the_cap_is_refused_before_any_row_is_decoded(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 5000, pa.int32()), pa.array(["p" * 1000]))
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"prompt": values}), path, row_group_size=1000)
+    rows = readers.iter_rows(path, Limits(max_file_bytes=2_000_000))
+    with pytest.raises(SourceError, match="more than 2,000,000 bytes"):
+        next(rows)  # not one row first: rows read before the refusal would pile up as records
