@@ -81,6 +81,19 @@ class AlignBudget(_Section):
     selection_max_prompt_tokens: int = Field(256, ge=8)
     # "auto": bf16 when CUDA is available on the gpu profile, otherwise no mixed precision.
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    # dtype the frozen base weights are loaded in (LoRA parameters stay fp32: peft's
+    # autocast_adapter_dtype). "auto": bf16 when CUDA is available on the gpu profile (an 8B
+    # policy is 16 GB instead of 32 GB), else fp32 (the CPU run stays exactly as before).
+    base_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # Activation checkpointing of the decoder layers (transformers gradient_checkpointing,
+    # use_reentrant=False): only each layer's input is kept for backward, the layer is
+    # recomputed (~1/3 more compute). TRL's DPOConfig turns it on by default; off on CPU,
+    # where activations of the small default model fit and the recompute only costs time.
+    gradient_checkpointing: bool = False
+    # Response tokens per chunk of the output head + log-softmax (paretoflow/align/logps.py):
+    # the [tokens, vocab] fp32 logits are never held whole (128k-152k vocab on 7-8B models);
+    # in training each chunk is recomputed in backward. 0 = one chunk (the CPU default).
+    logps_chunk_tokens: int = Field(0, ge=0)
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> "AlignBudget":
@@ -156,6 +169,10 @@ class AlignConfig(_Budgeted):
             patience=4, max_val_pairs=256, max_length=512, max_prompt_tokens=256,
             warmup_steps=20, lr_scheduler="cosine", selection_prompts=64,
             selection_max_new_tokens=128, selection_batch_size=64,
+            # paretoflow plan: without checkpointing an 8B policy needs ~130 GB of
+            # activations at 16 pairs x 512 tokens; with it and 2048-token logit chunks
+            # the align stage plans well inside one 80 GB card.
+            gradient_checkpointing=True, logps_chunk_tokens=2048,
         )
     )
 
