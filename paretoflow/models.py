@@ -105,25 +105,63 @@ def load_tokenizer(path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
+def on_gpu(profile: str) -> bool:
+    """The gpu profile with a CUDA device present (anything else runs as on CPU)."""
+    return profile == "gpu" and torch.cuda.is_available()
+
+
+def local_device() -> torch.device:
+    """This process's GPU: LOCAL_RANK under a launcher (torchrun / accelerate), else GPU 0
+    (a worker bound with CUDA_VISIBLE_DEVICES sees its own GPUs from 0)."""
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def enable_tf32() -> None:
+    """TF32 for the fp32 matmuls left on GPU (reward backbone, fp32 heads): Ampere+ tensor
+    cores at ~8x fp32 throughput with a 10-bit mantissa; a no-op on CPU."""
+    if not torch.cuda.is_available():
+        return
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):  # torch >= 2.9: the per-backend precision API
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+    else:
+        torch.set_float32_matmul_precision("high")
+
+
+def load_kwargs_for_profile(profile: str, dtype: torch.dtype | None = None) -> dict:
+    """from_pretrained arguments: on GPU profiles bf16 straight onto this process's GPU
+    (no fp32 copy in host RAM, and the rotary inv_freq buffer stays fp32 as transformers
+    keeps it, where a later `.to(bf16)` rounded it); fp32 on the CPU otherwise."""
+    if on_gpu(profile):
+        enable_tf32()
+        return {"dtype": dtype or torch.bfloat16, "device_map": {"": local_device()}}
+    return {"dtype": dtype or torch.float32}
+
+
 def load_policy(
     policy: str = DEFAULT_POLICY,
     cache_dir: str | Path = ".cache/models",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
+    profile: str = "cpu",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, str]:
-    """Load (model, tokenizer, resolved_path) for a policy name, path or hub id."""
+    """Load (model, tokenizer, resolved_path) for a policy name, path or hub id, in the
+    profile's dtype and place (`load_kwargs_for_profile`); `dtype` overrides the dtype."""
     path = resolve_policy_path(policy, cache_dir)
     tokenizer = load_tokenizer(path)
     model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype, trust_remote_code=False, use_safetensors=True
+        path, trust_remote_code=False, use_safetensors=True, **load_kwargs_for_profile(profile, dtype)
     )
     model.eval()
     return model, tokenizer, path
 
 
 def place_for_profile(model: PreTrainedModel, profile: str) -> PreTrainedModel:
-    """The gpu profile runs inference in bf16 on CUDA when a GPU is present; cpu stays fp32."""
-    if profile == "gpu" and torch.cuda.is_available():
-        return model.to("cuda", dtype=torch.bfloat16)
+    """For a model loaded without a profile: bf16 on CUDA with the gpu profile; cpu stays
+    fp32. A model `load_policy(..., profile=)` already placed is returned as is."""
+    if on_gpu(profile) and model.device.type != "cuda":
+        enable_tf32()
+        return model.to(local_device(), dtype=torch.bfloat16)
     return model
 
 
@@ -269,6 +307,8 @@ __all__ = [
     "build_tiny_policy",
     "build_tiny_tokenizer",
     "default_gguf_path",
+    "enable_tf32",
+    "load_kwargs_for_profile",
     "load_policy",
     "load_tokenizer",
     "materialize_default_policy",

@@ -252,7 +252,8 @@ def sample_responses(params: Params, root: Path, selected: pd.DataFrame,
     config, budget = params.pairs, params.pairs.budget(params.project.profile)
     policy = policy_path or params.model.policy
     cache_dir = Path(params.model.cache_dir)
-    model, tokenizer, resolved = load_policy(policy, cache_dir if cache_dir.is_absolute() else root / cache_dir)
+    model, tokenizer, resolved = load_policy(policy, cache_dir if cache_dir.is_absolute() else root / cache_dir,
+                                             profile=params.project.profile)
     model = place_for_profile(model, params.project.profile)
     origin = f"policy:{Path(resolved).name}@{model_fingerprint(resolved)}"
     samples = budget.samples_per_prompt

@@ -226,6 +226,35 @@ def _run_fingerprint(config: AlignBudget, policy_fingerprint: str, data: PairDat
 # ------------------------------------------------------------------ step 1: the session
 
 
+def _policy_load_kwargs(config: AlignBudget, profile: str, accelerator) -> dict:
+    """bf16 base weights loaded straight onto this process's GPU on GPU profiles; fp32 on CPU.
+    FSDP places and shards the weights itself (accelerate), so no device_map there."""
+    from accelerate.utils import DistributedType
+
+    from paretoflow.models import enable_tf32
+
+    on_gpu = profile == "gpu" and accelerator.device.type == "cuda"
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+        config.base_dtype, torch.bfloat16 if on_gpu else torch.float32)
+    kwargs: dict = {"dtype": dtype}
+    if accelerator.device.type == "cuda":
+        enable_tf32()
+        if accelerator.distributed_type != DistributedType.FSDP:
+            kwargs["device_map"] = {"": accelerator.device}
+    return kwargs
+
+
+def _enable_checkpointing(model) -> None:
+    """transformers' activation checkpointing of every decoder layer, non-reentrant (no
+    enable_input_require_grads needed with frozen embeddings; works under FSDP)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+
+
 def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profile: str) -> Session:
     """Policy + LoRA + AdamW + scheduler under an accelerate Accelerator, seeded."""
     from accelerate import Accelerator
@@ -244,14 +273,18 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
     set_seed(seed)
     tokenizer = load_tokenizer(str(policy_path))
     model = AutoModelForCausalLM.from_pretrained(
-        str(policy_path), dtype=torch.float32, trust_remote_code=False, use_safetensors=True
+        str(policy_path), trust_remote_code=False, use_safetensors=True,
+        **_policy_load_kwargs(config, profile, accelerator),
     )
+    if config.gradient_checkpointing:
+        _enable_checkpointing(model)
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
     )
-    model = get_peft_model(model, lora)
-    scorer = ResponseLogps(model)
+    # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
+    model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    scorer = ResponseLogps(model, chunk_tokens=config.logps_chunk_tokens)
     trainable = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     scorer, optimizer = accelerator.prepare(scorer, optimizer)

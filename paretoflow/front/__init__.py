@@ -77,7 +77,8 @@ def generate_with_weights(
             f"no expert adapter for objectives {missing} under {root / params.align.out_dir} "
             "(expected expert-<objective>)"
         )
-    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir)
+    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir,
+                                              profile=params.project.profile)
     model = place_for_profile(model, params.project.profile)
     fingerprint = model_fingerprint(base_path)
     for expert in inventory.experts:

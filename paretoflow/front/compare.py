@@ -94,7 +94,8 @@ def _evaluator(params: Params, root: Path, document: FrontDocument, judge, exper
     prompts = load_eval_prompts(root / params.curate.out_dir / "prompts.parquet", info.split, info.prompts)
     if prompts.digest != info.prompts_hash:
         raise NotComparable(f"held-out prompts changed since the front ({info.prompts_hash} → {prompts.digest})")
-    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir)
+    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir,
+                                              profile=params.project.profile)
     if model_fingerprint(base_path) != info.base_fingerprint:
         raise NotComparable(f"base model changed since the front ({info.base_fingerprint})")
     model = place_for_profile(model, params.project.profile)

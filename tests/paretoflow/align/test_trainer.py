@@ -151,3 +151,17 @@ def test_optimizer_state_round_trip():
     state = other.state_dict()["state"][0]
     torch.testing.assert_close(state["exp_avg"], optimizer.state_dict()["state"][0]["exp_avg"])
     assert other.param_groups[0]["lr"] == 0.1
+
+
+def test_activation_checkpointing_and_chunked_logps_train_the_same(tiny_policy_dir, pair_tables_dir, tmp_path):
+    """The GPU profile's memory settings (checkpointed decoder layers, chunked log-probs) are
+    recomputation only: on the same pairs and seed the losses match the plain path."""
+    train, val = _examples(pair_tables_dir)
+    plain = train_adapter(tiny_profile(), tiny_policy_dir, train, val, tmp_path / "plain", progress=False)
+    lean_budget = tiny_profile().model_copy(update={"gradient_checkpointing": True, "logps_chunk_tokens": 7})
+    lean = train_adapter(lean_budget, tiny_policy_dir, train, val, tmp_path / "lean", progress=False)
+    plain_losses = [s["loss"] for s in json.loads((tmp_path / "plain" / "train_log.json").read_text())["steps"]]
+    lean_losses = [s["loss"] for s in json.loads((tmp_path / "lean" / "train_log.json").read_text())["steps"]]
+    assert len(plain_losses) == len(lean_losses) > 3
+    assert lean_losses == pytest.approx(plain_losses, abs=1e-5)
+    assert lean.model.config.use_cache is False and plain.model.config.use_cache is not False
