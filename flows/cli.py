@@ -20,12 +20,14 @@ from paretoflow import cli
 
 
 def _run(args: argparse.Namespace) -> int:
+    args.load_params()   # a bad params file fails here, naming the key, before Prefect is imported
     from flows.nightly import main
 
     return main(["--params", args.params, *(["--root", args.root] if args.root else [])])
 
 
 def _serve(args: argparse.Namespace) -> int:
+    args.load_params()
     from flows.serve import serve_deployments
 
     serve_deployments(args.params, Path(args.root).resolve())

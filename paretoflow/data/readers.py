@@ -70,7 +70,6 @@ __all__ = [
     "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_bytes", "read_rows", "shown", "truncate",
 ]
 
-PARQUET_BATCH_ROWS = 1024  # rows decoded at a time (pyarrow's iter_batches); bounds the overshoot of the cap
 JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
 JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
@@ -343,88 +342,6 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
     return list(iter_json_rows(path, limits))
 
 
-# --------------------------------------------------------------------------- Parquet
-
-
-def _decoded_bytes(batch: Any) -> int:
-    """Bytes a record batch takes once decoded. String columns are read as dictionaries
-    (read_dictionary), so a value repeated a million times is counted a million times
-    from the dictionary's lengths and the indices, without decoding it even once."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    total = 0
-    for column in batch.columns:
-        if pa.types.is_dictionary(column.type):
-            lengths = pc.take(pc.binary_length(column.dictionary), column.indices)
-            total += (pc.sum(lengths).as_py() or 0) + 4 * len(column)  # values + offsets
-        else:
-            total += column.nbytes
-    return total
-
-
-def _parquet_file(path: Path, limits: Limits) -> Any:
-    """The opened file, its caps checked from the footer before any page is read."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(path)
-    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-               or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-    parquet = pq.ParquetFile(path, read_dictionary=strings or None)
-    meta = parquet.metadata
-    if meta.num_rows > limits.max_file_rows:
-        raise over_row_cap(path, limits.max_file_rows)
-    declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if max(declared, path.stat().st_size) > limits.max_file_bytes:
-        raise _over_cap(path, limits.max_file_bytes)
-    return parquet
-
-
-def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
-    """Rows of a Parquet file, one batch of PARQUET_BATCH_ROWS decoded at a time."""
-    import pyarrow as pa
-
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: source file not found")
-    cap = limits.max_file_bytes
-    try:
-        parquet = _parquet_file(path, limits)
-        names = parquet.schema_arrow.names
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        # Dictionary-encoded values can decode far beyond the declared size. A first pass
-        # sizes every batch from its dictionaries and indices (nothing decoded, nothing
-        # kept) and refuses the file past the cap; only then are rows decoded, batch by
-        # batch. Sizing while yielding rows let the rows read before the cap pile up as
-        # records (a 1 GiB dictionary bomb peaked at 502 MB instead of 156 MB).
-        decoded = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            decoded += _decoded_bytes(batch)
-            if decoded > cap:
-                raise _over_cap(path, cap)
-        index = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for value in batch.to_pylist():
-                yield _parquet_row(index, value, duplicates, names, limits)
-                index += 1
-    except (pa.ArrowException, OSError) as exc:
-        raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
-
-
-def _parquet_row(index: int, value: dict, duplicates: list[str], names: list[str], limits: Limits) -> RawRow:
-    text = json.dumps(value, ensure_ascii=False, default=str)
-    row = _row(f"row {index + 1}", index, text, value, limits)
-    if duplicates:  # to_pylist keeps the last of two same-named columns: ambiguous
-        row.value, row.error = None, RowError(
-            "ambiguous_key", f"column {duplicates[0]!r} appears {names.count(duplicates[0])} times in the schema: "
-                             "which value is meant cannot be told")
-    return row
-
-
-def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:
-    return list(iter_parquet_rows(path, limits))
-
-
 # --------------------------------------------------------------------------- CSV / TSV
 
 
@@ -446,6 +363,8 @@ def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
     limits = limits or Limits()
     name = path.name.lower()
     if name.endswith(".parquet"):
+        from paretoflow.data.parquet_rows import iter_parquet_rows
+
         return iter_parquet_rows(path, limits)
     if name.endswith(CSV_SUFFIXES):
         return iter(read_csv_rows(path, limits))

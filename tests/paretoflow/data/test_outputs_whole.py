@@ -22,7 +22,9 @@ def test_a_crash_mid_write_leaves_the_previous_folder_whole(tmp_path, monkeypatc
     first = curate.run(_params(), tmp_path)
     before = {p.name: p.read_bytes() for p in first.out_dir.iterdir()}
     (tmp_path / "pairs.jsonl").write_bytes(jsonl([good_pair(i) for i in range(40)]))
-    real = curate.write_table
+    from paretoflow.data import tables   # where the curated folder is written
+
+    real = tables.write_table
     written = []
 
     def killed_after_two_tables(frame, path):
@@ -31,7 +33,7 @@ def test_a_crash_mid_write_leaves_the_previous_folder_whole(tmp_path, monkeypatc
         written.append(path)
         return real(frame, path)
 
-    monkeypatch.setattr(curate, "write_table", killed_after_two_tables)
+    monkeypatch.setattr(tables, "write_table", killed_after_two_tables)
     with pytest.raises(KeyboardInterrupt):
         curate.run(_params(), tmp_path)
     assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == before
