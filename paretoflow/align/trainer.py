@@ -86,6 +86,7 @@ from paretoflow.align.data import (
 from paretoflow.align.logps import ResponseLogps
 from paretoflow.align.margins import MarginRater
 from paretoflow.align.meta import META_FILE, seal
+from paretoflow.align.session import Session, build_session, resolve_mixed_precision
 from paretoflow.align.selection import Selection, base_answers, generate_answers, score_answers
 from paretoflow.align.sources import MixtureStream, PairStream, visited_counts
 from paretoflow.io import atomic_write
@@ -117,26 +118,6 @@ class TrainResult:
 
 
 @dataclass
-class Session:
-    """The model, optimizer and accelerator of one training run."""
-
-    config: AlignBudget
-    accelerator: Any
-    scorer: Any  # ResponseLogps, prepared by accelerate (DDP-wrapped when distributed)
-    plain_scorer: ResponseLogps
-    peft_model: Any
-    tokenizer: Any
-    optimizer: Any
-    scheduler: Any
-    trainable: list
-    mixed_precision: str
-
-    @property
-    def pad_token_id(self) -> int:
-        return self.tokenizer.pad_token_id
-
-
-@dataclass
 class PairData:
     """Training and validation pairs, tokenized, with margins and reference log-probs."""
 
@@ -155,13 +136,6 @@ class PairData:
 # ------------------------------------------------------------------ small helpers
 
 
-def resolve_mixed_precision(setting: str, profile: str) -> str:
-    """'auto' → bf16 on CUDA with the gpu profile, otherwise no mixed precision."""
-    if setting != "auto":
-        return setting
-    return "bf16" if (profile == "gpu" and torch.cuda.is_available()) else "no"
-
-
 def micro_batch_indices(stream, config: AlignBudget, step: int, micro: int,
                         process_index: int, num_processes: int) -> list[int]:
     """This process's pair indices for optimizer step `step`, micro-batch `micro`."""
@@ -177,20 +151,6 @@ def visited_positions(stream, config: AlignBudget, steps: int, num_processes: in
 
 def _to_device(batch: dict[str, torch.Tensor], device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}
-
-
-def _make_scheduler(optimizer, config: AlignBudget):
-    from transformers import (
-        get_constant_schedule_with_warmup,
-        get_cosine_schedule_with_warmup,
-        get_linear_schedule_with_warmup,
-    )
-
-    if config.lr_scheduler == "constant":
-        return get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
-    if config.lr_scheduler == "linear":
-        return get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
-    return get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
 
 
 def make_loss_fn(config: AlignBudget, objective_weights: list[float] | None,
@@ -223,77 +183,7 @@ def _run_fingerprint(config: AlignBudget, policy_fingerprint: str, data: PairDat
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-# ------------------------------------------------------------------ step 1: the session
-
-
-def _policy_load_kwargs(config: AlignBudget, profile: str, accelerator) -> dict:
-    """bf16 base weights loaded straight onto this process's GPU on GPU profiles; fp32 on CPU.
-    FSDP places and shards the weights itself (accelerate), so no device_map there."""
-    from accelerate.utils import DistributedType
-
-    from paretoflow.models import enable_tf32
-
-    on_gpu = profile == "gpu" and accelerator.device.type == "cuda"
-    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
-        config.base_dtype, torch.bfloat16 if on_gpu else torch.float32)
-    kwargs: dict = {"dtype": dtype}
-    if accelerator.device.type == "cuda":
-        enable_tf32()
-        if accelerator.distributed_type != DistributedType.FSDP:
-            kwargs["device_map"] = {"": accelerator.device}
-    return kwargs
-
-
-def _enable_checkpointing(model) -> None:
-    """transformers' activation checkpointing of every decoder layer, non-reentrant (no
-    enable_input_require_grads needed with frozen embeddings; works under FSDP)."""
-    kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    model.config.use_cache = False
-
-
-def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profile: str) -> Session:
-    """Policy + LoRA + AdamW + scheduler under an accelerate Accelerator, seeded."""
-    from accelerate import Accelerator
-    from accelerate.utils import set_seed
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from paretoflow.models import load_tokenizer
-
-    mixed_precision = resolve_mixed_precision(config.mixed_precision, profile)
-    accelerator = Accelerator(
-        mixed_precision=mixed_precision,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        cpu=not torch.cuda.is_available(),
-    )
-    set_seed(seed)
-    tokenizer = load_tokenizer(str(policy_path))
-    model = AutoModelForCausalLM.from_pretrained(
-        str(policy_path), trust_remote_code=False, use_safetensors=True,
-        **_policy_load_kwargs(config, profile, accelerator),
-    )
-    if config.gradient_checkpointing:
-        _enable_checkpointing(model)
-    lora = LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-        target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
-    )
-    # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
-    model = get_peft_model(model, lora, autocast_adapter_dtype=True)
-    scorer = ResponseLogps(model, chunk_tokens=config.logps_chunk_tokens)
-    trainable = [p for p in scorer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scorer, optimizer = accelerator.prepare(scorer, optimizer)
-    # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would
-    # step it num_processes times per step.
-    scheduler = _make_scheduler(optimizer, config)
-    plain_scorer = accelerator.unwrap_model(scorer)
-    return Session(config, accelerator, scorer, plain_scorer, plain_scorer.model, tokenizer, optimizer,
-                   scheduler, trainable, mixed_precision)
+# ------------------------------------------------------------------ step 1: the session (session.py)
 
 
 # ------------------------------------------------------------------ step 2: the data

@@ -190,8 +190,7 @@ def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
                                 + (f" (skipped: {inventory.skipped})" if inventory.skipped else ""))
     merge_coefficients(params, inventory)  # a bad weight vector fails here, before any compute
     judge, extras, hashes = open_scorers(params, root, scorer, extra_scorers)
-    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir,
-                                              profile=params.project.profile)
+    model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir, profile=params.project.profile)
     model = place_for_profile(model, params.project.profile)
     prompts = load_eval_prompts(root / params.curate.out_dir / "prompts.parquet", config.prompts_split,
                                 budget.n_eval_prompts)

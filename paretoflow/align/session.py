@@ -1,0 +1,134 @@
+"""Step 1 of the trainer: the policy, its LoRA adapter, AdamW and the scheduler under an
+`accelerate` Accelerator, seeded (`build_session`).
+
+On CPU the policy loads in fp32 with no mixed precision. On the gpu profile it loads in
+bf16 straight onto this process's GPU (no fp32 copy on the host), the LoRA parameters stay
+fp32 (peft's autocast_adapter_dtype), autocast runs bf16, TF32 covers the remaining fp32
+matmuls, and activation checkpointing of the decoder layers is a budget setting
+(`AlignBudget.gradient_checkpointing`, on in the gpu profile). Under FSDP accelerate places
+and shards the weights itself, so no device_map is passed there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from paretoflow.align.logps import ResponseLogps
+
+if TYPE_CHECKING:
+    from paretoflow.stages.align import AlignBudget
+
+
+@dataclass
+class Session:
+    """The model, optimizer and accelerator of one training run."""
+
+    config: AlignBudget
+    accelerator: Any
+    scorer: Any  # ResponseLogps, prepared by accelerate (DDP-wrapped when distributed)
+    plain_scorer: ResponseLogps
+    peft_model: Any
+    tokenizer: Any
+    optimizer: Any
+    scheduler: Any
+    trainable: list
+    mixed_precision: str
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+
+def resolve_mixed_precision(setting: str, profile: str) -> str:
+    """'auto' → bf16 on CUDA with the gpu profile, otherwise no mixed precision."""
+    if setting != "auto":
+        return setting
+    return "bf16" if (profile == "gpu" and torch.cuda.is_available()) else "no"
+
+
+def _make_scheduler(optimizer, config: AlignBudget):
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
+    if config.lr_scheduler == "constant":
+        return get_constant_schedule_with_warmup(optimizer, config.warmup_steps)
+    if config.lr_scheduler == "linear":
+        return get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    return get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+
+
+def _policy_load_kwargs(config: AlignBudget, profile: str, accelerator) -> dict:
+    """bf16 base weights loaded straight onto this process's GPU on GPU profiles; fp32 on CPU.
+    FSDP places and shards the weights itself (accelerate), so no device_map there."""
+    from accelerate.utils import DistributedType
+
+    from paretoflow.models import enable_tf32
+
+    on_gpu = profile == "gpu" and accelerator.device.type == "cuda"
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}.get(
+        config.base_dtype, torch.bfloat16 if on_gpu else torch.float32)
+    kwargs: dict = {"dtype": dtype}
+    if accelerator.device.type == "cuda":
+        enable_tf32()
+        if accelerator.distributed_type != DistributedType.FSDP:
+            kwargs["device_map"] = {"": accelerator.device}
+    return kwargs
+
+
+def _enable_checkpointing(model) -> None:
+    """transformers' activation checkpointing of every decoder layer, non-reentrant (no
+    enable_input_require_grads needed with frozen embeddings; works under FSDP)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    model.config.use_cache = False
+
+
+def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profile: str) -> Session:
+    """Policy + LoRA + AdamW + scheduler under an accelerate Accelerator, seeded."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from paretoflow.models import load_tokenizer
+
+    mixed_precision = resolve_mixed_precision(config.mixed_precision, profile)
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=not torch.cuda.is_available(),
+    )
+    set_seed(seed)
+    tokenizer = load_tokenizer(str(policy_path))
+    model = AutoModelForCausalLM.from_pretrained(
+        str(policy_path), trust_remote_code=False, use_safetensors=True,
+        **_policy_load_kwargs(config, profile, accelerator),
+    )
+    if config.gradient_checkpointing:
+        _enable_checkpointing(model)
+    lora = LoraConfig(
+        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
+    )
+    # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
+    model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    scorer = ResponseLogps(model, chunk_tokens=config.logps_chunk_tokens)
+    trainable = [p for p in scorer.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    scorer, optimizer = accelerator.prepare(scorer, optimizer)
+    # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would
+    # step it num_processes times per step.
+    scheduler = _make_scheduler(optimizer, config)
+    plain_scorer = accelerator.unwrap_model(scorer)
+    return Session(config, accelerator, scorer, plain_scorer, plain_scorer.model, tokenizer, optimizer,
+                   scheduler, trainable, mixed_precision)
