@@ -337,3 +337,13 @@ __all__ = [
     "tables_hash",
     "tokenize_pairs",
 ]
+
+
+def even_shard(ordered: list[int], world: int, rank: int) -> tuple[list[int], int]:
+    """(this rank's indices, how many are real): every rank gets ceil(n / world) indices,
+    the short ones padded by repeating the last pair, so all ranks run the same number of
+    forward passes (FSDP all-gathers in each one: an uneven count would hang)."""
+    per_process = math.ceil(len(ordered) / world)
+    mine = ordered[rank * per_process: (rank + 1) * per_process]
+    real = len(mine)
+    return mine + [ordered[-1]] * (per_process - real), real

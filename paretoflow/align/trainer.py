@@ -79,6 +79,7 @@ from paretoflow.align.data import (
     TokenizedPair,
     TruncationCounts,
     collate_pairs,
+    even_shard,
     examples_digest,
     margin_tensors,
     tokenize_pairs,
@@ -239,8 +240,7 @@ def _score_pairs(scorer: ResponseLogps, tokenized: list[TokenizedPair], indices:
     world, rank = accelerator.num_processes, accelerator.process_index
     ordered = sorted(indices, key=lambda i: len(tokenized[i].prompt_ids)
                      + max(len(tokenized[i].chosen_ids), len(tokenized[i].rejected_ids)))
-    per_process = math.ceil(len(ordered) / world)
-    mine = ordered[rank * per_process: (rank + 1) * per_process]
+    mine, real = even_shard(ordered, world, rank)
     values = []
     was_training = scorer.training
     scorer.eval()
@@ -257,11 +257,10 @@ def _score_pairs(scorer: ResponseLogps, tokenized: list[TokenizedPair], indices:
     bar.close()
     scorer.train(was_training)
     local_values = torch.cat(values) if values else torch.zeros((0, 2), device=accelerator.device)
-    local_index = torch.tensor(mine, dtype=torch.long, device=accelerator.device)
-    if world > 1:  # pad to equal length for gather; -1 marks padding
-        pad = per_process - len(mine)
-        local_values = torch.cat([local_values, torch.zeros((pad, 2), device=local_values.device)])
-        local_index = torch.cat([local_index, torch.full((pad,), -1, dtype=torch.long, device=local_index.device)])
+    # -1 marks the repeated pairs that only kept the shards even
+    local_index = torch.tensor(mine[:real] + [-1] * (len(mine) - real), dtype=torch.long,
+                               device=accelerator.device)
+    if world > 1:
         local_values, local_index = accelerator.gather(local_values), accelerator.gather(local_index)
     local_values, local_index = local_values.float().cpu(), local_index.cpu()
     keep = local_index >= 0
@@ -305,10 +304,11 @@ def reference_logps(session: Session, data: PairData, checkpointer: Checkpointer
 
 def _compute_reference(session: Session, data: PairData, progress: bool) -> None:
     accelerator, batch = session.accelerator, session.config.eval_batch_size
+    # The prepared (DDP/FSDP-wrapped) scorer: under FSDP the unwrapped one holds only shards.
     with session.peft_model.disable_adapter():
-        data.train_reference = _score_pairs(session.plain_scorer, data.train, data.used, accelerator, batch,
+        data.train_reference = _score_pairs(session.scorer, data.train, data.used, accelerator, batch,
                                             session.pad_token_id, "reference (train)", progress)
-        data.val_reference = _score_pairs(session.plain_scorer, data.val, list(range(len(data.val))),
+        data.val_reference = _score_pairs(session.scorer, data.val, list(range(len(data.val))),
                                           accelerator, batch, session.pad_token_id, "reference (val)", progress)
 
 
