@@ -84,7 +84,10 @@ def _sample_batch(model, tokenizer, enc, *, max_new_tokens, do_sample, temperatu
         kwargs.update(temperature=temperature, top_p=top_p)
     else:  # silence generation_config sampling defaults in greedy mode
         kwargs.update(temperature=None, top_p=None, top_k=None)
-    out = model.generate(**enc, **kwargs)
+    if num_return_sequences > 1 and enc["input_ids"].shape[1] > 1:
+        out = _generate_shared_prefill(model, enc, num_return_sequences, kwargs)
+    else:
+        out = model.generate(**enc, **kwargs)
     new = out[:, enc["input_ids"].shape[1]:]
     eos = _eos_ids(model, tokenizer) | ({tokenizer.pad_token_id} if tokenizer.pad_token_id is not None else set())
     rows = []
@@ -92,6 +95,28 @@ def _sample_batch(model, tokenizer, enc, *, max_new_tokens, do_sample, temperatu
         end = next((i for i, t in enumerate(sequence) if t in eos), len(sequence))
         rows.append(sequence[:end])
     return rows
+
+
+def _generate_shared_prefill(model, enc, repeats: int, kwargs: dict):
+    """`generate` with num_return_sequences, the prompt prefilled once per prompt.
+
+    `generate` repeats every prompt `repeats` times before its first forward, so the
+    prompt's tokens are computed `repeats` times (4x the prefill of the pairs stage). Here
+    the prompt but its last token runs once, the KV cache is repeated per sample
+    (`DynamicCache.batch_repeat_interleave`) and `generate` continues from it with the
+    rows repeated as it would repeat them itself: same rows, same positions, same sampling
+    calls, so the same samples (a test checks token equality on the tiny model)."""
+    from transformers import DynamicCache
+
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    positions = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+          cache=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_repeat_interleave(repeats)
+    kwargs = {**kwargs, "num_return_sequences": 1}
+    return model.generate(input_ids=ids.repeat_interleave(repeats, 0),
+                          attention_mask=mask.repeat_interleave(repeats, 0), cache=cache, **kwargs)
 
 
 @torch.no_grad()

@@ -63,3 +63,26 @@ def test_sampling_returns_n_per_prompt_and_repeats_with_seed(tiny_policy_dir):
     with pytest.raises(ValueError, match="needs do_sample"):
         generate(model, tok, convs, num_return_sequences=2, progress=False)
     torch.manual_seed(0)
+
+
+def test_shared_prefill_samples_the_same_tokens_as_generate(tiny_policy_dir):
+    """Prefilling each prompt once and repeating its cache gives the samples `generate`
+    gives when it repeats the prompt itself (same seed, left-padded prompts of unequal
+    length, so positions and masks are exercised)."""
+    from paretoflow.generation import _generate_shared_prefill
+
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    with torch.no_grad():  # a flatter random init samples varied tokens
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    tok.padding_side = "left"
+    enc = tok(render_prompts(tok, CONVERSATIONS), return_tensors="pt", padding=True, add_special_tokens=False)
+    assert len(set(enc["attention_mask"].sum(-1).tolist())) > 1
+    kwargs = dict(max_new_tokens=8, do_sample=True, temperature=1.0, top_p=0.9, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(3)
+    expected = model.generate(**enc, num_return_sequences=4, **kwargs)
+    torch.manual_seed(3)
+    got = _generate_shared_prefill(model, enc, 4, {**kwargs, "num_return_sequences": 4})
+    assert got.shape == expected.shape
+    assert torch.equal(got, expected)
+    assert len({tuple(r) for r in got[:4, enc["input_ids"].shape[1]:].tolist()}) > 1  # samples differ
