@@ -10,7 +10,9 @@ answer makes every short one pay for its tokens. `_greedy_until_eos` decodes wit
 model's KV cache and drops finished rows from the batch and the cache
 (`DynamicCache.batch_select_indices`), so a step costs only the rows still answering.
 It is plain greedy argmax with the same position ids and masks as `generate`; a test
-checks it returns exactly what `generate` returns. Sampling (pairs) uses `generate`.
+checks it returns exactly what `generate` returns. Sampling (pairs) uses `generate`,
+with several samples per prompt continuing from one prefill of the prompt
+(`_generate_shared_prefill`: same samples, a test checks token equality).
 """
 
 from __future__ import annotations
