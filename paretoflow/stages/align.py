@@ -273,20 +273,6 @@ def parse_sources(text: str) -> dict[str, float]:
     return out
 
 
-def parse_sources(text: str) -> dict[str, float]:
-    """`human=1,on_policy=0.5` → {"human": 1.0, "on_policy": 0.5} (kinds checked by the caller)."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        kind, sep, value = part.partition("=")
-        if not sep:
-            raise ValueError(f"--sources: {part!r} is not kind=weight (e.g. human=1,on_policy=0)")
-        try:
-            out[kind.strip()] = float(value)
-        except ValueError:
-            raise ValueError(f"--sources: weight {value!r} of {kind!r} is not a number") from None
-    return out
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("align", help="train LoRA DPO experts / MODPO policies",
                                    description="train LoRA experts (DPO) and MODPO policies")
