@@ -221,7 +221,6 @@ def job_name(job: dict[str, Any]) -> str:
 STAGE = Stage(
     name="align",
     run=run,
-    section="align",
     command="paretoflow align --all",
     sections=("project", "model", "objectives", "curate", "pairs", "reward", "align"),
     # human pairs + selection prompts (curated), on-policy pairs, the reward model (MODPO

@@ -44,7 +44,6 @@ class Stage:
 
     name: str
     run: Callable[..., Any]                      # run(params, root, **job) -> result dataclass
-    section: str                                 # its own params section (config class in its module)
     command: str                                 # the CLI call `dvc repro` runs
     sections: tuple[str, ...]                    # params sections it reads (DVC params, cache key)
     inputs: Callable[[Params], list[str]]        # files/folders it reads, relative to root
@@ -58,6 +57,11 @@ class Stage:
     job_name: Callable[[dict[str, Any]], str] | None = None       # job kwargs → output sub-folder
     reads_policy: bool = False                   # its outputs depend on the policy's weights
     extra_code: tuple[str, ...] = field(default=())  # modules loaded by name, not import
+
+    @property
+    def section(self) -> str:
+        """Its own params section: the stage's name (config class in its module)."""
+        return self.name
 
     @property
     def module(self) -> str:

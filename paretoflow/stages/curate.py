@@ -122,7 +122,6 @@ def run(params: Params, root: Path, *, progress: bool = False,
 STAGE = Stage(
     name="curate",
     run=run,
-    section="curate",
     command="paretoflow curate",
     sections=("objectives", "curate"),
     inputs=lambda p: [s.path for s in p.curate.sources],

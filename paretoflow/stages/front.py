@@ -139,7 +139,6 @@ def run(params: Params, root: Path, *, scorer=None, extra_scorers: Mapping | Non
 STAGE = Stage(
     name="front",
     run=run,
-    section="front",
     command="paretoflow front",
     sections=("project", "model", "objectives", "front"),
     inputs=lambda p: [p.align.out_dir, p.reward.out_dir, *curated(p, "prompts")],

@@ -76,7 +76,6 @@ def run(params: Params, root: Path, *, policy_path: str | None = None) -> PairsR
 STAGE = Stage(
     name="pairs",
     run=run,
-    section="pairs",
     command="paretoflow pairs",
     sections=("project", "model", "objectives", "pairs"),
     inputs=lambda p: [*curated(p, "prompts"), p.reward.out_dir],  # the reward model judges

@@ -87,7 +87,6 @@ def run(params: Params, root: Path, *, parent_run_id: str | None = None,
 STAGE = Stage(
     name="promote",
     run=run,
-    section="promote",
     command="paretoflow promote",
     sections=("objectives", "promote", "tracking"),
     inputs=lambda p: [p.front.out_dir, p.align.out_dir],

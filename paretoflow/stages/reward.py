@@ -179,7 +179,6 @@ def run(params: Params, root: Path, *, progress: bool = True) -> RewardResult:
 STAGE = Stage(
     name="reward",
     run=run,
-    section="reward",
     command="paretoflow reward",
     sections=("project", "model", "objectives", "reward"),
     inputs=lambda p: curated(p, *CURATED_TABLES),

@@ -66,7 +66,6 @@ def run(params: Params, root: Path) -> ValidationResult:
 STAGE = Stage(
     name="validate",
     run=run,
-    section="validate",
     command="paretoflow validate",
     sections=("objectives", "validate", "curate"),
     inputs=lambda p: curated(p, *CURATED_TABLES, "quarantine"),
