@@ -30,7 +30,6 @@ class Session:
     config: AlignBudget
     accelerator: Any
     scorer: Any  # ResponseLogps, prepared by accelerate (DDP-wrapped when distributed)
-    plain_scorer: ResponseLogps
     peft_model: Any
     tokenizer: Any
     optimizer: Any
@@ -129,6 +128,5 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
     # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would
     # step it num_processes times per step.
     scheduler = _make_scheduler(optimizer, config)
-    plain_scorer = accelerator.unwrap_model(scorer)
-    return Session(config, accelerator, scorer, plain_scorer, plain_scorer.model, tokenizer, optimizer,
+    return Session(config, accelerator, scorer, accelerator.unwrap_model(scorer).model, tokenizer, optimizer,
                    scheduler, trainable, mixed_precision)
