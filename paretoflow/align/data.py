@@ -322,22 +322,6 @@ def examples_digest(examples: list[PairExample]) -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = [
-    "PairExample",
-    "PairTables",
-    "SelectionReport",
-    "TokenizedPair",
-    "TruncationCounts",
-    "collate_pairs",
-    "examples_digest",
-    "load_pair_tables",
-    "margin_tensors",
-    "normalized_rating",
-    "select_pairs",
-    "tables_hash",
-    "tokenize_pairs",
-]
-
 
 def even_shard(ordered: list[int], world: int, rank: int) -> tuple[list[int], int]:
     """(this rank's indices, how many are real): every rank gets ceil(n / world) indices,
@@ -347,3 +331,21 @@ def even_shard(ordered: list[int], world: int, rank: int) -> tuple[list[int], in
     mine = ordered[rank * per_process: (rank + 1) * per_process]
     real = len(mine)
     return mine + [ordered[-1]] * (per_process - real), real
+
+
+__all__ = [
+    "PairExample",
+    "PairTables",
+    "SelectionReport",
+    "TokenizedPair",
+    "TruncationCounts",
+    "collate_pairs",
+    "even_shard",
+    "examples_digest",
+    "load_pair_tables",
+    "margin_tensors",
+    "normalized_rating",
+    "select_pairs",
+    "tables_hash",
+    "tokenize_pairs",
+]
