@@ -95,8 +95,8 @@ def _log_adapter(tracker, run_id: str, adapter_dir: Path) -> None:
     log_path = adapter_dir / "train_log.json"
     if log_path.exists():
         log = json.loads(log_path.read_text())
-        for row in log.get("steps", []) + log.get("validation", []):
-            tracker.log_metrics(run_id, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        rows = log.get("steps", []) + log.get("validation", [])
+        tracker.log_metric_rows(run_id, [(row["step"], {k: v for k, v in row.items() if k != "step"}) for row in rows])
     from paretoflow.align.meta import read_meta
 
     meta = read_meta(adapter_dir)   # the base it was trained on, as resolved then (not params' "default")

@@ -101,6 +101,25 @@ def test_params_metrics_and_lineage(tracker, tmp_path):
     assert metric_name("hv@ref(1)") == "hv_at_ref_1_"
 
 
+def test_batched_logging_keeps_every_param_metric_step_and_tag(tracker):
+    """Past MLflow's per-call limits (100 params or tags, 1,000 metrics): nothing lost,
+    every curve point at its step, re-logging the same params is no error."""
+    run = tracker.start_run("many")
+    params = {f"p{i}": i for i in range(250)}
+    tracker.log_params(run, params)
+    tracker.log_params(run, params)  # a retried task logs them again
+    tracker.log_metric_rows(run, [(step, {"loss": 1.0 / (step + 1), "margin": float(step)}) for step in range(600)])
+    tracker.log_curve(run, "hv", [0.1, None, 0.3])
+    tracker.set_tags(run, {f"t{i}": i for i in range(130)})
+    r = tracker.client.get_run(run)
+    assert r.data.params == {k: str(v) for k, v in params.items()}
+    assert {k: v for k, v in r.data.tags.items() if k.startswith("t") and k[1:].isdigit()} == {f"t{i}": str(i) for i in range(130)}
+    loss = tracker.client.get_metric_history(run, "loss")
+    assert sorted((m.step, m.value) for m in loss) == [(s, 1.0 / (s + 1)) for s in range(600)]
+    assert len(tracker.client.get_metric_history(run, "margin")) == 600
+    assert sorted((m.step, m.value) for m in tracker.client.get_metric_history(run, "hv")) == [(0, 0.1), (2, 0.3)]
+
+
 def test_keyed_run_is_reused_under_the_same_parent(tracker):
     parent = tracker.start_run("nightly")
     first = tracker.start_run("curate", parent, run_key="log-stage:curate")
