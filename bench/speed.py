@@ -10,7 +10,13 @@ Measures, on the default policy (SmolLM2-135M-Instruct) and the curated train pr
   `generation._generate_shared_prefill` (prompt prefilled once, cache repeated), same
   seed: ratio and how many samples are token-identical;
 - greedy answers in fp32 vs bf16 weights (the front's decode), ratio and identical answers;
-- a 32x576 @ 576x1536 matmul in fp32 vs bf16 (GFLOP/s), the kernel behind both.
+- a 32x576 @ 576x1536 matmul in fp32 vs bf16 (GFLOP/s), the kernel behind both;
+- `--features N`: MiniLM (the reward features' and judges' encoder) on N curated responses
+  in fp32 vs int8 dynamic quantisation of its Linear layers: ratio and the cosine of each
+  int8 vector with its fp32 one;
+- `--processes`: the front's greedy decode of 2 x `--prompts` prompts (64 new tokens, batch
+  32) in this process on 2 threads vs in 2 processes of 1 thread each, one batch each (the
+  same batches): ratio, identical answers.
 """
 
 from __future__ import annotations
@@ -44,32 +50,98 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def _features(root: Path, n: int) -> None:
+    from paretoflow.embeddings import sentence_encoder
+
+    texts = pd.read_parquet(root / "data/curated/responses.parquet")["text"].head(n).tolist()
+    encoder = sentence_encoder()
+    pieces = [encoder.piece(t) for t in texts]
+    encoder.encode(pieces[:32])  # warm
+    fp32, t32 = _timed(lambda: encoder.encode(pieces))
+    from torch.ao.quantization import quantize_dynamic
+
+    model = encoder.model
+    encoder._model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    encoder.encode(pieces[:32])
+    int8, t8 = _timed(lambda: encoder.encode(pieces))
+    encoder._model = model
+    cosine = (fp32 * int8).sum(axis=1)
+    tokens = sum(len(encoder.tokenizer(p)["input_ids"]) for p in pieces)
+    print(f"minilm, {n} responses ({tokens / n:.0f} word pieces on average): fp32 {t32:.1f} s, int8 {t8:.1f} s "
+          f"-> {t32 / t8:.2f}x; cosine int8 vs fp32 min {cosine.min():.4f} mean {cosine.mean():.4f}")
+
+
+def _greedy_child(convs, threads, root, queue) -> None:
+    torch.set_num_threads(threads)
+    model, tok, _ = load_policy("default", Path(root) / ".cache/models")
+    model.eval()
+    out, seconds = _timed(lambda: generate_counted(model, tok, convs, **_GREEDY))
+    queue.put((out.texts, seconds))
+
+
+_GREEDY = dict(max_new_tokens=64, batch_size=32, max_prompt_tokens=128, progress=False)
+
+
+def _processes(model, tok, convs, root: Path) -> None:
+    import multiprocessing as mp
+
+    convs = sorted(convs, key=lambda c: len(tok.apply_chat_template(c, tokenize=False)))
+    halves = [convs[: len(convs) // 2], convs[len(convs) // 2 :]]
+    torch.set_num_threads(2)
+    one, t_one = _timed(lambda: [generate_counted(model, tok, h, **_GREEDY).texts for h in halves])
+    ctx = mp.get_context("spawn")  # fork after OpenMP regions can hang the child
+    queue = ctx.Queue()
+    start = time.perf_counter()
+    children = [ctx.Process(target=_greedy_child, args=(h, 1, str(root), queue)) for h in halves]
+    for c in children:
+        c.start()
+    results = [queue.get() for _ in children]
+    for c in children:
+        c.join()
+    t_two = time.perf_counter() - start
+    gen = max(s for _, s in results)
+    texts = {tuple(map(tuple, t)) for t, _ in results}
+    same = sum(tuple(map(tuple, h)) in texts for h in one)
+    print(f"greedy, 2 x {len(halves[0])} prompts: 1 process x 2 threads {t_one:.1f} s, 2 processes x 1 thread "
+          f"{t_two:.1f} s with their model load ({gen:.1f} s generating) -> {t_one / t_two:.2f}x "
+          f"({t_one / gen:.2f}x without the load); batches with identical answers {same}/2")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--root", default=".")
     parser.add_argument("--skip-bf16", action="store_true")
+    parser.add_argument("--skip-pairs", action="store_true")
+    parser.add_argument("--features", type=int, default=0, metavar="N")
+    parser.add_argument("--processes", action="store_true")
     args = parser.parse_args()
     root = Path(args.root)
+    if args.features:
+        _features(root, args.features)
     model, tok, _ = load_policy("default", root / ".cache/models")
     model.eval()
-    prompts = pd.read_parquet(root / "data/curated/prompts.parquet")
-    prompts = prompts[prompts["split"] == "train"].head(args.prompts)
+    prompts_frame = pd.read_parquet(root / "data/curated/prompts.parquet")
+    prompts = prompts_frame[prompts_frame["split"] == "train"].head(args.prompts)
     convs = [[dict(m) for m in (json.loads(x) if isinstance(x, str) else x)] for x in prompts["messages"]]
     sample = dict(max_new_tokens=48, do_sample=True, temperature=1.0, top_p=0.95, num_return_sequences=4,
                   batch_size=8, max_prompt_tokens=128, seed=0, progress=False)
 
-    shared = generation._generate_shared_prefill
-    generation._generate_shared_prefill = lambda m, enc, r, kw: m.generate(**enc, **kw)
-    try:
-        old, t_old = _timed(lambda: generate_counted(model, tok, convs, **sample))
-    finally:
-        generation._generate_shared_prefill = shared
-    new, t_new = _timed(lambda: generate_counted(model, tok, convs, **sample))
-    same = sum(a == b for x, y in zip(old.texts, new.texts) for a, b in zip(x, y))
-    total = sum(len(x) for x in old.texts)
-    print(f"pairs sampling, {len(convs)} prompts x 4: generate {t_old:.1f} s, shared prefill {t_new:.1f} s "
-          f"-> {t_old / t_new:.2f}x; identical samples {same}/{total}")
+    if args.processes:
+        more = prompts_frame[prompts_frame["split"] == "train"].head(2 * args.prompts)
+        _processes(model, tok, [[dict(m) for m in (json.loads(x) if isinstance(x, str) else x)] for x in more["messages"]], root)
+    if not args.skip_pairs:
+        shared = generation._generate_shared_prefill
+        generation._generate_shared_prefill = lambda m, enc, r, kw: m.generate(**enc, **kw)
+        try:
+            old, t_old = _timed(lambda: generate_counted(model, tok, convs, **sample))
+        finally:
+            generation._generate_shared_prefill = shared
+        new, t_new = _timed(lambda: generate_counted(model, tok, convs, **sample))
+        same = sum(a == b for x, y in zip(old.texts, new.texts) for a, b in zip(x, y))
+        total = sum(len(x) for x in old.texts)
+        print(f"pairs sampling, {len(convs)} prompts x 4: generate {t_old:.1f} s, shared prefill {t_new:.1f} s "
+              f"-> {t_old / t_new:.2f}x; identical samples {same}/{total}")
 
     if not args.skip_bf16:
         greedy = dict(max_new_tokens=64, batch_size=32, max_prompt_tokens=128, progress=False)
