@@ -19,6 +19,7 @@ import pandas as pd
 from paretoflow.data.dedup import split_of
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
+from paretoflow.data.spill import TextSpill
 from paretoflow.io import atomic_dir, write_table, write_text
 from paretoflow.schema import (
     OPTIONAL_COLUMNS,
@@ -58,13 +59,16 @@ class _Row:
     response_ids: list[str] = field(default_factory=list)
     rejected: Quarantined | None = None
     sampled_out: bool = False  # outside its source's prompt sample: neither kept nor quarantined
+    failed_check: tuple[str, str] | None = None  # the row checks' (reason, detail), applied if still active
+    text_start: int = -1  # the spill index of responses[0] (the others follow), once spilled
 
     def reject(self, reason: str, detail: str) -> None:
         r = self.record
         self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, r.raw)
 
 
-def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig) -> dict[str, pd.DataFrame]:
+def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig,
+                  texts: TextSpill) -> dict[str, pd.DataFrame]:
     # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
     # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
     eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
@@ -83,8 +87,8 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
             split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
             prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
         tags[pid].update(record.tags)
-        for rid, text in zip(row.response_ids, row.responses, strict=True):
-            responses.setdefault(rid, (rid, pid, text, record.source))
+        for index, rid in enumerate(row.response_ids, start=row.text_start):
+            responses.setdefault(rid, (rid, pid, index, record.source))  # the text is read back in id order
         for rating in record.ratings:
             rid = row.response_ids[rating.response_index]
             ratings.setdefault((rid, rating.objective, rating.rater), (
@@ -98,18 +102,22 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
 
     _add_derived_pairs(pairs, rating_groups, files)
     prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False)) for pid, row in prompts.items()}
-    return {name: _table(name, table) for name, table in
+    return {name: _table(name, table, texts if name == "responses" else None) for name, table in
             (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
 
 
-def _table(name: str, rows: dict[Any, tuple]) -> pd.DataFrame:
+def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None) -> pd.DataFrame:
     """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
-    from dicts: same columns, dtypes and the optional metadata filled)."""
+    from dicts: same columns, dtypes and the optional metadata filled). `texts`: the
+    "text" column holds spill indices, read back here."""
     if not rows:
         return empty_table(name)
     columns = TABLES[name]
     values = zip(*(rows[k] for k in sorted(rows)), strict=True)
-    df = pd.DataFrame(dict(zip(columns, map(list, values), strict=True)))
+    lists = dict(zip(columns, map(list, values), strict=True))
+    if texts is not None:
+        lists["text"] = [texts.get(index) for index in lists["text"]]
+    df = pd.DataFrame(lists)
     if "metadata" in columns:
         df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
     return df.astype(empty_table(name).dtypes.to_dict())
