@@ -255,8 +255,10 @@ def curate_files(
 
 
 def _curate_rows(files: Sequence[ImportedFile], rows: list[_Row], config: CurateConfig, texts: TextSpill,
-                 progress: tqdm | None, skipped: dict[str, list[str]] | None) -> Curated:
-    """Steps 2-8 over the rows step 1 made, and the tables, quarantine and report."""
+                 progress: tqdm | None, skipped: dict[str, list[str]] | None, read_texts: bool = True) -> Curated:
+    """Steps 2-8 over the rows step 1 made, and the tables, quarantine and report.
+    `read_texts` False: the responses table's text column holds spill indices (the stage
+    writes it from the spill batch by batch, tables.write_spilled_responses)."""
     samples = _sample(rows, files)
     for row in _active(rows):
         if row.failed_check is not None:
@@ -265,7 +267,7 @@ def _curate_rows(files: Sequence[ImportedFile], rows: list[_Row], config: Curate
     _mark_conflicts(rows)
     first_row_of_prompt = _mark_near_duplicates(rows, config, progress)
     _mark_contaminated(rows, config, first_row_of_prompt)
-    tables = _build_tables(list(_active(rows)), files, config, texts)
+    tables = _build_tables(list(_active(rows)), files, config, texts if read_texts else None)
     quarantine = _quarantine_frame(files, rows)
     report = _report(files, rows, tables, quarantine)
     report["samples"] = samples
@@ -298,9 +300,15 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
 def curate(params: Params, root: Path = Path("."), progress: bool = False,
            data_roots: Sequence[Path] | None = None) -> Curated:
     """Import and curate params.curate.sources under root, in memory (nothing written)."""
+    with TextSpill() as texts:
+        return _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=True)
+
+
+def _curate_streamed(params: Params, root: Path, progress: bool, data_roots: Sequence[Path] | None,
+                     texts: TextSpill, read_texts: bool) -> Curated:
     # Records stream from the importer into rows as they are read, so the file's texts are
     # never all in memory: each row's responses go to the spill on arrival.
-    with TextSpill() as texts, tqdm(desc="curate", unit="row", disable=not progress) as bar:
+    with tqdm(desc="curate", unit="row", disable=not progress) as bar:
         make_row = RowMaker(params.curate, texts, compact=True)
         rows: list[_Row] = []
 
@@ -308,11 +316,11 @@ def curate(params: Params, root: Path = Path("."), progress: bool = False,
             rows.append(make_row(record))
             bar.update(1)
 
-        files, skipped = import_sources(params, Path(root), data_roots, on_record=take)
+        files, skipped = import_sources(params, root, data_roots, on_record=take)
         _place(rows, files)
         bar.total = len(rows)
         bar.refresh()
-        return _curate_rows(files, rows, params.curate, texts, bar, skipped)
+        return _curate_rows(files, rows, params.curate, texts, bar, skipped, read_texts)
 
 
 def _place(rows: list[_Row], files: Sequence[ImportedFile]) -> None:
@@ -328,8 +336,9 @@ def _place(rows: list[_Row], files: Sequence[ImportedFile]) -> None:
         raise RuntimeError(f"row accounting broken: {len(rows)} streamed records, files account for {position}")
 
 
-def write_result(curated: Curated, out_dir: Path) -> CurateResult:
-    paths = write_curated(curated, out_dir)
+def write_result(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> CurateResult:
+    """Write the curated folder; `texts`: the spill a stage run's responses table reads."""
+    paths = write_curated(curated, out_dir, texts)
     counts = {name: len(curated.tables[name]) for name in TABLE_NAMES}
     counts["quarantine"] = len(curated.quarantine)
     return CurateResult(out_dir, paths, counts, curated.report)
@@ -340,6 +349,10 @@ def run(params: Params, root: Path = Path("."), progress: bool = False,
     """The curate stage: read params.curate.sources under root, write <out_dir>/* (inside
     root, checked on the resolved path)."""
     out_dir = inside(root, params.curate.out_dir, what="curate.out_dir")
-    return write_result(curate(params, root, progress, data_roots), out_dir)
+    # The response texts go from the spill to the file batch by batch: they are never all
+    # in memory at once (they are most of a dataset's bytes).
+    with TextSpill() as texts:
+        curated = _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=False)
+        return write_result(curated, out_dir, texts)
 
 

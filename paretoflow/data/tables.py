@@ -20,7 +20,7 @@ from paretoflow.data.dedup import split_of
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
-from paretoflow.io import atomic_dir, write_table, write_text
+from paretoflow.io import atomic_dir, atomic_write, write_table, write_text
 from paretoflow.schema import (
     OPTIONAL_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -68,7 +68,9 @@ class _Row:
 
 
 def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig,
-                  texts: TextSpill) -> dict[str, pd.DataFrame]:
+                  texts: TextSpill | None) -> dict[str, pd.DataFrame]:
+    """The canonical tables of the kept rows; `texts` None: the responses table's text
+    column holds the spill index of each text (write_spilled_responses reads them)."""
     # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
     # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
     eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
@@ -102,25 +104,54 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
 
     _add_derived_pairs(pairs, rating_groups, files)
     prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False)) for pid, row in prompts.items()}
-    return {name: _table(name, table, texts if name == "responses" else None) for name, table in
+    return {name: _table(name, table, texts, spilled=name == "responses") for name, table in
             (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
 
 
-def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None) -> pd.DataFrame:
+def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None, spilled: bool = False) -> pd.DataFrame:
     """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
-    from dicts: same columns, dtypes and the optional metadata filled). `texts`: the
-    "text" column holds spill indices, read back here."""
+    from dicts: same columns, dtypes and the optional metadata filled). `spilled`: the
+    "text" column holds spill indices, read back here from `texts` (left as int64 if None)."""
     if not rows:
         return empty_table(name)
     columns = TABLES[name]
     values = zip(*(rows[k] for k in sorted(rows)), strict=True)
     lists = dict(zip(columns, map(list, values), strict=True))
-    if texts is not None:
+    dtypes = empty_table(name).dtypes.to_dict()
+    if spilled and texts is not None:
         lists["text"] = [texts.get(index) for index in lists["text"]]
+    elif spilled:
+        dtypes["text"] = "int64"
     df = pd.DataFrame(lists)
     if "metadata" in columns:
         df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
-    return df.astype(empty_table(name).dtypes.to_dict())
+    return df.astype(dtypes)
+
+
+RESPONSE_BATCH_ROWS = 1 << 16  # rows of the responses table written at a time: ~70 MB of texts of ~1,100 chars
+
+
+def write_spilled_responses(responses: pd.DataFrame, texts: TextSpill, path: Path) -> None:
+    """The responses table whose text column holds spill indices, written with the texts
+    read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds one batch
+    of texts, not the column. A table of at most one batch is the file write_table makes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if responses.empty:
+        return write_table(empty_table("responses"), path)
+    text_type = pa.large_string()  # what pandas' str columns become (the other tables' files)
+    schema = pa.schema([(c, text_type) for c in TABLES["responses"]])
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
+                batch = responses.iloc[start:start + RESPONSE_BATCH_ROWS]
+                columns = {c: pa.array(batch[c].tolist(), text_type) for c in ("response_id", "prompt_id", "origin")}
+                columns["text"] = pa.array([texts.get(int(i)) for i in batch["text"]], text_type)
+                writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
+
+    atomic_write(path, write)
 
 
 def _add_derived_pairs(pairs: dict[str, tuple], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
@@ -274,16 +305,20 @@ def _link_or_copy(source: str | Path, target: str | Path) -> None:
         shutil.copy2(source, target)  # a mount point inside out_dir, or links not supported
 
 
-def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
+def write_curated(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> dict[str, Path]:
     """Write the tables and report.json into a temporary sibling folder that replaces
     out_dir in one rename (io.atomic_dir): a run killed mid-write leaves the previous
-    folder as it was, never tables of two runs beside one report."""
+    folder as it was, never tables of two runs beside one report. `texts`: the responses
+    table's texts are in this spill (its text column holds their indices)."""
     out_dir = Path(out_dir).resolve()  # "." or a relative --out: rename the folder it names
     names = {name: f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
     names["report"] = "report.json"
     with atomic_dir(out_dir) as staging:
         for name in TABLE_NAMES:
-            write_table(curated.tables[name], staging / names[name])
+            if name == "responses" and texts is not None:
+                write_spilled_responses(curated.tables[name], texts, staging / names[name])
+            else:
+                write_table(curated.tables[name], staging / names[name])
         write_table(curated.quarantine[QUARANTINE_COLUMNS], staging / names["quarantine"])
         write_text(staging / names["report"],
                    json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

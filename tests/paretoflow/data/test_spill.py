@@ -50,3 +50,29 @@ def test_streamed_curate_equals_curate_of_imported_files(tmp_path):
     assert streamed.report["reasons"] == {"duplicate": 10}
     assert len(files[0].records) == 210 - 10  # curate_files read the records without changing them
     assert all(record.responses for record in files[0].records)
+
+
+def _pairs_file(tmp_path, n: int) -> Params:
+    rows = [{"prompt": f"question number {i % 7} about things", "chosen": f"a good answer {i} here",
+             "rejected": f"a worse answer {i} there"} for i in range(n)]
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return Params(objectives=OBJECTIVES, curate={
+        "sources": [SourceConfig(path="pairs.jsonl", format="generic", objective="helpfulness")]})
+
+
+def test_stage_writes_responses_from_the_spill_in_batches(tmp_path, monkeypatch):
+    from paretoflow.data import tables
+    from paretoflow.data.curate import run
+    from paretoflow.io import write_table
+
+    params = _pairs_file(tmp_path, 40)
+    in_memory = curate(params, tmp_path).tables["responses"]
+    one_batch = run(params, tmp_path)
+    write_table(in_memory, tmp_path / "whole.parquet")  # what the stage wrote before the spill
+    assert one_batch.paths["responses"].read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+    monkeypatch.setattr(tables, "RESPONSE_BATCH_ROWS", 7)
+    batched = run(params, tmp_path)
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(batched.paths["responses"]).metadata.num_row_groups == -(-80 // 7)
+    pd.testing.assert_frame_equal(pd.read_parquet(batched.paths["responses"]), in_memory)
