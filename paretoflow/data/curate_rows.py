@@ -67,7 +67,8 @@ class RowMaker:
 
     `compact`: the record is curate's own (streamed from the importer), so its original
     texts are dropped and its prompt turns shared with every row of the same prompt:
-    what stays in memory per row is ids, locations and the raw excerpt, not the texts."""
+    what stays in memory per row is ids and locations; the raw excerpt goes to the spill
+    too, after the responses (read back by _Row.reject)."""
 
     def __init__(self, config: CurateConfig, texts: TextSpill, compact: bool):
         self.config, self.texts, self.compact = config, texts, compact
@@ -89,8 +90,13 @@ class RowMaker:
         row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
         if row.rejected is None:
             row.failed_check = _check(row, self.config)
-        row.text_start = self.texts.put_all(row.responses)
-        row.responses = []
         if self.compact:
-            record.messages, record.responses = row.messages, []
+            # The raw excerpt (up to RAW_LIMIT characters; two bytes each once the "…" of a
+            # cut makes it non-ASCII: ~1 KB a row) is read back only if the row is rejected.
+            row.text_start = self.texts.put_all([*row.responses, record.raw])
+            row.raw_from = self.texts
+            record.messages, record.responses, record.raw = row.messages, [], ""
+        else:
+            row.text_start = self.texts.put_all(row.responses)
+        row.responses = []
         return row

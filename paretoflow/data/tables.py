@@ -61,10 +61,12 @@ class _Row:
     sampled_out: bool = False  # outside its source's prompt sample: neither kept nor quarantined
     failed_check: tuple[str, str] | None = None  # the row checks' (reason, detail), applied if still active
     text_start: int = -1  # the spill index of responses[0] (the others follow), once spilled
+    raw_from: TextSpill | None = None  # the spill holding record.raw, after the responses
 
     def reject(self, reason: str, detail: str) -> None:
         r = self.record
-        self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, r.raw)
+        raw = r.raw if self.raw_from is None else self.raw_from.get(self.text_start + len(self.response_ids))
+        self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, raw)
 
 
 def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig,
