@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
+_NO_METADATA = metadata_json({})
 
 
 def _dialogue_text(messages: list[dict[str, str]]) -> str:
@@ -54,7 +55,7 @@ class _Row:
     role: str
     file_index: int
     messages: list[dict[str, str]]
-    responses: list[str]
+    responses: Sequence[str]  # () once spilled
     prompt_id: str = ""
     response_ids: list[str] = field(default_factory=list)
     rejected: Quarantined | None = None
@@ -86,7 +87,7 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
 
     for row in kept_rows:
         record, pid = row.record, row.prompt_id
-        metadata = metadata_json(record.metadata)
+        metadata = metadata_json(record.metadata) if record.metadata else _NO_METADATA  # one string, not one a row
         if pid not in prompts:
             split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
             prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
@@ -130,7 +131,7 @@ def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None, sp
     return df.astype(dtypes)
 
 
-RESPONSE_BATCH_ROWS = 1 << 16  # rows of the responses table written at a time: ~70 MB of texts of ~1,100 chars
+RESPONSE_BATCH_ROWS = 1 << 14  # rows of the responses table written at a time: ~18 MB of texts of ~1,100 chars
 
 
 def write_spilled_responses(responses: pd.DataFrame, texts: TextSpill, path: Path) -> None:
