@@ -50,6 +50,7 @@ Measured on the shared 2-core machine (2026-12-02, other jobs running):
 
     10k     29 MB    44k rows/s, 259 MB   7.7k rows/s, 217 MB    1.8k rows/s, 295 MB
     100k    287 MB   29k rows/s, 752 MB   6.4k rows/s, 669 MB    3.4k rows/s, 496 MB
+    1M      2.9 GB   -                    -                      finished, 2.88 GB (2,113 s on cores held by others)
 """
 
 from __future__ import annotations
