@@ -44,6 +44,13 @@ Measured on the shared 2-core machine (2026-12-02, other jobs running):
     10k     29 MB    63k rows/s, 286 MB   20-30k rows/s, 244 MB  3.4-6.5k rows/s, 372 MB
     100k    287 MB   65k rows/s, 817 MB   23k rows/s, 693 MB     5.1-6.3k rows/s, 1.27-1.40 GB
     1M      2.9 GB   52k rows/s, 6.0 GB   21k rows/s, 5.6 GB     past 7 GB (curate holds every text)
+
+2026-12-03, after curate streamed rows and spilled texts to disk (docs/measurements.md,
+"Data"); the same machine heavily shared (times 2-4x an idle run's, compare RSS):
+
+    10k     29 MB    44k rows/s, 259 MB   7.7k rows/s, 217 MB    1.8k rows/s, 295 MB
+    100k    287 MB   29k rows/s, 752 MB   6.4k rows/s, 669 MB    3.4k rows/s, 496 MB
+    1M      2.9 GB   -                    -                      finished, 2.88 GB (2,113 s on cores held by others)
 """
 
 from __future__ import annotations

@@ -9,7 +9,9 @@ Steps, in order (each rejected row goes to the quarantine table with its reason)
    rows are quarantined there with malformed_json, missing_field, wrong_type,
    field_too_long, ...; files of a folder source with other suffixes are listed in the
    report as skipped_files);
-2. normalise every text (normalize.py) and hash prompts and responses; a source with
+2. as each record is read: normalise every text (normalize.py), hash prompts and
+   responses, and move the response texts to a temporary file (curate_rows.py,
+   spill.py; the responses table reads them back), so memory holds ids, not texts; a source with
    `max_prompts` keeps the rows of its sampled prompts (`sample_key`, a hash independent
    of the split's); its other rows are *sampled out*: counted, not quarantined;
 3. row checks: empty_text, chosen_equals_rejected, too_short / too_long (min_words /
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,12 +54,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates
-from paretoflow.data.importers import UNEXPECTED, ImportedFile, Limits, data_roots_from_env, read_source
-from paretoflow.data.normalize import normalize_text, normalized_word_count
+from paretoflow.data.importers import UNEXPECTED, ImportedFile, Limits, Record, data_roots_from_env, read_source
+from paretoflow.data.curate_rows import RowMaker
+from paretoflow.data.spill import TextSpill
 from paretoflow.io import inside
-from paretoflow.schema import prompt_id, response_id
 
 if TYPE_CHECKING:
     from paretoflow.config import Params
@@ -100,67 +101,6 @@ class CurateResult:
         out.update({f"quarantined_{reason}": float(n) for reason, n in self.report["reasons"].items()})
         out.update({f"prompts_{split}": float(n) for split, n in self.report["prompts_per_split"].items()})
         return out
-
-
-def _check(row: _Row, config: CurateConfig) -> None:
-    """Row-level checks after normalisation; the first failing one is the reason."""
-    for index, turn in enumerate(row.messages):
-        if not turn["content"]:
-            return row.reject("empty_text", f"messages[{index}] ({turn['role']}) is empty after normalisation")
-    for index, text in enumerate(row.responses):
-        if not text:
-            return row.reject("empty_text", f"response {index} is empty after normalisation")
-    for pair in row.record.pairs:
-        if row.responses[pair.chosen_index] == row.responses[pair.rejected_index]:
-            return row.reject("chosen_equals_rejected", f"{pair.objective}: chosen and rejected texts are identical")
-    prompt_words = sum(normalized_word_count(t["content"]) for t in row.messages)
-    texts = [("prompt", prompt_words)] + [(f"response {i}", normalized_word_count(t)) for i, t in enumerate(row.responses)]
-    for what, words in texts:
-        if words < config.min_words:
-            return row.reject("too_short", f"{what} has {words} words < min_words {config.min_words}")
-        if words > config.max_words:
-            return row.reject("too_long", f"{what} has {words} words > max_words {config.max_words}")
-    return None
-
-
-def _control_tokens(row: _Row, mode: str) -> None:
-    """Escape chat-template control tokens in the row's texts, or quarantine the row
-    (curate.control_tokens; control.py lists the tokens)."""
-    texts = [(f"messages[{i}] ({t['role']})", t["content"]) for i, t in enumerate(row.messages)]
-    texts += [(f"response {i}", text) for i, text in enumerate(row.responses)]
-    for what, text in texts:
-        token = find_control_token(text)
-        if token is None:
-            continue
-        if mode == "quarantine":
-            return row.reject("control_token", f"{what} holds the chat-template control token {token!r}")
-        for turn in row.messages:
-            turn["content"] = escape_control_tokens(turn["content"])
-        row.responses = [escape_control_tokens(t) for t in row.responses]
-        return None
-    return None
-
-
-def _normalised_rows(files: Sequence[ImportedFile], progress: tqdm | None, control_tokens: str = "escape") -> list[_Row]:
-    """Step 1: every record with normalised texts (control tokens escaped or the row
-    quarantined) and content ids (prompts hashed once)."""
-    rows: list[_Row] = []
-    prompt_ids: dict[tuple[tuple[str, str], ...], str] = {}  # rows share prompts: hash each once
-    for file_index, imported in enumerate(files):
-        for record in imported.records:
-            row = _Row(
-                record, imported.role, file_index,
-                [{"role": t["role"], "content": normalize_text(t["content"])} for t in record.messages],
-                [normalize_text(t) for t in record.responses],
-            )
-            _control_tokens(row, control_tokens)
-            turns = tuple((t["role"], t["content"]) for t in row.messages)
-            row.prompt_id = prompt_ids.get(turns) or prompt_ids.setdefault(turns, prompt_id(row.messages))
-            row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
-            rows.append(row)
-            if progress is not None:
-                progress.update(1)
-    return rows
 
 
 def sample_key(seed: int, pid: str) -> str:
@@ -294,7 +234,8 @@ def curate_files(
     progress: tqdm | None = None,
     skipped: dict[str, list[str]] | None = None,
 ) -> Curated:
-    """Curate already-imported files (in priority order) into canonical tables.
+    """Curate already-imported files (in priority order) into canonical tables; the files'
+    records are read, not changed.
 
     `progress`: a tqdm bar advanced once per row checked and once per distinct prompt
     sketched (its total is set here). `skipped`: files of folder sources not read for
@@ -302,15 +243,31 @@ def curate_files(
     """
     if progress is not None:
         progress.total = sum(len(f.records) for f in files)
-    rows = _normalised_rows(files, progress, config.control_tokens)
+    with TextSpill() as texts:
+        make_row = RowMaker(config, texts, compact=False)
+        rows = []
+        for file_index, imported in enumerate(files):
+            for record in imported.records:
+                rows.append(make_row(record, imported.role, file_index))
+                if progress is not None:
+                    progress.update(1)
+        return _curate_rows(files, rows, config, texts, progress, skipped)
+
+
+def _curate_rows(files: Sequence[ImportedFile], rows: list[_Row], config: CurateConfig, texts: TextSpill,
+                 progress: tqdm | None, skipped: dict[str, list[str]] | None, read_texts: bool = True) -> Curated:
+    """Steps 2-8 over the rows step 1 made, and the tables, quarantine and report.
+    `read_texts` False: the responses table's text column holds spill indices (the stage
+    writes it from the spill batch by batch, tables.write_spilled_responses)."""
     samples = _sample(rows, files)
     for row in _active(rows):
-        _check(row, config)
+        if row.failed_check is not None:
+            row.reject(*row.failed_check)
     _mark_exact_duplicates(rows)
     _mark_conflicts(rows)
     first_row_of_prompt = _mark_near_duplicates(rows, config, progress)
     _mark_contaminated(rows, config, first_row_of_prompt)
-    tables = _build_tables(list(_active(rows)), files, config)
+    tables = _build_tables(list(_active(rows)), files, config, texts if read_texts else None)
     quarantine = _quarantine_frame(files, rows)
     report = _report(files, rows, tables, quarantine)
     report["samples"] = samples
@@ -320,10 +277,12 @@ def curate_files(
 
 
 def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None = None,
+                   on_record: Callable[[Record], None] | None = None,
                    ) -> tuple[list[ImportedFile], dict[str, list[str]]]:
     """Every configured file, eval-role sources first (see module docstring), and the
     files each folder source skipped for their suffix. `data_roots`: folders outside the
-    project that sources may read (default: PARETOFLOW_DATA_ROOTS)."""
+    project that sources may read (default: PARETOFLOW_DATA_ROOTS). `on_record`: takes
+    each record as it is read, instead of the files' record lists (importers.read_file)."""
     config = params.curate
     limits = Limits(max_file_bytes=config.max_file_bytes, max_field_chars=config.max_field_chars,
                     max_file_rows=config.max_file_rows)
@@ -331,7 +290,7 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
     files: list[ImportedFile] = []
     skipped: dict[str, list[str]] = {}
     for source in sorted(config.sources, key=lambda s: s.role != "eval"):  # stable sort
-        found = read_source(source, params.objectives, root, limits, roots)
+        found = read_source(source, params.objectives, root, limits, roots, on_record)
         files += found.files
         if found.skipped:
             skipped[source.path] = found.skipped
@@ -341,13 +300,45 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
 def curate(params: Params, root: Path = Path("."), progress: bool = False,
            data_roots: Sequence[Path] | None = None) -> Curated:
     """Import and curate params.curate.sources under root, in memory (nothing written)."""
-    files, skipped = import_sources(params, Path(root), data_roots)
+    with TextSpill() as texts:
+        return _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=True)
+
+
+def _curate_streamed(params: Params, root: Path, progress: bool, data_roots: Sequence[Path] | None,
+                     texts: TextSpill, read_texts: bool) -> Curated:
+    # Records stream from the importer into rows as they are read, so the file's texts are
+    # never all in memory: each row's responses go to the spill on arrival.
     with tqdm(desc="curate", unit="row", disable=not progress) as bar:
-        return curate_files(files, params.curate, progress=bar, skipped=skipped)
+        make_row = RowMaker(params.curate, texts, compact=True)
+        rows: list[_Row] = []
+
+        def take(record: Record) -> None:
+            rows.append(make_row(record))
+            bar.update(1)
+
+        files, skipped = import_sources(params, root, data_roots, on_record=take)
+        _place(rows, files)
+        bar.total = len(rows)
+        bar.refresh()
+        return _curate_rows(files, rows, params.curate, texts, bar, skipped, read_texts)
 
 
-def write_result(curated: Curated, out_dir: Path) -> CurateResult:
-    paths = write_curated(curated, out_dir)
+def _place(rows: list[_Row], files: Sequence[ImportedFile]) -> None:
+    """File index and role of streamed rows: they came in file order, and every row of a
+    file that is not in its quarantine became a record, hence a row."""
+    position = 0
+    for file_index, imported in enumerate(files):
+        end = position + imported.rows_in - len(imported.quarantined)
+        for index in range(position, end):
+            rows[index].role, rows[index].file_index = imported.role, file_index
+        position = end
+    if position != len(rows):
+        raise RuntimeError(f"row accounting broken: {len(rows)} streamed records, files account for {position}")
+
+
+def write_result(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> CurateResult:
+    """Write the curated folder; `texts`: the spill a stage run's responses table reads."""
+    paths = write_curated(curated, out_dir, texts)
     counts = {name: len(curated.tables[name]) for name in TABLE_NAMES}
     counts["quarantine"] = len(curated.quarantine)
     return CurateResult(out_dir, paths, counts, curated.report)
@@ -358,6 +349,10 @@ def run(params: Params, root: Path = Path("."), progress: bool = False,
     """The curate stage: read params.curate.sources under root, write <out_dir>/* (inside
     root, checked on the resolved path)."""
     out_dir = inside(root, params.curate.out_dir, what="curate.out_dir")
-    return write_result(curate(params, root, progress, data_roots), out_dir)
+    # The response texts go from the spill to the file batch by batch: they are never all
+    # in memory at once (they are most of a dataset's bytes).
+    with TextSpill() as texts:
+        curated = _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=False)
+        return write_result(curated, out_dir, texts)
 
 

@@ -41,7 +41,7 @@ import itertools
 import os
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -217,7 +217,8 @@ def _count_present(format: str, raw_row: RawRow, attributes: list[str], counts: 
         count(raw_row.value, attributes, counts)
 
 
-def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None:
+def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile,
+                on_record: Callable[[Record], None] | None = None) -> None:
     """One row → one record or one quarantine entry, whatever the row raises."""
     if raw_row.repeat_of >= 0:
         result.quarantined.add_repeat(raw_row.order, raw_row.repeat_of, raw_row.raw)
@@ -236,10 +237,12 @@ def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile) -> None
         reason, detail = UNEXPECTED, f"{type(exc).__name__}: {str(exc)[:300]}"
     else:
         result.not_rated += parsed.not_rated
-        result.records.append(Record(
-            result.path, raw_row.location, raw_row.order, raw_row.raw, parsed.messages, parsed.tags,
-            parsed.responses, parsed.ratings, parsed.pairs, parsed.metadata,
-        ))
+        record = Record(result.path, raw_row.location, raw_row.order, raw_row.raw, parsed.messages, parsed.tags,
+                        parsed.responses, parsed.ratings, parsed.pairs, parsed.metadata)
+        if on_record is None:
+            result.records.append(record)
+        else:
+            on_record(record)
         return
     result.quarantined.append(Quarantined(result.path, raw_row.location, raw_row.order, reason, detail, raw_row.raw))
 
@@ -253,16 +256,21 @@ def read_file(
     role: str = "train",
     name: str | None = None,
     limits: Limits | None = None,
+    on_record: Callable[[Record], None] | None = None,
 ) -> ImportedFile:
     """Read one file into records + quarantined rows. `name` is how the file is named in
     the output tables (default: the path as given). A file that cannot be read at all, or
-    a configuration that cannot apply to it, raises naming the file."""
+    a configuration that cannot apply to it, raises naming the file. `on_record`: called
+    with each record as it is read, which then stays out of `records` (curate streams
+    them: a file's records are never all held)."""
     with no_gc():
-        return _read_file(Path(path), objectives, format, objective, column_map, role, name or str(path), limits)
+        return _read_file(Path(path), objectives, format, objective, column_map, role, name or str(path), limits,
+                          on_record)
 
 
 def _read_file(path: Path, objectives: Sequence[Objective], format: str, objective: str | None,
-               column_map: dict[str, str] | None, role: str, name: str, limits: Limits | None) -> ImportedFile:
+               column_map: dict[str, str] | None, role: str, name: str, limits: Limits | None,
+               on_record: Callable[[Record], None] | None = None) -> ImportedFile:
     # Rows stream from the reader and each becomes a record or a quarantine entry at once:
     # the file's parsed rows are never all held (they were, beside the file's bytes).
     format, rows = _resolve_format(format, iter_rows(path, limits))
@@ -273,7 +281,7 @@ def _read_file(path: Path, objectives: Sequence[Objective], format: str, objecti
         result.rows_in += 1
         if ignored:
             _count_present(format, raw_row, ignored, result.ignored_attributes)
-        _import_row(raw_row, parse, result)
+        _import_row(raw_row, parse, result, on_record)
     return result
 
 
@@ -308,9 +316,17 @@ class SourceFiles:
     skipped: list[str]
 
 
+def _with_tags(record: Record, tags: Sequence[str]) -> Record:
+    record.tags = sorted({*record.tags, *tags})
+    return record
+
+
 def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Path,
-                limits: Limits | None = None, data_roots: Sequence[Path] = ()) -> SourceFiles:
-    """Every file of a configured source (a file or a folder), named relative to root."""
+                limits: Limits | None = None, data_roots: Sequence[Path] = (),
+                on_record: Callable[[Record], None] | None = None) -> SourceFiles:
+    """Every file of a configured source (a file or a folder), named relative to root.
+    `on_record`: as in read_file (each record gets the source's tags first)."""
+    tagged = None if on_record is None else (lambda record: on_record(_with_tags(record, source.tags)))
     base = resolve_input(root, source.path, data_roots)
     files, skipped = expand_source(base)
     out = []
@@ -321,10 +337,10 @@ def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Pat
             imported = _undecodable_name_file(file, shown(name), source.role, limits)
         else:
             imported = read_file(file, objectives, source.format, source.objective, source.column_map,
-                                 source.role, name, limits)
+                                 source.role, name, limits, tagged)
         imported.source, imported.max_prompts, imported.sample_seed = source.path, source.max_prompts, source.sample_seed
         for record in imported.records:
-            record.tags = sorted({*record.tags, *source.tags})
+            _with_tags(record, source.tags)
         out.append(imported)
     return SourceFiles(out, [shown(str(Path(source.path) / p.relative_to(base))) for p in skipped])
 

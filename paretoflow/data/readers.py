@@ -247,6 +247,19 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     return _checked(_row(location, number, line, value, limits), needs_check)
 
 
+def _line_raw(number: int, line_bytes: bytes) -> str:
+    """The raw excerpt _json_line_row gives line `number` of these bytes (the first
+    occurrence's, for a repeat: same bytes, same excerpt; tested)."""
+    if b"\x00" not in line_bytes:
+        try:
+            line = line_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            return truncate(line.removeprefix("\ufeff") if number == 1 else line)
+    return truncate(line_bytes.decode("utf-8", "backslashreplace"))
+
+
 def _is_json_lines(path: Path, body: bytes) -> bool:
     """JSON Lines by content: the first line is a whole JSON value and more lines follow."""
     if path.name.lower().endswith(JSON_LINES_SUFFIXES):
@@ -302,11 +315,11 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
     cap = limits.max_file_rows
     objects = _Objects()
     count, parsed_any, binary = 0, False, False
-    # 16-byte digest of a line → (line number, raw text, unparsed) of its first occurrence:
-    # not the row itself, whose parsed value would then live until the file ends.
-    # ~120 bytes per distinct line (measured), the raw text shared with the row.
-    first_of: dict[bytes, tuple[int, str, bool]] = {}
-    repeats: dict[int, RowError] = {}
+    # 16-byte digest of a line → (line number, unparsed) of its first occurrence: not the
+    # row, whose parsed value would then live until the file ends, nor its raw text (~1 KB
+    # a row, which curate keeps on disk): a repeat has the same bytes, so the same raw.
+    first_of: dict[bytes, tuple[int, bool]] = {}
+    repeats: dict[int, tuple[RowError, str]] = {}
     for number, line in stream_lines(stream_chunks(path, limits)):
         if not line.strip():
             continue  # blank lines are not rows
@@ -321,15 +334,16 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
         first = first_of.get(digest)
         if first is None:
             row = _json_line_row(number, line, limits, objects)
-            first_of[digest] = (number, row.raw, row.unparsed)
+            first_of[digest] = (number, row.unparsed)
             parsed_any |= not row.unparsed
             binary |= row.unparsed and row.error.reason == "binary_data"
         else:
-            first_line, first_raw, first_unparsed = first
-            error = repeats.get(first_line)
-            if error is None:
-                error = repeats[first_line] = RowError("duplicate", f"same bytes as line {first_line}")
-            row = RawRow(f"line {number}", number, first_raw, error=error, unparsed=first_unparsed,
+            first_line, first_unparsed = first
+            known = repeats.get(first_line)
+            if known is None:
+                known = repeats[first_line] = (RowError("duplicate", f"same bytes as line {first_line}"),
+                                               _line_raw(first_line, line))
+            row = RawRow(f"line {number}", number, known[1], error=known[0], unparsed=first_unparsed,
                          repeat_of=first_line)
         yield row
     if count and not parsed_any:  # not one line is JSON: the file is not JSON Lines

@@ -19,7 +19,8 @@ import pandas as pd
 from paretoflow.data.dedup import split_of
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
-from paretoflow.io import atomic_dir, write_table, write_text
+from paretoflow.data.spill import TextSpill
+from paretoflow.io import atomic_dir, atomic_write, write_table, write_text
 from paretoflow.schema import (
     OPTIONAL_COLUMNS,
     QUARANTINE_COLUMNS,
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
+_NO_METADATA = metadata_json({})
+_NO_TAGS = json.dumps([])
 
 
 def _dialogue_text(messages: list[dict[str, str]]) -> str:
@@ -53,18 +56,25 @@ class _Row:
     role: str
     file_index: int
     messages: list[dict[str, str]]
-    responses: list[str]
+    responses: Sequence[str]  # () once spilled
     prompt_id: str = ""
     response_ids: list[str] = field(default_factory=list)
     rejected: Quarantined | None = None
     sampled_out: bool = False  # outside its source's prompt sample: neither kept nor quarantined
+    failed_check: tuple[str, str] | None = None  # the row checks' (reason, detail), applied if still active
+    text_start: int = -1  # the spill index of responses[0] (the others follow), once spilled
+    raw_from: TextSpill | None = None  # the spill holding record.raw, after the responses
 
     def reject(self, reason: str, detail: str) -> None:
         r = self.record
-        self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, r.raw)
+        raw = r.raw if self.raw_from is None else self.raw_from.get(self.text_start + len(self.response_ids))
+        self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, raw)
 
 
-def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig) -> dict[str, pd.DataFrame]:
+def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig,
+                  texts: TextSpill | None) -> dict[str, pd.DataFrame]:
+    """The canonical tables of the kept rows; `texts` None: the responses table's text
+    column holds the spill index of each text (write_spilled_responses reads them)."""
     # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
     # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
     eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
@@ -78,13 +88,14 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
 
     for row in kept_rows:
         record, pid = row.record, row.prompt_id
-        metadata = metadata_json(record.metadata)
+        metadata = metadata_json(record.metadata) if record.metadata else _NO_METADATA  # one string, not one a row
         if pid not in prompts:
             split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
             prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
-        tags[pid].update(record.tags)
-        for rid, text in zip(row.response_ids, row.responses, strict=True):
-            responses.setdefault(rid, (rid, pid, text, record.source))
+        if record.tags:  # most rows have none: no set per prompt then
+            tags[pid].update(record.tags)
+        for index, rid in enumerate(row.response_ids, start=row.text_start):
+            responses.setdefault(rid, (rid, pid, index, record.source))  # the text is read back in id order
         for rating in record.ratings:
             rid = row.response_ids[rating.response_index]
             ratings.setdefault((rid, rating.objective, rating.rater), (
@@ -97,22 +108,59 @@ def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: 
             pairs.setdefault(xid, (xid, pid, chosen, rejected, pair.objective, pair.margin, record.source, metadata))
 
     _add_derived_pairs(pairs, rating_groups, files)
-    prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False)) for pid, row in prompts.items()}
-    return {name: _table(name, table) for name, table in
+    prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False) if pid in tags else _NO_TAGS)
+               for pid, row in prompts.items()}
+    return {name: _table(name, table, texts, spilled=name == "responses") for name, table in
             (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
 
 
-def _table(name: str, rows: dict[Any, tuple]) -> pd.DataFrame:
+def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None, spilled: bool = False) -> pd.DataFrame:
     """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
-    from dicts: same columns, dtypes and the optional metadata filled)."""
+    from dicts: same columns, dtypes and the optional metadata filled). `spilled`: the
+    "text" column holds spill indices, read back here from `texts` (left as int64 if None).
+    `rows` is emptied once its columns are made: its tuples go before pandas copies the
+    columns (at 1M pairs they are ~0.3 GB of the table build's peak)."""
     if not rows:
         return empty_table(name)
     columns = TABLES[name]
     values = zip(*(rows[k] for k in sorted(rows)), strict=True)
-    df = pd.DataFrame(dict(zip(columns, map(list, values), strict=True)))
+    lists = dict(zip(columns, map(list, values), strict=True))
+    rows.clear()
+    dtypes = empty_table(name).dtypes.to_dict()
+    if spilled and texts is not None:
+        lists["text"] = [texts.get(index) for index in lists["text"]]
+    elif spilled:
+        dtypes["text"] = "int64"
+    df = pd.DataFrame(lists)
     if "metadata" in columns:
         df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
-    return df.astype(empty_table(name).dtypes.to_dict())
+    return df.astype(dtypes)
+
+
+RESPONSE_BATCH_ROWS = 1 << 14  # rows of the responses table written at a time: ~18 MB of texts of ~1,100 chars
+
+
+def write_spilled_responses(responses: pd.DataFrame, texts: TextSpill, path: Path) -> None:
+    """The responses table whose text column holds spill indices, written with the texts
+    read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds one batch
+    of texts, not the column. A table of at most one batch is the file write_table makes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if responses.empty:
+        return write_table(empty_table("responses"), path)
+    text_type = pa.large_string()  # what pandas' str columns become (the other tables' files)
+    schema = pa.schema([(c, text_type) for c in TABLES["responses"]])
+
+    def write(tmp: str) -> None:
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
+                batch = responses.iloc[start:start + RESPONSE_BATCH_ROWS]
+                columns = {c: pa.array(batch[c].tolist(), text_type) for c in ("response_id", "prompt_id", "origin")}
+                columns["text"] = pa.array([texts.get(int(i)) for i in batch["text"]], text_type)
+                writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
+
+    atomic_write(path, write)
 
 
 def _add_derived_pairs(pairs: dict[str, tuple], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
@@ -266,16 +314,20 @@ def _link_or_copy(source: str | Path, target: str | Path) -> None:
         shutil.copy2(source, target)  # a mount point inside out_dir, or links not supported
 
 
-def write_curated(curated: Curated, out_dir: Path) -> dict[str, Path]:
+def write_curated(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> dict[str, Path]:
     """Write the tables and report.json into a temporary sibling folder that replaces
     out_dir in one rename (io.atomic_dir): a run killed mid-write leaves the previous
-    folder as it was, never tables of two runs beside one report."""
+    folder as it was, never tables of two runs beside one report. `texts`: the responses
+    table's texts are in this spill (its text column holds their indices)."""
     out_dir = Path(out_dir).resolve()  # "." or a relative --out: rename the folder it names
     names = {name: f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
     names["report"] = "report.json"
     with atomic_dir(out_dir) as staging:
         for name in TABLE_NAMES:
-            write_table(curated.tables[name], staging / names[name])
+            if name == "responses" and texts is not None:
+                write_spilled_responses(curated.tables[name], texts, staging / names[name])
+            else:
+                write_table(curated.tables[name], staging / names[name])
         write_table(curated.quarantine[QUARANTINE_COLUMNS], staging / names["quarantine"])
         write_text(staging / names["report"],
                    json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

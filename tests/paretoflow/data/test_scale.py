@@ -108,10 +108,11 @@ def _measured(body: str) -> dict:
 
 
 # Ceilings: peak RSS measured with bench/curation.py's generator on the shared 2-core
-# machine (2026-12-02: 375 MB at 10k, 1,269 MB at 100k pairs), plus ~25 % for noise.
-# The target (1M pairs under 1.5 GB) is not met: curate still holds every kept
-# text in memory (1M pairs went past 7 GB), so 1M is not a test here.
-@pytest.mark.parametrize(("pairs", "ceiling_mb"), [(10_000, 512), (100_000, 1600)])
+# machine (2026-12-03, texts spilled to disk: 295 MB at 10k, 492-496 MB at 100k pairs;
+# before the spill 375 MB and 1,269-1,373 MB), plus ~30 % for noise. The target
+# (1M pairs under 1.5 GB) is not met yet: per-row state is Python objects (~1.1 KB a row
+# after import) and the tables are built from dicts of tuples, so 1M is not a test here.
+@pytest.mark.parametrize(("pairs", "ceiling_mb"), [(10_000, 400), (100_000, 650)])
 def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb):
     sys.path.insert(0, str(REPO / "bench"))
     try:

@@ -81,3 +81,12 @@ def test_parquet_over_the_cap_is_refused_before_any_row_is_decoded(tmp_path):
     rows = readers.iter_rows(path, Limits(max_file_bytes=2_000_000))
     with pytest.raises(SourceError, match="more than 2,000,000 bytes"):
         next(rows)  # not one row first: rows read before the refusal would pile up as records
+
+
+def test_a_repeated_line_gets_the_raw_excerpt_of_its_first_occurrence():
+    lines = [b'\xef\xbb\xbf{"prompt": "bom"}', b'{"prompt": "a\x00b"}', b'{"prompt": "\xff"}', b"not json",
+             b'{"prompt": "' + "é".encode() * 900 + b'"}', b'{"prompt": "plain"}']
+    for number in (1, 2):
+        for line in lines:
+            first = readers._json_line_row(number, line, Limits(), readers._Objects())
+            assert readers._line_raw(number, line) == first.raw, (number, line[:20])
