@@ -45,7 +45,7 @@ def test_the_library_imports_neither_prefect_nor_flows_nor_tasks():
 def test_no_library_module_is_over_the_line_cap():
     """~400 lines. The modules still over it are listed with their size at the move (issue 21):
     the list may only shrink, and a listed module may not grow."""
-    known = {"paretoflow/align/trainer.py": 694,
+    known = {"paretoflow/align/trainer.py": 686,
              "paretoflow/front/stage.py": 465, "paretoflow/reward/features.py": 465}
     over = {}
     for path in sorted(LIBRARY.rglob("*.py")):

@@ -6,7 +6,9 @@ bf16 straight onto this process's GPU (no fp32 copy on the host), the LoRA param
 fp32 (peft's autocast_adapter_dtype), autocast runs bf16, TF32 covers the remaining fp32
 matmuls, and activation checkpointing of the decoder layers is a budget setting
 (`AlignBudget.gradient_checkpointing`, on in the gpu profile). Under FSDP accelerate places
-and shards the weights itself, so no device_map is passed there.
+and shards the weights itself, so no device_map is passed there. accelerate does not shard
+on CPU (an FSDP launch config falls back to DDP there): with an FSDP config on CPU the
+session applies FSDP2 itself (fsdp.py) and hands accelerate the optimizer only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from paretoflow.align.fsdp import check_fsdp_version, fsdp_requested_on_cpu, shard_on_cpu
 from paretoflow.align.logps import ResponseLogps
 
 if TYPE_CHECKING:
@@ -29,7 +32,7 @@ class Session:
 
     config: AlignBudget
     accelerator: Any
-    scorer: Any  # ResponseLogps, prepared by accelerate (DDP-wrapped when distributed)
+    scorer: Any  # ResponseLogps, prepared (DDP-wrapped, or FSDP-sharded in place)
     peft_model: Any
     tokenizer: Any
     optimizer: Any
@@ -107,6 +110,7 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         cpu=not torch.cuda.is_available(),
     )
+    check_fsdp_version(accelerator)
     set_seed(seed)
     tokenizer = load_tokenizer(str(policy_path))
     model = AutoModelForCausalLM.from_pretrained(
@@ -122,9 +126,17 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
     # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
     model = get_peft_model(model, lora, autocast_adapter_dtype=True)
     scorer = ResponseLogps(model, chunk_tokens=config.logps_chunk_tokens)
+    shard_here = fsdp_requested_on_cpu(accelerator)
+    if shard_here:  # before the optimizer: sharding replaces the parameters
+        shard_on_cpu(scorer)
     trainable = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scorer, optimizer = accelerator.prepare(scorer, optimizer)
+    if shard_here:
+        optimizer = accelerator.prepare(optimizer)
+    else:
+        scorer, optimizer = accelerator.prepare(scorer, optimizer)
+        # accelerate's FSDP2 replaces the parameters too: clip the ones that get gradients
+        trainable = [p for p in scorer.parameters() if p.requires_grad]
     # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would
     # step it num_processes times per step.
     scheduler = _make_scheduler(optimizer, config)

@@ -39,13 +39,15 @@ Multi-GPU: the same code runs under accelerate's launcher; every process loads t
 model, the reference pass and validation are sharded across processes and gathered,
 each optimizer step consumes batch_size × gradient_accumulation_steps × num_processes
 pairs, selection answers are generated on every process (greedy: identical), and only
-the main process writes files:
+the main process writes files. Under FSDP (FSDP2, also on CPU: fsdp.py) saved state is
+gathered first, resumed state sliced into the shards, and generation runs in `full_weights`:
 
     accelerate launch --num_processes 4 -m paretoflow.cli --params params.yaml align --all
 
 (with `project.profile: gpu` for bf16 and the larger budget). Several CPU processes
 (gloo; checked with 2) run under torchrun:
-`python -m torch.distributed.run --nproc_per_node 2 -m paretoflow.cli align --all`.
+`python -m torch.distributed.run --nproc_per_node 2 -m paretoflow.cli align --all`, or
+sharded with `accelerate launch --config_file configs/accelerate/cpu-fsdp-2proc.yaml`.
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ from paretoflow.align.checkpoint import (
     CHECKPOINTS,
     Checkpointer,
     TrainState,
+    adapter_state_for_save,
     adapter_tensors,
     load_adapter_tensors,
     optimizer_state_from_files,
     optimizer_state_to_files,
+    write_adapter,
 )
 from paretoflow.align.data import (
     PairExample,
@@ -84,6 +88,7 @@ from paretoflow.align.data import (
     margin_tensors,
     tokenize_pairs,
 )
+from paretoflow.align.fsdp import full_weights, is_sharded
 from paretoflow.align.logps import ResponseLogps
 from paretoflow.align.margins import MarginRater
 from paretoflow.align.meta import META_FILE, seal
@@ -114,7 +119,8 @@ class TrainResult:
     wall_time_s: float
     metrics: dict[str, float] = field(default_factory=dict)
     # The trained peft model in memory, holding the best adapter (as saved), for callers
-    # that evaluate right away; None on a run that stopped before completing.
+    # that evaluate right away; None on a run that stopped before completing. Under FSDP
+    # it holds this process's shards (reload the saved adapter to evaluate it).
     model: Any = field(default=None, repr=False)
 
 
@@ -382,7 +388,8 @@ def evaluate(session: Session, data: PairData, loss_fn, selection: Selection | N
                        val_margin=float(margin.mean()))
     if selection is not None:
         started = time.perf_counter()
-        answers = generate_answers(session.peft_model, session.tokenizer, selection)
+        with full_weights(session.scorer):  # generate() bypasses the sharded root's forward
+            answers = generate_answers(session.peft_model, session.tokenizer, selection)
         metrics.update(score_answers(selection, answers))
         metrics["selection_time_s"] = time.perf_counter() - started
     return metrics
@@ -396,7 +403,7 @@ def _consider(state: TrainState, session: Session, metric: str, metrics: dict[st
     state.evaluations.append({"step": state.step, **metrics, **({} if eligible else {"eligible": False})})
     if eligible and _improved(metric, metrics[metric], state.best_metric):
         state.best_metric, state.best_step, state.evals_without_improvement = metrics[metric], state.step, 0
-        state.best_adapter = adapter_tensors(session.peft_model)
+        state.best_adapter = adapter_tensors(session.peft_model, session.scorer)
         return True
     state.evals_without_improvement += 1
     state.stopped_early = state.evals_without_improvement >= patience
@@ -407,7 +414,8 @@ def evaluate_base(session: Session, state: TrainState, selection: Selection, pol
                   progress: bool) -> None:
     """Step 0: the base policy (the LoRA update is zero) is the first selection candidate."""
     started = time.perf_counter()
-    answers = base_answers(session.peft_model, session.tokenizer, selection, policy_fingerprint, progress)
+    with full_weights(session.scorer):
+        answers = base_answers(session.peft_model, session.tokenizer, selection, policy_fingerprint, progress)
     metrics = {**score_answers(selection, answers), "selection_time_s": time.perf_counter() - started}
     _consider(state, session, "val_objective", metrics, patience=math.inf)
 
@@ -436,7 +444,7 @@ def train_loop(session: Session, data: PairData, state: TrainState, loss_fn, met
             checkpointer.save(state, session.peft_model, session.optimizer, session.scheduler, clock())
     bar.close()
     if not evaluates:  # nothing to select on: the final adapter is the result
-        state.best_step, state.best_adapter = state.step, adapter_tensors(session.peft_model)
+        state.best_step, state.best_adapter = state.step, adapter_tensors(session.peft_model, session.scorer)
 
 
 # ------------------------------------------------------------------ step 6: outputs, atomically
@@ -477,32 +485,15 @@ def finalize(session: Session, output_dir: Path, state: TrainState, train_log: d
     from paretoflow.io import atomic_dir, write_json
 
     accelerator = session.accelerator
-    load_adapter_tensors(session.peft_model, state.best_adapter)
+    load_adapter_tensors(session.peft_model, state.best_adapter, session.scorer)
     session.peft_model.eval()
+    gathered = adapter_state_for_save(session.peft_model, session.scorer)  # collective under FSDP
     if accelerator.is_main_process:
         with atomic_dir(output_dir) as tmp:
-            session.peft_model.save_pretrained(tmp, safe_serialization=True)
-            canonical_adapter_config(tmp / "adapter_config.json")
+            write_adapter(session.peft_model, tmp, gathered)
             write_json(tmp / "train_log.json", train_log)
             seal(tmp, meta)
     accelerator.wait_for_everyone()
-
-
-# adapter_config.json fields peft reads as sets (a module matches if it is in the list).
-_SET_FIELDS = ("target_modules", "exclude_modules", "modules_to_save", "layers_to_transform")
-
-
-def canonical_adapter_config(path: Path) -> None:
-    """Rewrite peft's adapter_config.json with its set-like lists sorted: peft writes
-    `target_modules` from a Python set, in an order that varies between processes
-    (string hashing is salted), so an adapter retrained to identical weights got other
-    config bytes, another identity in promote and a new registry version. Same JSON
-    layout as peft's own (indent 2, sorted keys); a regex string is left as it is."""
-    config = json.loads(path.read_text())
-    for name in _SET_FIELDS:
-        if isinstance(config.get(name), list):
-            config[name] = sorted(config[name], key=lambda v: (str(type(v)), v))
-    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2, sort_keys=True)))
 
 
 def _result_metrics(state: TrainState, summary: dict[str, Any], wall_time: float) -> dict[str, float]:
@@ -596,7 +587,7 @@ def train_adapter(
     data = prepare_data(session, train_examples, val_examples, seed, source_sizes, source_weights, margin_rater)
     run_fp = _run_fingerprint(config, spec.policy_fingerprint, data, seed, objective_weights, objective_index,
                               session.accelerator.num_processes, [source_sizes, source_weights], selection)
-    checkpointer = Checkpointer(spec.output_dir, run_fp, session.accelerator)
+    checkpointer = Checkpointer(spec.output_dir, run_fp, session.accelerator, session.scorer)
     found = checkpointer.latest() if resume else None
     if found is None:
         _start_fresh(spec.output_dir, checkpointer)
@@ -673,6 +664,7 @@ def _meta(spec: RunSpec, session: Session, data: PairData, state: TrainState, su
         "profile": spec.profile,
         "mixed_precision": session.mixed_precision,
         "num_processes": session.accelerator.num_processes,
+        **({"sharding": "fsdp"} if is_sharded(session.scorer) else {}),
         "config": spec.config.model_dump(mode="json"),
         "metrics": metrics,
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,

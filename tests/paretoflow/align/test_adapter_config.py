@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from paretoflow.align.trainer import canonical_adapter_config
+from paretoflow.align.checkpoint import canonical_adapter_config
 
 
 def _config(modules: list[str]) -> dict:
