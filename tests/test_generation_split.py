@@ -84,7 +84,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(root: Path, params: Path, stage: str, processes: int) -> str:
+def _run(root: Path, params: Path, stage: str, processes: int, succeed: bool = True, timeout: int = 900) -> str:
     cli = ["-m", "paretoflow.cli", "--params", str(params), stage, "--root", str(root)]
     if processes == 1:
         cmd = [sys.executable, *cli]
@@ -94,10 +94,10 @@ def _run(root: Path, params: Path, stage: str, processes: int) -> str:
                "--main_process_port", str(_free_port()), *cli]
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     (root / f"{stage}.log").write_text(proc.stdout + proc.stderr)
-    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    return proc.stdout
+    assert (proc.returncode == 0) == succeed, (proc.stdout + proc.stderr)[-4000:]
+    return proc.stdout + proc.stderr
 
 
 def _generations(root: Path) -> dict[str, dict]:
@@ -140,3 +140,18 @@ def test_pairs_and_front_split_over_two_processes_write_what_one_process_writes(
                                   pd.read_parquet(front[2] / "answers.parquet"))
     documents = [json.loads((f / "front.json").read_text()) for f in front.values()]
     assert documents[0]["hypervolume"] == documents[1]["hypervolume"]
+
+
+def test_a_main_only_failure_stops_both_processes(tiny_policy_dir, tmp_path):
+    """The main process alone builds the judges; when that fails (here: the params'
+    reward-model judge and no reward model trained) the other process is told and stops
+    too, instead of waiting in the gather until the process group times out (30 min)."""
+    from paretoflow.config import load_params
+
+    _write_prompts(tmp_path / "data" / "curated" / "prompts.parquet")
+    params = load_params(REPO / "params.yaml", overrides={"model": {"policy": str(tiny_policy_dir)}})
+    path = tmp_path / "pairs.yaml"
+    path.write_text(yaml.safe_dump(params.model_dump(mode="json", by_alias=True)))
+    log = _run(tmp_path, path, "pairs", 2, succeed=False, timeout=300)  # a hang fails here
+    assert "reward model file missing" in log                                  # the main process's error
+    assert "RuntimeError: the main process failed: FileNotFoundError" in log   # the other process's
