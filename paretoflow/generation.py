@@ -1,8 +1,16 @@
 """Batched generation with the chat template: the one place prompts become answers.
 
 Used by on-policy pair sampling (several samples per prompt) and candidate evaluation
-(greedy). Left padding, batches grouped by prompt length so padding wastes little, a
-progress bar, and a seeded generator so runs repeat.
+(greedy). Left padding, batches grouped by prompt length so padding wastes little
+(`plan_batches`), a progress bar, and a seed per batch (`batch_seed`) so runs repeat.
+
+Across processes (`accelerate launch`, `paretoflow.distributed`): every process plans the
+same batches, answers every N-th one (`generate_part`) and the answers are gathered to all
+(`generate_counted`). A batch is the same batch with the same seed whichever process runs
+it, so N processes give the answers one process gives (tests/test_generation_split.py runs
+the pairs and front stages both ways). Batches used to share one seeded stream in turn, so
+a batch's samples depended on every batch before it; since the per-batch seeds, sampled
+answers differ from those of that scheme (greedy answers do not).
 
 Greedy decoding stops each sequence at its own end of turn: `transformers`' `generate`
 keeps a finished row in the batch (padding it) until the longest row ends, so one long
@@ -20,8 +28,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
+
+from paretoflow.distributed import SINGLE, Processes
 
 
 def render_prompts(tokenizer, messages_list: Sequence[list[dict[str, str]]]) -> list[str]:
@@ -121,12 +132,27 @@ def _generate_shared_prefill(model, enc, repeats: int, kwargs: dict):
                           attention_mask=mask.repeat_interleave(repeats, 0), cache=cache, **kwargs)
 
 
+def plan_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Prompt indices per batch: sorted by rendered length (stable), then cut every
+    `batch_size`. The batches depend on the prompts alone, never on how many processes
+    share them: padding, and with it a greedy answer, depends on a prompt's batch."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def batch_seed(seed: int, batch_number: int) -> int:
+    """The sampling seed of batch `batch_number`: one stream per batch (numpy SeedSequence
+    of [seed, batch]), so a batch draws the same samples whichever process runs it."""
+    return int(np.random.SeedSequence([seed, batch_number]).generate_state(1)[0])
+
+
 @torch.no_grad()
-def generate_counted(
+def generate_part(
     model,
     tokenizer,
     messages_list: Sequence[list[dict[str, str]]],
     *,
+    processes: Processes = SINGLE,
     max_new_tokens: int = 64,
     do_sample: bool = False,
     temperature: float = 1.0,
@@ -137,28 +163,26 @@ def generate_counted(
     max_prompt_tokens: int = 512,
     progress: bool = True,
     desc: str = "generate",
-) -> Generations:
-    """Answer each conversation: `num_return_sequences` texts per conversation, with counts.
-
-    Prompts longer than `max_prompt_tokens` keep their last tokens (the latest turns).
-    """
+) -> list[tuple[int, list[str], list[int]]]:
+    """This process's share of `generate_counted`: (prompt index, answers, new-token counts)
+    for the batches `processes.shard` gives it (arguments as `generate_counted`)."""
     if num_return_sequences > 1 and not do_sample:
         raise ValueError("num_return_sequences > 1 needs do_sample=True (greedy repeats itself)")
     texts = render_prompts(tokenizer, messages_list)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    results: list[list[str]] = [[] for _ in texts]
-    counts: list[list[int]] = [[] for _ in texts]
+    mine = processes.shard(list(enumerate(plan_batches(texts, batch_size))))
+    out: list[tuple[int, list[str], list[int]]] = []
     device = next(model.parameters()).device
     old_side, old_trunc = tokenizer.padding_side, tokenizer.truncation_side
     tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
     torch.manual_seed(seed)
     try:
-        bar = tqdm(total=len(texts), desc=desc, disable=not progress, unit="prompt")
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
+        bar = tqdm(total=sum(len(idx) for _, idx in mine), desc=desc, unit="prompt",
+                   disable=not (progress and processes.is_main))
+        for number, idx in mine:
             enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
                             max_length=max_prompt_tokens, add_special_tokens=False).to(device)
             if do_sample:
+                torch.manual_seed(batch_seed(seed, number))
                 rows = _sample_batch(model, tokenizer, enc, max_new_tokens=max_new_tokens, do_sample=True,
                                      temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences)
             else:
@@ -167,12 +191,36 @@ def generate_counted(
             decoded = tokenizer.batch_decode(rows, skip_special_tokens=True)
             for j, i in enumerate(idx):
                 chunk = slice(j * num_return_sequences, (j + 1) * num_return_sequences)
-                results[i] = [t.strip() for t in decoded[chunk]]
-                counts[i] = [len(r) for r in rows[chunk]]
+                out.append((i, [t.strip() for t in decoded[chunk]], [len(r) for r in rows[chunk]]))
             bar.update(len(idx))
         bar.close()
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = old_side, old_trunc
+    return out
+
+
+def generate_counted(
+    model,
+    tokenizer,
+    messages_list: Sequence[list[dict[str, str]]],
+    *,
+    processes: Processes = SINGLE,
+    **kwargs,
+) -> Generations:
+    """Answer each conversation: `num_return_sequences` texts per conversation, with counts.
+
+    Keywords (defaults): max_new_tokens (64), do_sample (False), temperature (1.0), top_p
+    (1.0), num_return_sequences (1), batch_size (16), seed (0), max_prompt_tokens (512;
+    a longer prompt keeps its last tokens, the latest turns), progress, desc.
+    With `processes` of a launch (paretoflow.distributed.current()), each process answers
+    its share of the batches and every process gets all answers; the batches and their
+    seeds are those of one process, so the answers are the same.
+    """
+    results: list[list[str]] = [[] for _ in messages_list]
+    counts: list[list[int]] = [[] for _ in messages_list]
+    for i, texts, token_counts in processes.gather(generate_part(model, tokenizer, messages_list,
+                                                                 processes=processes, **kwargs)):
+        results[i], counts[i] = texts, token_counts
     return Generations(results, counts)
 
 
@@ -181,4 +229,4 @@ def generate(model, tokenizer, messages_list: Sequence[list[dict[str, str]]], **
     return generate_counted(model, tokenizer, messages_list, **kwargs).texts
 
 
-__all__ = ["Generations", "generate", "generate_counted", "render_prompts"]
+__all__ = ["Generations", "batch_seed", "generate", "generate_counted", "generate_part", "plan_batches", "render_prompts"]

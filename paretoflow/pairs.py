@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from paretoflow import schema
+from paretoflow.distributed import SINGLE, Processes
 from paretoflow.io import atomic_dir, write_json, write_table
 from paretoflow.judges import build_mixture, is_degenerate, word_tokens
 
@@ -198,20 +199,29 @@ def summarise(
     }
 
 
-def run(params: Params, root: Path = Path("."), policy_path: str | None = None) -> PairsResult:
-    """Sample, judge and pair; write data/pairs/*.parquet and report.json under `root`."""
-    started = time.perf_counter()
+def run(params: Params, root: Path = Path("."), policy_path: str | None = None) -> PairsResult | None:
+    """Sample, judge and pair; write data/pairs/*.parquet and report.json under `root`.
+
+    Under `accelerate launch` every process samples its share of the prompts
+    (paretoflow.generation); the main process judges, pairs, writes and returns the
+    result, the others return None."""
+    from paretoflow.distributed import current
+
+    started, processes = time.perf_counter(), current()
     root = Path(root)
     prompts_path = root / params.curate.out_dir / "prompts.parquet"
     budget = params.pairs.budget(params.project.profile)
     selected = select_prompts(load_prompts(prompts_path), budget.n_train_prompts, budget.n_val_prompts)
     if selected.empty:
         raise ValueError(f"{prompts_path}: no train or val prompts to sample")
-    mixture = build_mixture(params, root)  # fail on a bad judge config before generating
+    # Fail on a bad judge config before generating; only the main process judges.
+    mixture = processes.on_main(lambda: build_mixture(params, root))
 
     t0 = time.perf_counter()
-    generated, origin, policy = sample_responses(params, root, selected, policy_path)
+    generated, origin, policy = sample_responses(params, root, selected, policy_path, processes=processes)
     seconds_generate = time.perf_counter() - t0
+    if not processes.is_main:
+        return None
     responses, meta, duplicates = response_table(selected, generated, origin)
     t0 = time.perf_counter()
     values = mixture.score([selected.at[r, "text"] for r in meta], list(responses["text"]),
@@ -243,9 +253,10 @@ def run(params: Params, root: Path = Path("."), policy_path: str | None = None) 
                        n_pairs=len(pairs_table), metrics=_metrics(summary, tables, duplicates, seconds))
 
 
-def sample_responses(params: Params, root: Path, selected: pd.DataFrame,
-                     policy_path: str | None = None) -> tuple[list[list[str]], str, str]:
-    """`samples_per_prompt` sampled answers per prompt (+ the reference refusal when on)."""
+def sample_responses(params: Params, root: Path, selected: pd.DataFrame, policy_path: str | None = None,
+                     processes: Processes = SINGLE) -> tuple[list[list[str]], str, str]:
+    """`samples_per_prompt` sampled answers per prompt (+ the reference refusal when on),
+    on every process; each process samples its share (`processes`, paretoflow.distributed)."""
     from paretoflow.generation import generate
     from paretoflow.models import load_policy, model_fingerprint, place_for_profile
 
@@ -262,6 +273,7 @@ def sample_responses(params: Params, root: Path, selected: pd.DataFrame,
         max_new_tokens=budget.max_new_tokens, do_sample=True, temperature=config.temperature,
         top_p=config.top_p, num_return_sequences=samples, batch_size=max(1, budget.batch_size // samples),
         max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed, desc="pairs: sample",
+        processes=processes,
     )
     if config.refusal_exemplars:
         for row in range(len(generated)):

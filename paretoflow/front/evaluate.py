@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paretoflow.distributed import SINGLE, Processes
 from paretoflow.metrics import mean_interval
 from paretoflow.generation import generate_counted
 from paretoflow import schema
@@ -161,6 +162,7 @@ class CandidateEvaluator:
         seed: int = 0,
         cache_dir: str | Path | None = ".cache/generations",
         progress: bool = True,
+        processes: Processes = SINGLE,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -180,6 +182,7 @@ class CandidateEvaluator:
         self.seed = seed
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.progress = progress
+        self.processes = processes
         self.target = MergeTarget(model)
 
     # -- what a candidate is made of -----------------------------------------------
@@ -237,26 +240,35 @@ class CandidateEvaluator:
         """(responses, new tokens per response, generation seconds, from cache?, cache key)."""
         key = self.cache_key(spec)
         path = self.cache_dir / f"{key}.json" if self.cache_dir else None
-        if path is not None and path.exists():
-            cached = read_json(path)
-            if cached.get("prompt_ids") == self.prompts.prompt_ids and "new_tokens" in cached:
-                return cached["responses"], cached["new_tokens"], 0.0, True, key
+        # The main process decides cache hits for all: a file it writes after one candidate
+        # must not look present to one process and absent to another.
+        cached = self.processes.broadcast(self._cached(path) if self.processes.is_main else None)
+        if cached is not None:
+            return cached["responses"], cached["new_tokens"], 0.0, True, key
         start = time.perf_counter()
         self._apply(spec)
         try:
             outputs = generate_counted(
                 self.model, self.tokenizer, self.prompts.messages, progress=self.progress,
-                desc=f"generate {spec.name}", **self.generation,
+                desc=f"generate {spec.name}", processes=self.processes, **self.generation,
             )
         finally:
             self.target.restore()
         seconds = time.perf_counter() - start
         texts = [o[0] for o in outputs.texts]
         counts = [int(c[0]) for c in outputs.token_counts]
-        if path is not None:
+        if path is not None and self.processes.is_main:
             write_json(path, {"prompt_ids": self.prompts.prompt_ids, "responses": texts, "new_tokens": counts,
                               "candidate": spec.name, "seconds": seconds}, indent=None)
         return texts, counts, seconds, False, key
+
+    def _cached(self, path: Path | None) -> dict | None:
+        if path is None or not path.exists():
+            return None
+        cached = read_json(path)
+        if cached.get("prompt_ids") == self.prompts.prompt_ids and "new_tokens" in cached:
+            return cached
+        return None
 
     # -- scoring ---------------------------------------------------------------------
     def score(self, texts: list[str]) -> dict[str, dict[str, np.ndarray]]:
@@ -269,9 +281,12 @@ class CandidateEvaluator:
         return out
 
     def evaluate(self, spec: CandidateSpec) -> CandidateEvaluation:
+        """Answers (shared across processes) and scores. Only the main process scores; every
+        process gets its scores, so a search that picks the next candidate from them (MAP)
+        picks the same one everywhere."""
         texts, counts, seconds, cached, key = self.responses(spec)
-        return CandidateEvaluation(spec, self.score(texts), texts, counts, seconds, cached, key,
-                                   self.adapter_hashes(spec))
+        scores = self.processes.broadcast(self.processes.on_main(lambda: self.score(texts)))
+        return CandidateEvaluation(spec, scores, texts, counts, seconds, cached, key, self.adapter_hashes(spec))
 
 
 def check_base(expert: LoraExpert, base_fingerprint: str) -> None:

@@ -180,7 +180,9 @@ def open_scorers(params: Params, root: Path, scorer: Scorer | None,
 
 def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
                     extra_scorers: Mapping[str, Scorer] | None = None, progress: bool = True) -> FrontContext:
-    """Adapters, base model, prompts and scorers, checked before any generation."""
+    """Adapters, base model, prompts and scorers, checked before any generation (scorers on
+    the main process of a launch only: it alone scores, paretoflow.front.evaluate)."""
+    from paretoflow.distributed import current
     from paretoflow.models import load_policy, model_fingerprint, place_for_profile
 
     config, budget = params.front, params.front.budget(params.project.profile)
@@ -189,7 +191,8 @@ def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
         raise FileNotFoundError(f"no complete LoRA adapters under {root / params.align.out_dir}"
                                 + (f" (skipped: {inventory.skipped})" if inventory.skipped else ""))
     merge_coefficients(params, inventory)  # a bad weight vector fails here, before any compute
-    judge, extras, hashes = open_scorers(params, root, scorer, extra_scorers)
+    processes = current()
+    judge, extras, hashes = processes.on_main(lambda: open_scorers(params, root, scorer, extra_scorers)) or (None, {}, {})
     model, tokenizer, base_path = load_policy(params.model.policy, root / params.model.cache_dir, profile=params.project.profile)
     model = place_for_profile(model, params.project.profile)
     prompts = load_eval_prompts(root / params.curate.out_dir / "prompts.parquet", config.prompts_split,
@@ -201,7 +204,7 @@ def open_evaluation(params: Params, root: Path, *, scorer: Scorer | None = None,
         adapters={a.name: a for a in inventory.others} if config.include_adapters else {},
         extra_scorers=extras, max_new_tokens=budget.max_new_tokens, batch_size=budget.batch_size,
         max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed,
-        cache_dir=root / config.generations_cache, progress=progress,
+        cache_dir=root / config.generations_cache, progress=progress, processes=processes,
     )
     return FrontContext(params, root, inventory, prompts, evaluator, fingerprint, hashes)
 
@@ -430,12 +433,15 @@ def run(
     scorer: Scorer | None = None,
     extra_scorers: Mapping[str, Scorer] | None = None,
     progress: bool = True,
-) -> FrontResult:
-    """Build, evaluate and write the front (module docstring). `scorer` defaults to the judges."""
+) -> FrontResult | None:
+    """Build, evaluate and write the front (module docstring). `scorer` defaults to the judges.
+    Under `accelerate launch` only the main process summarises and writes (others: None)."""
     started = time.perf_counter()
     ctx = open_evaluation(params, Path(root), scorer=scorer, extra_scorers=extra_scorers, progress=progress)
     evaluate_references(ctx)
     map_report = evaluate_merges(ctx)
+    if not ctx.evaluator.processes.is_main:
+        return None
     records, metrics, numbers = summarise(ctx)
     if map_report:
         metrics.update({f"map_surrogate_mae_{k}": v for k, v in map_report["mean_abs_error"].items()})
@@ -452,14 +458,6 @@ def run(
 
 
 __all__ = [
-    "FrontContext",
-    "FrontResult",
-    "evaluate_merges",
-    "evaluate_references",
-    "front_metrics",
-    "open_evaluation",
-    "reference_point",
-    "run",
-    "summarise",
-    "write_outputs",
+    "FrontContext", "FrontResult", "evaluate_merges", "evaluate_references", "front_metrics",
+    "open_evaluation", "reference_point", "run", "summarise", "write_outputs",
 ]

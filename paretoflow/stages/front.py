@@ -3,7 +3,9 @@ candidate's answers to the same held-out prompts, scored per objective, the non-
 set, hypervolume and plots (`paretoflow/front/`).
 
 Config: `FrontConfig` (params.yaml `front`, budgets `FrontBudget`). Entry:
-`run(params, root)`. CLI: `paretoflow front`.
+`run(params, root)`. CLI: `paretoflow front`; across processes (each candidate's
+generation split, paretoflow/generation.py):
+`accelerate launch --num_processes N -m paretoflow.cli front`.
 """
 
 from __future__ import annotations
@@ -129,8 +131,10 @@ def check(params: Params) -> None:
 
 
 def run(params: Params, root: Path, *, scorer=None, extra_scorers: Mapping | None = None,
-        progress: bool = True) -> FrontResult:
-    """Build, evaluate and write the front to <front.out_dir>; `scorer` defaults to the judges."""
+        progress: bool = True) -> FrontResult | None:
+    """Build, evaluate and write the front to <front.out_dir>; `scorer` defaults to the judges.
+    Under `accelerate launch` the processes share the generation and only the main one
+    writes (the others get None)."""
     from paretoflow.front.stage import run as build_front
 
     return build_front(params, Path(root), scorer=scorer, extra_scorers=extra_scorers, progress=progress)
@@ -171,6 +175,13 @@ def _command(args: argparse.Namespace) -> int:
     if args.merge_method:
         params.front.merge_method = args.merge_method
     result = run(params, Path(args.root), progress=not args.quiet)
+    if result is None:  # not the main process of an `accelerate launch`
+        from paretoflow.distributed import current
+
+        processes = current()
+        print(f"front: process {processes.index} of {processes.count} generated its share; "
+              "the main process writes")
+        return 0
     reference = ", ".join(f"{k}={v:g}" for k, v in result.reference_point.items())
     low, high = result.hypervolume_ci
     print(f"front: {result.n_candidates} candidates, {result.n_non_dominated} non-dominated, "

@@ -2,7 +2,8 @@
 sample per objective (reward model + rules, `paretoflow/judges/`), pair (`paretoflow/pairs.py`).
 
 Config: `PairsConfig` (params.yaml `pairs`, budgets `PairsBudget`). Entry:
-`run(params, root)`. CLI: `paretoflow pairs`.
+`run(params, root)`. CLI: `paretoflow pairs`; across processes (the sampling split,
+paretoflow/generation.py): `accelerate launch --num_processes N -m paretoflow.cli pairs`.
 """
 
 from __future__ import annotations
@@ -66,8 +67,9 @@ def check(params: Params) -> None:
     """Nothing here names objectives: every declared objective is paired."""
 
 
-def run(params: Params, root: Path, *, policy_path: str | None = None) -> PairsResult:
-    """Sample, judge and pair; write <pairs.out_dir>."""
+def run(params: Params, root: Path, *, policy_path: str | None = None) -> PairsResult | None:
+    """Sample, judge and pair; write <pairs.out_dir>. Under `accelerate launch` the
+    processes share the sampling and only the main one writes (the others get None)."""
     from paretoflow.pairs import run as make_pairs
 
     return make_pairs(params, Path(root), policy_path=policy_path)
@@ -97,6 +99,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _command(args: argparse.Namespace) -> int:
     result = run(args.load_params(), Path(args.root), policy_path=args.policy)
+    if result is None:  # not the main process of an `accelerate launch`
+        from paretoflow.distributed import current
+
+        processes = current()
+        print(f"pairs: process {processes.index} of {processes.count} sampled its share; "
+              "the main process writes")
+        return 0
     print(f"wrote {result.n_pairs} pairs from {result.n_responses} responses "
           f"to {result.n_prompts} prompts in {result.out_dir}")
     for key, value in result.metrics.items():

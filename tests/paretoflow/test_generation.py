@@ -86,3 +86,37 @@ def test_shared_prefill_samples_the_same_tokens_as_generate(tiny_policy_dir):
     assert got.shape == expected.shape
     assert torch.equal(got, expected)
     assert len({tuple(r) for r in got[:4, enc["input_ids"].shape[1]:].tolist()}) > 1  # samples differ
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+def test_shares_of_two_processes_answer_what_one_process_answers(tiny_policy_dir, sampled):
+    """Each of two processes answers every other batch (`generate_part`); together they give
+    one process's answers, token counts included: same batches, same per-batch seeds. The
+    collective itself (gather over gloo) runs in tests/test_generation_split.py."""
+    from paretoflow.distributed import Processes
+    from paretoflow.generation import generate_part, plan_batches
+
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    with torch.no_grad():  # a flatter random init samples varied tokens
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    settings = dict(max_new_tokens=6, batch_size=2, progress=False, seed=5,
+                    **({"do_sample": True, "num_return_sequences": 3, "top_p": 0.9} if sampled else {}))
+    assert len(plan_batches(render_prompts(tok, CONVERSATIONS), 2)) == 3
+    one = sorted(generate_part(model, tok, CONVERSATIONS, **settings))
+    shares = [generate_part(model, tok, CONVERSATIONS, processes=Processes(i, 2), **settings) for i in (0, 1)]
+    assert [len(s) for s in shares] == [3, 2]                 # batches 0 and 2, batch 1
+    assert sorted(shares[0] + shares[1]) == one
+    assert generate_counted(model, tok, CONVERSATIONS, **settings).texts == [texts for _, texts, _ in one]
+    if sampled:  # the seed decides the samples, so equal shares are not an accident
+        other = sorted(generate_part(model, tok, CONVERSATIONS, **{**settings, "seed": 6}))
+        assert [t for _, t, _ in other] != [t for _, t, _ in one]
+    torch.manual_seed(0)
+
+
+def test_processes_refuse_an_index_outside_the_world():
+    from paretoflow.distributed import Processes
+
+    with pytest.raises(ValueError, match="not in"):
+        Processes(2, 2)
+    assert Processes(1, 3).shard(list(range(7))) == [1, 4]
