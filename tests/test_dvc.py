@@ -55,11 +55,12 @@ def test_dvc_yaml_params_deps_and_outs_match_the_project(params: Params):
 
 def test_every_curate_module_is_a_dependency():
     deps = set(DVC_YAML["stages"]["curate"]["deps"])
-    imported = {"paretoflow/data/curate.py", "paretoflow/data/importers.py", "paretoflow/data/normalize.py",
-                "paretoflow/data/dedup.py", "paretoflow/schema.py"}
-    source = (REPO_ROOT / "paretoflow/data/curate.py").read_text()
-    for module in ("importers", "normalize", "dedup"):
-        assert f"paretoflow.data.{module}" in source  # the list above is what curate imports
+    imported = {"paretoflow/data/curate.py", "paretoflow/data/curate_rows.py", "paretoflow/data/spill.py",
+                "paretoflow/data/importers.py", "paretoflow/data/normalize.py", "paretoflow/data/dedup.py",
+                "paretoflow/schema.py"}
+    source = "".join((REPO_ROOT / f"paretoflow/data/{name}.py").read_text() for name in ("curate", "curate_rows"))
+    for module in ("importers", "normalize", "dedup", "curate_rows", "spill"):
+        assert f"paretoflow.data.{module}" in source  # the list above is what curate (and its row maker) import
     assert imported <= deps
 
 
