@@ -88,7 +88,8 @@ def main() -> None:
     from paretoflow.config import load_params
     from paretoflow.reward.data import load_preference_data
     from paretoflow.reward.train import backbone_spec
-    from paretoflow.reward.features import EmbeddingStore, build_backbone
+    from paretoflow.embeddings import EmbeddingStore
+    from paretoflow.reward.features import build_backbone
 
     root = Path(args.root)
     params = load_params(root / "params.yaml")

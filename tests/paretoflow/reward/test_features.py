@@ -40,7 +40,7 @@ def test_store_is_per_text_and_per_model_and_length(tiny_policy_dir, tmp_path):
 
 
 def test_store_survives_reload_and_skips_known_texts(tmp_path):
-    from paretoflow.reward.features import EmbeddingStore, embed_cached
+    from paretoflow.embeddings import EmbeddingStore, embed_cached
 
     calls = []
 
