@@ -14,6 +14,10 @@ Measures, on the default policy (SmolLM2-135M-Instruct) and the curated train pr
 - `--features N`: MiniLM (the reward features' and judges' encoder) on N curated responses
   in fp32 vs int8 dynamic quantisation of its Linear layers: ratio and the cosine of each
   int8 vector with its fp32 one;
+- `--lanes`: the front's 64 test prompts (its two batches of 32, greedy, 64 new tokens) one
+  batch after the other on 2 threads vs the two batches at once in 2 lanes of 1 thread
+  (paretoflow/lanes.py, one tokenizer each, the same model): ratio, identical answers. The
+  front runs whole candidates per lane (both lanes busy); this measures one candidate;
 - `--processes`: the front's greedy decode of 2 x `--prompts` prompts (64 new tokens, batch
   32) in this process on 2 threads vs in 2 processes of 1 thread each, one batch each (the
   same batches): ratio, identical answers.
@@ -107,6 +111,25 @@ def _processes(model, tok, convs, root: Path) -> None:
           f"({t_one / gen:.2f}x without the load); batches with identical answers {same}/2")
 
 
+def _lanes(model, tok, root: Path) -> None:
+    import copy
+
+    from paretoflow.front.evaluate import load_eval_prompts
+    from paretoflow.lanes import in_lanes
+
+    prompts = load_eval_prompts(root / "data/curated/prompts.parquet", "test", 64)
+    batches = generation.plan_batches(generation.render_prompts(tok, prompts.messages), 32)
+    halves = [[prompts.messages[i] for i in batch] for batch in batches]
+    run = lambda tokenizer, half: generate_counted(model, tokenizer, half, **_GREEDY).texts  # noqa: E731
+    run(tok, halves[0][:4])  # warm
+    one, t_one = _timed(lambda: [run(tok, h) for h in halves])
+    two, t_two = _timed(lambda: in_lanes(halves, run, [tok, copy.deepcopy(tok)]))
+    same = sum(a == b for x, y in zip(one, two) for a, b in zip(x, y))
+    print(f"greedy, the front's {len(prompts.texts)} test prompts in {len(halves)} batches: one after the other "
+          f"on {torch.get_num_threads()} threads {t_one:.1f} s, in 2 lanes {t_two:.1f} s -> {t_one / t_two:.2f}x; "
+          f"identical answers {same}/{len(prompts.texts)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=32)
@@ -115,6 +138,7 @@ def main() -> None:
     parser.add_argument("--skip-pairs", action="store_true")
     parser.add_argument("--features", type=int, default=0, metavar="N")
     parser.add_argument("--processes", action="store_true")
+    parser.add_argument("--lanes", action="store_true")
     args = parser.parse_args()
     root = Path(args.root)
     if args.features:
@@ -127,6 +151,8 @@ def main() -> None:
     sample = dict(max_new_tokens=48, do_sample=True, temperature=1.0, top_p=0.95, num_return_sequences=4,
                   batch_size=8, max_prompt_tokens=128, seed=0, progress=False)
 
+    if args.lanes:
+        _lanes(model, tok, root)
     if args.processes:
         more = prompts_frame[prompts_frame["split"] == "train"].head(2 * args.prompts)
         _processes(model, tok, [[dict(m) for m in (json.loads(x) if isinstance(x, str) else x)] for x in more["messages"]], root)

@@ -163,6 +163,7 @@ class CandidateEvaluator:
         cache_dir: str | Path | None = ".cache/generations",
         progress: bool = True,
         processes: Processes = SINGLE,
+        lanes: int = 1,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -184,6 +185,12 @@ class CandidateEvaluator:
         self.progress = progress
         self.processes = processes
         self.target = MergeTarget(model)
+        if int(lanes) < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
+        self.lanes = int(lanes) if processes.count == 1 else 1  # a launch splits batches instead
+        # One (model, tokenizer) per lane: generation sets the tokenizer's padding side.
+        self._lanes: list[tuple[MergeTarget, object]] = [(self.target, tokenizer)]
+        self._prefetched: dict[str, tuple[list[str], list[int], float]] = {}
 
     # -- what a candidate is made of -----------------------------------------------
     def _involved(self, spec: CandidateSpec) -> list[LoraExpert]:
@@ -227,40 +234,90 @@ class CandidateEvaluator:
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
-    def _apply(self, spec: CandidateSpec) -> None:
+    def _apply(self, spec: CandidateSpec, target: MergeTarget | None = None) -> None:
+        target = target or self.target
         involved, coefficients = self._involved(spec), self._coefficients(spec)
         if not involved:
-            self.target.restore()
+            target.restore()
             return
-        self.target.apply(merge_deltas(involved, coefficients, self._method(spec), seed=self.seed,
-                                       **(spec.merge_params if spec.kind == "merge" else {})))
+        target.apply(merge_deltas(involved, coefficients, self._method(spec), seed=self.seed,
+                                  **(spec.merge_params if spec.kind == "merge" else {})))
 
     # -- generation ------------------------------------------------------------------
     def responses(self, spec: CandidateSpec) -> tuple[list[str], list[int], float, bool, str]:
         """(responses, new tokens per response, generation seconds, from cache?, cache key)."""
         key = self.cache_key(spec)
-        path = self.cache_dir / f"{key}.json" if self.cache_dir else None
+        if key in self._prefetched:
+            texts, counts, seconds = self._prefetched.pop(key)
+            return texts, counts, seconds, False, key
+        path = self._cache_path(key)
         # The main process decides cache hits for all: a file it writes after one candidate
         # must not look present to one process and absent to another.
         cached = self.processes.broadcast(self._cached(path) if self.processes.is_main else None)
         if cached is not None:
             return cached["responses"], cached["new_tokens"], 0.0, True, key
+        texts, counts, seconds = self._generate(spec, self.target, self.tokenizer, self.progress)
+        return texts, counts, seconds, False, key
+
+    def prefetch(self, specs: Sequence[CandidateSpec]) -> None:
+        """Generate now, `lanes` candidates at a time (paretoflow/lanes.py), the answers of
+        every spec the cache does not hold; `evaluate` then scores them in order. Each lane
+        rewrites its own copy of the model, so a candidate's answers do not depend on its
+        lane. With one lane (or a launch of several processes) this does nothing: `evaluate`
+        generates each candidate in turn, as before."""
+        if self.lanes == 1:
+            return
+        from tqdm.auto import tqdm
+
+        from paretoflow.lanes import in_lanes
+
+        todo, seen = [], set()
+        for spec in specs:
+            key = self.cache_key(spec)
+            if key not in seen and key not in self._prefetched and self._cached(self._cache_path(key)) is None:
+                seen.add(key)
+                todo.append(spec)
+        if len(todo) < 2:
+            return
+        while len(self._lanes) < min(self.lanes, len(todo)):
+            import copy
+
+            self._lanes.append((MergeTarget(copy.deepcopy(self.model)), copy.deepcopy(self.tokenizer)))
+        bar = tqdm(total=len(todo), desc=f"generate {len(todo)} candidates in {len(self._lanes)} lanes",
+                   unit="candidate", disable=not self.progress)
+
+        def work(lane: tuple[MergeTarget, object], spec: CandidateSpec) -> tuple[list[str], list[int], float]:
+            out = self._generate(spec, *lane, progress=False)
+            bar.update(1)
+            return out
+
+        for spec, out in zip(todo, in_lanes(todo, work, self._lanes)):
+            self._prefetched[self.cache_key(spec)] = out
+        bar.close()
+
+    def _cache_path(self, key: str) -> Path | None:
+        return self.cache_dir / f"{key}.json" if self.cache_dir else None
+
+    def _generate(self, spec: CandidateSpec, target: MergeTarget, tokenizer,
+                  progress: bool) -> tuple[list[str], list[int], float]:
+        """Answers of `spec` on `target`'s model (written to the cache by the main process)."""
         start = time.perf_counter()
-        self._apply(spec)
+        self._apply(spec, target)
         try:
             outputs = generate_counted(
-                self.model, self.tokenizer, self.prompts.messages, progress=self.progress,
+                target.model, tokenizer, self.prompts.messages, progress=progress,
                 desc=f"generate {spec.name}", processes=self.processes, **self.generation,
             )
         finally:
-            self.target.restore()
+            target.restore()
         seconds = time.perf_counter() - start
         texts = [o[0] for o in outputs.texts]
         counts = [int(c[0]) for c in outputs.token_counts]
+        path = self._cache_path(self.cache_key(spec))
         if path is not None and self.processes.is_main:
             write_json(path, {"prompt_ids": self.prompts.prompt_ids, "responses": texts, "new_tokens": counts,
                               "candidate": spec.name, "seconds": seconds}, indent=None)
-        return texts, counts, seconds, False, key
+        return texts, counts, seconds
 
     def _cached(self, path: Path | None) -> dict | None:
         if path is None or not path.exists():

@@ -42,6 +42,10 @@ class FrontBudget(_Section):
     # weight vectors in declared order (one-hot = an expert alone), each merged exactly.
     grid_step: float | None = Field(None, gt=0.0, le=1.0)
     weight_vectors: list[list[float]] = Field(default_factory=list)
+    # Candidates generated at once, each in its own thread on its own copy of the model with
+    # a share of the cores (paretoflow/lanes.py); answers do not depend on it. 1: one after
+    # the other on every core (GPU: one card, lanes would only compete for it).
+    lanes: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="after")
     def _something_to_merge(self) -> "FrontBudget":
@@ -103,7 +107,7 @@ class FrontConfig(_Budgeted):
         # The code default is objective-agnostic (a lattice fits any number of objectives);
         # params.yaml declares the project's weight vectors instead.
         default_factory=lambda: FrontBudget(
-            n_eval_prompts=64, max_new_tokens=64, batch_size=32, max_prompt_tokens=128, grid_step=0.5,
+            n_eval_prompts=64, max_new_tokens=64, batch_size=32, max_prompt_tokens=128, grid_step=0.5, lanes=2,
         )
     )
     gpu: FrontBudget = Field(
