@@ -243,6 +243,36 @@ def _stage_line(summary: dict) -> str:
     return f"{name} cached" if summary.get("cached") else f"{name} {summary.get('library_seconds', 0.0):.0f} s"
 
 
+def prepare(params_path: str | Path, root: str | Path | None = None) -> None:
+    """Before the flow: Prefect's temporary server (when no PREFECT_API_URL is set) starts in
+    a thread and migrates its database while this process warms up (flows/ephemeral.py)."""
+    from flows.ephemeral import start_early
+
+    params_path = Path(params_path).resolve()
+    early = start_early()
+    warm_up(load_params(params_path), Path(root).resolve() if root else params_path.parent)
+    if early is not None:
+        early.wait()
+
+
+def warm_up(params: Params, root: Path) -> None:
+    """What every run does first anyway, done while the temporary Prefect server starts
+    (flows/ephemeral.py): import the stage libraries (torch, transformers, sentence-
+    transformers, peft, pandas, pyarrow, MLflow: several seconds of one core) and create
+    or open the MLflow store (a fresh SQLite store runs its migrations, ~5 s)."""
+    import importlib
+
+    for module in ("torch", "transformers", "sentence_transformers", "peft", "pandas", "pyarrow.parquet",
+                   "mlflow", "great_expectations"):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # the stage that needs it says so, with its own message
+            pass
+    from paretoflow.tracking import Tracker
+
+    Tracker(params.tracking, root)
+
+
 def run_from_file(params_path: str | Path, root: str | Path | None = None) -> dict:
     """The flow with every section from one params file (what `paretoflow --params F run` does)."""
     params_path = Path(params_path).resolve()
@@ -257,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help="project root (default: the params file's folder)")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    prepare(args.params, args.root)
     result = run_from_file(args.params, args.root)
     print("\n".join(run_report(result, time.perf_counter() - started)))
     return 0

@@ -37,12 +37,13 @@ def test_cli_run_passes_params_file_through(monkeypatch, tmp_path):
     from tests.conftest import REPO_ROOT  # the installed `paretoflow` command: library commands + run/serve/worker
 
     seen = {}
+    monkeypatch.setattr(flows.nightly, "prepare", lambda path, root=None: seen.update(prepared=path))
     monkeypatch.setattr(flows.nightly, "run_from_file", lambda path, root=None: seen.update(path=path, root=root) or {
         "stage_summaries": [], "front": {"front_png": "-", "front_json": "-"}, "promotion": {},
         "tracking_uri": "-"})
     (tmp_path / "other.yaml").write_text((REPO_ROOT / "params.yaml").read_text())  # checked before the flow
     assert cli.main(["--params", str(tmp_path / "other.yaml"), "run"]) == 0
-    assert seen["path"] == str(tmp_path / "other.yaml")
+    assert seen["path"] == seen["prepared"] == str(tmp_path / "other.yaml")
 
 
 def _client(root):
