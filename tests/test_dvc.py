@@ -249,3 +249,22 @@ def test_repro_is_incremental_and_push_pull_restores_outputs(project, tmp_path):
     dvc.pull(clone)
     assert _outputs(clone) == before
     assert "up to date" in dvc.status(clone).lower() or not dvc.status(clone).strip()
+
+
+def test_remote_check_reads_what_the_dvc_cli_wrote(tmp_path):
+    """`ensure_remote` skips its two `dvc` processes only when the repository's config
+    already makes the remote the default at the wanted url (as DVC itself would read it)."""
+    root = tmp_path / "repo"
+    dvc.init(root)
+    wanted = str((tmp_path / "dvc-remote").resolve())   # `dvc remote add` resolves from its cwd, the root
+    assert not dvc._configured(root, "local", wanted)                     # nothing configured yet
+    dvc.run_dvc(root, "remote", "add", "--default", "local", "../dvc-remote")   # stored relative to .dvc/
+    assert dvc._configured(root, "local", wanted)
+    assert not dvc._configured(root, "other", wanted)
+    assert not dvc._configured(root, "local", str(tmp_path / "elsewhere"))
+    dvc.run_dvc(root, "remote", "add", "other", str(tmp_path / "elsewhere"))
+    dvc.run_dvc(root, "remote", "default", "--local", "other")            # config.local overrides
+    assert not dvc._configured(root, "local", wanted)
+    assert dvc._configured(root, "other", str(tmp_path / "elsewhere"))
+    (root / ".dvc" / "config").write_text("[core\n")                      # unreadable: the CLI decides
+    assert not dvc._configured(root, "local", wanted)
