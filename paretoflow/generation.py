@@ -89,12 +89,76 @@ def _greedy_until_eos(model, input_ids, attention_mask, max_new_tokens: int, eos
     return outputs
 
 
+class SeededDraw:
+    """A logits processor of a sampled `generate` that draws each row's next token itself,
+    from its own `torch.Generator`, and hands back scores that put all the probability on
+    that token, so transformers' own draw (`torch.multinomial` on the global generator) can
+    only pick it. transformers takes no generator; with this one, two batches sampled at
+    once in two threads (paretoflow/lanes.py) cannot interleave their draws.
+
+    transformers puts a caller's processors before its sampling warpers, so this one applies
+    the warpers `generate` would apply (`sampling_warpers`: temperature, top-k, top-p, in
+    transformers' order) before it draws; the warpers after it leave a one-token
+    distribution as it is. It then draws what `generate` draws after `torch.manual_seed(s)`
+    with a generator seeded `s`: the same softmax of the same scores, one `multinomial` per
+    step (tests/paretoflow/test_generation.py checks the tokens are equal)."""
+
+    def __init__(self, generator: torch.Generator, warpers=None):
+        self.generator = generator
+        self.warpers = warpers
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self.warpers is not None:
+            scores = self.warpers(input_ids, scores)
+        probs = torch.nn.functional.softmax(scores, dim=-1)
+        tokens = torch.multinomial(probs, num_samples=1, generator=self.generator)
+        return torch.full_like(scores, -float("inf")).scatter_(1, tokens, 0.0)
+
+
+def effective_top_k(model) -> int | None:
+    """The top-k `generate` samples with: the model's generation config, else transformers'
+    default for unset fields (50 in transformers 5; the equality test catches a change)."""
+    from transformers import GenerationConfig
+
+    top_k = getattr(getattr(model, "generation_config", None), "top_k", None)
+    return top_k if top_k is not None else GenerationConfig._get_default_generation_params().get("top_k")
+
+
+def sampling_warpers(model, temperature: float, top_p: float):
+    """The sampling warpers transformers' `generate` builds for these settings and the model's
+    generation config (transformers 5 `_get_logits_processor`, same order). A config that
+    asks for a warper this list does not build is refused rather than silently ignored."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    config = getattr(model, "generation_config", None)
+    unsupported = [k for k in ("top_h", "min_p", "epsilon_cutoff", "eta_cutoff", "watermarking_config")
+                   if getattr(config, k, None) not in (None, 0.0)]
+    if getattr(config, "typical_p", None) not in (None, 1.0):
+        unsupported.append("typical_p")
+    if unsupported:
+        raise ValueError(f"the policy's generation config sets {unsupported}: not supported by seeded sampling")
+    warpers = LogitsProcessorList()
+    if temperature is not None and temperature != 1.0:
+        warpers.append(TemperatureLogitsWarper(temperature))
+    top_k = effective_top_k(model)
+    if top_k:
+        warpers.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    if top_p is not None and top_p < 1.0:
+        warpers.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+    return warpers
+
+
 def _sample_batch(model, tokenizer, enc, *, max_new_tokens, do_sample, temperature, top_p,
-                  num_return_sequences) -> list[list[int]]:
+                  num_return_sequences, generator: torch.Generator | None = None) -> list[list[int]]:
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=tokenizer.pad_token_id,
                   num_return_sequences=num_return_sequences)
     if do_sample:
-        kwargs.update(temperature=temperature, top_p=top_p)
+        kwargs.update(temperature=temperature, top_p=top_p, top_k=effective_top_k(model))  # explicit: what it was
+        if generator is not None:
+            from transformers import LogitsProcessorList
+
+            kwargs["logits_processor"] = LogitsProcessorList(
+                [SeededDraw(generator, sampling_warpers(model, temperature, top_p))])
     else:  # silence generation_config sampling defaults in greedy mode
         kwargs.update(temperature=None, top_p=None, top_k=None)
     if num_return_sequences > 1 and enc["input_ids"].shape[1] > 1:
@@ -163,36 +227,54 @@ def generate_part(
     max_prompt_tokens: int = 512,
     progress: bool = True,
     desc: str = "generate",
+    lanes: int = 1,
 ) -> list[tuple[int, list[str], list[int]]]:
     """This process's share of `generate_counted`: (prompt index, answers, new-token counts)
     for the batches `processes.shard` gives it (arguments as `generate_counted`)."""
     if num_return_sequences > 1 and not do_sample:
         raise ValueError("num_return_sequences > 1 needs do_sample=True (greedy repeats itself)")
+    if lanes < 1:
+        raise ValueError(f"lanes must be >= 1, got {lanes}")
     texts = render_prompts(tokenizer, messages_list)
     mine = processes.shard(list(enumerate(plan_batches(texts, batch_size))))
-    out: list[tuple[int, list[str], list[int]]] = []
     device = next(model.parameters()).device
+    torch.manual_seed(seed)  # as before the per-batch generators: later draws of this process start here
+    bar = tqdm(total=sum(len(idx) for _, idx in mine), desc=desc, unit="prompt",
+               disable=not (progress and processes.is_main))
+
+    def answer(lane_tokenizer, batch: tuple[int, list[int]]) -> list[tuple[int, list[str], list[int]]]:
+        number, idx = batch
+        enc = lane_tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                             max_length=max_prompt_tokens, add_special_tokens=False).to(device)
+        if do_sample:
+            # One generator per batch, seeded as the batch's seed: the batch draws the same
+            # samples in any process and any lane (SeededDraw).
+            generator = torch.Generator(device=device).manual_seed(batch_seed(seed, number))
+            rows = _sample_batch(model, lane_tokenizer, enc, max_new_tokens=max_new_tokens, do_sample=True,
+                                 temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences,
+                                 generator=generator)
+        else:
+            rows = _greedy_until_eos(model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
+                                     _eos_ids(model, lane_tokenizer))
+        decoded = lane_tokenizer.batch_decode(rows, skip_special_tokens=True)
+        bar.update(len(idx))
+        return [(i, [t.strip() for t in decoded[j * num_return_sequences:(j + 1) * num_return_sequences]],
+                 [len(r) for r in rows[j * num_return_sequences:(j + 1) * num_return_sequences]])
+                for j, i in enumerate(idx)]
+
+    # A lane per batch at a time (paretoflow/lanes.py), each with its own tokenizer (its
+    # padding side is set here); the model is only read. A launch splits batches instead.
+    count = min(lanes if processes.count == 1 else 1, max(1, len(mine)))
+    import copy
+
+    tokenizers = [tokenizer] + [copy.deepcopy(tokenizer) for _ in range(count - 1)]
     old_side, old_trunc = tokenizer.padding_side, tokenizer.truncation_side
-    tokenizer.padding_side, tokenizer.truncation_side = "left", "left"
-    torch.manual_seed(seed)
+    for t in tokenizers:
+        t.padding_side, t.truncation_side = "left", "left"
     try:
-        bar = tqdm(total=sum(len(idx) for _, idx in mine), desc=desc, unit="prompt",
-                   disable=not (progress and processes.is_main))
-        for number, idx in mine:
-            enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_prompt_tokens, add_special_tokens=False).to(device)
-            if do_sample:
-                torch.manual_seed(batch_seed(seed, number))
-                rows = _sample_batch(model, tokenizer, enc, max_new_tokens=max_new_tokens, do_sample=True,
-                                     temperature=temperature, top_p=top_p, num_return_sequences=num_return_sequences)
-            else:
-                rows = _greedy_until_eos(model, enc["input_ids"], enc["attention_mask"], max_new_tokens,
-                                         _eos_ids(model, tokenizer))
-            decoded = tokenizer.batch_decode(rows, skip_special_tokens=True)
-            for j, i in enumerate(idx):
-                chunk = slice(j * num_return_sequences, (j + 1) * num_return_sequences)
-                out.append((i, [t.strip() for t in decoded[chunk]], [len(r) for r in rows[chunk]]))
-            bar.update(len(idx))
+        from paretoflow.lanes import in_lanes
+
+        out = [row for rows in in_lanes(mine, answer, tokenizers) for row in rows]
         bar.close()
     finally:
         tokenizer.padding_side, tokenizer.truncation_side = old_side, old_trunc
@@ -211,7 +293,9 @@ def generate_counted(
 
     Keywords (defaults): max_new_tokens (64), do_sample (False), temperature (1.0), top_p
     (1.0), num_return_sequences (1), batch_size (16), seed (0), max_prompt_tokens (512;
-    a longer prompt keeps its last tokens, the latest turns), progress, desc.
+    a longer prompt keeps its last tokens, the latest turns), progress, desc, lanes (1:
+    batches one after the other; N: N batches at once, one thread each, paretoflow/lanes.py;
+    the same answers either way).
     With `processes` of a launch (paretoflow.distributed.current()), each process answers
     its share of the batches and every process gets all answers; the batches and their
     seeds are those of one process, so the answers are the same.

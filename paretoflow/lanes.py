@@ -16,9 +16,10 @@ a process per lane would reload the model and re-import torch (~7.5 s, measured)
 
 A result must not depend on the lane that computes it: `work` may only use the lane's
 resource and its item (greedy decoding on equal weights and equal batches gives the same
-tokens on one thread or two, checked by tests/paretoflow/test_lanes.py). Sampling draws
-from torch's global generator, which threads would share: sampled generation does not run
-in lanes.
+tokens on one thread or two, checked by tests/paretoflow/test_lanes.py). Nothing in a lane
+may draw from torch's global generator, which the threads share: sampled generation draws
+from a generator of its batch (`generation.SeededDraw`). Training does not run in lanes:
+LoRA dropout draws from the global generator.
 """
 
 from __future__ import annotations

@@ -273,7 +273,7 @@ def sample_responses(params: Params, root: Path, selected: pd.DataFrame, policy_
         max_new_tokens=budget.max_new_tokens, do_sample=True, temperature=config.temperature,
         top_p=config.top_p, num_return_sequences=samples, batch_size=max(1, budget.batch_size // samples),
         max_prompt_tokens=budget.max_prompt_tokens, seed=params.project.seed, desc="pairs: sample",
-        processes=processes,
+        processes=processes, lanes=budget.lanes,
     )
     if config.refusal_exemplars:
         for row in range(len(generated)):

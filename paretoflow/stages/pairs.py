@@ -33,6 +33,9 @@ class PairsBudget(_Section):
     batch_size: int = Field(32, ge=1)
     # A longer conversation keeps its last tokens (the latest turns).
     max_prompt_tokens: int = Field(128, ge=8)
+    # Batches sampled at once, one thread each (paretoflow/lanes.py; every batch draws from
+    # its own seeded generator, so the samples do not depend on it). 1 on a GPU.
+    lanes: int = Field(1, ge=1, le=16)
 
 
 class PairsConfig(_Budgeted):
@@ -54,7 +57,7 @@ class PairsConfig(_Budgeted):
     refusal_exemplars: bool = True
     # cpu: sized for the 2-core default run (docs/measurements.md#pairs). gpu: one 80 GB card
     # (not yet timed).
-    cpu: PairsBudget = Field(default_factory=PairsBudget)
+    cpu: PairsBudget = Field(default_factory=lambda: PairsBudget(lanes=2))
     gpu: PairsBudget = Field(
         default_factory=lambda: PairsBudget(
             n_train_prompts=2000, n_val_prompts=200, samples_per_prompt=8,

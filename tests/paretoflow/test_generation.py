@@ -88,6 +88,58 @@ def test_shared_prefill_samples_the_same_tokens_as_generate(tiny_policy_dir):
     assert len({tuple(r) for r in got[:4, enc["input_ids"].shape[1]:].tolist()}) > 1  # samples differ
 
 
+@pytest.mark.parametrize("shared_prefill", [False, True], ids=["generate", "shared-prefill"])
+def test_seeded_draw_samples_what_the_global_seed_samples(tiny_policy_dir, shared_prefill):
+    """A batch's own generator (SeededDraw, the last logits processor) draws the tokens
+    `generate` draws from the global generator seeded alike: same warpers before it
+    (temperature, top-k, top-p), same softmax, one multinomial per step."""
+    from transformers import LogitsProcessorList
+
+    from paretoflow.generation import SeededDraw, _generate_shared_prefill, sampling_warpers
+
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    with torch.no_grad():  # a flatter random init samples varied tokens
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    tok.padding_side = "left"
+    enc = tok(render_prompts(tok, CONVERSATIONS), return_tensors="pt", padding=True, add_special_tokens=False)
+    kwargs = dict(max_new_tokens=8, do_sample=True, temperature=0.8, top_p=0.9, pad_token_id=tok.pad_token_id,
+                  num_return_sequences=3)   # top_k: transformers' default (50), as the pairs stage samples
+    run = (lambda **kw: _generate_shared_prefill(model, enc, 3, {**kwargs, **kw})) if shared_prefill else \
+        (lambda **kw: model.generate(**enc, **kwargs, **kw))
+    torch.manual_seed(11)
+    expected = run()
+    torch.manual_seed(999)   # the global stream no longer matters
+    warpers = sampling_warpers(model, 0.8, 0.9)
+    assert [type(w).__name__ for w in warpers] == ["TemperatureLogitsWarper", "TopKLogitsWarper", "TopPLogitsWarper"]
+    got = run(logits_processor=LogitsProcessorList([SeededDraw(torch.Generator().manual_seed(11), warpers)]))
+    assert torch.equal(got, expected)
+    torch.manual_seed(999)
+    other = run(logits_processor=LogitsProcessorList([SeededDraw(torch.Generator().manual_seed(12), warpers)]))
+    assert not torch.equal(other, expected)
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
+def test_batches_in_lanes_answer_what_one_lane_answers(tiny_policy_dir, sampled):
+    """Two batches at once in two threads (lanes) give the answers of one after the other:
+    each batch draws from its own generator, each lane tokenises with its own tokenizer."""
+    model, tok, _ = load_policy(str(tiny_policy_dir))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(3.0)
+    settings = dict(max_new_tokens=6, batch_size=2, progress=False, seed=5,
+                    **({"do_sample": True, "num_return_sequences": 3, "top_p": 0.9} if sampled else {}))
+    one = generate_counted(model, tok, CONVERSATIONS, **settings)
+    for _ in range(3):   # thread timing differs run to run; the answers may not
+        laned = generate_counted(model, tok, CONVERSATIONS, lanes=2, **settings)
+        assert laned.texts == one.texts and laned.token_counts == one.token_counts
+    assert tok.padding_side == "right"   # the caller's tokenizer is left as it was
+    if sampled:
+        assert len({t for texts in one.texts for t in texts}) > len(CONVERSATIONS)   # samples vary
+    torch.manual_seed(0)
+
+
 @pytest.mark.parametrize("sampled", [False, True], ids=["greedy", "sampled"])
 def test_shares_of_two_processes_answer_what_one_process_answers(tiny_policy_dir, sampled):
     """Each of two processes answers every other batch (`generate_part`); together they give
