@@ -46,6 +46,7 @@ from tasks.dvc import dvc_commit_task
 from tasks.stages import (
     log_front_candidates,
     log_stage,
+    prepare_policy,
     promote_task,
     register_reward_model,
     run_stage,
@@ -146,9 +147,11 @@ class Pipeline:
         from paretoflow.tracking import lineage_tags
 
         params, root = self.params, str(self.root)
+        policy = prepare_policy.submit(params, root)   # in a thread, beside the data stages
         curated = run_stage("curate", params, root)
         validation = run_stage("validate", params, root)   # raises ValidationFailed: the flow stops
         dvc_commit_task(root, ["curate", "validate"], params)
+        policy.result()
         self.lineage = lineage_tags(params, self.root, _flow_run_id())
         self.tracker.set_tags(self.parent, self.lineage)
         self.log(curated)
