@@ -128,6 +128,23 @@ def _lanes(model, tok, root: Path) -> None:
     print(f"greedy, the front's {len(prompts.texts)} test prompts in {len(halves)} batches: one after the other "
           f"on {torch.get_num_threads()} threads {t_one:.1f} s, in 2 lanes {t_two:.1f} s -> {t_one / t_two:.2f}x; "
           f"identical answers {same}/{len(prompts.texts)}")
+    # The pairs stage's sampling: 4 batches of 8 train prompts x 4 samples, 48 new tokens,
+    # one lane then two (generate_counted's own lanes), alternating twice.
+    frame = pd.read_parquet(root / "data/curated/prompts.parquet")
+    train = frame[frame["split"] == "train"].head(32)
+    convs = [[dict(m) for m in (json.loads(x) if isinstance(x, str) else x)] for x in train["messages"]]
+    sample = dict(max_new_tokens=48, do_sample=True, temperature=0.8, top_p=0.95, num_return_sequences=4,
+                  batch_size=8, max_prompt_tokens=128, seed=0, progress=False)
+    times = {1: [], 2: []}
+    outputs = {}
+    for _ in range(2):
+        for lanes in (1, 2):
+            out, seconds = _timed(lambda: generate_counted(model, tok, convs, lanes=lanes, **sample))
+            times[lanes].append(seconds)
+            outputs[lanes] = out.texts
+    print(f"sampling, {len(convs)} train prompts x 4 in {len(convs) // 8} batches: 1 lane {min(times[1]):.1f} s, "
+          f"2 lanes {min(times[2]):.1f} s -> {min(times[1]) / min(times[2]):.2f}x (best of 2 each, alternating); "
+          f"identical samples: {outputs[1] == outputs[2]}")
 
 
 def main() -> None:

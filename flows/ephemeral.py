@@ -111,6 +111,11 @@ def start_early() -> EarlyServer | None:
     if PREFECT_API_URL.value():
         return None
     reap_orphan()
+    # Imported here, not in the thread: there the import would share the GIL with the
+    # caller's imports and launch the server only after them (~50 s late on a fresh clone,
+    # 2026-12-03); now the thread's first step is the server's Popen.
+    from prefect.server.api.server import SubprocessASGIServer  # noqa: F401
+
     early = EarlyServer()
     early.thread.start()
     return early
