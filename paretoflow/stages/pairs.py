@@ -57,7 +57,7 @@ class PairsConfig(_Budgeted):
     refusal_exemplars: bool = True
     # cpu: sized for the 2-core default run (docs/measurements.md#pairs). gpu: one 80 GB card
     # (not yet timed).
-    cpu: PairsBudget = Field(default_factory=PairsBudget)
+    cpu: PairsBudget = Field(default_factory=lambda: PairsBudget(lanes=2))
     gpu: PairsBudget = Field(
         default_factory=lambda: PairsBudget(
             n_train_prompts=2000, n_val_prompts=200, samples_per_prompt=8,
