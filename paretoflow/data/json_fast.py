@@ -19,6 +19,9 @@ measured) is accepted when all of these hold:
   every key, plus any `\\"` followed by a colon inside a text. keys in the line >=
   len(dict) always, so len(dict) == matches proves every key distinct; a text holding
   `\\":` only sends its line to the exact path.
+Measured (2026-12-03, shared 2-core machine, 20k lines of bench/curation.py's 100k file,
+all of which take the fast path): readers._json_line_row 21.1-25.1 µs a line exact,
+13.9-18.8 µs with it (decode, the scans above and the RawRow remain).
 Equality with the exact path is tested on a corpus of tricky lines
 (tests/paretoflow/data/test_json_fast.py).
 """
