@@ -38,7 +38,7 @@ def _column_map(entries: list[str]) -> dict[str, str]:
 
 
 def import_command(args: argparse.Namespace) -> int:
-    from paretoflow.data.curate import curate, report_table, write_result
+    from paretoflow.data.curate import curate_into, report_table
 
     params = load_params(args.params)
     source = SourceConfig(
@@ -49,9 +49,10 @@ def import_command(args: argparse.Namespace) -> int:
     # The file and --out are named by the user on the command line: the file may lie
     # outside the project (its folder becomes the data root of this import).
     named = Path(args.file).resolve()
-    curated = curate(params.model_copy(update={"curate": curate_config}), Path("."), progress=True,
-                     data_roots=[named if named.is_dir() else named.parent])
-    result = write_result(curated, Path(args.out))
+    # Streamed as the curate stage runs (curate_into): the responses' texts stay on disk
+    # until they are written, not the whole table in memory.
+    result = curate_into(params.model_copy(update={"curate": curate_config}), Path(args.out), Path("."),
+                         progress=True, data_roots=[named if named.is_dir() else named.parent])
     print(report_table(result.report))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
     return 0

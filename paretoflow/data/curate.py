@@ -349,8 +349,15 @@ def run(params: Params, root: Path = Path("."), progress: bool = False,
     """The curate stage: read params.curate.sources under root, write <out_dir>/* (inside
     root, checked on the resolved path)."""
     out_dir = inside(root, params.curate.out_dir, what="curate.out_dir")
-    # The response texts go from the spill to the file batch by batch: they are never all
-    # in memory at once (they are most of a dataset's bytes).
+    return curate_into(params, out_dir, root, progress, data_roots)
+
+
+def curate_into(params: Params, out_dir: Path, root: Path = Path("."), progress: bool = False,
+                data_roots: Sequence[Path] | None = None) -> CurateResult:
+    """Import, curate and write into out_dir as the stage does (`paretoflow import` names
+    its own out_dir): records stream into rows and the response texts go from the spill
+    to the file batch by batch, never all in memory at once (they are most of a
+    dataset's bytes)."""
     with TextSpill() as texts:
         curated = _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=False)
         return write_result(curated, out_dir, texts)

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.data.csv_rows import csv_rows
+from paretoflow.data.json_fast import fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
     DuplicateKeys,
@@ -222,7 +223,8 @@ def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
     return rows
 
 
-def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
+def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects,
+                   exact_only: bool = False) -> RawRow:
     location = f"line {number}"
     if b"\x00" in line_bytes:  # per row: one NUL byte does not make the whole file binary
         return RawRow(location, number, truncate(line_bytes.decode("utf-8", "backslashreplace")),
@@ -235,6 +237,9 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
                                                                                 f"{exc.start}"), unparsed=True)
     if number == 1:
         line = line.removeprefix("\ufeff")
+    value = None if exact_only else fast_value(line_bytes)
+    if value is not None:  # provably what the exact parse below returns (json_fast.py)
+        return _row(location, number, line, value, limits)
     try:
         value = _parse_json(line, objects)
     except json.JSONDecodeError as exc:

@@ -251,3 +251,28 @@ def test_import_command_reads_a_file_named_outside_the_project(tmp_path, capsys,
     assert cli.main(["--params", str(tmp_path / "params.yaml"), "import", str(outside / "pairs.jsonl"),
                      "--format", "generic", "--objective", "helpfulness", "--out", "imported"]) == 0
     assert len(pd.read_parquet(project / "imported" / "pairs.parquet")) == 1
+
+
+def test_import_command_streams_as_the_stage(tmp_path, monkeypatch):
+    """`paretoflow import` writes the responses from the spill (never the whole text column
+    in memory) and its files are the curate stage's for the same source."""
+    import paretoflow.data.tables as tables_module
+
+    project = tmp_path / "project"
+    project.mkdir()
+    write_jsonl(project / "pairs.jsonl", [{"prompt": f"Question {i}?", "chosen": f"A good answer {i}.",
+                                           "rejected": f"No {i}."} for i in range(5)] * 2)
+    (tmp_path / "params.yaml").write_text("objectives:\n  - name: helpfulness\n")
+    spilled = []
+    real = tables_module.write_spilled_responses
+    monkeypatch.setattr(tables_module, "write_spilled_responses",
+                        lambda *args: (spilled.append(args[2]), real(*args))[1])
+    monkeypatch.chdir(project)
+    assert cli.main(["--params", str(tmp_path / "params.yaml"), "import", "pairs.jsonl", "--format", "generic",
+                     "--objective", "helpfulness", "--out", "imported"]) == 0
+    assert [p.name for p in spilled] == ["responses.parquet"]  # the old command built the column in memory
+    staged = run(make_params([SourceConfig(path="pairs.jsonl", format="generic", objective="helpfulness")]), project)
+    for name in ("prompts", "responses", "ratings", "pairs", "quarantine"):
+        assert (project / "imported" / f"{name}.parquet").read_bytes() == (staged.out_dir / f"{name}.parquet").read_bytes()
+    report = json.loads((project / "imported" / "report.json").read_text())
+    assert report["rows_in"] == 10 == report["rows_kept"] + report["rows_quarantined"]
