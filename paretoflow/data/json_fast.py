@@ -34,13 +34,14 @@ from typing import Any
 import orjson
 
 _KEY_END = re.compile(rb'"[ \t\r\n]*:')
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# A lone surrogate can enter strictly decoded JSON text only through a \uD800-\uDFFF escape.
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 _SCALARS = (str, bool, type(None))
 
 
 def fast_value(line: bytes) -> dict[str, Any] | None:
     """The parsed line when it is provably what the exact parser returns; None: use it."""
-    if b"\\u" in line and _SURROGATE_ESCAPE.search(line) is not None:
+    if b"\\u" in line and SURROGATE_ESCAPE.search(line) is not None:
         return None
     try:
         value = orjson.loads(line)

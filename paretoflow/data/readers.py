@@ -40,7 +40,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import re
 import sys
 import zlib
 from collections.abc import Iterator
@@ -48,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.data.csv_rows import csv_rows
-from paretoflow.data.json_fast import fast_value
+from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
     DuplicateKeys,
@@ -76,8 +75,6 @@ JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 TSV_SUFFIXES = (".tsv", ".tsv.gz")
 FILE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *CSV_SUFFIXES, *TSV_SUFFIXES)
-# A lone surrogate can enter strictly decoded JSON text only through a \uD800-\uDFFF escape.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _row(location: str, order: int, text: str, value: Any, limits: Limits) -> RawRow:
@@ -215,7 +212,7 @@ def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
     if isinstance(items, list) and len(items) > limits.max_file_rows:
         raise over_row_cap(path, limits.max_file_rows)
-    needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(data) is not None
+    needs_check = objects.duplicates or SURROGATE_ESCAPE.search(data) is not None
     rows = []
     for index, value in enumerate(items):
         text = json.dumps(value, ensure_ascii=False, default=str)
@@ -223,8 +220,7 @@ def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
     return rows
 
 
-def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects,
-                   exact_only: bool = False) -> RawRow:
+def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
     location = f"line {number}"
     if b"\x00" in line_bytes:  # per row: one NUL byte does not make the whole file binary
         return RawRow(location, number, truncate(line_bytes.decode("utf-8", "backslashreplace")),
@@ -237,7 +233,7 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
                                                                                 f"{exc.start}"), unparsed=True)
     if number == 1:
         line = line.removeprefix("\ufeff")
-    value = None if exact_only else fast_value(line_bytes)
+    value = fast_value(line_bytes)
     if value is not None:  # provably what the exact parse below returns (json_fast.py)
         return _row(location, number, line, value, limits)
     try:
@@ -248,7 +244,7 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     except (ValueError, RecursionError) as exc:  # e.g. nesting deeper than the parser's recursion limit
         return RawRow(location, number, truncate(line),
                       error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"), unparsed=True)
-    needs_check = objects.duplicates or _SURROGATE_ESCAPE.search(line_bytes) is not None
+    needs_check = objects.duplicates or SURROGATE_ESCAPE.search(line_bytes) is not None
     return _checked(_row(location, number, line, value, limits), needs_check)
 
 

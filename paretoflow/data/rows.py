@@ -95,9 +95,8 @@ def shown(text: str) -> str:
 
 
 def truncate(text: str) -> str:
-    if text.isascii():  # shown() is the identity on ASCII: no copy of a long line to cut it
-        return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
-    text = shown(text)
+    if not text.isascii():  # shown() is the identity on ASCII: no copy of a long line to cut it
+        text = shown(text)
     return text if len(text) <= RAW_LIMIT else text[:RAW_LIMIT] + "…"
 
 

@@ -107,8 +107,7 @@ class FrontConfig(_Budgeted):
         # The code default is objective-agnostic (a lattice fits any number of objectives);
         # params.yaml declares the project's weight vectors instead.
         default_factory=lambda: FrontBudget(
-            n_eval_prompts=64, max_new_tokens=64, batch_size=32, max_prompt_tokens=128, grid_step=0.5,
-            lanes=2,
+            n_eval_prompts=64, max_new_tokens=64, batch_size=32, max_prompt_tokens=128, grid_step=0.5, lanes=2,
         )
     )
     gpu: FrontBudget = Field(
