@@ -18,6 +18,10 @@ Measures, on the default policy (SmolLM2-135M-Instruct) and the curated train pr
   batch after the other on 2 threads vs the two batches at once in 2 lanes of 1 thread
   (paretoflow/lanes.py, one tokenizer each, the same model): ratio, identical answers. The
   front runs whole candidates per lane (both lanes busy); this measures one candidate;
+- `--align-lanes`: the align stage's four adapters (`align.run_all` on the params of
+  `--root`, `--align-steps` optimizer steps each, selected once at the end) one after the
+  other on 2 threads vs 2 at a time in lanes of 1 thread (align.cpu.lanes), into temporary
+  folders (the project's adapters are not touched): ratio, identical adapter bytes;
 - `--processes`: the front's greedy decode of 2 x `--prompts` prompts (64 new tokens, batch
   32) in this process on 2 threads vs in 2 processes of 1 thread each, one batch each (the
   same batches): ratio, identical answers.
@@ -147,6 +151,33 @@ def _lanes(model, tok, root: Path) -> None:
           f"identical samples: {outputs[1] == outputs[2]}")
 
 
+def _align_lanes(root: Path, steps: int) -> None:
+    import hashlib
+    import tempfile
+
+    from paretoflow import align
+    from paretoflow.config import load_params
+
+    params = load_params(root / "params.yaml")
+    budget = params.align.budget(params.project.profile)
+    budget.max_steps, budget.eval_steps, budget.checkpoint_steps = steps, steps, steps
+    seconds, adapters = {}, {}
+    with tempfile.TemporaryDirectory(dir=root / ".cache") as scratch:
+        for lanes in (1, 2):
+            # fresh align cache each time: both runs pay the reference pass and base answers
+            where = Path(scratch).relative_to(root)  # stage paths are project-relative
+            params.align.out_dir = str(where / f"adapters-{lanes}")
+            params.align.cache_dir = str(where / f"cache-{lanes}")
+            budget.lanes = lanes
+            results, seconds[lanes] = _timed(lambda: align.run_all(params, root, progress=False, resume=False))
+            adapters[lanes] = [hashlib.sha256((r.adapter_dir / "adapter_model.safetensors").read_bytes()).hexdigest()
+                               for r in results]
+    same = sum(a == b for a, b in zip(adapters[1], adapters[2]))
+    print(f"align, {len(adapters[1])} adapters x {steps} steps: one after the other on {torch.get_num_threads()} "
+          f"threads {seconds[1]:.1f} s, 2 lanes {seconds[2]:.1f} s -> {seconds[1] / seconds[2]:.2f}x; "
+          f"identical adapters {same}/{len(adapters[1])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=32)
@@ -156,8 +187,12 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=0, metavar="N")
     parser.add_argument("--processes", action="store_true")
     parser.add_argument("--lanes", action="store_true")
+    parser.add_argument("--align-lanes", action="store_true")
+    parser.add_argument("--align-steps", type=int, default=4)
     args = parser.parse_args()
     root = Path(args.root)
+    if args.align_lanes:
+        _align_lanes(root.resolve(), args.align_steps)
     if args.features:
         _features(root, args.features)
     model, tok, _ = load_policy("default", root / ".cache/models")

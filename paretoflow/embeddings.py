@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
@@ -67,8 +68,15 @@ class EmbeddingStore:
         self.directory = Path(directory)
         self._index: dict[bytes, np.ndarray] = {}
         self._shards: set[str] = set()
+        # One store object per folder and process (open_store), shared by the align lanes'
+        # threads: the index and shard set change under this lock only.
+        self._lock = threading.RLock()
 
     def _load(self) -> dict[bytes, np.ndarray]:
+        with self._lock:
+            return self._load_locked()
+
+    def _load_locked(self) -> dict[bytes, np.ndarray]:
         names = {p.name for p in self.directory.glob("*.safetensors")} if self.directory.is_dir() else set()
         if not self._shards <= names:
             self._index, self._shards = {}, set()
@@ -92,8 +100,9 @@ class EmbeddingStore:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         key_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), 16)
         name = hashlib.sha256(key_array.tobytes()).hexdigest()[:24] + ".safetensors"
-        atomic_write(self.directory / name, lambda tmp: save_file({"keys": key_array, "vectors": vectors}, tmp))
-        self._load()  # reads the new shard (and any other process's) into the index
+        with self._lock:
+            atomic_write(self.directory / name, lambda tmp: save_file({"keys": key_array, "vectors": vectors}, tmp))
+            self._load_locked()  # reads the new shard (and any other process's) into the index
 
 
 @lru_cache(maxsize=16)
@@ -148,6 +157,10 @@ class SentenceEncoder:
         self._fingerprint: str | None = None
         self._model = None
         self._tokenizer = None
+        # One encoder per process (sentence_encoder), shared by the align lanes' threads:
+        # a fast tokenizer called from two threads at once fails ("Already borrowed"), so
+        # loading, windowing and encoding take turns.
+        self._lock = threading.RLock()
 
     @property
     def fingerprint(self) -> str:
@@ -168,14 +181,19 @@ class SentenceEncoder:
 
     @property
     def tokenizer(self):
-        if self._tokenizer is None:
-            from transformers import AutoTokenizer
+        with self._lock:
+            if self._tokenizer is None:
+                from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
-        return self._tokenizer
+                self._tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+            return self._tokenizer
 
     @property
     def model(self):
+        with self._lock:
+            return self._load_model()
+
+    def _load_model(self):
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
@@ -190,7 +208,9 @@ class SentenceEncoder:
         encoder adds [CLS] and [SEP]), cut at token boundaries; the first `max_windows`,
         or the last one when `from_end`."""
         size = self.max_length - 2
-        offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        with self._lock:
+            offsets = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True,
+                                     verbose=False)["offset_mapping"]
         if len(offsets) <= size:
             return [text]
         if from_end:
@@ -207,9 +227,11 @@ class SentenceEncoder:
 
     def encode(self, pieces: list[str], batch_size: int = 32) -> np.ndarray:
         """L2-normalised float32 embeddings of texts that fit one window."""
-        return np.asarray(self.model.encode(
-            pieces, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False,
-        ), dtype=np.float32)  # fmt: skip
+        with self._lock:
+            return np.asarray(self.model.encode(
+                pieces, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            ), dtype=np.float32)  # fmt: skip
 
     def embed(self, texts: Sequence[str], store_root: str | Path | None = None, batch_size: int = 32) -> np.ndarray:
         """float32 [n, d] vectors of `texts` (each cut to its first window), read from and

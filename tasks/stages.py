@@ -57,6 +57,21 @@ def run_stage(name: str, params: Params, root: str, job: dict[str, Any] | None =
     return summary
 
 
+def run_stage_jobs(name: str, params: Params, root: str, jobs: list[dict[str, Any]], lanes: int = 1) -> list[dict]:
+    """`run_stage` for every job, `lanes` at a time in threads (paretoflow/lanes.py), each
+    one task run of this flow (the thread runs it in a copy of the flow's context, as
+    Prefect's own thread pool does); summaries in job order."""
+    lanes = max(1, min(lanes, len(jobs)))
+    if lanes == 1:
+        return [run_stage(name, params, root, job) for job in jobs]
+    from contextvars import copy_context
+
+    from paretoflow.lanes import in_lanes
+
+    items = [(job, copy_context()) for job in jobs]  # a context is entered by one thread at a time
+    return in_lanes(items, lambda _, item: item[1].run(run_stage, name, params, root, item[0]), [None] * lanes)
+
+
 def _params_for_mlflow(params: Params, sections: list[str]) -> dict:
     dumped = params.model_dump(mode="json", by_alias=True)
     return {s: dumped[s] for s in sections if s in dumped and s != "objectives"}

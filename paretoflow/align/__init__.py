@@ -197,7 +197,8 @@ def _reward_model_lineage(params: Params, root: Path, margin_raters: dict[str, s
 
 def run_all(params: Params, root: Path = Path("."), policy_path: str | None = None,
             progress: bool = True, resume: bool = True) -> list[AlignResult]:
-    """Every objective's expert, then every configured MODPO weight vector.
+    """Every objective's expert, then every configured MODPO weight vector, `lanes` of
+    the profile's budget at a time (results in that order).
 
     All requests are validated (weights, and train pairs present per trained objective)
     before the first adapter is trained, so a bad vector fails in seconds, not minutes.
@@ -208,8 +209,12 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
     config = params.align.budget(params.project.profile)
     for _, trained_objective, _, _ in plans:
         _pairs(params, Path(root), config, trained_objective, _source_weights(params, trained_objective, None), [])
-    return [run(params, root, objective=o, weights=w, policy_path=policy_path, progress=progress,
-                resume=resume) for o, w in requests]
+    from paretoflow.lanes import in_lanes
+
+    # `config.lanes` adapters at a time, one thread each (adapters identical either way)
+    return in_lanes(requests, lambda _, request: run(params, root, objective=request[0], weights=request[1],
+                                                     policy_path=policy_path, progress=progress, resume=resume),
+                    [None] * config.lanes)
 
 
 __all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "modpo_objective_index", "read_meta", "run",

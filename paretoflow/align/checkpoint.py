@@ -158,16 +158,22 @@ def optimizer_state_from_files(tensors: dict[str, torch.Tensor], rest: dict) -> 
     return {"state": state, "param_groups": rest["param_groups"]}
 
 
-def rng_tensors() -> dict[str, torch.Tensor]:
-    tensors = {"torch_cpu": torch.get_rng_state()}
+def rng_tensors(generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The random state training continues from: the session's dropout generator on CPU
+    (session.SeededDropout), else torch's global one (same key: a checkpoint written
+    before the generator existed restores into it)."""
+    tensors = {"torch_cpu": torch.get_rng_state() if generator is None else generator.get_state()}
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"torch_cuda_{i}"] = s
     return tensors
 
 
-def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(tensors["torch_cpu"])
+def restore_rng(tensors: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> None:
+    if generator is None:
+        torch.set_rng_state(tensors["torch_cpu"])
+    else:
+        generator.set_state(tensors["torch_cpu"])
     cuda = [tensors[k] for k in sorted(tensors) if k.startswith("torch_cuda_")]
     if cuda and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(cuda)
@@ -179,13 +185,16 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
 class Checkpointer:
     """Saves and restores TrainState + model/optimizer/scheduler/RNG under `output_dir`.
     `model_root`: the prepared module; when it is sharded (FSDP), every process must call
-    `save` and `restore` (the state is gathered and sliced back)."""
+    `save` and `restore` (the state is gathered and sliced back). `generator`: the
+    session's dropout generator, whose state is saved instead of the global one's."""
 
-    def __init__(self, output_dir: Path, run_fingerprint: str, accelerator, model_root=None):
+    def __init__(self, output_dir: Path, run_fingerprint: str, accelerator, model_root=None,
+                 generator: torch.Generator | None = None):
         self.root = Path(output_dir) / CHECKPOINTS
         self.run_fingerprint = run_fingerprint
         self.accelerator = accelerator
         self.model_root = model_root
+        self.generator = generator
         self.last_saved_step: int | None = None
 
     def latest(self) -> tuple[Path, dict[str, Any]] | None:
@@ -210,7 +219,7 @@ class Checkpointer:
         if accelerator.is_main_process:
             folder.mkdir(parents=True, exist_ok=True)
         accelerator.wait_for_everyone()
-        save_file(rng_tensors(), folder / f"rng-{accelerator.process_index}.safetensors")
+        save_file(rng_tensors(self.generator), folder / f"rng-{accelerator.process_index}.safetensors")
         # gathered on every process under FSDP (collective calls)
         adapter, optimizer_dict = adapter_tensors(peft_model, root), optimizer_state(optimizer, root)
         accelerator.wait_for_everyone()
@@ -236,7 +245,7 @@ class Checkpointer:
         load_optimizer_state(optimizer, optimizer_state_from_files(load_file(folder / "optimizer.safetensors"), rest),
                              root)
         scheduler.load_state_dict(payload["scheduler"])
-        restore_rng(load_file(folder / f"rng-{self.accelerator.process_index}.safetensors"))
+        restore_rng(load_file(folder / f"rng-{self.accelerator.process_index}.safetensors"), self.generator)
         state = TrainState.from_json(payload)
         if (folder / BEST_FILE).exists():
             state.best_adapter = load_file(folder / BEST_FILE)

@@ -9,10 +9,18 @@ matmuls, and activation checkpointing of the decoder layers is a budget setting
 and shards the weights itself, so no device_map is passed there. accelerate does not shard
 on CPU (an FSDP launch config falls back to DDP there): with an FSDP config on CPU the
 session applies FSDP2 itself (fsdp.py) and hands accelerate the optimizer only.
+
+On CPU, LoRA dropout draws its masks from the session's own generator (`SeededDropout`),
+which starts where the seeded global generator stands once the adapter is initialised:
+the masks are the ones nn.Dropout would draw, and two sessions can train at once in
+threads (the align lanes, paretoflow/lanes.py) without sharing a random stream. Seeding
+and the LoRA initialisation still use the process-global generators, so they run under a
+lock.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +47,7 @@ class Session:
     scheduler: Any
     trainable: list
     mixed_precision: str
+    generator: torch.Generator | None = None  # LoRA dropout's masks on CPU (SeededDropout); None: global RNG
 
     @property
     def pad_token_id(self) -> int:
@@ -95,6 +104,46 @@ def _enable_checkpointing(model) -> None:
     model.config.use_cache = False
 
 
+class SeededDropout(torch.nn.Module):
+    """nn.Dropout whose masks come from `generator` instead of torch's global generator.
+    Hand-written because nn.Dropout takes no generator. Its masks and outputs are the ones
+    F.dropout would give on CPU from a global generator in the same state: ATen's CPU
+    dropout (no fused kernel there) is `empty_like(x).bernoulli_(1 - p)`, divided by
+    1 - p, times x, and so is this (tests/paretoflow/align/test_seeded_dropout.py)."""
+
+    def __init__(self, p: float, generator: torch.Generator):
+        super().__init__()
+        self.p, self.generator = p, generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        noise = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * noise.div_(1.0 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, own generator"
+
+
+def own_dropout_generator(model) -> torch.Generator:
+    """Give every LoRA dropout of `model` one generator, in the global CPU generator's
+    current state, and return it (its state is what checkpoints save)."""
+    generator = torch.Generator()
+    generator.set_state(torch.get_rng_state())
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name, layer in list(dropouts.items()):
+                if isinstance(layer, torch.nn.Dropout):
+                    dropouts[name] = SeededDropout(layer.p, generator)
+    return generator
+
+
+# set_seed and peft's LoRA initialisation draw from process-global generators: one session
+# at a time builds (the align lanes build theirs side by side).
+_GLOBAL_RNG = threading.Lock()
+
+
 def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profile: str) -> Session:
     """Policy + LoRA + AdamW + scheduler under an accelerate Accelerator, seeded."""
     from accelerate import Accelerator
@@ -111,20 +160,22 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
         cpu=not torch.cuda.is_available(),
     )
     check_fsdp_version(accelerator)
-    set_seed(seed)
     tokenizer = load_tokenizer(str(policy_path))
-    model = AutoModelForCausalLM.from_pretrained(
-        str(policy_path), trust_remote_code=False, use_safetensors=True,
-        **_policy_load_kwargs(config, profile, accelerator),
-    )
-    if config.gradient_checkpointing:
-        _enable_checkpointing(model)
     lora = LoraConfig(
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
     )
-    # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
-    model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+    with _GLOBAL_RNG:
+        set_seed(seed)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(policy_path), trust_remote_code=False, use_safetensors=True,
+            **_policy_load_kwargs(config, profile, accelerator),
+        )
+        if config.gradient_checkpointing:
+            _enable_checkpointing(model)
+        # autocast_adapter_dtype (peft default, explicit here): LoRA params fp32 on a bf16 base.
+        model = get_peft_model(model, lora, autocast_adapter_dtype=True)
+        generator = own_dropout_generator(model) if accelerator.device.type == "cpu" else None
     scorer = ResponseLogps(model, chunk_tokens=config.logps_chunk_tokens)
     shard_here = fsdp_requested_on_cpu(accelerator)
     if shard_here:  # before the optimizer: sharding replaces the parameters
@@ -141,4 +192,4 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
     # step it num_processes times per step.
     scheduler = _make_scheduler(optimizer, config)
     return Session(config, accelerator, scorer, accelerator.unwrap_model(scorer).model, tokenizer, optimizer,
-                   scheduler, trainable, mixed_precision)
+                   scheduler, trainable, mixed_precision, generator)

@@ -183,8 +183,8 @@ def _improved(metric: str, value: float, best: float | None) -> bool:
 
 def _run_fingerprint(config: AlignBudget, policy_fingerprint: str, data: PairData, seed: int,
                      weights, objective_index, num_processes: int, stream_layout, selection) -> str:
-    payload = json.dumps([config.model_dump(mode="json"), policy_fingerprint,
-                          examples_digest(data.train_examples), examples_digest(data.val_examples),
+    payload = json.dumps([config.model_dump(mode="json", exclude={"lanes"}),  # lanes: jobs at once, not the run's
+                          policy_fingerprint, examples_digest(data.train_examples), examples_digest(data.val_examples),
                           seed, weights, objective_index, num_processes, stream_layout,
                           selection.describe() if selection else None], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -587,7 +587,7 @@ def train_adapter(
     data = prepare_data(session, train_examples, val_examples, seed, source_sizes, source_weights, margin_rater)
     run_fp = _run_fingerprint(config, spec.policy_fingerprint, data, seed, objective_weights, objective_index,
                               session.accelerator.num_processes, [source_sizes, source_weights], selection)
-    checkpointer = Checkpointer(spec.output_dir, run_fp, session.accelerator, session.scorer)
+    checkpointer = Checkpointer(spec.output_dir, run_fp, session.accelerator, session.scorer, session.generator)
     found = checkpointer.latest() if resume else None
     if found is None:
         _start_fresh(spec.output_dir, checkpointer)

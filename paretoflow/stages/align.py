@@ -94,6 +94,12 @@ class AlignBudget(_Section):
     # the [tokens, vocab] fp32 logits are never held whole (128k-152k vocab on 7-8B models);
     # in training each chunk is recomputed in backward. 0 = one chunk (the CPU default).
     logps_chunk_tokens: int = Field(0, ge=0)
+    # Adapters trained at once, each in its own thread with its own model and a share of
+    # the cores (paretoflow/lanes.py): on 2 cores two LoRA jobs of one thread each beat the
+    # same two one after the other on both (docs/measurements.md#align). The adapters do
+    # not depend on it: dropout draws from each session's own generator (align/session.py).
+    # 1: one after the other (GPU: one card; accelerate launch spreads one job instead).
+    lanes: int = Field(1, ge=1, le=16)
 
     @model_validator(mode="after")
     def _prompt_fits(self) -> "AlignBudget":
@@ -101,6 +107,11 @@ class AlignBudget(_Section):
             raise ValueError(
                 f"max_prompt_tokens ({self.max_prompt_tokens}) must be < max_length ({self.max_length})"
             )
+        if self.lanes > 1 and self.gradient_accumulation_steps > 1:
+            # accelerate keeps one GradientState per process: with accumulation, one lane's
+            # "not yet" would skip another lane's optimizer step
+            raise ValueError(f"align lanes {self.lanes} need gradient_accumulation_steps 1 (got "
+                             f"{self.gradient_accumulation_steps}): accelerate's gradient state is one per process")
         return self
 
 
@@ -161,7 +172,7 @@ class AlignConfig(_Budgeted):
     modpo_weights: list[list[float]] = Field(default_factory=list)
     # cpu: the defaults above (2 cores; params.yaml records the measurements). gpu: bf16,
     # bigger budgets for one H100-class card (not yet timed end to end).
-    cpu: AlignBudget = Field(default_factory=AlignBudget)
+    cpu: AlignBudget = Field(default_factory=lambda: AlignBudget(lanes=2))
     gpu: AlignBudget = Field(
         default_factory=lambda: AlignBudget(
             learning_rate=5e-4, batch_size=16, gradient_accumulation_steps=2,

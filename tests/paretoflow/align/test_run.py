@@ -149,3 +149,32 @@ def test_cli_align(tiny_params, tiny_policy_dir, tmp_path, capsys):
     code = main(["--params", str(params_path), "align", "--objective", "helpfulness", "--root", str(tmp_path),
                  "--sources", "human"])
     assert code == 2 and "kind=weight" in capsys.readouterr().err
+
+
+def test_run_all_in_lanes_trains_the_adapters_it_trains_one_after_the_other(tiny_params, tiny_policy_dir, tmp_path):
+    """align.cpu.lanes: two adapters at once in threads, with dropout on (each session draws
+    from its own generator): the same bytes as one after the other."""
+    import hashlib
+
+    trained = {}
+    for lanes in (1, 2):
+        root = tmp_path / f"lanes-{lanes}"
+        every = ("helpfulness", "conciseness", "harmlessness")
+        write_sources(root, human_objectives=every, on_policy_objectives=every)
+        params = tiny_params.model_copy(deep=True)
+        params.align.cpu.lora_dropout, params.align.cpu.lanes = 0.1, lanes
+        results = align.run_all(params, root, policy_path=str(tiny_policy_dir), progress=False)
+        assert [r.name for r in results] == ["expert-helpfulness", "expert-conciseness", "expert-harmlessness",
+                                             "modpo-0.6-0.4-0"]
+        trained[lanes] = {r.name: (hashlib.sha256((r.adapter_dir / "adapter_model.safetensors").read_bytes()).digest(),
+                                   [s["loss"] for s in json.loads((r.adapter_dir / "train_log.json").read_text())["steps"]])
+                          for r in results}
+    assert trained[2] == trained[1]
+
+
+def test_align_lanes_refuse_gradient_accumulation():
+    from paretoflow.config import AlignBudget
+
+    with pytest.raises(ValueError, match="align lanes 2 need gradient_accumulation_steps 1"):
+        AlignBudget(lanes=2, gradient_accumulation_steps=2)
+    assert AlignBudget(lanes=1, gradient_accumulation_steps=2).lanes == 1
