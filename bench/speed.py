@@ -22,6 +22,11 @@ Measures, on the default policy (SmolLM2-135M-Instruct) and the curated train pr
   `--root`, `--align-steps` optimizer steps each, selected once at the end) one after the
   other on 2 threads vs 2 at a time in lanes of 1 thread (align.cpu.lanes), into temporary
   folders (the project's adapters are not touched): ratio, identical adapter bytes;
+- `--bf16-front`: the front's own candidates (base and the trained adapters of `--root`,
+  its 64 test prompts, its generation settings) answered with fp32 weights and with bf16
+  weights (exact merge in fp32, then rounded once), scored by the front's judges: seconds
+  per candidate, identical answers, and the paired difference bf16 - fp32 per objective
+  with its 95% interval (the question: does bf16 move what the front measures?);
 - `--processes`: the front's greedy decode of 2 x `--prompts` prompts (64 new tokens, batch
   32) in this process on 2 threads vs in 2 processes of 1 thread each, one batch each (the
   same batches): ratio, identical answers.
@@ -178,6 +183,53 @@ def _align_lanes(root: Path, steps: int) -> None:
           f"identical adapters {same}/{len(adapters[1])}")
 
 
+def _bf16_front(root: Path) -> None:
+    from paretoflow.config import load_params
+    from paretoflow.front.candidates import grid_specs, reference_specs
+    from paretoflow.front.stage import open_evaluation
+    from paretoflow.metrics import paired_difference
+
+    params = load_params(root / "params.yaml")
+    budget = params.front.budget(params.project.profile)
+    budget.lanes = 1  # one model; the ratio is per candidate
+    ctx = open_evaluation(params, root, progress=False)
+    evaluator = ctx.evaluator
+    evaluator.cache_dir = None  # the cache is keyed without the dtype: generate both
+    specs = reference_specs(ctx) + grid_specs(ctx)  # the front's candidates: base, MODPO, the merges
+    results = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        # MergeTarget keeps the fp32 weights it first touched: applied once before the cast,
+        # every later merge is base_fp32 + dW rounded once to the model's dtype
+        if dtype == torch.bfloat16:
+            for spec in specs:
+                evaluator._apply(spec)
+            evaluator.target.restore()
+            evaluator.model.to(dtype)
+        results[dtype] = [_timed(lambda: evaluator.evaluate(spec)) for spec in specs]
+    evaluator.model.to(torch.float32)
+    for index, spec in enumerate(specs):
+        (fp32, t32), (bf16, t16) = results[torch.float32][index], results[torch.bfloat16][index]
+        same = sum(a == b for a, b in zip(fp32.responses, bf16.responses))
+        moves = []
+        for objective, values in fp32.scores["judges"].items():
+            d = paired_difference(bf16.scores["judges"][objective], values)
+            moves.append(f"{objective} {d.diff:+.4f} [{d.ci_low:+.4f}, {d.ci_high:+.4f}]")
+        print(f"front {spec.name}: fp32 {t32:.1f} s, bf16 {t16:.1f} s -> {t32 / t16:.2f}x; identical answers "
+              f"{same}/{len(fp32.responses)}; bf16 - fp32: " + ", ".join(moves), flush=True)
+    base32, base16 = results[torch.float32][0][0], results[torch.bfloat16][0][0]
+    for spec, (fp32, _), (bf16, _) in zip(specs[1:], results[torch.float32][1:], results[torch.bfloat16][1:]):
+        lines = []
+        for objective in fp32.scores["judges"]:
+            a = paired_difference(fp32.scores["judges"][objective], base32.scores["judges"][objective])
+            b = paired_difference(bf16.scores["judges"][objective], base16.scores["judges"][objective])
+            lines.append(f"{objective} fp32 {a.diff:+.3f} [{a.ci_low:+.3f}, {a.ci_high:+.3f}] / bf16 {b.diff:+.3f} "
+                         f"[{b.ci_low:+.3f}, {b.ci_high:+.3f}]")
+        print(f"  {spec.name} vs base: " + "; ".join(lines))
+    for spec, (fp32, _), (bf16, _) in zip(specs, results[torch.float32], results[torch.bfloat16]):
+        print(f"  {spec.name} first answer, fp32: {fp32.responses[0][:160]!r}")
+        print(f"  {spec.name} first answer, bf16: {bf16.responses[0][:160]!r}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--prompts", type=int, default=32)
@@ -189,8 +241,11 @@ def main() -> None:
     parser.add_argument("--lanes", action="store_true")
     parser.add_argument("--align-lanes", action="store_true")
     parser.add_argument("--align-steps", type=int, default=4)
+    parser.add_argument("--bf16-front", action="store_true")
     args = parser.parse_args()
     root = Path(args.root)
+    if args.bf16_front:
+        _bf16_front(root.resolve())
     if args.align_lanes:
         _align_lanes(root.resolve(), args.align_steps)
     if args.features:
