@@ -167,3 +167,22 @@ def test_registered_package_rebuilds_the_candidate_model(first_run, tmp_path):
     got = dict(model.named_parameters())
     for name, tensor in expected.items():
         assert torch.allclose(got[name], tensor, atol=1e-6), name
+
+
+def test_run_report_counts_jobs_side_by_side_once():
+    """Align jobs in lanes overlap: the report counts the block's wall time, not their sum."""
+    from flows.nightly import run_report
+
+    def summary(stage, seconds, job_name=None):
+        return {"stage": stage, "job_name": job_name, "cached": False, "library_seconds": seconds}
+
+    result = {"front": {"front_png": "p", "front_json": "j"}, "promotion": {"candidate": "c", "version": "1",
+                                                                          "alias": "champion"},
+              "tracking_uri": "sqlite:///x", "parallel_seconds": {"align": 150.0},
+              "stage_summaries": [summary("reward", 100.0), summary("align", 90.0, "expert-a"),
+                                  summary("align", 80.0, "expert-b"), summary("front", 50.0)]}
+    report = "\n".join(run_report(result, wall=320.0))
+    assert "stage work 300 s" in report and "overhead 20 s (6.2 %)" in report, report   # 100 + 150 + 50
+    assert "align jobs side by side: 150 s wall" in report
+    del result["parallel_seconds"]
+    assert "stage work 320 s" in "\n".join(run_report(result, wall=320.0))   # one after the other: the sum
