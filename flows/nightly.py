@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,7 +154,7 @@ class Pipeline:
         policy = prepare_policy.submit(params, root)   # in a thread, beside the data stages
         curated = run_stage("curate", params, root)
         validation = run_stage("validate", params, root)   # raises ValidationFailed: the flow stops
-        dvc_commit_task(root, ["curate", "validate"], params)
+        dvc_commit_task(root, ["curate", "validate"], params)   # lineage below reads dvc.lock's data hash
         policy.result()
         self.lineage = lineage_tags(params, self.root, _flow_run_id())
         self.tracker.set_tags(self.parent, self.lineage)
@@ -167,8 +168,10 @@ class Pipeline:
         front, front_run = self.stage("front")
         log_front_candidates(params, root, front_run, front["records"], self.lineage)
 
-        dvc_commit_task(root, None, params)
+        # the last commit (every stage's outputs) beside promotion, which reads none of DVC's files
+        commit = dvc_commit_task.submit(root, None, params)
         promotion = promote_task(params, root, self.parent, self.lineage)
+        commit.result()
         promotion.update(stage="promote", cached=False)
         self.summaries.append(promotion)
         _prefect_artifacts(params, front, promotion)
@@ -263,12 +266,31 @@ def _stage_line(summary: dict) -> str:
 
 def prepare(params_path: str | Path, root: str | Path | None = None) -> None:
     """Before the flow: Prefect's temporary server (when no PREFECT_API_URL is set) starts in
-    a thread and migrates its database while this process warms up (flows/ephemeral.py)."""
+    a thread and migrates its database while this process warms up (flows/ephemeral.py),
+    then the embedded policy's dequantization starts in another."""
     from flows.ephemeral import start_early
 
     params_path = Path(params_path).resolve()
     early = start_early()
-    warm_up(load_params(params_path), Path(root).resolve() if root else params_path.parent)
+    params = load_params(params_path)
+    project = Path(root).resolve() if root else params_path.parent
+    warm_up(params, project)
+    # The embedded policy's dequantization (~35 s of one core, once per clone) starts now,
+    # after the imports (two threads importing one package's modules can deadlock), while
+    # the server finishes starting; the flow's prepare-policy task waits for it.
+    from paretoflow.models import DEFAULT_POLICY, materialize_default_policy
+
+    if params.model.policy == DEFAULT_POLICY:
+        cache_dir = Path(params.model.cache_dir)
+        folder = cache_dir if cache_dir.is_absolute() else project / cache_dir
+
+        def materialize() -> None:
+            try:
+                materialize_default_policy(folder)
+            except Exception:  # noqa: BLE001  the prepare-policy task raises it, with the flow's logging
+                pass
+
+        threading.Thread(target=materialize, name="prepare-policy-early", daemon=True).start()
     if early is not None:
         early.wait()
 

@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import threading
 from pathlib import Path
 
 import torch
@@ -54,13 +55,23 @@ def default_gguf_path() -> Path:
 
 
 def materialize_default_policy(cache_dir: str | Path) -> Path:
-    """Dequantize the embedded GGUF once into a safetensors HF folder; return the folder."""
+    """Dequantize the embedded GGUF once into a safetensors HF folder; return the folder.
+    Threads of one process take turns (the flow starts it before its first task, and its
+    prepare-policy task then waits for that one instead of writing the folder again)."""
     out = Path(cache_dir) / DEFAULT_CACHE_NAME
     marker = out / "paretoflow_source.json"
     gguf = default_gguf_path()
     stamp = {"gguf": gguf.name, "size": gguf.stat().st_size}
-    if marker.exists() and json.loads(marker.read_text()) == stamp:
-        return out
+    with _MATERIALIZING:
+        if marker.exists() and json.loads(marker.read_text()) == stamp:
+            return out
+        return _dequantize(gguf, out, marker, stamp)
+
+
+_MATERIALIZING = threading.Lock()
+
+
+def _dequantize(gguf: Path, out: Path, marker: Path, stamp: dict) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(
