@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from paretoflow.data.canonical import as_frame
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates
 from paretoflow.data.importers import UNEXPECTED, ImportedFile, Limits, Record, data_roots_from_env, read_source
 from paretoflow.data.curate_rows import RowMaker
@@ -65,8 +66,8 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 from paretoflow.data.tables import (  # noqa: F401  (re-exported: the stage, the import command, tests)
-    TABLE_NAMES, _build_tables, _dialogue_text, _last_user_turn, _quarantine_frame, _report, _Row, report_table,
-    write_curated,
+    TABLE_NAMES, PendingTables, _build_tables, _dialogue_text, _last_user_turn, _quarantine_frame, _report, _Row,
+    _table_counts, report_table, write_curated,
 )
 
 # Every reason a row can be quarantined for (importers + curation).
@@ -80,9 +81,10 @@ REASONS = (
 
 @dataclass
 class Curated:
-    """In-memory result of curation (no files written)."""
+    """In-memory result of curation (no files written): the tables as pandas frames, or,
+    for the stage (curate_into), the tables to build as they are written."""
 
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, pd.DataFrame] | PendingTables
     quarantine: pd.DataFrame
     report: dict[str, Any]
 
@@ -267,13 +269,18 @@ def _curate_rows(files: Sequence[ImportedFile], rows: list[_Row], config: Curate
     _mark_conflicts(rows)
     first_row_of_prompt = _mark_near_duplicates(rows, config, progress)
     _mark_contaminated(rows, config, first_row_of_prompt)
-    tables = _build_tables(list(_active(rows)), files, config, texts if read_texts else None)
+    kept = list(_active(rows))
     quarantine = _quarantine_frame(files, rows)
-    report = _report(files, rows, tables, quarantine)
+    report = _report(files, rows, quarantine)
     report["samples"] = samples
     report["skipped_files"] = dict(skipped or {})
     report["limits"] = {"max_file_bytes": config.max_file_bytes, "max_field_chars": config.max_field_chars}
-    return Curated(tables, quarantine, report)
+    if not read_texts:  # the stage: tables built one at a time as they are written (write_curated)
+        return Curated(PendingTables(kept, files, config), quarantine, report)
+    tables = _build_tables(kept, files, config, texts)
+    report.update(_table_counts(tables))
+    # in memory: pandas frames, as callers read them
+    return Curated({name: as_frame(name, table) for name, table in tables.items()}, quarantine, report)
 
 
 def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None = None,
@@ -317,6 +324,7 @@ def _curate_streamed(params: Params, root: Path, progress: bool, data_roots: Seq
             bar.update(1)
 
         files, skipped = import_sources(params, root, data_roots, on_record=take)
+        make_row.prompts.clear()  # every row has its prompt: the turns → id map is done (~0.3 KB a prompt)
         _place(rows, files)
         bar.total = len(rows)
         bar.refresh()
@@ -338,8 +346,8 @@ def _place(rows: list[_Row], files: Sequence[ImportedFile]) -> None:
 
 def write_result(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> CurateResult:
     """Write the curated folder; `texts`: the spill a stage run's responses table reads."""
-    paths = write_curated(curated, out_dir, texts)
-    counts = {name: len(curated.tables[name]) for name in TABLE_NAMES}
+    paths = write_curated(curated, out_dir, texts)  # puts the table counts in the report when it builds them
+    counts = dict(curated.report["tables"])
     counts["quarantine"] = len(curated.quarantine)
     return CurateResult(out_dir, paths, counts, curated.report)
 
