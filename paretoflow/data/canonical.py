@@ -124,29 +124,55 @@ def _prompts(rows: Sequence[_Row], config: CurateConfig) -> pa.Table:
     })
 
 
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _ids_at(rows: Sequence[_Row], at: np.ndarray) -> pa.Array:
+    """The response ids at these spill indices as a column, hex digits made by numpy from
+    the rows' ResponseIds (one bytearray: no str a response)."""
+    store = rows[0].ids if rows else None
+    width = 10 if store is None else store.WIDTH
+    digests = np.frombuffer(store.data if store is not None else bytes(0), dtype=np.uint8).reshape(-1, width)[at]
+    chars = np.empty((len(at), 2 + 2 * width), dtype=np.uint8)
+    chars[:, 0], chars[:, 1] = ord("r"), ord("_")
+    chars[:, 2::2], chars[:, 3::2] = _HEX[digests >> 4], _HEX[digests & 15]
+    offsets = np.arange(len(at) + 1, dtype=np.int64) * chars.shape[1]
+    return pa.LargeStringArray.from_buffers(len(at), pa.py_buffer(offsets), pa.py_buffer(chars))
+
+
+def _one_store(rows: Sequence[_Row]) -> None:
+    if rows and any(r.ids is not rows[0].ids for r in rows):
+        raise ValueError("rows of one curation share one ResponseIds (curate_rows.RowMaker)")
+
+
 def _responses(rows: Sequence[_Row], texts: TextSpill | None) -> pa.Table:
-    n = sum(len(r.response_ids) for r in rows)
+    _one_store(rows)
+    counts = np.fromiter((r.n_responses for r in rows), dtype=np.int64, count=len(rows))
+    starts = np.fromiter((r.text_start for r in rows), dtype=np.int64, count=len(rows))
+    row_of = np.repeat(np.arange(len(rows)), counts)  # each response's row
+    spill_at = starts[row_of] + np.arange(len(row_of)) - np.repeat(np.cumsum(counts) - counts, counts)
+    del counts, starts
 
-    def each(value: Callable[[_Row], Any]) -> Iterator[Any]:
-        return (value(row) for row in rows for _ in row.response_ids)
+    def by_row(value: Callable[[_Row], str]) -> Callable[[], pa.Array]:
+        return lambda: _column((value(r) for r in rows), len(rows)).take(pa.array(row_of))
 
-    keys = pa.table({"response_id": _column((rid for row in rows for rid in row.response_ids), n)})
-    spill_at = np.fromiter((row.text_start + i for row in rows for i in range(len(row.response_ids))),
-                           dtype=np.int64, count=n)
+    keys = pa.table({"response_id": _ids_at(rows, spill_at)})
     return _table("responses", keys, {
-        "prompt_id": lambda: _column(each(lambda r: r.prompt_id), n),
-        "origin": lambda: _column(each(lambda r: r.record.source), n),
+        "prompt_id": by_row(lambda r: r.prompt_id),
+        "origin": by_row(lambda r: r.record.source),
     }, spill_at, texts)
 
 
 def _ratings(rows: Sequence[_Row]) -> pa.Table:
+    _one_store(rows)
     n = sum(len(r.record.ratings) for r in rows)
 
     def each(value: Callable[[_Row, Any], Any], kind: pa.DataType = TEXT) -> pa.Array:
         return _column((value(row, rating) for row in rows for rating in row.record.ratings), n, kind)
 
     keys = pa.table({
-        "response_id": each(lambda row, rating: row.response_ids[rating.response_index]),
+        "response_id": _ids_at(rows, np.fromiter((row.text_start + rating.response_index for row in rows
+                                                   for rating in row.record.ratings), dtype=np.int64, count=n)),
         "objective": each(lambda row, rating: rating.objective),
         "rater": each(lambda row, rating: rating.rater),
     })
@@ -170,18 +196,25 @@ def _pairs(rows: Sequence[_Row], files: Sequence[ImportedFile]) -> pa.Table:
         explicit = (value(row, pair) for row in rows for pair in row.record.pairs)
         return _column(chain(explicit, (d[at] for d in derived)), n, kind)
 
-    def chosen(row: _Row, pair: Any) -> str:
-        return row.response_ids[pair.chosen_index]
+    _one_store(rows)
 
-    def rejected(row: _Row, pair: Any) -> str:
-        return row.response_ids[pair.rejected_index]
+    def response_column(side: str, column: str) -> pa.Array:  # chosen_id / rejected_id
+        at = np.fromiter((row.text_start + getattr(pair, side) for row in rows for pair in row.record.pairs),
+                         dtype=np.int64, count=n - len(derived))
+        ids = _ids_at(rows, at)
+        return pa.concat_arrays([ids, pa.array([d[columns.index(column)] for d in derived], TEXT)]) if derived else ids
 
-    keys = pa.table({"pair_id": each(
-        lambda row, pair: pair_id(row.prompt_id, chosen(row, pair), rejected(row, pair), pair.objective), "pair_id")})
+    def explicit_ids() -> Iterator[str]:
+        for row in rows:
+            ids = row.response_ids if row.record.pairs else ()
+            for pair in row.record.pairs:
+                yield pair_id(row.prompt_id, ids[pair.chosen_index], ids[pair.rejected_index], pair.objective)
+
+    keys = pa.table({"pair_id": _column(chain(explicit_ids(), (d[0] for d in derived)), n)})
     return _table("pairs", keys, {
         "prompt_id": lambda: each(lambda row, pair: row.prompt_id, "prompt_id"),
-        "chosen_id": lambda: each(chosen, "chosen_id"),
-        "rejected_id": lambda: each(rejected, "rejected_id"),
+        "chosen_id": lambda: response_column("chosen_index", "chosen_id"),
+        "rejected_id": lambda: response_column("rejected_index", "rejected_id"),
         "objective": lambda: each(lambda row, pair: pair.objective, "objective"),
         "margin": lambda: each(lambda row, pair: pair.margin, "margin", FLOAT),
         "source": lambda: each(lambda row, pair: row.record.source, "source"),

@@ -47,3 +47,15 @@ def test_stage_files_are_the_frames_written(root, tmp_path):  # noqa: F811
         write_table(table, tmp_path / f"{name}.parquet")
         assert staged.paths[name].read_bytes() == (tmp_path / f"{name}.parquet").read_bytes(), name
     assert staged.counts == {**frames.report["tables"], "quarantine": len(frames.quarantine)}
+
+
+def test_response_ids_come_back_as_put():
+    from paretoflow.data.tables import ResponseIds
+    from paretoflow.schema import response_id
+
+    store = ResponseIds()
+    ids = [response_id("p_x", f"text {i}") for i in range(5)]
+    store.put(0, ids[:2])
+    store.put(3, ids[2:])  # slot 2 skipped (a raw excerpt's)
+    assert store.get(0, 2) == ids[:2] and store.get(3, 3) == ids[2:] and store.get(4, 0) == []
+    assert len(store.data) == 6 * store.WIDTH
