@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, table_counts
+from paretoflow.data.canonical import _column as text_column
 from paretoflow.data.canonical import last_user_turn as _last_user_turn  # noqa: F401  (curate re-exports it)
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
@@ -132,7 +133,7 @@ def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill
                 batch = responses.slice(start, RESPONSE_BATCH_ROWS)
                 indices = batch["text"].to_numpy()
                 columns = {c: batch[c] for c in ("response_id", "prompt_id", "origin")}
-                columns["text"] = pa.array((texts.get(i) for i in memoryview(indices)), TEXT, size=len(indices))
+                columns["text"] = text_column((texts.get(i) for i in memoryview(indices)), len(indices))
                 writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
 
     atomic_write(path, write)
