@@ -3,10 +3,11 @@ built as Arrow columns, and the counts the report takes from them.
 
 Each table's keys are sorted and deduplicated by Arrow compute (a stable sort, so the first
 occurrence of a key wins, as the dict's `setdefault` of the tuple build did); every other
-column is then made straight from the rows, one column at a time, by `pa.array` over a
-generator, and taken into key order: no Python object per table row outlives the column
-being made. The tuple build (a dict of tuples per table, then pandas frames and their
-astype copies) peaked 1.5 GB above the rows it read at 1M pairs (docs/measurements.md).
+column is then made straight from the rows, one column at a time (`_column`: the bytes of
+a str column in one bytearray; response ids hex-digited by numpy from tables.ResponseIds),
+and taken into key order: no Python object per table row outlives the column being made.
+The tuple build (a dict of tuples per table, then pandas frames and their astype copies)
+peaked 1.5 GB above the rows it read at 1M pairs (docs/measurements.md).
 
 The files written from these tables are byte-identical to the pandas frames' (str
 columns are written as large_string, floats as double, one chunk per column, rows in key
@@ -175,13 +176,23 @@ def _responses(rows: Sequence[_Row], texts: TextSpill | None) -> pa.Table:
     del counts, starts
 
     def by_row(value: Callable[[_Row], str]) -> Callable[[], pa.Array]:
-        return lambda: _column((value(r) for r in rows), len(rows)).take(pa.array(row_of))
+        # One value a row, indexed by each response's row: the responses table takes the
+        # indices only. The stage writes the values batch by batch (write_spilled_responses),
+        # so 2M responses hold 16 MB of indices, not 60 MB of ids and 50 of origins a column.
+        return lambda: pa.DictionaryArray.from_arrays(pa.array(row_of), _column((value(r) for r in rows), len(rows)))
 
     keys = pa.table({"response_id": _ids_at(rows, spill_at)})
-    return _table("responses", keys, {
+    table = _table("responses", keys, {
         "prompt_id": by_row(lambda r: r.prompt_id),
         "origin": by_row(lambda r: r.record.source),
     }, spill_at, texts)
+    return table if texts is None else dense(table)
+
+
+def dense(table: pa.Table) -> pa.Table:
+    """The table with its dictionary columns (the responses' by-row values) as values."""
+    return pa.table({name: column.cast(TEXT) if pa.types.is_dictionary(column.type) else column
+                     for name, column in zip(table.column_names, table.columns, strict=True)})
 
 
 def _ratings(rows: Sequence[_Row]) -> pa.Table:

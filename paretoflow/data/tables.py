@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import pyarrow as pa
 
-from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, table_counts
+from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
 from paretoflow.data.canonical import _column as text_column
 from paretoflow.data.canonical import last_user_turn as _last_user_turn  # noqa: F401  (curate re-exports it)
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
@@ -132,7 +132,7 @@ def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill
             for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
                 batch = responses.slice(start, RESPONSE_BATCH_ROWS)
                 indices = batch["text"].to_numpy()
-                columns = {c: batch[c] for c in ("response_id", "prompt_id", "origin")}
+                columns = dict(zip(batch.column_names, dense(batch).columns, strict=True))
                 columns["text"] = text_column((texts.get(i) for i in memoryview(indices)), len(indices))
                 writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
 
