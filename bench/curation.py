@@ -36,7 +36,7 @@ RSS (VmHWM) and each phase's time and RSS as a multiple of the pyarrow read's. `
 the shared machine down.
 
     .venv/bin/python bench/curation.py --sizes 10000,100000 --max-rss-gb 6
-    .venv/bin/python bench/curation.py --sizes 1000000 --max-rss-gb 9   # 2.9 GB file, minutes
+    .venv/bin/python bench/curation.py --sizes 1000000 --phases import+curate   # 2.9 GB file, minutes
 
 Measured on the shared 2-core machine (2026-12-02, other jobs running):
 
@@ -51,6 +51,13 @@ Measured on the shared 2-core machine (2026-12-02, other jobs running):
     10k     29 MB    44k rows/s, 259 MB   7.7k rows/s, 217 MB    1.8k rows/s, 295 MB
     100k    287 MB   29k rows/s, 752 MB   6.4k rows/s, 669 MB    3.4k rows/s, 496 MB
     1M      2.9 GB   -                    -                      finished, 2.88 GB (2,113 s on cores held by others)
+
+2026-12-04, tables built as Arrow columns one table at a time and ~0.6 KB a row after
+import (data/canonical.py, tables.ResponseIds); before (d6b54d5) and after in one session,
+both under nice -n 19 beside other jobs (compare RSS; 1M with `--phases import+curate`):
+
+    100k    287 MB   25k rows/s, 794-818 MB  41-44k rows/s, 666-672 MB  5.8k -> 7.1k rows/s, 453 -> 348 MB
+    1M      2.9 GB   -                    -                      2.9k rows/s (340 s), 1,350 MB
 """
 
 from __future__ import annotations
@@ -195,12 +202,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sizes", default="", help="end to end from a file: comma-separated pair counts")
     parser.add_argument("--max-rss-gb", type=float, default=6.0, help="kill a phase above this peak RSS")
+    parser.add_argument("--phases", default="pyarrow,import,import+curate",
+                        help="end to end: which phases (the pyarrow read alone peaks ~6 GB at 1M pairs)")
     parser.add_argument("--phase", nargs=2, metavar=("PHASE", "FILE"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.phase:
         return run_phase(*args.phase)
     if args.sizes:
-        return end_to_end([int(n) for n in args.sizes.split(",")], args.seed, args.max_rss_gb)
+        return end_to_end([int(n) for n in args.sizes.split(",")], args.seed, args.max_rss_gb, args.phases.split(","))
 
     config = CurateConfig(sources=[])  # params.yaml defaults: 128 perms, Jaccard 0.8, 3-shingles
     rows, planted = synthesize(args.n, args.seed)
@@ -307,14 +316,15 @@ def _watched(command: list[str], max_rss_mb: float) -> dict:
     return json.loads(out[-1]) if child.returncode == 0 and out else {"failed": child.returncode}
 
 
-def end_to_end(sizes: list[int], seed: int, max_rss_gb: float) -> None:
+def end_to_end(sizes: list[int], seed: int, max_rss_gb: float,
+               phases: list[str] = ("pyarrow", "import", "import+curate")) -> None:
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
         for n in sizes:
             path = Path(tmp) / f"pairs_{n}.jsonl"
             write_realistic(path, n, seed)
             print(f"{n:,} pairs, {path.stat().st_size / 1e6:,.0f} MB of JSON Lines")
             baseline = None
-            for phase in ("pyarrow", "import", "import+curate"):
+            for phase in [p for p in ("pyarrow", "import", "import+curate") if p in phases]:
                 result = _watched([sys.executable, __file__, "--phase", phase, str(path)], max_rss_gb * 1024)
                 if "rows" in result:
                     baseline = baseline or result

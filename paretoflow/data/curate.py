@@ -51,9 +51,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from paretoflow.data.canonical import as_frame
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates
 from paretoflow.data.importers import UNEXPECTED, ImportedFile, Limits, Record, data_roots_from_env, read_source
 from paretoflow.data.curate_rows import RowMaker
@@ -65,8 +67,8 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 from paretoflow.data.tables import (  # noqa: F401  (re-exported: the stage, the import command, tests)
-    TABLE_NAMES, _build_tables, _dialogue_text, _last_user_turn, _quarantine_frame, _report, _Row, report_table,
-    write_curated,
+    TABLE_NAMES, PendingTables, _build_tables, _dialogue_text, _last_user_turn, _quarantine_frame, _report, _Row,
+    _table_counts, report_table, write_curated,
 )
 
 # Every reason a row can be quarantined for (importers + curation).
@@ -80,9 +82,10 @@ REASONS = (
 
 @dataclass
 class Curated:
-    """In-memory result of curation (no files written)."""
+    """In-memory result of curation (no files written): the tables as pandas frames, or,
+    for the stage (curate_into), the tables to build as they are written."""
 
-    tables: dict[str, pd.DataFrame]
+    tables: dict[str, pd.DataFrame] | PendingTables
     quarantine: pd.DataFrame
     report: dict[str, Any]
 
@@ -132,25 +135,40 @@ def _active(rows: list[_Row]) -> Iterator[_Row]:
     return (r for r in rows if r.rejected is None and not r.sampled_out)
 
 
+def _repeated(hashes: Iterator[int]) -> np.ndarray:
+    """Which keys, by their hashes, may occur more than once: the keys of a step's first
+    pass. Its second pass compares the exact keys of these only (a hash collision just
+    adds one), so memory holds 8 bytes a key, not the keys and their dict slots."""
+    values = np.fromiter(hashes, dtype=np.int64)
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    return counts[inverse] > 1
+
+
+def _content_key(row: _Row) -> str:
+    record, ids = row.record, row.response_ids
+    return content_key(
+        row.prompt_id,
+        *sorted(ids),
+        *sorted(f"{ids[r.response_index]}|{r.objective}|{r.value!r}|{r.rater}" for r in record.ratings),
+        *sorted(f"{ids[p.chosen_index]}>{ids[p.rejected_index]}|{p.objective}|{p.margin!r}" for p in record.pairs),
+    )
+
+
 def _mark_exact_duplicates(rows: list[_Row]) -> None:
-    """Step 4: a row whose whole normalised content equals an earlier row's."""
+    """Step 4: a row whose whole normalised content equals an earlier row's. Keys are
+    hashed first (_repeated): a key and its dict slot were ~150 bytes a row."""
+    active = list(_active(rows))
     first_by_key: dict[str, _Row] = {}
-    for row in _active(rows):
-        record = row.record
-        key = content_key(
-            row.prompt_id,
-            *sorted(row.response_ids),
-            *sorted(f"{row.response_ids[r.response_index]}|{r.objective}|{r.value!r}|{r.rater}" for r in record.ratings),
-            *sorted(f"{row.response_ids[p.chosen_index]}>{row.response_ids[p.rejected_index]}|{p.objective}|{p.margin!r}"
-                    for p in record.pairs),
-        )
-        kept = first_by_key.setdefault(key, row)
+    for row, again in zip(active, _repeated(hash(_content_key(r)) for r in active), strict=True):
+        if not again:
+            continue
+        kept = first_by_key.setdefault(_content_key(row), row)
         if kept is not row:
-            row.reject("duplicate", f"same content as {kept.record.source} {kept.record.location}")
+            row.reject("duplicate", f"same content as {kept.record.source} {kept.location}")
 
 
 def _where(rows: list[_Row]) -> str:
-    named = [f"{r.record.source} {r.record.location}" for r in rows[:3]]
+    named = [f"{r.record.source} {r.location}" for r in rows[:3]]
     return ", ".join(named) + (f" and {len(rows) - 3} more" if len(rows) > 3 else "")
 
 
@@ -159,15 +177,30 @@ def _mark_conflicts(rows: list[_Row]) -> None:
     order, other margin: conflicting_duplicate) or one rating (same response, objective
     and rater, other value: conflicting_rating). Every row of the disagreement goes:
     which one is right cannot be told, and keeping the first would depend on file order."""
+    # Claims are keyed twice (_repeated): a key tuple, claim list and dict slot were ~270
+    # bytes a pair, for the few keys that more than one claim shares.
+    active = list(_active(rows))
+
+    def pairs() -> Iterator[tuple[tuple[str, str, str, str], tuple[_Row, str, float]]]:
+        for row in active:
+            ids = row.response_ids if row.record.pairs else ()
+            for p in row.record.pairs:
+                chosen, rejected = ids[p.chosen_index], ids[p.rejected_index]
+                low, high = sorted((chosen, rejected))
+                yield (row.prompt_id, low, high, p.objective), (row, chosen, p.margin)
+
+    def ratings() -> Iterator[tuple[tuple[str, str, str], tuple[_Row, float]]]:
+        for row in active:
+            ids = row.response_ids if row.record.ratings else ()
+            for r in row.record.ratings:
+                yield (ids[r.response_index], r.objective, r.rater), (row, r.value)
+
     pair_claims: dict[tuple[str, str, str, str], list[tuple[_Row, str, float]]] = defaultdict(list)
     rating_claims: dict[tuple[str, str, str], list[tuple[_Row, float]]] = defaultdict(list)
-    for row in _active(rows):
-        for p in row.record.pairs:
-            chosen, rejected = row.response_ids[p.chosen_index], row.response_ids[p.rejected_index]
-            low, high = sorted((chosen, rejected))
-            pair_claims[(row.prompt_id, low, high, p.objective)].append((row, chosen, p.margin))
-        for r in row.record.ratings:
-            rating_claims[(row.response_ids[r.response_index], r.objective, r.rater)].append((row, r.value))
+    for claimed, each in ((pair_claims, pairs), (rating_claims, ratings)):
+        for (key, claim), again in zip(each(), _repeated(hash(k) for k, _ in each()), strict=True):
+            if again:
+                claimed[key].append(claim)
     verdicts: list[tuple[list[_Row], str, str]] = []
     for (_, _, _, objective), claims in pair_claims.items():
         group = list({id(r): r for r, _, _ in claims}.values())
@@ -207,8 +240,8 @@ def _mark_near_duplicates(rows: list[_Row], config: CurateConfig, progress: tqdm
     for row in _active(rows):
         if row.prompt_id in near_dup_of:
             kept_id, similarity = near_dup_of[row.prompt_id]
-            kept = first_row_of_prompt[kept_id].record
-            row.reject("near_duplicate", f"Jaccard {similarity:.2f} with prompt {kept_id} ({kept.source} {kept.location})")
+            kept = first_row_of_prompt[kept_id]
+            row.reject("near_duplicate", f"Jaccard {similarity:.2f} with prompt {kept_id} ({kept.record.source} {kept.location})")
     return first_row_of_prompt
 
 
@@ -267,13 +300,18 @@ def _curate_rows(files: Sequence[ImportedFile], rows: list[_Row], config: Curate
     _mark_conflicts(rows)
     first_row_of_prompt = _mark_near_duplicates(rows, config, progress)
     _mark_contaminated(rows, config, first_row_of_prompt)
-    tables = _build_tables(list(_active(rows)), files, config, texts if read_texts else None)
+    kept = list(_active(rows))
     quarantine = _quarantine_frame(files, rows)
-    report = _report(files, rows, tables, quarantine)
+    report = _report(files, rows, quarantine)
     report["samples"] = samples
     report["skipped_files"] = dict(skipped or {})
     report["limits"] = {"max_file_bytes": config.max_file_bytes, "max_field_chars": config.max_field_chars}
-    return Curated(tables, quarantine, report)
+    if not read_texts:  # the stage: tables built one at a time as they are written (write_curated)
+        return Curated(PendingTables(kept, files, config), quarantine, report)
+    tables = _build_tables(kept, files, config, texts)
+    report.update(_table_counts(tables))
+    # in memory: pandas frames, as callers read them
+    return Curated({name: as_frame(name, table) for name, table in tables.items()}, quarantine, report)
 
 
 def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None = None,
@@ -317,6 +355,7 @@ def _curate_streamed(params: Params, root: Path, progress: bool, data_roots: Seq
             bar.update(1)
 
         files, skipped = import_sources(params, root, data_roots, on_record=take)
+        make_row.prompts.clear()  # every row has its prompt: the turns → id map is done (~0.3 KB a prompt)
         _place(rows, files)
         bar.total = len(rows)
         bar.refresh()
@@ -338,8 +377,8 @@ def _place(rows: list[_Row], files: Sequence[ImportedFile]) -> None:
 
 def write_result(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> CurateResult:
     """Write the curated folder; `texts`: the spill a stage run's responses table reads."""
-    paths = write_curated(curated, out_dir, texts)
-    counts = {name: len(curated.tables[name]) for name in TABLE_NAMES}
+    paths = write_curated(curated, out_dir, texts)  # puts the table counts in the report when it builds them
+    counts = dict(curated.report["tables"])
     counts["quarantine"] = len(curated.quarantine)
     return CurateResult(out_dir, paths, counts, curated.report)
 

@@ -1,8 +1,10 @@
 """Step 1 of curation (curate.py), one record at a time: the record becomes a `_Row` with
 normalised texts (normalize.py), chat-template control tokens escaped or the row
 quarantined (control.py), content ids, the row checks' verdict, and its response texts
-moved to the spill (spill.py): what stays in memory per row is ids, locations and the
-raw excerpt, not the texts."""
+moved to the spill (spill.py): what stays in memory per row is the prompt id, the
+response ids as 10 bytes each (tables.ResponseIds) and the row's few small objects, not
+the texts (in curate's own stream the raw excerpt is spilled too, and a JSON Lines
+location is made again from the line number)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.importers import Record
 from paretoflow.data.normalize import normalize_text, normalized_word_count
 from paretoflow.data.spill import TextSpill
-from paretoflow.data.tables import _Row
+from paretoflow.data.tables import ResponseIds, _Row
 from paretoflow.schema import prompt_id, response_id
 
 if TYPE_CHECKING:
@@ -75,6 +77,7 @@ class RowMaker:
 
     def __init__(self, config: CurateConfig, texts: TextSpill, compact: bool):
         self.config, self.texts, self.compact = config, texts, compact
+        self.ids = ResponseIds()  # the rows' response ids, by spill index
         # turns → (prompt id, normalised turns): rows share prompts, hash and hold each once
         self.prompts: dict[tuple[tuple[str, str], ...], tuple[str, list[dict[str, str]]]] = {}
 
@@ -90,7 +93,7 @@ class RowMaker:
         if known is None:
             known = self.prompts[turns] = (prompt_id(row.messages), row.messages)
         row.prompt_id, row.messages = known
-        row.response_ids = [response_id(row.prompt_id, t) for t in row.responses]
+        response_ids = [response_id(row.prompt_id, t) for t in row.responses]
         if row.rejected is None:
             row.failed_check = _check(row, self.config)
         if self.compact:
@@ -101,7 +104,11 @@ class RowMaker:
             # Shared empty values instead of an empty list or dict each (~55-65 bytes a row).
             record.messages, record.responses, record.raw = row.messages, (), ""
             record.tags, record.metadata = record.tags or (), record.metadata or _NO_METADATA
+            record.ratings = record.ratings or ()
+            if record.location == f"line {record.order}":  # JSON Lines: _Row.location makes it again
+                record.location = None
         else:
             row.text_start = self.texts.put_all(row.responses)
-        row.responses = ()
+        self.ids.put(row.text_start, response_ids)
+        row.ids, row.n_responses, row.responses = self.ids, len(response_ids), ()
         return row

@@ -1,9 +1,10 @@
 """Duplicate, near-duplicate and contamination detection, and the hash-based split.
 
 - Exact duplicates, first: identical lines are dropped by a 16-byte digest before they
-  are parsed (readers.py, ~120 bytes per distinct line), then rows of identical
-  normalised content by `content_key` (curate step 4, ~150 bytes per distinct row:
-  a 64-character hex key and its dict slot, measured); MinHash sees distinct prompts only.
+  are parsed (readers.py), then rows of identical normalised content by `content_key`
+  (curate step 4: 8 bytes of hash a row, then the exact keys of the rows whose hash
+  repeats; a 64-character hex key and its dict slot were ~150 bytes a row, measured);
+  MinHash sees distinct prompts only.
 - Near duplicates: MinHash LSH (datasketch's sketches and banding, applied in numpy
   blocks: `near_duplicates`) over word k-shingles, then the exact
   Jaccard of the two shingle sets confirms each LSH candidate, so the LSH only prunes

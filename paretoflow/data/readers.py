@@ -15,7 +15,8 @@ chunks of STREAM_CHUNK_BYTES and are split into lines as they come, Parquet is d
 batch of PARQUET_BATCH_ROWS at a time, so memory holds a chunk or a batch plus what the
 caller keeps, never the file. A JSON array (one document) and CSV/TSV (csv_rows.py pushes
 lines back) are read whole under the byte cap. Exact repeats of a JSON line are found by a
-16-byte blake2b digest before parsing (~120 bytes per distinct line, measured) and come
+16-byte blake2b digest before parsing (~120 bytes per distinct line measured with a
+(line, unparsed) tuple as the value, 56 less with one int) and come
 out as rows with `repeat_of` set, which importers store as two integers.
 
 Caps (`Limits`, from params `curate.max_file_bytes` / `curate.max_file_rows` /
@@ -316,10 +317,11 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
     cap = limits.max_file_rows
     objects = _Objects()
     count, parsed_any, binary = 0, False, False
-    # 16-byte digest of a line → (line number, unparsed) of its first occurrence: not the
-    # row, whose parsed value would then live until the file ends, nor its raw text (~1 KB
-    # a row, which curate keeps on disk): a repeat has the same bytes, so the same raw.
-    first_of: dict[bytes, tuple[int, bool]] = {}
+    # 16-byte digest of a line → its first occurrence's line number, negated if that line
+    # was unparsed (one int, not a tuple: 56 bytes less a distinct line): not the row,
+    # whose parsed value would then live until the file ends, nor its raw text (~1 KB a
+    # row, which curate keeps on disk): a repeat has the same bytes, so the same raw.
+    first_of: dict[bytes, int] = {}
     repeats: dict[int, tuple[RowError, str]] = {}
     for number, line in stream_lines(stream_chunks(path, limits)):
         if not line.strip():
@@ -335,11 +337,11 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
         first = first_of.get(digest)
         if first is None:
             row = _json_line_row(number, line, limits, objects)
-            first_of[digest] = (number, row.unparsed)
+            first_of[digest] = -number if row.unparsed else number  # line numbers start at 1
             parsed_any |= not row.unparsed
             binary |= row.unparsed and row.error.reason == "binary_data"
         else:
-            first_line, first_unparsed = first
+            first_line, first_unparsed = abs(first), first < 0
             known = repeats.get(first_line)
             if known is None:
                 known = repeats[first_line] = (RowError("duplicate", f"same bytes as line {first_line}"),

@@ -1,7 +1,7 @@
 """The curated tables from the rows curation kept: prompts, responses, ratings, pairs (pairs
-derived across rated rows where the format asks), the quarantine table (repeated lines
-built column by column in Arrow), report.json and its text rendering, and the write of
-the whole folder as one unit (`write_curated`)."""
+derived across rated rows where the format asks; built as Arrow tables in canonical.py),
+the quarantine table (repeated lines built column by column in Arrow), report.json and its
+text rendering, and the write of the whole folder as one unit (`write_curated`)."""
 
 from __future__ import annotations
 
@@ -10,42 +10,48 @@ import os
 import shutil
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
 
-from paretoflow.data.dedup import split_of
+from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
+from paretoflow.data.canonical import _column as text_column
+from paretoflow.data.canonical import last_user_turn as _last_user_turn  # noqa: F401  (curate re-exports it)
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
 from paretoflow.io import atomic_dir, atomic_write, write_table, write_text
-from paretoflow.schema import (
-    OPTIONAL_COLUMNS,
-    QUARANTINE_COLUMNS,
-    TABLES,
-    empty_table,
-    frame,
-    messages_json,
-    metadata_json,
-    pair_id,
-)
+from paretoflow.schema import QUARANTINE_COLUMNS, TABLES, empty_table, frame
 
 if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
-
-TABLE_NAMES = ("prompts", "responses", "ratings", "pairs")
-_NO_METADATA = metadata_json({})
-_NO_TAGS = json.dumps([])
-
 
 def _dialogue_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(t["content"] for t in messages)
 
 
-def _last_user_turn(messages: list[dict[str, str]]) -> str:
-    return next(t["content"] for t in reversed(messages) if t["role"] == "user")
+class ResponseIds:
+    """The response ids of a curation ("r_" + 20 hex digits, schema.response_id) as their
+    10 bytes in one bytearray, at the spill index of each response's text (a raw excerpt's
+    slot stays zero): 10 bytes a response instead of a 71-byte str and its list slot, 190
+    bytes less a row of two responses. `get` makes the strs when a step reads them."""
+
+    WIDTH = 10
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def put(self, first: int, ids: Sequence[str]) -> None:
+        self.data.extend(bytes(first * self.WIDTH - len(self.data)))  # the slots between (raw excerpts)
+        for rid in ids:
+            self.data.extend(bytes.fromhex(rid[2:]))
+
+    def get(self, first: int, n: int) -> list[str]:
+        digits = self.data[first * self.WIDTH:(first + n) * self.WIDTH].hex()
+        return ["r_" + digits[i:i + 2 * self.WIDTH] for i in range(0, 2 * self.WIDTH * n, 2 * self.WIDTH)]
 
 
 @dataclass(slots=True)
@@ -58,126 +64,89 @@ class _Row:
     messages: list[dict[str, str]]
     responses: Sequence[str]  # () once spilled
     prompt_id: str = ""
-    response_ids: list[str] = field(default_factory=list)
+    ids: ResponseIds | None = None  # holds the response ids (`response_ids`) once spilled
+    n_responses: int = 0
     rejected: Quarantined | None = None
     sampled_out: bool = False  # outside its source's prompt sample: neither kept nor quarantined
     failed_check: tuple[str, str] | None = None  # the row checks' (reason, detail), applied if still active
     text_start: int = -1  # the spill index of responses[0] (the others follow), once spilled
     raw_from: TextSpill | None = None  # the spill holding record.raw, after the responses
 
+    @property
+    def response_ids(self) -> list[str]:
+        return [] if self.ids is None else self.ids.get(self.text_start, self.n_responses)
+
+    @property
+    def location(self) -> str:
+        """The record's location; a JSON Lines row streamed into curate keeps none, its
+        "line N" is made from its order (a str a row less: 64 bytes, curate_rows.py)."""
+        where = self.record.location
+        return f"line {self.record.order}" if where is None else where
+
     def reject(self, reason: str, detail: str) -> None:
         r = self.record
-        raw = r.raw if self.raw_from is None else self.raw_from.get(self.text_start + len(self.response_ids))
-        self.rejected = Quarantined(r.source, r.location, r.order, reason, detail, raw)
+        raw = r.raw if self.raw_from is None else self.raw_from.get(self.text_start + self.n_responses)
+        self.rejected = Quarantined(r.source, self.location, r.order, reason, detail, raw)
 
 
 def _build_tables(kept_rows: list[_Row], files: Sequence[ImportedFile], config: CurateConfig,
-                  texts: TextSpill | None) -> dict[str, pd.DataFrame]:
-    """The canonical tables of the kept rows; `texts` None: the responses table's text
-    column holds the spill index of each text (write_spilled_responses reads them)."""
-    # Table rows are tuples in PROMPT/RESPONSE/RATING/PAIR_COLUMNS order, not dicts: a dict
-    # per response and pair was ~1.3 KB a pair at curate's peak (measured at 100k pairs).
-    eval_prompts = {r.prompt_id for r in kept_rows if r.role == "eval"}
-    prompts: dict[str, tuple] = {}
-    tags: dict[str, set[str]] = defaultdict(set)
-    responses: dict[str, tuple] = {}
-    ratings: dict[tuple[str, str, str], tuple] = {}
-    pairs: dict[str, tuple] = {}
-    # (file, prompt, objective, rater) → {response_id: value}, for derived pairs.
-    rating_groups: dict[tuple[int, str, str, str], dict[str, float]] = defaultdict(dict)
-
-    for row in kept_rows:
-        record, pid = row.record, row.prompt_id
-        metadata = metadata_json(record.metadata) if record.metadata else _NO_METADATA  # one string, not one a row
-        if pid not in prompts:
-            split = "test" if pid in eval_prompts else split_of(pid, config.split_fractions)
-            prompts[pid] = (pid, messages_json(row.messages), _last_user_turn(row.messages), record.source, split)
-        if record.tags:  # most rows have none: no set per prompt then
-            tags[pid].update(record.tags)
-        for index, rid in enumerate(row.response_ids, start=row.text_start):
-            responses.setdefault(rid, (rid, pid, index, record.source))  # the text is read back in id order
-        for rating in record.ratings:
-            rid = row.response_ids[rating.response_index]
-            ratings.setdefault((rid, rating.objective, rating.rater), (
-                rid, rating.objective, rating.value, rating.scale_min, rating.scale_max, rating.rater, metadata))
-            if files[row.file_index].derive_pairs:
-                rating_groups[(row.file_index, pid, rating.objective, rating.rater)].setdefault(rid, rating.value)
-        for pair in record.pairs:
-            chosen, rejected = row.response_ids[pair.chosen_index], row.response_ids[pair.rejected_index]
-            xid = pair_id(pid, chosen, rejected, pair.objective)
-            pairs.setdefault(xid, (xid, pid, chosen, rejected, pair.objective, pair.margin, record.source, metadata))
-
-    _add_derived_pairs(pairs, rating_groups, files)
-    prompts = {pid: (*row, json.dumps(sorted(tags[pid]), ensure_ascii=False) if pid in tags else _NO_TAGS)
-               for pid, row in prompts.items()}
-    return {name: _table(name, table, texts, spilled=name == "responses") for name, table in
-            (("prompts", prompts), ("responses", responses), ("ratings", ratings), ("pairs", pairs))}
+                  texts: TextSpill | None) -> dict[str, pa.Table]:
+    """The canonical tables of the kept rows as Arrow tables (canonical.py), in memory."""
+    return build_tables(kept_rows, files, config, texts)
 
 
-def _table(name: str, rows: dict[Any, tuple], texts: TextSpill | None = None, spilled: bool = False) -> pd.DataFrame:
-    """A canonical table from tuples keyed by id, in id order (as schema.frame builds it
-    from dicts: same columns, dtypes and the optional metadata filled). `spilled`: the
-    "text" column holds spill indices, read back here from `texts` (left as int64 if None).
-    `rows` is emptied once its columns are made: its tuples go before pandas copies the
-    columns (at 1M pairs they are ~0.3 GB of the table build's peak)."""
-    if not rows:
-        return empty_table(name)
-    columns = TABLES[name]
-    values = zip(*(rows[k] for k in sorted(rows)), strict=True)
-    lists = dict(zip(columns, map(list, values), strict=True))
-    rows.clear()
-    dtypes = empty_table(name).dtypes.to_dict()
-    if spilled and texts is not None:
-        lists["text"] = [texts.get(index) for index in lists["text"]]
-    elif spilled:
-        dtypes["text"] = "int64"
-    df = pd.DataFrame(lists)
-    if "metadata" in columns:
-        df["metadata"] = df["metadata"].fillna(OPTIONAL_COLUMNS["metadata"])
-    return df.astype(dtypes)
+def _table_counts(tables: dict[str, pa.Table]) -> dict[str, Any]:
+    return table_counts({n: t.num_rows for n, t in tables.items()}, tables["prompts"], tables["pairs"],
+                        tables["ratings"])
+
+
+@dataclass
+class PendingTables:
+    """The stage's canonical tables, not built yet: write_curated builds, writes and drops
+    them one at a time, so memory holds one table beside the rows, not four (each is
+    ~0.2 GB at 1M pairs); the report's table counts are taken as each is written. The
+    responses table's text column holds spill indices (write_spilled_responses)."""
+
+    rows: list[_Row]
+    files: Sequence[ImportedFile]
+    config: CurateConfig
 
 
 RESPONSE_BATCH_ROWS = 1 << 14  # rows of the responses table written at a time: ~18 MB of texts of ~1,100 chars
 
 
-def write_spilled_responses(responses: pd.DataFrame, texts: TextSpill, path: Path) -> None:
+def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill, path: Path) -> None:
     """The responses table whose text column holds spill indices, written with the texts
     read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds one batch
     of texts, not the column. A table of at most one batch is the file write_table makes."""
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if responses.empty:
+    if isinstance(responses, pd.DataFrame):
+        responses = pa.Table.from_pandas(responses, preserve_index=False)
+    if not len(responses):
         return write_table(empty_table("responses"), path)
-    text_type = pa.large_string()  # what pandas' str columns become (the other tables' files)
-    schema = pa.schema([(c, text_type) for c in TABLES["responses"]])
+    schema = pa.schema([(c, TEXT) for c in TABLES["responses"]])
 
     def write(tmp: str) -> None:
         with pq.ParquetWriter(tmp, schema) as writer:
             for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
-                batch = responses.iloc[start:start + RESPONSE_BATCH_ROWS]
-                columns = {c: pa.array(batch[c].tolist(), text_type) for c in ("response_id", "prompt_id", "origin")}
-                columns["text"] = pa.array([texts.get(int(i)) for i in batch["text"]], text_type)
+                batch = responses.slice(start, RESPONSE_BATCH_ROWS)
+                indices = batch["text"].to_numpy()
+                columns = dict(zip(batch.column_names, dense(batch).columns, strict=True))
+                columns["text"] = text_column((texts.get(i) for i in memoryview(indices)), len(indices))
                 writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
 
     atomic_write(path, write)
 
 
-def _add_derived_pairs(pairs: dict[str, tuple], rating_groups: dict[tuple[int, str, str, str], dict[str, float]],
-                       files: Sequence[ImportedFile]) -> None:
-    """Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
-    every ordered pair with a strictly higher rating, margin = the rating difference. A
-    pair given explicitly by a row stays as given."""
-    for (file_index, pid, objective, _rater), values in sorted(rating_groups.items()):
-        ordered = sorted(values.items())
-        for i, (rid_a, value_a) in enumerate(ordered):
-            for rid_b, value_b in ordered[i + 1:]:
-                if value_a == value_b:
-                    continue
-                chosen, rejected = (rid_a, rid_b) if value_a > value_b else (rid_b, rid_a)
-                xid = pair_id(pid, chosen, rejected, objective)
-                pairs.setdefault(xid, (xid, pid, chosen, rejected, objective, abs(value_a - value_b),
-                                       files[file_index].path, None))
+def _write(table: pa.Table | pd.DataFrame, path: Path) -> None:
+    """A canonical table as io.write_table writes its frame (no pandas metadata)."""
+    if isinstance(table, pd.DataFrame):
+        write_table(table, path)
+        return
+    import pyarrow.parquet as pq
+
+    atomic_write(path, lambda tmp: pq.write_table(table.replace_schema_metadata(None), tmp))
 
 
 def _quarantine_frame(files: Sequence[ImportedFile], rows: list[_Row]) -> pd.DataFrame:
@@ -246,8 +215,8 @@ def _merged_quarantine(columns: dict[str, list[Any]], repeats: list[tuple[int, Q
     return pa.table(out).to_pandas()
 
 
-def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, pd.DataFrame],
-            quarantine: pd.DataFrame) -> dict[str, Any]:
+def _report(files: Sequence[ImportedFile], rows: list[_Row], quarantine: pd.DataFrame) -> dict[str, Any]:
+    """report.json but the table counts (_table_counts, or write_curated's as it writes)."""
     kept_per_file = Counter(r.file_index for r in rows if r.rejected is None and not r.sampled_out)
     sampled_per_file = Counter(r.file_index for r in rows if r.sampled_out)
     sources: dict[str, Any] = {}
@@ -269,21 +238,12 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], tables: dict[str, p
         }
     if len(quarantine) != sum(s["rows_quarantined"] for s in sources.values()):
         raise RuntimeError("quarantine table size differs from the per-file quarantine counts")
-    prompts, pairs = tables["prompts"], tables["pairs"]
-    split_of_prompt = dict(zip(prompts["prompt_id"], prompts["split"], strict=True))
-    pairs_per_objective: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(("train", "val", "test"), 0))
-    for pid, objective in zip(pairs["prompt_id"], pairs["objective"], strict=True):
-        pairs_per_objective[objective][split_of_prompt[pid]] += 1
     return {
         "rows_in": sum(s["rows_in"] for s in sources.values()),
         "rows_kept": sum(s["rows_kept"] for s in sources.values()),
         "rows_quarantined": sum(s["rows_quarantined"] for s in sources.values()),
         "rows_sampled_out": sum(s["rows_sampled_out"] for s in sources.values()),
         "reasons": dict(sorted(Counter(quarantine["reason"]).items())),
-        "tables": {name: len(tables[name]) for name in TABLE_NAMES},
-        "prompts_per_split": {s: int((prompts["split"] == s).sum()) for s in ("train", "val", "test")},
-        "pairs_per_objective_split": {k: pairs_per_objective[k] for k in sorted(pairs_per_objective)},
-        "ratings_per_objective": dict(sorted(Counter(tables["ratings"]["objective"]).items())),
         "sources": sources,
     }
 
@@ -314,6 +274,23 @@ def _link_or_copy(source: str | Path, target: str | Path) -> None:
         shutil.copy2(source, target)  # a mount point inside out_dir, or links not supported
 
 
+def _write_pending(pending: PendingTables, staging: Path, texts: TextSpill | None) -> dict[str, Any]:
+    """Build, write and drop each table in turn; the report's table counts."""
+    sizes, counted = {}, {}
+    for name in TABLE_NAMES:
+        table = build_table(name, pending.rows, pending.files, pending.config, None)
+        sizes[name] = table.num_rows
+        if name == "responses":
+            if texts is None:
+                raise ValueError("pending responses hold spill indices: write_curated needs the spill")
+            write_spilled_responses(table, texts, staging / f"{name}.parquet")
+        else:
+            _write(table, staging / f"{name}.parquet")
+        counted[name] = table.select(COUNTED[name]) if name in COUNTED else None
+        del table
+    return table_counts(sizes, counted["prompts"], counted["pairs"], counted["ratings"])
+
+
 def write_curated(curated: Curated, out_dir: Path, texts: TextSpill | None = None) -> dict[str, Path]:
     """Write the tables and report.json into a temporary sibling folder that replaces
     out_dir in one rename (io.atomic_dir): a run killed mid-write leaves the previous
@@ -323,11 +300,14 @@ def write_curated(curated: Curated, out_dir: Path, texts: TextSpill | None = Non
     names = {name: f"{name}.parquet" for name in (*TABLE_NAMES, "quarantine")}
     names["report"] = "report.json"
     with atomic_dir(out_dir) as staging:
-        for name in TABLE_NAMES:
-            if name == "responses" and texts is not None:
-                write_spilled_responses(curated.tables[name], texts, staging / names[name])
-            else:
-                write_table(curated.tables[name], staging / names[name])
+        if isinstance(curated.tables, PendingTables):
+            curated.report.update(_write_pending(curated.tables, staging, texts))
+        else:
+            for name in TABLE_NAMES:
+                if name == "responses" and texts is not None:
+                    write_spilled_responses(curated.tables[name], texts, staging / names[name])
+                else:
+                    _write(curated.tables[name], staging / names[name])
         write_table(curated.quarantine[QUARANTINE_COLUMNS], staging / names["quarantine"])
         write_text(staging / names["report"],
                    json.dumps(curated.report, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

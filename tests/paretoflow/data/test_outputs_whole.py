@@ -24,16 +24,16 @@ def test_a_crash_mid_write_leaves_the_previous_folder_whole(tmp_path, monkeypatc
     (tmp_path / "pairs.jsonl").write_bytes(jsonl([good_pair(i) for i in range(40)]))
     from paretoflow.data import tables   # where the curated folder is written
 
-    real = tables.write_table
+    real = tables._write  # the canonical tables' writer (the responses have their own)
     written = []
 
-    def killed_after_two_tables(frame, path):
+    def killed_after_two_tables(table, path):
         if len(written) == 2:
             raise KeyboardInterrupt("killed mid-write")
         written.append(path)
-        return real(frame, path)
+        return real(table, path)
 
-    monkeypatch.setattr(tables, "write_table", killed_after_two_tables)
+    monkeypatch.setattr(tables, "_write", killed_after_two_tables)
     with pytest.raises(KeyboardInterrupt):
         curate.run(_params(), tmp_path)
     assert {p.name: p.read_bytes() for p in first.out_dir.iterdir()} == before
