@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,31 +265,12 @@ def _stage_line(summary: dict) -> str:
 
 def prepare(params_path: str | Path, root: str | Path | None = None) -> None:
     """Before the flow: Prefect's temporary server (when no PREFECT_API_URL is set) starts in
-    a thread and migrates its database while this process warms up (flows/ephemeral.py),
-    then the embedded policy's dequantization starts in another."""
+    a thread and migrates its database while this process warms up (flows/ephemeral.py)."""
     from flows.ephemeral import start_early
 
     params_path = Path(params_path).resolve()
     early = start_early()
-    params = load_params(params_path)
-    project = Path(root).resolve() if root else params_path.parent
-    warm_up(params, project)
-    # The embedded policy's dequantization (~35 s of one core, once per clone) starts now,
-    # after the imports (two threads importing one package's modules can deadlock), while
-    # the server finishes starting; the flow's prepare-policy task waits for it.
-    from paretoflow.models import DEFAULT_POLICY, materialize_default_policy
-
-    if params.model.policy == DEFAULT_POLICY:
-        cache_dir = Path(params.model.cache_dir)
-        folder = cache_dir if cache_dir.is_absolute() else project / cache_dir
-
-        def materialize() -> None:
-            try:
-                materialize_default_policy(folder)
-            except Exception:  # noqa: BLE001  the prepare-policy task raises it, with the flow's logging
-                pass
-
-        threading.Thread(target=materialize, name="prepare-policy-early", daemon=True).start()
+    warm_up(load_params(params_path), Path(root).resolve() if root else params_path.parent)
     if early is not None:
         early.wait()
 

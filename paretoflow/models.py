@@ -56,8 +56,8 @@ def default_gguf_path() -> Path:
 
 def materialize_default_policy(cache_dir: str | Path) -> Path:
     """Dequantize the embedded GGUF once into a safetensors HF folder; return the folder.
-    Threads of one process take turns (the flow starts it before its first task, and its
-    prepare-policy task then waits for that one instead of writing the folder again)."""
+    Threads of one process take turns: a second caller waits for the first's folder
+    instead of writing it again."""
     out = Path(cache_dir) / DEFAULT_CACHE_NAME
     marker = out / "paretoflow_source.json"
     gguf = default_gguf_path()
