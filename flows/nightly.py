@@ -186,7 +186,10 @@ class Pipeline:
         if not self.params.scale.work_pool:
             # `align.<profile>.lanes` adapters at a time in threads; logged in job order after
             jobs = stage("align").job_list(self.params)
-            lanes = self.params.align.budget(self.params.project.profile).lanes
+            from paretoflow.distributed import current
+
+            # one job at a time under a launch of several processes (their collectives must not interleave)
+            lanes = self.params.align.budget(self.params.project.profile).lanes if current().count == 1 else 1
             started = time.perf_counter()
             summaries = run_stage_jobs("align", self.params, str(self.root), jobs, lanes)
             if lanes > 1 and len(jobs) > 1:

@@ -209,12 +209,15 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
     config = params.align.budget(params.project.profile)
     for _, trained_objective, _, _ in plans:
         _pairs(params, Path(root), config, trained_objective, _source_weights(params, trained_objective, None), [])
+    from paretoflow.distributed import current
     from paretoflow.lanes import in_lanes
 
-    # `config.lanes` adapters at a time, one thread each (adapters identical either way)
+    # `config.lanes` adapters at a time, one thread each (adapters identical either way); under
+    # a launch of several processes one at a time: two jobs' collectives must not interleave
+    lanes = config.lanes if current().count == 1 else 1
     return in_lanes(requests, lambda _, request: run(params, root, objective=request[0], weights=request[1],
                                                      policy_path=policy_path, progress=progress, resume=resume),
-                    [None] * config.lanes)
+                    [None] * lanes)
 
 
 __all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "modpo_objective_index", "read_meta", "run",

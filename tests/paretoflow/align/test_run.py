@@ -178,3 +178,21 @@ def test_align_lanes_refuse_gradient_accumulation():
     with pytest.raises(ValueError, match="align lanes 2 need gradient_accumulation_steps 1"):
         AlignBudget(lanes=2, gradient_accumulation_steps=2)
     assert AlignBudget(lanes=1, gradient_accumulation_steps=2).lanes == 1
+
+
+def test_run_all_trains_one_at_a_time_under_a_launch(tiny_params, tmp_path, monkeypatch):
+    """Under `accelerate launch` (several processes) two jobs' collectives must not interleave."""
+    from paretoflow import distributed, lanes
+
+    every = ("helpfulness", "conciseness", "harmlessness")
+    write_sources(tmp_path, human_objectives=every, on_policy_objectives=every)
+    tiny_params.align.cpu.lanes = 2
+    seen = []
+    monkeypatch.setattr(align, "run", lambda *a, **k: k.get("objective") or k.get("weights"))
+    real = lanes.in_lanes
+    monkeypatch.setattr(lanes, "in_lanes", lambda items, work, resources: seen.append(len(resources))
+                        or real(items, work, resources))
+    assert len(align.run_all(tiny_params, tmp_path)) == 4
+    monkeypatch.setattr(distributed, "current", lambda: distributed.Processes(0, 2))
+    assert len(align.run_all(tiny_params, tmp_path)) == 4
+    assert seen == [2, 1]
