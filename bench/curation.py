@@ -58,6 +58,7 @@ both under nice -n 19 beside other jobs (compare RSS; 1M with `--phases import+c
 
     100k    287 MB   25k rows/s, 794-818 MB  41-44k rows/s, 666-672 MB  5.8k -> 7.1k rows/s, 453 -> 348 MB
     1M      2.9 GB   -                    -                      2.9k rows/s (340 s), 1,350 MB
+    1M      2.9 GB   -                    -                      idle (lead, 3b19722): 6.3k rows/s (159 s), 1,345 MB
 """
 
 from __future__ import annotations
