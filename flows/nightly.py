@@ -184,12 +184,11 @@ class Pipeline:
         from flows.exchange import job_tags
 
         if not self.params.scale.work_pool:
+            from paretoflow.align import job_lanes
+
             # `align.<profile>.lanes` adapters at a time in threads; logged in job order after
             jobs = stage("align").job_list(self.params)
-            from paretoflow.distributed import current
-
-            # one job at a time under a launch of several processes (their collectives must not interleave)
-            lanes = self.params.align.budget(self.params.project.profile).lanes if current().count == 1 else 1
+            lanes = job_lanes(self.params)
             started = time.perf_counter()
             summaries = run_stage_jobs("align", self.params, str(self.root), jobs, lanes)
             if lanes > 1 and len(jobs) > 1:

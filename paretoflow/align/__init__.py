@@ -209,16 +209,21 @@ def run_all(params: Params, root: Path = Path("."), policy_path: str | None = No
     config = params.align.budget(params.project.profile)
     for _, trained_objective, _, _ in plans:
         _pairs(params, Path(root), config, trained_objective, _source_weights(params, trained_objective, None), [])
-    from paretoflow.distributed import current
     from paretoflow.lanes import in_lanes
 
-    # `config.lanes` adapters at a time, one thread each (adapters identical either way); under
-    # a launch of several processes one at a time: two jobs' collectives must not interleave
-    lanes = config.lanes if current().count == 1 else 1
     return in_lanes(requests, lambda _, request: run(params, root, objective=request[0], weights=request[1],
                                                      policy_path=policy_path, progress=progress, resume=resume),
-                    [None] * lanes)
+                    [None] * job_lanes(params))
 
 
-__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "modpo_objective_index", "read_meta", "run",
-           "run_all"]
+def job_lanes(params: Params) -> int:
+    """Adapters trained at once: the profile's `lanes`, one thread each (the adapters are the
+    same either way); 1 under a launch of several processes, whose two jobs' collectives
+    must not interleave."""
+    from paretoflow.distributed import current
+
+    return params.align.budget(params.project.profile).lanes if current().count == 1 else 1
+
+
+__all__ = ["AdapterMeta", "AlignResult", "adapter_name", "is_complete", "job_lanes", "modpo_objective_index",
+           "read_meta", "run", "run_all"]
