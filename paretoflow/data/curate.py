@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 from paretoflow.data.tables import (  # noqa: F401  (re-exported: the stage, the import command, tests)
-    TABLE_NAMES, PendingTables, _build_tables, _dialogue_text, _last_user_turn, _quarantine_frame, _report, _Row,
+    TABLE_NAMES, PendingTables, _build_tables, _dialogue_text, _quarantine_frame, _report, _Row,
     _table_counts, report_table, write_curated,
 )
 

@@ -19,7 +19,6 @@ import pyarrow as pa
 
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
 from paretoflow.data.canonical import _column as text_column
-from paretoflow.data.canonical import last_user_turn as _last_user_turn  # noqa: F401  (curate re-exports it)
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
@@ -28,6 +27,7 @@ from paretoflow.schema import QUARANTINE_COLUMNS, TABLES, empty_table, frame
 
 if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
+
 
 def _dialogue_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(t["content"] for t in messages)
