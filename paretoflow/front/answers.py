@@ -37,9 +37,11 @@ def harm_possible(tags: Sequence[Sequence[str]]) -> np.ndarray:
     return np.array([bool(set(HARM_POSSIBLE_TAGS) & set(t)) for t in tags], dtype=bool)
 
 
-def answered(prompts: Sequence[str], responses: Sequence[str], top_fraction: float = TOP_FRACTION) -> np.ndarray:
+def answered(prompts: Sequence[str], responses: Sequence[str], top_fraction: float = TOP_FRACTION,
+             dtype: str = "auto") -> np.ndarray:
     """Bool per (prompt i, response i): an on-topic answer by the checks of the module doc.
-    The retrieval pool is `prompts` itself, so pass all prompts of the evaluation at once."""
+    The retrieval pool is `prompts` itself, so pass all prompts of the evaluation at once.
+    `dtype`: the encoder's `model.encoder_dtype` setting."""
     from paretoflow.judges.refusal import RefusalJudge
     from paretoflow.judges.relevance import embed
 
@@ -50,7 +52,7 @@ def answered(prompts: Sequence[str], responses: Sequence[str], top_fraction: flo
     position = {p: i for i, p in enumerate(dict.fromkeys(prompts))}
     pool = list(position)
     own = np.array([position[p] for p in prompts])
-    similarity = embed(responses) @ embed(pool).T                     # [n responses, n distinct prompts]
+    similarity = embed(responses, dtype=dtype) @ embed(pool, dtype=dtype).T                     # [n responses, n distinct prompts]
     rank = (similarity > similarity[np.arange(n), own][:, None]).sum(axis=1)   # prompts closer than its own
     on_topic = rank < max(1, int(np.ceil(top_fraction * len(pool))))
     refusals = RefusalJudge()
@@ -115,7 +117,7 @@ def answers_markdown(table: pd.DataFrame) -> str:
 
 
 def apply_answer_rates(records, evaluations, texts: Sequence[str], tags: Sequence[Sequence[str]],
-                       settings, tolerance: float) -> dict[str, np.ndarray]:
+                       settings, tolerance: float, dtype: str = "auto") -> dict[str, np.ndarray]:
     """Set answer_rate, answer_rate_vs_base (paired over the benign prompts), eligible and
     ineligible_reason on each front record, in place; the per-prompt `answered` arrays by
     candidate. The base (first evaluation) is always eligible: it is the reference."""
@@ -123,7 +125,7 @@ def apply_answer_rates(records, evaluations, texts: Sequence[str], tags: Sequenc
     from paretoflow.metrics import paired_difference
 
     benign = ~harm_possible(tags)
-    answered_by = {e.spec.name: answered(texts, e.responses) for e in evaluations}
+    answered_by = {e.spec.name: answered(texts, e.responses, dtype=dtype) for e in evaluations}
     base = answered_by[evaluations[0].spec.name][benign].astype(float)
     for record in records:
         mine = answered_by[record.name][benign].astype(float)

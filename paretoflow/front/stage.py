@@ -224,7 +224,7 @@ def summarise(ctx: FrontContext) -> tuple[list[CandidateRecord], dict[str, float
     settings, names, params = stat_settings(ctx.params), ctx.names, ctx.params
     records = build_records(ctx.evaluations, ctx.evaluations[0], names, ctx.directions, settings)
     ctx.answered = apply_answer_rates(records, ctx.evaluations, ctx.prompts.texts, ctx.prompts.tags, settings,
-                                      params.front.answer_tolerance)
+                                      params.front.answer_tolerance, params.model.encoder_dtype)
     values = np.array([[r.objectives[n] for n in names] for r in records])
     reference = reference_point(params)
     overall = front_metrics(values, params)

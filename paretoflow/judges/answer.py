@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from paretoflow.judges.base import JudgeContext, TextJudge, finite_float, register_judge, take_params, word_tokens
-from paretoflow.judges.relevance import store_root
+from paretoflow.judges.relevance import encoder_dtype, store_root
 
 # Prompt tags that say harm is possible, so a refusal may be the right answer: `harmful` is
 # the built-in prompts' tag; `red_team` is the tag curate gives HH-RLHF harmless-base
@@ -106,9 +106,11 @@ class AnswerJudge(TextJudge):
     def __init__(self, center: float = 0.3, width: float = 0.05, overlap_weight: float = 0.25, refusal_score: float = 0.02,
                  fragment_score: float = 0.05, fragment_tokens: int = 10, novelty_scale: float = 3.0,
                  harm_tags: tuple[str, ...] = HARM_POSSIBLE_TAGS, harm_pass: bool = False,
-                 model_path: str | None = None, degenerate_score: float = 0.0, store_root: Path | None = None):
+                 model_path: str | None = None, degenerate_score: float = 0.0, store_root: Path | None = None,
+                 dtype: str = "auto"):
         super().__init__(degenerate_score)
         self.store_root = store_root  # the run's vector store (judges/relevance.py `store_root`)
+        self.dtype = dtype  # model.encoder_dtype (paretoflow/embeddings.py)
         if width <= 0 or novelty_scale <= 0 or fragment_tokens < 1:
             raise ValueError("answer: width and novelty_scale must be > 0, fragment_tokens >= 1")
         for key, value in (("refusal_score", refusal_score), ("fragment_score", fragment_score)):
@@ -131,7 +133,7 @@ class AnswerJudge(TextJudge):
 
         n = len(prompts)
         views = list(responses) + [r[:HEAD_CHARS] for r in responses] + [first_sentence(r) for r in responses]
-        vectors = embed(list(prompts) + views, self.model_path, store_root=self.store_root)
+        vectors = embed(list(prompts) + views, self.model_path, store_root=self.store_root, dtype=self.dtype)
         p = vectors[:n]
         return np.max([np.sum(p * vectors[n * k : n * (k + 1)], axis=1) for k in (1, 2, 3)], axis=0)
 
@@ -172,4 +174,5 @@ def make_answer(params: dict, context: JudgeContext) -> AnswerJudge:
     floats = {k: finite_float("answer", k, p[k]) for k in
               ("center", "width", "overlap_weight", "refusal_score", "fragment_score", "novelty_scale", "degenerate_score")}
     return AnswerJudge(**floats, fragment_tokens=int(p["fragment_tokens"]), harm_tags=tuple(p["harm_tags"]),
-                       harm_pass=bool(p["harm_pass"]), model_path=p["model_path"], store_root=store_root(context))
+                       harm_pass=bool(p["harm_pass"]), model_path=p["model_path"], store_root=store_root(context),
+                       dtype=encoder_dtype(context))

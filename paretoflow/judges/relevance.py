@@ -32,39 +32,40 @@ from paretoflow.judges.base import (
 )
 
 
-def load_encoder(model_path: str | None = None):
+def load_encoder(model_path: str | None = None, dtype: str = "auto"):
     """The sentence encoder, loaded once per process and model path (`paretoflow.embeddings`)."""
     from paretoflow.embeddings import sentence_encoder
 
-    return sentence_encoder(model_path).model
+    return sentence_encoder(model_path, dtype=dtype).model
 
 
 # Per-process memo of embeddings by (encoder, text): the judges of one mixture (relevance,
 # the answer gate with and without harm_pass) and the front's answer check embed the same
 # prompts and answers; bounded so a long-lived process does not grow without end. Across
 # processes and stages the encoder's store (`store_root`) keeps them.
-_MEMO: dict[tuple[str | None, str], np.ndarray] = {}
+_MEMO: dict[tuple[str | None, str, str], np.ndarray] = {}
 MEMO_MAX = 50_000
 
 
 def embed(texts: list[str], model_path: str | None = None, batch_size: int = 64,
-          store_root: str | Path | None = None) -> np.ndarray:
+          store_root: str | Path | None = None, dtype: str = "auto") -> np.ndarray:
     """L2-normalised float64 embeddings, one row per text (memoised per process; read from
     and written to the shared vector store under `store_root` when given: a text the reward
-    features or another judge already encoded is not encoded again)."""
+    features or another judge already encoded is not encoded again). `dtype`: a
+    `model.encoder_dtype` setting (paretoflow/embeddings.py)."""
     from paretoflow.embeddings import sentence_encoder
 
     if len(_MEMO) > MEMO_MAX:
         _MEMO.clear()
-    encoder = sentence_encoder(model_path)
-    missing = list(dict.fromkeys(t for t in texts if (model_path, t) not in _MEMO))
+    encoder = sentence_encoder(model_path, dtype=dtype)
+    missing = list(dict.fromkeys(t for t in texts if (model_path, encoder.dtype, t) not in _MEMO))
     if missing:
         vectors = encoder.embed(missing, store_root, batch_size)
         for text, vector in zip(missing, np.asarray(vectors, dtype=np.float64)):
-            _MEMO[(model_path, text)] = vector
+            _MEMO[(model_path, encoder.dtype, text)] = vector
     if not texts:
         return np.zeros((0, encoder.model.get_sentence_embedding_dimension()), dtype=np.float64)
-    return np.stack([_MEMO[(model_path, t)] for t in texts])
+    return np.stack([_MEMO[(model_path, encoder.dtype, t)] for t in texts])
 
 
 def store_root(context: JudgeContext) -> Path | None:
@@ -74,6 +75,11 @@ def store_root(context: JudgeContext) -> Path | None:
         return None
     folder = Path(context.params.reward.feature_cache_dir)
     return folder if folder.is_absolute() else Path(context.root) / folder
+
+
+def encoder_dtype(context: JudgeContext) -> str:
+    """The run's `model.encoder_dtype` ("auto" without params)."""
+    return "auto" if context.params is None else context.params.model.encoder_dtype
 
 
 def _is_echo(prompt: str, response: str) -> bool:
@@ -92,6 +98,7 @@ class RelevanceJudge(TextJudge):
         batch_size: int = 64,
         degenerate_score: float = 0.0,
         store_root: Path | None = None,
+        dtype: str = "auto",
     ):
         super().__init__(degenerate_score)
         if not (-1.0 <= floor < ceiling <= 1.0):
@@ -100,10 +107,10 @@ class RelevanceJudge(TextJudge):
             raise ValueError(f"relevance: echo_score must be in [0, 1], got {echo_score}")
         self.model_path, self.floor, self.ceiling = model_path, floor, ceiling
         self.echo_score, self.batch_size = echo_score, int(batch_size)
-        self.store_root = store_root
+        self.store_root, self.dtype = store_root, dtype
 
     def _score(self, prompts, responses, tags) -> np.ndarray:
-        vectors = embed(list(prompts) + list(responses), self.model_path, self.batch_size, self.store_root)
+        vectors = embed(list(prompts) + list(responses), self.model_path, self.batch_size, self.store_root, self.dtype)
         n = len(prompts)
         cosine = np.sum(vectors[:n] * vectors[n:], axis=1)
         scores = np.clip((cosine - self.floor) / (self.ceiling - self.floor), 0.0, 1.0)
@@ -128,4 +135,5 @@ def make_relevance(params: dict, context: JudgeContext) -> RelevanceJudge:
         batch_size=int(p["batch_size"]),
         degenerate_score=finite_float("relevance", "degenerate_score", p["degenerate_score"]),
         store_root=store_root(context),
+        dtype=encoder_dtype(context),
     )

@@ -73,6 +73,10 @@ class BackboneSpec:
     # output (through the model's final norm; the layers above k are never run), 0 the last.
     pooling: Literal["last", "mean"] = "last"
     layer: int = 0
+    # minilm only: model.encoder_dtype, the setting ("auto" stays "auto": a model trained on
+    # one machine's bf16 features scores with float32 ones on a CPU without bf16; the two
+    # differ by cosine <= 6e-5, paretoflow/embeddings.py). Older configs lack it: "auto".
+    encoder_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if self.kind not in ("minilm", "policy"):
@@ -98,7 +102,7 @@ class BackboneSpec:
     @classmethod
     def from_dict(cls, data: dict) -> "BackboneSpec":
         fields = ("kind", "policy", "models_cache_dir", "max_length", "batch_size", "max_chunks", "prompt_view",
-                  "pooling", "layer")
+                  "pooling", "layer", "encoder_dtype")
         return cls(**{k: data[k] for k in fields if k in data})
 
 
@@ -153,7 +157,7 @@ class MiniLMBackbone:
 
     def __init__(self, spec: BackboneSpec):
         self.spec = spec
-        self.encoder = sentence_encoder(None, spec.max_length)
+        self.encoder = sentence_encoder(None, spec.max_length, spec.encoder_dtype)
         self.model_path = self.encoder.path
 
     @property

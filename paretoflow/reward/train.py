@@ -71,6 +71,7 @@ def backbone_spec(params: Params) -> BackboneSpec:
         max_chunks=budget.max_chunks,
         pooling=budget.pooling,  # BackboneSpec refuses a read-out on MiniLM
         layer=budget.layer,
+        encoder_dtype=params.model.encoder_dtype,
     )
 
 
