@@ -154,14 +154,18 @@ class Pipeline:
         curated = run_stage("curate", params, root)
         validation = run_stage("validate", params, root)   # raises ValidationFailed: the flow stops
         dvc_commit_task(root, ["curate", "validate"], params)   # lineage below reads dvc.lock's data hash
-        policy.result()
         self.lineage = lineage_tags(params, self.root, _flow_run_id())
         self.tracker.set_tags(self.parent, self.lineage)
         self.log(curated)
         self.log(validation)
 
+        # MiniLM features (cpu profile) need no policy: the reward model trains while the
+        # policy is still being prepared; the policy backbone waits for it
+        if stage("reward").policy_read(params):
+            policy.result()
         reward, reward_run = self.stage("reward")
         register_reward_model(params, root, reward_run, reward, self.lineage)
+        policy.result()
         self.stage("pairs")
         self.align()
         front, front_run = self.stage("front")

@@ -45,7 +45,7 @@ def stage_cache_key(name: str, params: Params, root: Path, job: dict[str, Any] |
         "code": s.code_hash(),
         # The policy's weights by content (models.model_fingerprint, recorded beside the files so
         # reruns hash nothing): a model overwritten in place reruns the stages that read it.
-        "policy": policy_fingerprint(params, root) if s.reads_policy else None,
+        "policy": policy_fingerprint(params, root) if s.policy_read(params) else None,
         # "auto" resolves by CPU (paretoflow/embeddings.py): a cache made with bf16 vectors
         # is not served where the encoder runs in float32, or back
         "encoder": resolve_dtype(params.model.encoder_dtype) if "model" in s.sections else None,

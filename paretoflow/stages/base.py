@@ -55,7 +55,8 @@ class Stage:
     dvc: bool = True                             # a DVC stage (promote moves registry aliases)
     jobs: Callable[[Params], list[dict[str, Any]]] | None = None  # units of work (align: one per adapter)
     job_name: Callable[[dict[str, Any]], str] | None = None       # job kwargs → output sub-folder
-    reads_policy: bool = False                   # its outputs depend on the policy's weights
+    # its outputs depend on the policy's weights (per params: `policy_read`)
+    reads_policy: bool | Callable[[Params], bool] = False
     extra_code: tuple[str, ...] = field(default=())  # modules loaded by name, not import
 
     @property
@@ -70,6 +71,10 @@ class Stage:
     @property
     def entry(self) -> str:
         return f"{self.module}:{self.run.__name__}"
+
+    def policy_read(self, params: Params) -> bool:
+        """Whether this run of the stage reads the policy (a profile may, another not)."""
+        return bool(self.reads_policy(params) if callable(self.reads_policy) else self.reads_policy)
 
     def job_list(self, params: Params) -> list[dict[str, Any]]:
         """The units of work of one run: [{}] for a plain stage, one dict per adapter for align."""

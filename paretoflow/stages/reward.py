@@ -176,6 +176,13 @@ def run(params: Params, root: Path, *, progress: bool = True) -> RewardResult:
     return train_reward_model(params, Path(root), progress=progress)
 
 
+def reads_policy(params: Params) -> bool:
+    """Whether the reward model reads the policy: its states are the features of the
+    `policy` backbone; MiniLM features (the cpu profile) and the judges never touch it, so
+    there the flow starts this stage while the policy is still being prepared."""
+    return params.reward.budget(params.project.profile).backbone == "policy"
+
+
 STAGE = Stage(
     name="reward",
     run=run,
@@ -184,7 +191,7 @@ STAGE = Stage(
     inputs=lambda p: curated(p, *CURATED_TABLES),
     outputs=lambda p: [p.reward.out_dir],
     artifacts=lambda p: [p.reward.out_dir],
-    reads_policy=True,  # the policy backbone's features (gpu profile, tiny test project)
+    reads_policy=reads_policy,  # the policy backbone's features (gpu profile, tiny test project)
     summary="curated human pairs + ratings + rule judges → per-objective heads (every source), gating, "
             "calibration; independent twin",
 )

@@ -93,6 +93,38 @@ def test_key_sees_the_policy_weights_by_content(tmp_path):
     assert stage_cache_key("align", params, root, JOB) != key
 
 
+def test_reward_reads_the_policy_only_with_the_policy_backbone(tmp_path):
+    """cpu profile (MiniLM features): the reward key ignores the policy, so the flow can train
+    it before the policy is ready; the policy backbone's key sees the weights."""
+    from paretoflow.pipeline import stage
+
+    root = _project(tmp_path / "project")
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "config.json").write_text("{}")
+    (policy / "model.safetensors").write_bytes(b"weights" * 1000)
+    minilm = _params(policy=str(policy))
+    on_policy = _params({"reward": {"cpu": {"backbone": "policy"}}}, policy=str(policy))
+    assert not stage("reward").policy_read(minilm) and stage("reward").policy_read(on_policy)
+    keys = stage_cache_key("reward", minilm, root), stage_cache_key("reward", on_policy, root)
+    (policy / "model.safetensors").write_bytes(b"retrained" * 1000)
+    assert stage_cache_key("reward", minilm, root) == keys[0]
+    assert stage_cache_key("reward", on_policy, root) != keys[1]
+
+
+def test_key_sees_the_encoder_precision_auto_resolves_to(tmp_path, monkeypatch):
+    """"auto" is bf16 on a CPU with bf16 instructions, float32 elsewhere: a cache made on one
+    is not served on the other; curate reads no encoder."""
+    from paretoflow import embeddings
+
+    root, params = _project(tmp_path), _params()
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    with_bf16 = stage_cache_key("front", params, root), stage_cache_key("curate", params, root)
+    monkeypatch.setattr(embeddings, "native_bf16", lambda: False)
+    assert stage_cache_key("front", params, root) != with_bf16[0]
+    assert stage_cache_key("curate", params, root) == with_bf16[1]
+
+
 def _fake_run(params, root: Path) -> list[tuple[str, dict]]:
     """Every cached stage (job) 'ran': its outputs on disk and its manifest written."""
     from paretoflow.pipeline import ORDER, stage
