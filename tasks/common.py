@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.config import Params
-from paretoflow.embeddings import resolve_dtype
+from paretoflow.cpu import native_bf16
 from paretoflow.io import files_hash, read_json, write_json
 from paretoflow.pipeline import stage
 
@@ -46,9 +46,9 @@ def stage_cache_key(name: str, params: Params, root: Path, job: dict[str, Any] |
         # The policy's weights by content (models.model_fingerprint, recorded beside the files so
         # reruns hash nothing): a model overwritten in place reruns the stages that read it.
         "policy": policy_fingerprint(params, root) if s.policy_read(params) else None,
-        # "auto" resolves by CPU (paretoflow/embeddings.py): a cache made with bf16 vectors
-        # is not served where the encoder runs in float32, or back
-        "encoder": resolve_dtype(params.model.encoder_dtype) if "model" in s.sections else None,
+        # the "auto" precisions (MiniLM, align's autocast) resolve by CPU (paretoflow/cpu.py):
+        # a cache made with bf16 is not served where they run in float32, or back
+        "cpu_bf16": native_bf16() if "model" in s.sections else None,
     }
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
     return f"{name}-{digest}"

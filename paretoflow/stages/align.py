@@ -79,7 +79,8 @@ class AlignBudget(_Section):
     # Prompt tokens of the selection prompts' greedy answers (left-truncated): longer than
     # the training prompts, which only need to fit one pair in max_length.
     selection_max_prompt_tokens: int = Field(256, ge=8)
-    # "auto": bf16 when CUDA is available on the gpu profile, otherwise no mixed precision.
+    # "auto": bf16 when CUDA is available on the gpu profile; without CUDA, bf16 autocast
+    # where the CPU has bf16 instructions (paretoflow/cpu.py); otherwise no mixed precision.
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     # dtype the frozen base weights are loaded in (LoRA parameters stay fp32: peft's
     # autocast_adapter_dtype). "auto": bf16 when CUDA is available on the gpu profile (an 8B

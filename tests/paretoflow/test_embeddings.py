@@ -18,11 +18,11 @@ def encoder():
 def test_auto_precision_follows_the_cpu(monkeypatch):
     """auto: bf16 only where the CPU multiplies bf16 in hardware; the two are separate
     encoders with separate stores; an unknown setting is refused."""
-    from paretoflow import embeddings
+    from paretoflow import cpu, embeddings
 
-    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    monkeypatch.setattr(cpu, "native_bf16", lambda: True)
     assert embeddings.resolve_dtype("auto") == "bfloat16"
-    monkeypatch.setattr(embeddings, "native_bf16", lambda: False)
+    monkeypatch.setattr(cpu, "native_bf16", lambda: False)
     assert embeddings.resolve_dtype("auto") == "float32"
     assert embeddings.resolve_dtype("bfloat16") == "bfloat16"
     with pytest.raises(ValueError, match="encoder dtype"):
@@ -32,24 +32,27 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
 
 
 def test_cpu_flags_are_read_from_cpuinfo(monkeypatch, tmp_path):
-    from paretoflow import embeddings
+    from paretoflow import cpu
 
     def flags(text):
         info = tmp_path / "cpuinfo"
         info.write_text(text)
-        real = embeddings.Path
-
-        monkeypatch.setattr(embeddings, "Path", lambda p: info if p == "/proc/cpuinfo" else real(p))
-        embeddings.native_bf16.cache_clear()
+        monkeypatch.setattr(cpu, "CPUINFO", str(info))
+        cpu.native_bf16.cache_clear()
         try:
-            return embeddings.native_bf16()
+            return cpu.native_bf16()
         finally:
-            monkeypatch.setattr(embeddings, "Path", real)
-            embeddings.native_bf16.cache_clear()
+            monkeypatch.undo()
+            cpu.native_bf16.cache_clear()
 
     assert flags("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n") is True
     assert flags("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512bw\n") is False
     assert flags("processor\t: 0\nflags\t\t: fpu amx_bf16 amx_tile\n") is True
+    monkeypatch.setattr(cpu, "CPUINFO", str(tmp_path / "absent"))
+    cpu.native_bf16.cache_clear()
+    assert cpu.native_bf16() is False
+    monkeypatch.undo()
+    cpu.native_bf16.cache_clear()
 
 
 def test_bf16_vectors_are_unit_and_within_rounding_of_float32(encoder):

@@ -112,15 +112,15 @@ def test_reward_reads_the_policy_only_with_the_policy_backbone(tmp_path):
     assert stage_cache_key("reward", on_policy, root) != keys[1]
 
 
-def test_key_sees_the_encoder_precision_auto_resolves_to(tmp_path, monkeypatch):
-    """"auto" is bf16 on a CPU with bf16 instructions, float32 elsewhere: a cache made on one
-    is not served on the other; curate reads no encoder."""
-    from paretoflow import embeddings
+def test_key_sees_whether_auto_precisions_resolve_to_bf16(tmp_path, monkeypatch):
+    """"auto" (encoder, align autocast) is bf16 on a CPU with bf16 instructions, float32
+    elsewhere: a cache made on one is not served on the other; curate reads no model."""
+    import tasks.common
 
     root, params = _project(tmp_path), _params()
-    monkeypatch.setattr(embeddings, "native_bf16", lambda: True)
+    monkeypatch.setattr(tasks.common, "native_bf16", lambda: True)
     with_bf16 = stage_cache_key("front", params, root), stage_cache_key("curate", params, root)
-    monkeypatch.setattr(embeddings, "native_bf16", lambda: False)
+    monkeypatch.setattr(tasks.common, "native_bf16", lambda: False)
     assert stage_cache_key("front", params, root) != with_bf16[0]
     assert stage_cache_key("curate", params, root) == with_bf16[1]
 
