@@ -59,6 +59,7 @@ from paretoflow.data.canonical import as_frame
 from paretoflow.data.dedup import contaminated, content_key, near_duplicates
 from paretoflow.data.importers import UNEXPECTED, ImportedFile, Limits, Record, data_roots_from_env, read_source
 from paretoflow.data.curate_rows import RowMaker
+from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
 from paretoflow.io import inside
 
@@ -276,7 +277,7 @@ def curate_files(
     """
     if progress is not None:
         progress.total = sum(len(f.records) for f in files)
-    with TextSpill() as texts:
+    with no_gc(), TextSpill() as texts:  # as in curate_into
         make_row = RowMaker(config, texts, compact=False)
         rows = []
         for file_index, imported in enumerate(files):
@@ -338,7 +339,7 @@ def import_sources(params: Params, root: Path, data_roots: Sequence[Path] | None
 def curate(params: Params, root: Path = Path("."), progress: bool = False,
            data_roots: Sequence[Path] | None = None) -> Curated:
     """Import and curate params.curate.sources under root, in memory (nothing written)."""
-    with TextSpill() as texts:
+    with no_gc(), TextSpill() as texts:  # as in curate_into
         return _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=True)
 
 
@@ -397,7 +398,10 @@ def curate_into(params: Params, out_dir: Path, root: Path = Path("."), progress:
     its own out_dir): records stream into rows and the response texts go from the spill
     to the file batch by batch, never all in memory at once (they are most of a
     dataset's bytes)."""
-    with TextSpill() as texts:
+    # The cyclic collector stays off throughout (rows.no_gc): the steps and the table build
+    # allocate while ~1M long-lived rows are held, and each full collection walked them all
+    # (~3 % of a 100k run's samples in perf, more at 1M); the rows hold no cycles.
+    with no_gc(), TextSpill() as texts:
         curated = _curate_streamed(params, Path(root), progress, data_roots, texts, read_texts=False)
         return write_result(curated, out_dir, texts)
 
