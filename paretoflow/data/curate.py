@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -179,29 +179,35 @@ def _mark_conflicts(rows: list[_Row]) -> None:
     and rater, other value: conflicting_rating). Every row of the disagreement goes:
     which one is right cannot be told, and keeping the first would depend on file order."""
     # Claims are keyed twice (_repeated): a key tuple, claim list and dict slot were ~270
-    # bytes a pair, for the few keys that more than one claim shares.
+    # bytes a pair, for the few keys that more than one claim shares. The second pass
+    # visits only the rows holding such a key (most rows have none: their response ids
+    # are not made again).
     active = list(_active(rows))
 
-    def pairs() -> Iterator[tuple[tuple[str, str, str, str], tuple[_Row, str, float]]]:
-        for row in active:
+    def pairs(of: Iterable[_Row]) -> Iterator[tuple[tuple[str, str, str, str], tuple[_Row, str, float]]]:
+        for row in of:
             ids = row.response_ids if row.record.pairs else ()
             for p in row.record.pairs:
                 chosen, rejected = ids[p.chosen_index], ids[p.rejected_index]
                 low, high = sorted((chosen, rejected))
                 yield (row.prompt_id, low, high, p.objective), (row, chosen, p.margin)
 
-    def ratings() -> Iterator[tuple[tuple[str, str, str], tuple[_Row, float]]]:
-        for row in active:
+    def ratings(of: Iterable[_Row]) -> Iterator[tuple[tuple[str, str, str], tuple[_Row, float]]]:
+        for row in of:
             ids = row.response_ids if row.record.ratings else ()
             for r in row.record.ratings:
                 yield (ids[r.response_index], r.objective, r.rater), (row, r.value)
 
     pair_claims: dict[tuple[str, str, str, str], list[tuple[_Row, str, float]]] = defaultdict(list)
     rating_claims: dict[tuple[str, str, str], list[tuple[_Row, float]]] = defaultdict(list)
-    for claimed, each in ((pair_claims, pairs), (rating_claims, ratings)):
-        for (key, claim), again in zip(each(), _repeated(hash(k) for k, _ in each()), strict=True):
-            if again:
-                claimed[key].append(claim)
+    for claimed, each, field in ((pair_claims, pairs, "pairs"), (rating_claims, ratings, "ratings")):
+        again = _repeated(hash(k) for k, _ in each(active))
+        counts = np.fromiter((len(getattr(r.record, field)) for r in active), dtype=np.int64, count=len(active))
+        firsts = np.cumsum(counts) - counts  # each row's first claim
+        for at in np.unique(np.repeat(np.arange(len(active)), counts)[again]):
+            for offset, (key, claim) in enumerate(each([active[at]])):
+                if again[firsts[at] + offset]:
+                    claimed[key].append(claim)
     verdicts: list[tuple[list[_Row], str, str]] = []
     for (_, _, _, objective), claims in pair_claims.items():
         group = list({id(r): r for r, _, _ in claims}.values())
