@@ -69,6 +69,10 @@ class TextSpill:
         return first
 
     def get(self, index: int) -> str:
+        return self.get_bytes(index).decode("utf-8", "surrogatepass")
+
+    def get_bytes(self, index: int) -> bytes:
+        """Text `index` as stored: its UTF-8 bytes (surrogatepass)."""
         if self._pending:
             self._flush()
         if self._unwritten:
@@ -76,8 +80,7 @@ class TextSpill:
             self._unwritten = False
             self._raise_failure()
         start = self._ends[index - 1] if index else 0
-        data = os.pread(self._fd, self._ends[index] - start, start)
-        return data.decode("utf-8", "surrogatepass")
+        return os.pread(self._fd, self._ends[index] - start, start)
 
     def _flush(self) -> None:
         self._raise_failure()

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
-from paretoflow.data.canonical import _column as text_column
+from paretoflow.data.canonical import spilled_column
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
@@ -133,7 +133,7 @@ def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill
             batch = responses.slice(start, RESPONSE_BATCH_ROWS)
             indices = batch["text"].to_numpy()
             columns = dict(zip(batch.column_names, dense(batch).columns, strict=True))
-            columns["text"] = text_column((texts.get(i) for i in memoryview(indices)), len(indices))
+            columns["text"] = spilled_column(texts, indices)
             yield pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema)
 
     def write(tmp: str) -> None:
