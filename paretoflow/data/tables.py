@@ -119,7 +119,8 @@ RESPONSE_BATCH_ROWS = 1 << 14  # rows of the responses table written at a time: 
 def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill, path: Path) -> None:
     """The responses table whose text column holds spill indices, written with the texts
     read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds two batches
-    of texts (one being written), not the column. A table of at most one batch is the file write_table makes."""
+    of texts (one being written), not the column. A table of at most one batch is the file
+    write_table makes."""
     import pyarrow.parquet as pq
 
     if isinstance(responses, pd.DataFrame):
