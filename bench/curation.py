@@ -59,6 +59,17 @@ both under nice -n 19 beside other jobs (compare RSS; 1M with `--phases import+c
     100k    287 MB   25k rows/s, 794-818 MB  41-44k rows/s, 666-672 MB  5.8k -> 7.1k rows/s, 453 -> 348 MB
     1M      2.9 GB   -                    -                      2.9k rows/s (340 s), 1,350 MB
     1M      2.9 GB   -                    -                      idle (lead, 3b19722): 6.3k rows/s (159 s), 1,345 MB
+
+2026-12-04 (helper-12, branch data6): spill writes and the responses table's Parquet
+encoding in background threads (the write syscalls and pyarrow release the GIL), the
+cyclic GC off through curate, fewer per-row recounts and re-encodes (docs/measurements.md,
+"Data"). Import + curate, main (946be20) vs data6 in one session, nice -n 19 beside a job
+of the lead's that held 1-2 cores, so wall times say little; CPU seconds are all threads':
+
+    100k    CPU user 7.2-7.8 s -> 6.8 s (two runs each; sys 2.3-4.0 s either way, noise)
+    1M      main  118.0 s CPU (86.9 user + 31.1 sys), 518 s wall (starved), 1,361 MB
+    1M      data6 (f5d657d) 107.8 s CPU (73.8 + 33.9), 125 s wall = 8.0k rows/s, 1,359 MB
+    1M      data6 (7d40058) 106.7 s CPU (79.3 + 27.5), 404 s wall (starved), 1,361 MB
 """
 
 from __future__ import annotations

@@ -77,6 +77,20 @@ def _column(values: Iterable[Any], size: int, kind: pa.DataType = TEXT) -> pa.Ar
     return pa.LargeStringArray.from_buffers(size, pa.py_buffer(ends), pa.py_buffer(data), validity, len(nulls))
 
 
+def spilled_column(texts: TextSpill, at: np.ndarray) -> pa.Array:
+    """The str column of the spilled texts at these spill indices, made from their bytes
+    as stored: no str is decoded a text to be encoded again (the responses are most of a
+    run's bytes). Validated as UTF-8, as _column's encode would have refused a lone
+    surrogate (the spill stores one; readers quarantine such rows before)."""
+    data, ends = bytearray(), array("q", [0])
+    for index in memoryview(at):
+        data += texts.get_bytes(index)
+        ends.append(len(data))
+    column = pa.LargeStringArray.from_buffers(len(at), pa.py_buffer(ends), pa.py_buffer(data), None, 0)
+    column.validate(full=True)
+    return column
+
+
 def _metadata(row: _Row) -> str:
     return metadata_json(row.record.metadata) if row.record.metadata else NO_METADATA
 
@@ -112,7 +126,7 @@ def _table(name: str, keys: pa.Table, columns: dict[str, Callable[[], pa.Array]]
     for column in TABLES[name]:
         if column == "text" and spill_at is not None:
             at = spill_at[keep]
-            out[column] = pa.array(at) if texts is None else _column((texts.get(i) for i in memoryview(at)), len(at))
+            out[column] = pa.array(at) if texts is None else spilled_column(texts, at)
             continue
         made = keys[column] if column in keys.column_names else columns[column]()
         out[column] = made.take(indices)

@@ -21,10 +21,16 @@ if TYPE_CHECKING:
     from paretoflow.stages.curate import CurateConfig
 
 
-def _check(row: _Row, config: CurateConfig) -> tuple[str, str] | None:
+def prompt_words(messages: list[dict[str, str]]) -> int:
+    """Words of a prompt's turns together (the min_words / max_words unit)."""
+    return sum(normalized_word_count(t["content"]) for t in messages)
+
+
+def _check(row: _Row, config: CurateConfig, words_of_prompt: int) -> tuple[str, str] | None:
     """Row-level checks after normalisation: (reason, detail) of the first failing one.
     Worked out when the row is made (its texts are spilled right after) and applied in
-    step 3 to the rows still active then."""
+    step 3 to the rows still active then. `words_of_prompt`: prompt_words of its turns,
+    counted once per distinct prompt (RowMaker)."""
     for index, turn in enumerate(row.messages):
         if not turn["content"]:
             return "empty_text", f"messages[{index}] ({turn['role']}) is empty after normalisation"
@@ -34,8 +40,7 @@ def _check(row: _Row, config: CurateConfig) -> tuple[str, str] | None:
     for pair in row.record.pairs:
         if row.responses[pair.chosen_index] == row.responses[pair.rejected_index]:
             return "chosen_equals_rejected", f"{pair.objective}: chosen and rejected texts are identical"
-    prompt_words = sum(normalized_word_count(t["content"]) for t in row.messages)
-    texts = [("prompt", prompt_words)] + [(f"response {i}", normalized_word_count(t)) for i, t in enumerate(row.responses)]
+    texts = [("prompt", words_of_prompt)] + [(f"response {i}", normalized_word_count(t)) for i, t in enumerate(row.responses)]
     for what, words in texts:
         if words < config.min_words:
             return "too_short", f"{what} has {words} words < min_words {config.min_words}"
@@ -78,8 +83,9 @@ class RowMaker:
     def __init__(self, config: CurateConfig, texts: TextSpill, compact: bool):
         self.config, self.texts, self.compact = config, texts, compact
         self.ids = ResponseIds()  # the rows' response ids, by spill index
-        # turns → (prompt id, normalised turns): rows share prompts, hash and hold each once
-        self.prompts: dict[tuple[tuple[str, str], ...], tuple[str, list[dict[str, str]]]] = {}
+        # turns → (prompt id, normalised turns, their words): rows share prompts, hash, hold
+        # and count each once
+        self.prompts: dict[tuple[tuple[str, str], ...], tuple[str, list[dict[str, str]], int]] = {}
 
     def __call__(self, record: Record, role: str = "", file_index: int = -1) -> _Row:
         row = _Row(
@@ -91,11 +97,11 @@ class RowMaker:
         turns = tuple((t["role"], t["content"]) for t in row.messages)
         known = self.prompts.get(turns)
         if known is None:
-            known = self.prompts[turns] = (prompt_id(row.messages), row.messages)
-        row.prompt_id, row.messages = known
+            known = self.prompts[turns] = (prompt_id(row.messages), row.messages, prompt_words(row.messages))
+        row.prompt_id, row.messages, words_of_prompt = known
         response_ids = [response_id(row.prompt_id, t) for t in row.responses]
         if row.rejected is None:
-            row.failed_check = _check(row, self.config)
+            row.failed_check = _check(row, self.config, words_of_prompt)
         if self.compact:
             # The raw excerpt (up to RAW_LIMIT characters; two bytes each once the "…" of a
             # cut makes it non-ASCII: ~1 KB a row) is read back only if the row is rejected.

@@ -85,4 +85,7 @@ def normalized_word_count(text: str) -> int:
     a blank line is the only place two separators meet."""
     if not text:
         return 0
-    return text.count(" ") + text.count("\n") - text.count("\n\n") + 1
+    words = text.count(" ") + 1
+    if "\n" not in text:  # most texts are one line: one count, not three
+        return words
+    return words + text.count("\n") - text.count("\n\n")

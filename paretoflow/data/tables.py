@@ -9,7 +9,8 @@ import json
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
-from paretoflow.data.canonical import _column as text_column
+from paretoflow.data.canonical import spilled_column
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
 from paretoflow.data.rows import no_gc
 from paretoflow.data.spill import TextSpill
@@ -117,8 +118,9 @@ RESPONSE_BATCH_ROWS = 1 << 14  # rows of the responses table written at a time: 
 
 def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill, path: Path) -> None:
     """The responses table whose text column holds spill indices, written with the texts
-    read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds one batch
-    of texts, not the column. A table of at most one batch is the file write_table makes."""
+    read back RESPONSE_BATCH_ROWS at a time (one row group each): memory holds two batches
+    of texts (one being written), not the column. A table of at most one batch is the file
+    write_table makes."""
     import pyarrow.parquet as pq
 
     if isinstance(responses, pd.DataFrame):
@@ -127,14 +129,27 @@ def write_spilled_responses(responses: pa.Table | pd.DataFrame, texts: TextSpill
         return write_table(empty_table("responses"), path)
     schema = pa.schema([(c, TEXT) for c in TABLES["responses"]])
 
+    def batches() -> Iterator[pa.Table]:
+        for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
+            batch = responses.slice(start, RESPONSE_BATCH_ROWS)
+            indices = batch["text"].to_numpy()
+            columns = dict(zip(batch.column_names, dense(batch).columns, strict=True))
+            columns["text"] = spilled_column(texts, indices)
+            yield pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema)
+
     def write(tmp: str) -> None:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for start in range(0, len(responses), RESPONSE_BATCH_ROWS):
-                batch = responses.slice(start, RESPONSE_BATCH_ROWS)
-                indices = batch["text"].to_numpy()
-                columns = dict(zip(batch.column_names, dense(batch).columns, strict=True))
-                columns["text"] = text_column((texts.get(i) for i in memoryview(indices)), len(indices))
-                writer.write_table(pa.table({c: columns[c] for c in TABLES["responses"]}, schema=schema))
+        # One batch is encoded and written by a worker thread (pyarrow releases the GIL
+        # there) while the next batch's texts are read back and gathered here: two batches
+        # in memory, the same row groups in the same order as a write in this thread.
+        with pq.ParquetWriter(tmp, schema) as writer, ThreadPoolExecutor(max_workers=1) as pool:
+            writing: Future | None = None
+            for table in batches():
+                if writing is not None:
+                    writing.result()
+                writing = pool.submit(writer.write_table, table)
+                del table
+            if writing is not None:
+                writing.result()
 
     atomic_write(path, write)
 

@@ -51,13 +51,13 @@ def _generic_rating(row: dict, columns: dict[str, str], name: str, scales: dict[
 
 
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
-                   declared: Sequence[str], scales: dict[str, tuple[float, float]]) -> Parsed:
+                   declared: Sequence[str], scales: dict[str, tuple[float, float]], used: frozenset[str]) -> Parsed:
+    """One row; `used`: the keys the fields map to (the others are metadata), one set per file."""
     if columns["messages"] in row and row[columns["messages"]] is not None:
         parsed = Parsed(messages_of(row[columns["messages"]], columns["messages"]))
     else:
         parsed = Parsed(user(text(row, columns["prompt"])))
     parsed.tags = tags_of(row, columns["tags"])
-    used = set(columns.values())
     parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in used}
     if columns["chosen"] in row or columns["rejected"] in row:
         parsed.responses = [text(row, columns["chosen"]), text(row, columns["rejected"])]
@@ -82,6 +82,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         raise ValueError(f"{name}: column_map fields {sorted(unknown_fields)} not among {list(GENERIC_FIELDS)}")
     declared = [o.name for o in objectives]
     scales = {o.name: o.scale for o in objectives}
-    return (lambda row: _parse_generic(row, columns, objective, declared, scales)), []
+    used = frozenset(columns.values())
+    return (lambda row: _parse_generic(row, columns, objective, declared, scales, used)), []
 
 

@@ -110,8 +110,9 @@ def _measured(body: str) -> dict:
 # Ceilings: peak RSS measured with bench/curation.py's generator on the shared 2-core
 # machine (2026-12-03, texts spilled to disk: 295 MB at 10k, 492-496 MB at 100k pairs;
 # before the spill 375 MB and 1,269-1,373 MB; 2026-12-04, tables as Arrow columns written
-# one at a time and ~0.6 KB a row after import: 346-351 MB at 100k), plus ~30 % for
-# noise. 1M pairs (1.36-1.46 GB peak, 2026-12-04) takes minutes: bench/curation.py.
+# one at a time and ~0.6 KB a row after import: 346-351 MB at 100k; then the responses
+# batches written by a worker thread: 396-412 MB at 100k, 305 -> 360 MB at 30k), plus ~30 %
+# for noise (the 100k ceiling now leaves ~12 %). 1M pairs (1.36-1.46 GB peak, 2026-12-04) takes minutes: bench/curation.py.
 @pytest.mark.parametrize(("pairs", "ceiling_mb"), [(10_000, 400), (100_000, 460)])
 def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb):
     sys.path.insert(0, str(REPO / "bench"))

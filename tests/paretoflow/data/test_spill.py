@@ -8,6 +8,7 @@ import json
 import random
 
 import pandas as pd
+import pytest
 
 from paretoflow.config import Objective, Params, SourceConfig
 from paretoflow.data import spill as spill_module
@@ -29,6 +30,19 @@ def test_texts_come_back_as_put(monkeypatch):
         order = list(range(len(texts)))
         rng.shuffle(order)  # read back out of order, as the responses table does (by id)
         assert [spill.get(i) for i in order] == [texts[i] for i in order]
+
+
+def test_a_failed_background_write_is_raised_to_the_caller(monkeypatch):
+    monkeypatch.setattr(spill_module, "WRITE_BUFFER_BYTES", 1)
+
+    def full_disk(fd, data):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(spill_module.os, "write", full_disk)
+    with TextSpill() as spill:
+        spill.put_all(["a", "b"])
+        with pytest.raises(OSError, match="writing the text spill failed: .*No space left"):
+            spill.get(0)
 
 
 def test_streamed_curate_equals_curate_of_imported_files(tmp_path):
