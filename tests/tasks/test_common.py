@@ -78,12 +78,17 @@ def test_missing_or_partial_outputs_are_never_valid(tmp_path):
     assert outputs_hash("front", params, root) is None
 
 
-def test_key_sees_the_policy_weights_by_content(tmp_path):
-    root = _project(tmp_path / "project")
-    policy = tmp_path / "policy"
+def _policy_folder(policy: Path) -> Path:
+    """A local policy folder (config + weights) whose fingerprint hashes its content."""
     policy.mkdir()
     (policy / "config.json").write_text("{}")
     (policy / "model.safetensors").write_bytes(b"weights" * 1000)
+    return policy
+
+
+def test_key_sees_the_policy_weights_by_content(tmp_path):
+    root = _project(tmp_path / "project")
+    policy = _policy_folder(tmp_path / "policy")
     params = _params(policy=str(policy))
     key = stage_cache_key("align", params, root, JOB)
     assert stage_cache_key("curate", params, root) == stage_cache_key("curate", _params(), root)  # reads no policy
@@ -99,10 +104,7 @@ def test_reward_reads_the_policy_only_with_the_policy_backbone(tmp_path):
     from paretoflow.pipeline import stage
 
     root = _project(tmp_path / "project")
-    policy = tmp_path / "policy"
-    policy.mkdir()
-    (policy / "config.json").write_text("{}")
-    (policy / "model.safetensors").write_bytes(b"weights" * 1000)
+    policy = _policy_folder(tmp_path / "policy")
     minilm = _params(policy=str(policy))
     on_policy = _params({"reward": {"cpu": {"backbone": "policy"}}}, policy=str(policy))
     assert not stage("reward").policy_read(minilm) and stage("reward").policy_read(on_policy)
