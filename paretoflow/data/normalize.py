@@ -2,9 +2,14 @@
 
 Same text → same bytes → same content-hash id, whatever the source's encoding habits:
 
-1. Unicode NFKC (full-width letters, ligatures and compatibility forms fold together).
-2. Control characters removed (Unicode category Cc except newline and tab), plus the
-   invisible zero-width space / byte-order mark that NFKC keeps.
+1. Line breaks unified: \r\n, \r and every other line boundary `str.splitlines` knows
+   (vertical tab, form feed, the file/group/record separators, NEL U+0085, the Unicode
+   line and paragraph separators U+2028/U+2029) become \n, so words on either side of
+   one stay apart. Then Unicode NFKC (full-width letters, ligatures and compatibility
+   forms fold together).
+2. Terminal escape sequences (ANSI CSI such as ESC[31m, OSC titles, two-byte escapes)
+   removed whole, then control characters (Unicode category Cc except newline and tab),
+   plus the invisible zero-width space / byte-order mark that NFKC keeps.
 3. Whitespace collapsed: runs of spaces/tabs become one space, spaces around a line
    break go, three or more newlines become two (a paragraph break). Newlines themselves are
    kept because chat text carries lists and code whose meaning depends on line breaks.
@@ -19,7 +24,13 @@ from __future__ import annotations
 import re
 import unicodedata
 
-# Cc category minus \t and \n (\r is folded to \n first), plus zero-width space and BOM.
+# The line boundaries of str.splitlines other than \n (\r\n is folded first, as one).
+_LINE_BREAK = re.compile("[\r\x0b\x0c\x1c-\x1e\x85\u2028\u2029]")
+_TO_NEWLINE = str.maketrans(dict.fromkeys("\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029", "\n"))
+# ESC sequences of ECMA-48: CSI (ESC [ params intermediates final), OSC (ESC ] ... BEL or
+# ESC \\), and the two-byte Fe escapes; removing only the ESC left "[31m" in the text.
+_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-_])")
+# Cc category minus \t and \n (line boundaries become \n first), plus zero-width space and BOM.
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b\ufeff]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # The bytes ASCII text may hold that the steps below leave as they are.
@@ -52,9 +63,11 @@ def normalize_text(text: str) -> str:
         return text
     # str.split() / join do the whitespace work at C speed; regex substitutions measured
     # ~5x slower on 300-character single-line texts (measured on the 2-core machine).
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if _LINE_BREAK.search(text) is not None:
+        text = text.replace("\r\n", "\n").translate(_TO_NEWLINE)
     text = unicodedata.normalize("NFKC", text)
+    if "\x1b" in text:
+        text = _ESCAPE.sub("", text)
     if _CONTROL.search(text) is not None:
         text = _CONTROL.sub("", text)
     if "\n" not in text:

@@ -12,6 +12,23 @@ def test_control_and_zero_width_characters_removed():
     assert normalize_text("a\x00b\x07c\u200bd\ufeff") == "abcd"
 
 
+def test_every_line_boundary_is_a_line_break():
+    # NEL (U+0085) was deleted as a control character: "and\x85here" became "andhere".
+    assert normalize_text("and\x85here") == "and\nhere"
+    assert normalize_text("one\u2028two\u2029three") == "one\ntwo\nthree"
+    assert normalize_text("page\x0cbreak\x0bvertical\x1erecord") == "page\nbreak\nvertical\nrecord"
+    assert normalize_text("a\r\n\x85b") == "a\n\nb"  # \r\n is one break, NEL another
+
+
+def test_terminal_escape_sequences_removed_whole():
+    # Only ESC was removed before: "\x1b[31mred\x1b[0m" left "[31mred[0m".
+    assert normalize_text("\x1b[31mred\x1b[0m text") == "red text"
+    assert normalize_text("\x1b[1;38;5;208mbold\x1b[K") == "bold"
+    assert normalize_text("\x1b]0;window title\x07body") == "body"
+    assert normalize_text("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\") == "link"
+    assert normalize_text("keep [31m as typed") == "keep [31m as typed"  # no ESC, no change
+
+
 def test_whitespace_collapsed_but_newlines_kept():
     text = "  one \t two  \r\n\r\n\r\n\n three \n four  "
     assert normalize_text(text) == "one two\n\nthree\nfour"
@@ -37,11 +54,14 @@ def _reference_normalize(text: str) -> str:
     """The normaliser without its fast path, written out from the module docstring."""
     import unicodedata
 
-    from paretoflow.data.normalize import _CONTROL
+    from paretoflow.data.normalize import _CONTROL, _ESCAPE
 
-    text = unicodedata.normalize("NFKC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    # str.splitlines is the independent definition of a line boundary (\r\n counts once);
+    # a break it drops at the very end would be stripped anyway.
+    text = "\n".join(text.splitlines())
+    text = unicodedata.normalize("NFKC", text)
     lines: list[str] = []
-    for line in _CONTROL.sub("", text).split("\n"):
+    for line in _CONTROL.sub("", _ESCAPE.sub("", text)).split("\n"):
         line = " ".join(line.split())
         if line or (lines and lines[-1]):
             lines.append(line)
@@ -54,7 +74,7 @@ def test_fast_path_and_separator_count_agree_with_the_full_steps():
     from paretoflow.data.normalize import normalized_word_count
 
     rng = random.Random(0)
-    alphabet = "ab \n\t\r\x0b\x0c\x1c\x1f\x00\x7f\x85\u00a0\u2028\u200b\uff41\ufeff."
+    alphabet = "ab \n\t\r\x0b\x0c\x1c\x1f\x00\x7f\x85\u00a0\u2028\u200b\uff41\ufeff.\x1b[]m;0\x07"
     for i in range(20_000):
         text = "".join(rng.choice(alphabet if i % 2 else "ab \n.") for _ in range(rng.randint(0, 12)))
         normal = normalize_text(text)
