@@ -62,6 +62,7 @@ from paretoflow.data.rows import (
     object_pairs,
     over_row_cap,
     parse_int,
+    refuse_wide_text,
     shown,
     truncate,
 )
@@ -121,6 +122,8 @@ def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
     try:
         with (gzip.open(path, "rb") if gz else path.open("rb")) as stream:
             while chunk := stream.read(STREAM_CHUNK_BYTES):
+                if not total:
+                    refuse_wide_text(path, chunk)
                 total += len(chunk)
                 if total > cap:
                     raise _over_cap(path, cap)
@@ -139,7 +142,9 @@ def read_bytes(path: Path, limits: Limits) -> bytes:
     if not path.name.lower().endswith(".gz"):
         if path.stat().st_size > cap:
             raise _over_cap(path, cap)
-        return path.read_bytes()
+        data = path.read_bytes()
+        refuse_wide_text(path, data[:64])
+        return data
     try:
         with gzip.open(path, "rb") as stream:
             data = stream.read(cap + 1)  # stops at the cap: a gzip bomb never inflates further
@@ -147,6 +152,7 @@ def read_bytes(path: Path, limits: Limits) -> bytes:
         raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
     if len(data) > cap:
         raise _over_cap(path, cap)
+    refuse_wide_text(path, data[:64])
     return data
 
 

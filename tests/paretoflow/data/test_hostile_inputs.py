@@ -19,6 +19,7 @@ from paretoflow.config import CurateConfig, Params, SourceConfig
 from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.curate import run
 from paretoflow.data.importers import read_file
+from paretoflow.data.readers import SourceError
 from tests.paretoflow.data.test_bad_inputs import OBJECTIVES, csv_bytes, good_pair, hh, jsonl
 
 HEADER = ["prompt", "chosen", "rejected"]
@@ -325,3 +326,26 @@ def test_a_quote_opening_a_cell_within_one_line_reads_as_csv_does(tmp_path):
     path.write_bytes(b'prompt\tchosen\trejected\n"Hi" she said\tok fine\tno\nplain\tyes sure\tno\n')
     imported = read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
     assert imported.rows_in == 2 and [r.messages[0]["content"] for r in imported.records] == ["Hi she said", "plain"]
+
+
+# --------------------------------------------------------------------------- encodings
+
+
+@pytest.mark.parametrize("name, encoding, named", [
+    ("bom16.jsonl", "utf-16", "UTF-16 LE text \\(byte-order mark FF FE\\)"),
+    ("be16.csv", "utf-16-be", "UTF-16 BE text \\(a NUL byte before every character\\)"),
+    ("le16.csv.gz", "utf-16-le", "UTF-16 LE text \\(a NUL byte after every character\\)"),
+    ("bom32.json", "utf-32", "UTF-32 LE text \\(byte-order mark FF FE 00 00\\)"),
+])
+def test_wide_encoded_file_is_named_as_such_not_as_binary(tmp_path, name, encoding, named):
+    # Refused before as "binary data (NUL bytes)": true of its bytes, no help to its owner.
+    text = ("prompt,chosen,rejected\n" + "".join(_good_csv_lines(3)) if ".csv" in name
+            else "".join(json.dumps(good_pair(i)) + "\n" for i in range(3)))
+    data = text.encode(encoding)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(SourceError, match=f"{name}: {named}; paretoflow reads UTF-8: re-encode"):
+        read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+    # The same text as UTF-8 reads as three rows: the refusal is the encoding's alone.
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert len(read_file(path, OBJECTIVES, format="generic", objective="helpfulness").records) == 3
