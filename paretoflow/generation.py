@@ -32,13 +32,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from paretoflow.data.control import escaped_messages, special_token_escaper
 from paretoflow.distributed import SINGLE, Processes
 
 
 def render_prompts(tokenizer, messages_list: Sequence[list[dict[str, str]]]) -> list[str]:
-    """Apply the chat template with the generation prompt to each conversation."""
+    """Apply the chat template with the generation prompt to each conversation, its turns'
+    text escaped against the tokenizer's special tokens (data/control.py)."""
+    escape = special_token_escaper(tokenizer)
     return [
-        tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(escaped_messages(escape, list(m)), tokenize=False, add_generation_prompt=True)
         for m in messages_list
     ]
 

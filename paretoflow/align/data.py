@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 
 from paretoflow import schema
+from paretoflow.data.control import escaped_messages, special_token_escaper
 
 if TYPE_CHECKING:
     from paretoflow.sections import Objective
@@ -270,15 +271,17 @@ def tokenize_pairs(
     if eos is None:
         raise ValueError("the tokenizer has no eos token: responses need an end marker")
     out: list[TokenizedPair] = []
+    escape = special_token_escaper(tokenizer)  # data never becomes this tokenizer's control
     for example in examples:
-        rendered = tokenizer.apply_chat_template(example.messages, tokenize=False, add_generation_prompt=True)
+        rendered = tokenizer.apply_chat_template(escaped_messages(escape, example.messages), tokenize=False,
+                                                 add_generation_prompt=True)
         full_prompt = tokenizer(rendered, add_special_tokens=False)["input_ids"]
         prompt_ids = full_prompt[-max_prompt_tokens:]
         pair = TokenizedPair(prompt_ids=list(prompt_ids), chosen_ids=[], rejected_ids=[],
                              prompt_truncated=len(prompt_ids) < len(full_prompt))
         budget = max_length - len(prompt_ids)
         for kind, text in (("chosen", example.chosen_text), ("rejected", example.rejected_text)):
-            ids = tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+            ids = tokenizer(escape(text), add_special_tokens=False)["input_ids"] + [eos]
             setattr(pair, f"{kind}_truncated", len(ids) > budget)
             setattr(pair, f"{kind}_ids", ids[:budget])
         out.append(pair)

@@ -20,11 +20,19 @@ Escaping puts a backslash after the token's first character (`<|im_end|>` →
 `<\\|im_end|>`, `[INST]` → `[\\INST]`): the text stays readable, no tokenizer matches it
 as a special token, it is ASCII (NFKC keeps it) and escaping twice changes nothing
 (the escaped form no longer matches the pattern).
+
+The list cannot know every model's tokens (Gemma's `<bos>`, Mistral's `[TOOL_CALLS]`,
+SmolLM2's `<file_sep>`), and data curated once is trained into whatever policy is
+configured later. So a second defence sits where text meets a tokenizer:
+`special_token_escaper(tokenizer)` escapes, the same way, every special token that
+tokenizer itself would match, and align, generation and the reward features pass each
+message and response through it before the chat template is rendered.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 CONTROL_TOKEN = re.compile(
     r"<\|[^|<>\s]{1,64}\|>"
@@ -45,4 +53,30 @@ def find_control_token(text: str) -> str | None:
 
 def escape_control_tokens(text: str) -> str:
     """`text` with every control token escaped (idempotent; see module docstring)."""
-    return CONTROL_TOKEN.sub(lambda m: m.group(0)[0] + "\\" + m.group(0)[1:], text)
+    return CONTROL_TOKEN.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    return match.group(0)[0] + "\\" + match.group(0)[1:]
+
+
+def special_token_escaper(tokenizer) -> Callable[[str], str]:
+    """A function escaping (as above) every special token of `tokenizer` in a text: its
+    named special tokens and every added token flagged special. Longest tokens first, so
+    `<|im_end|>` is not escaped as a shorter token it contains. Tokens of one character
+    cannot be escaped this way and are left out (no tokenizer in use has one)."""
+    specials = {str(t) for t in getattr(tokenizer, "all_special_tokens", None) or []}
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            specials.add(str(getattr(token, "content", token)))
+    specials = sorted((t for t in specials if len(t) > 1), key=len, reverse=True)
+    if not specials:
+        return lambda text: text
+    pattern = re.compile("|".join(map(re.escape, specials)))
+    return lambda text: pattern.sub(_escape, text)
+
+
+def escaped_messages(escape: Callable[[str], str], messages: list[dict]) -> list[dict]:
+    """`messages` with each turn's content passed through `escape` (roles untouched)."""
+    return [{**m, "content": escape(m["content"])} if isinstance(m.get("content"), str) else m
+            for m in messages]

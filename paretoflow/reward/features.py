@@ -47,6 +47,7 @@ from typing import Literal, Protocol, Sequence
 import numpy as np
 import torch
 
+from paretoflow.data.control import escaped_messages, special_token_escaper
 from paretoflow.embeddings import FEATURE_FORMAT_VERSION, EmbeddingStore, embed_cached, open_store, sentence_encoder
 from paretoflow.models import model_fingerprint, resolve_policy_path
 
@@ -228,7 +229,8 @@ class PolicyBackbone:
     @property
     def namespace(self) -> str:
         readout = "" if (self.spec.pooling, self.spec.layer) == ("last", 0) else f"-{self.spec.pooling}-l{self.spec.layer}"
-        return f"policy-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}{readout}"
+        # "s": texts escaped against the tokenizer's special tokens before templating (tokenize).
+        return f"policy-{self._fingerprint}-{self.spec.max_length}-v{FEATURE_FORMAT_VERSION}s{readout}"
 
     def _load(self):
         if self._model is None:
@@ -238,6 +240,7 @@ class PolicyBackbone:
                     _LOADED.pop(next(iter(_LOADED)))
                 _LOADED[key] = self._load_model()
             self._model, self._tokenizer = _LOADED[key]
+            self._escape = special_token_escaper(self._tokenizer)
         return self._model, self._tokenizer
 
     def _load_model(self):
@@ -262,10 +265,11 @@ class PolicyBackbone:
     def tokenize(self, messages: Messages, response: str) -> tuple[list[int], int]:
         """Token ids of the templated dialogue (last max_length kept) and the prompt-end index."""
         _, tokenizer = self._load()
+        escape = self._escape  # data never becomes the backbone tokenizer's control (data/control.py)
+        messages = escaped_messages(escape, messages)
         prompt_text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        full_text = tokenizer.apply_chat_template(
-            messages + [{"role": "assistant", "content": response}], tokenize=False
-        )
+        full_text = tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": escape(response)}],
+                                                  tokenize=False)
         # The prompt ends where the two strings stop agreeing (the whole prompt for
         # templates whose generation header prefixes the answer, which is the usual case).
         prefix_chars = len(os.path.commonprefix([prompt_text, full_text]))
