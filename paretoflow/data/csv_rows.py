@@ -15,7 +15,12 @@ several physical lines is taken to have broken its quoting: only its first line 
 bad record (malformed_row, line named), and the lines after it are read again as
 records of their own. A well-formed quoted cell holding line breaks stays one record.
 
-Row-level checks done here: a duplicate column name makes every row ambiguous_key (which
+Header habits of spreadsheet exports are read as meant: column names lose the spaces
+around them (`" prompt , chosen "`), and a `.csv` whose header is one cell holding `;`,
+a tab or `|` (Excel's export where the decimal mark is a comma) is read with that
+delimiter. Both quarantined every row as missing_field before ("no field 'prompt'").
+
+Row-level checks done here: a duplicate column name (after the strip) makes every row ambiguous_key (which
 of the two cells is meant cannot be told); a column name that is not UTF-8 makes every
 row undecodable_bytes; a cell holding a NUL byte makes its row binary_data (a binary
 file, every record of it failing, is one SourceError).
@@ -64,6 +69,20 @@ class _Lines:
 
     def push_back(self, lines: list[tuple[int, str]]) -> None:
         self._pending.extend(reversed(lines))
+
+
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _header(path: Path, text: str, delimiter: str) -> tuple[_Lines, Iterator[list[str]], list[str] | None]:
+    """The lines, a strict reader and the header (names stripped) of `text`."""
+    lines = _Lines(text)
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as exc:
+        raise SourceError(f"{path}: unreadable header row ({exc})") from None
+    return lines, reader, None if header is None else [name.strip() for name in header]
 
 
 def _header_problem(header: list[str]) -> RowError | None:
@@ -116,14 +135,14 @@ def _broken_quote(location: str, index: int, taken: list[tuple[int, str]], probl
 def csv_rows(path: Path, text: str, limits: Limits, delimiter: str = ",") -> list[RawRow]:
     """Every record of the CSV/TSV `text` (header first) as a RawRow; see module docstring."""
     kind = "CSV" if delimiter == "," else "TSV"
-    lines = _Lines(text)
-    reader = csv.reader(lines, delimiter=delimiter, strict=True)
-    try:
-        header = next(reader, None)
-    except csv.Error as exc:
-        raise SourceError(f"{path}: unreadable header row ({exc})") from None
+    lines, reader, header = _header(path, text, delimiter)
     if header is None:
         return []
+    if delimiter == "," and len(header) == 1:
+        other = next((d for d in _OTHER_DELIMITERS if d in header[0]), None)
+        if other is not None:  # one cell holding another delimiter: read with that one
+            delimiter = other
+            lines, reader, header = _header(path, text, delimiter)
     if any("\x00" in name for name in header):
         raise SourceError(f"{path}: binary data (NUL bytes in the header), not {kind}")
     header_error = _header_problem(header)

@@ -349,3 +349,30 @@ def test_wide_encoded_file_is_named_as_such_not_as_binary(tmp_path, name, encodi
     # The same text as UTF-8 reads as three rows: the refusal is the encoding's alone.
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
     assert len(read_file(path, OBJECTIVES, format="generic", objective="helpfulness").records) == 3
+
+
+# --------------------------------------------------------------------------- CSV headers
+
+
+@pytest.mark.parametrize("name, header, sep", [
+    ("spaced.csv", " prompt , chosen ,rejected ", ","),
+    ("semicolon.csv", "prompt;chosen;rejected", ";"),
+    ("tabs.csv", "prompt\tchosen\trejected", "\t"),
+    ("piped.csv", "prompt | chosen | rejected", "|"),
+])
+def test_spreadsheet_export_headers_are_read_as_meant(tmp_path, name, header, sep):
+    # Every row was missing_field ("no field 'prompt'") before.
+    body = "".join(line.replace(",", sep) for line in _good_csv_lines(5))
+    source = _source(_curate(tmp_path, name, (header + "\n" + body).encode()), name)
+    assert source["rows_in"] == body.count("\n") == 5 and source["rows_kept"] == 5
+    assert "Water plant 3 sparingly." in _kept_texts(tmp_path)
+
+
+def test_names_equal_after_the_strip_are_ambiguous_and_commas_keep_their_meaning(tmp_path):
+    source = _source(_curate(tmp_path, "dup.csv", ("prompt,chosen, chosen,rejected\n" + "".join(
+        line.replace(",", ",x,", 1) for line in _good_csv_lines(2))).encode()), "dup.csv")
+    assert source["rows_in"] == 2 and source["reasons"] == {"ambiguous_key": 2}
+    # A header of several comma cells is comma-separated, whatever its names hold.
+    source = _source(_curate(tmp_path, "mixed.csv", ("prompt;x,chosen,rejected\n" + "".join(
+        _good_csv_lines(2))).encode()), "mixed.csv")
+    assert source["rows_in"] == 2 and source["reasons"] == {"missing_field": 2}
