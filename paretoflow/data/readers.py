@@ -72,8 +72,8 @@ __all__ = [
     "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_bytes", "read_rows", "shown", "truncate",
 ]
 
-JSON_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".json.gz")
-JSON_LINES_SUFFIXES = (".jsonl", ".jsonl.gz")
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
+JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 TSV_SUFFIXES = (".tsv", ".tsv.gz")
 FILE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *CSV_SUFFIXES, *TSV_SUFFIXES)

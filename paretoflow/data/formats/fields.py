@@ -123,7 +123,8 @@ def tags_of(row: dict, key: str = "tags") -> list[str]:
     return sorted(set(value))
 
 
-def messages_of(value: Any, key: str) -> list[dict[str, str]]:
+def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]]:
+    """A list of {role, content} turns (or its JSON text) whose last turn has role `last`."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -143,8 +144,8 @@ def messages_of(value: Any, key: str) -> list[dict[str, str]]:
         if has_lone_surrogate(content):
             raise RowError("undecodable_bytes", f"{key}[{index}].content holds bytes that are not UTF-8")
         turns.append({"role": role, "content": content})
-    if turns[-1]["role"] != "user":
-        raise RowError("malformed_dialogue", f"last turn of {key!r} is {turns[-1]['role']!r}, expected 'user'")
+    if turns[-1]["role"] != last:
+        raise RowError("malformed_dialogue", f"last turn of {key!r} is {turns[-1]['role']!r}, expected {last!r}")
     return turns
 
 

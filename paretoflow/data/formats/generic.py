@@ -3,7 +3,16 @@ prompt | messages, chosen + rejected (a pair), response (+ rating), objective, m
 tags, scale_min, scale_max. Unmapped fields default to columns of the same name. Every
 other column of a row is kept as metadata (a JSON object on the row's pairs and ratings,
 e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
-null. Rated files get pairs derived across the rows of a prompt after curation."""
+null. Rated files get pairs derived across the rows of a prompt after curation.
+
+chosen / rejected may also be conversations (lists of {role, content}, as TRL's
+conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
+the answer is the last turn, which must be the assistant's, and the turns before it must
+be the same in both. Those turns are the prompt when the row has none (TRL's implicit
+prompt); with a prompt (text or messages) they are either absent (TRL's explicit prompt)
+or repeat it, possibly continuing it (H4: [user prompt, assistant answer]; H4's
+`messages` column, the chosen conversation again, is then not read). Anything else is
+prompt_mismatch: which prompt the answers reply to cannot be told."""
 
 from __future__ import annotations
 
@@ -12,6 +21,7 @@ from collections.abc import Sequence
 from paretoflow.data.formats.fields import (
     FormatContext, Pair, Parsed, Rating, RowParser, json_safe, messages_of, number, on_scale, present, tags_of, text, user,
 )
+from paretoflow.data.normalize import normalize_text
 from paretoflow.data.readers import RowError
 
 
@@ -50,17 +60,63 @@ def _generic_rating(row: dict, columns: dict[str, str], name: str, scales: dict[
     return Rating(0, name, on_scale(value, low, high, columns["rating"]), low, high, "generic")
 
 
+def _answer(row: dict, key: str) -> tuple[list[dict[str, str]], str]:
+    """A conversational completion: (the turns before the answer, the answer's text)."""
+    turns = messages_of(present(row, key), key, last="assistant")
+    return turns[:-1], turns[-1]["content"]
+
+
+def _same_turns(a: list[dict[str, str]], b: list[dict[str, str]]) -> bool:
+    """Equal turn by turn once normalised (an export may re-space the prompt it repeats)."""
+    return len(a) == len(b) and all(
+        x["role"] == y["role"] and normalize_text(x["content"]) == normalize_text(y["content"]) for x, y in zip(a, b))
+
+
+def _conversational(row: dict, columns: dict[str, str], prompt: list[dict[str, str]] | None
+                    ) -> tuple[list[dict[str, str]], list[str]]:
+    """(messages, [chosen, rejected]) of a row whose answers are conversations (docstring)."""
+    chosen_key, rejected_key = columns["chosen"], columns["rejected"]
+    chosen_before, chosen = _answer(row, chosen_key)
+    rejected_before, rejected = _answer(row, rejected_key)
+    if not _same_turns(chosen_before, rejected_before):
+        raise RowError("prompt_mismatch", f"{chosen_key!r} and {rejected_key!r} differ before their final assistant turn")
+    if prompt is None:
+        if not chosen_before:
+            raise RowError("missing_field", f"no field {columns['prompt']!r}, and {chosen_key!r} holds no turn "
+                                            "before its answer to take the prompt from")
+        return messages_of(chosen_before, chosen_key + " before its answer"), [chosen, rejected]
+    if not chosen_before:
+        return prompt, [chosen, rejected]
+    if not _same_turns(chosen_before[: len(prompt)], prompt):
+        raise RowError("prompt_mismatch", f"the turns of {chosen_key!r} before its answer do not repeat the prompt")
+    return messages_of(chosen_before, chosen_key + " before its answer"), [chosen, rejected]
+
+
+def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dict[str, str]] | None:
+    """messages, else prompt; with conversational answers prompt first (H4's `messages`
+    column is the chosen conversation, not a prompt) and None when neither is given."""
+    value = row.get(columns["prompt"])
+    if row.get(columns["messages"]) is not None and not (conversations and value is not None):
+        return messages_of(row[columns["messages"]], columns["messages"])
+    if isinstance(value, list):  # TRL's conversational prompt
+        return messages_of(value, columns["prompt"])
+    if value is None and conversations:
+        return None
+    return user(text(row, columns["prompt"]))
+
+
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
                    declared: Sequence[str], scales: dict[str, tuple[float, float]], used: frozenset[str]) -> Parsed:
     """One row; `used`: the keys the fields map to (the others are metadata), one set per file."""
-    if columns["messages"] in row and row[columns["messages"]] is not None:
-        parsed = Parsed(messages_of(row[columns["messages"]], columns["messages"]))
-    else:
-        parsed = Parsed(user(text(row, columns["prompt"])))
+    conversations = isinstance(row.get(columns["chosen"]), list) or isinstance(row.get(columns["rejected"]), list)
+    parsed = Parsed(_prompt(row, columns, conversations))
     parsed.tags = tags_of(row, columns["tags"])
     parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in used}
-    if columns["chosen"] in row or columns["rejected"] in row:
-        parsed.responses = [text(row, columns["chosen"]), text(row, columns["rejected"])]
+    if conversations:
+        parsed.messages, parsed.responses = _conversational(row, columns, parsed.messages)
+    if conversations or columns["chosen"] in row or columns["rejected"] in row:
+        if not conversations:
+            parsed.responses = [text(row, columns["chosen"]), text(row, columns["rejected"])]
         margin = number(row[columns["margin"]], columns["margin"]) if row.get(columns["margin"]) is not None else 1.0
         if margin < 0:
             raise RowError("negative_margin", f"field {columns['margin']!r} = {margin:g}: the chosen answer is "

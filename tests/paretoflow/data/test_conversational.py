@@ -1,0 +1,100 @@
+"""Conversational preference rows (TRL's format, HuggingFaceH4/ultrafeedback_binarized):
+chosen / rejected as lists of turns. Every such row was quarantined before (wrong_type
+"field 'chosen' is list, expected a string", or missing_field for TRL's implicit prompt)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from paretoflow.data.importers import read_file
+from tests.paretoflow.data.test_bad_inputs import OBJECTIVES
+from tests.paretoflow.data.test_hostile_inputs import _curate, _source
+
+Q = "How do I water a fern?"
+
+
+def U(text: str) -> dict:
+    return {"role": "user", "content": text}
+
+
+def A(text: str) -> dict:
+    return {"role": "assistant", "content": text}
+
+
+def _read(tmp_path: Path, rows: list[dict], name: str = "conv.jsonl"):
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    imported = read_file(path, OBJECTIVES, format="auto", objective="helpfulness")
+    assert imported.rows_in == len(rows) == len(imported.records) + len(imported.quarantined)
+    return imported
+
+
+H4 = {"prompt": Q, "prompt_id": "p1", "chosen": [U(Q), A("Keep the soil moist.")],
+      "rejected": [U(Q), A("No idea.")], "messages": [U(Q), A("Keep the soil moist.")],
+      "score_chosen": 8.0, "score_rejected": 3.0}
+
+
+@pytest.mark.parametrize("name", ["h4.jsonl", "h4.parquet"])
+def test_h4_ultrafeedback_binarized_rows(tmp_path, name):
+    [record] = _read(tmp_path, [H4], name).records
+    assert record.messages == [U(Q)]
+    assert record.responses == ["Keep the soil moist.", "No idea."]
+    assert [(p.chosen_index, p.rejected_index, p.objective) for p in record.pairs] == [(0, 1, "helpfulness")]
+    # The other columns are metadata; `messages`, the chosen conversation again, is not.
+    assert record.metadata == {"prompt_id": "p1", "score_chosen": 8.0, "score_rejected": 3.0}
+
+
+def test_trl_explicit_and_implicit_prompts(tmp_path):
+    explicit = {"prompt": [U(Q)], "chosen": [A("Moist soil.")], "rejected": [A("Dry it.")]}
+    dialogue = [{"role": "system", "content": "Be brief."}, U("Hi"), A("Hello."), U(Q)]
+    implicit = {"chosen": [*dialogue, A("Moist soil.")], "rejected": [*dialogue, A("Dry it.")]}
+    first, second = _read(tmp_path, [explicit, implicit]).records
+    assert first.messages == [U(Q)] and first.responses == ["Moist soil.", "Dry it."]
+    assert second.messages == dialogue and second.responses == ["Moist soil.", "Dry it."]
+
+
+def test_a_repeated_prompt_may_be_respaced_and_continued(tmp_path):
+    row = {"prompt": Q, "chosen": [U("How do I  water a fern? "), A("Mist it."), U("And cacti?"), A("Rarely.")],
+           "rejected": [U(Q), A("Mist it."), U("And cacti?"), A("Daily.")]}
+    [record] = _read(tmp_path, [row]).records
+    assert [t["content"] for t in record.messages] == ["How do I  water a fern? ", "Mist it.", "And cacti?"]
+    assert record.responses == ["Rarely.", "Daily."]
+
+
+@pytest.mark.parametrize("row, reason, detail", [
+    ({"chosen": [U("Q one?"), A("a")], "rejected": [U("Q two?"), A("b")]},
+     "prompt_mismatch", "'chosen' and 'rejected' differ before their final assistant turn"),
+    ({"prompt": "Another question?", "chosen": [U(Q), A("a")], "rejected": [U(Q), A("b")]},
+     "prompt_mismatch", "do not repeat the prompt"),
+    ({"prompt": Q, "chosen": [A("a"), U("more?")], "rejected": [A("b")]},
+     "malformed_dialogue", "last turn of 'chosen' is 'user', expected 'assistant'"),
+    ({"chosen": [A("a")], "rejected": [A("b")]}, "missing_field", "no turn before its answer"),
+    ({"chosen": [U(Q), A("a"), A("again")], "rejected": [U(Q), A("a"), A("b")]},
+     "malformed_dialogue", "last turn of 'chosen before its answer' is 'assistant', expected 'user'"),
+    ({"prompt": Q, "chosen": [U(Q), A("a")], "rejected": "b"}, "wrong_type", "'rejected' is a string but not JSON"),
+    ({"prompt": Q, "chosen": [U(Q), {"role": "assistant", "content": 3}], "rejected": [U(Q), A("b")]},
+     "wrong_type", "chosen[1].content is int"),
+])
+def test_conversations_that_cannot_be_paired_are_quarantined(tmp_path, row, reason, detail):
+    imported = _read(tmp_path, [H4, row])
+    assert len(imported.records) == 1
+    [bad] = imported.quarantined
+    assert bad.reason == reason and detail in bad.detail, bad.detail
+
+
+def test_conversational_rows_through_curate_keep_the_count(tmp_path):
+    rows = [{**H4, "prompt": f"How do I water fern number {i}?",
+             "chosen": [U(f"How do I water fern number {i}?"), A(f"Keep fern {i} moist.")],
+             "rejected": [U(f"How do I water fern number {i}?"), A("No idea.")]} for i in range(6)]
+    rows.append({"chosen": [U("Q one?"), A("a")], "rejected": [U("Q two?"), A("b")]})
+    source = _source(_curate(tmp_path, "h4.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode(),
+                             format="auto", objective="helpfulness"), "h4.jsonl")
+    assert source["rows_in"] == 7 and source["rows_kept"] == 6 and source["reasons"] == {"prompt_mismatch": 1}
