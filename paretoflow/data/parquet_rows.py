@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.data.readers import _over_cap, _row
-from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, over_row_cap
+from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, over_row_cap, truncate
 
 PARQUET_BATCH_ROWS = 1024  # rows decoded at a time (pyarrow's iter_batches); bounds the overshoot of the cap
 
@@ -73,8 +73,13 @@ def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
                 raise _over_cap(path, cap)
         index = 0
         for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            for value in batch.to_pylist():
-                yield _parquet_row(index, value, duplicates, names, limits)
+            try:
+                values = batch.to_pylist()
+            except UnicodeDecodeError:  # pyarrow reads string pages unchecked: one bad cell fails the batch
+                values = None
+            for j in range(batch.num_rows):
+                yield (_parquet_row(index, values[j], duplicates, names, limits) if values is not None
+                       else _row_of_slice(index, batch.slice(j, 1), duplicates, names, limits))
                 index += 1
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
@@ -88,6 +93,30 @@ def _parquet_row(index: int, value: dict, duplicates: list[str], names: list[str
             "ambiguous_key", f"column {duplicates[0]!r} appears {names.count(duplicates[0])} times in the schema: "
                              "which value is meant cannot be told")
     return row
+
+
+def _row_of_slice(index: int, one: Any, duplicates: list[str], names: list[str], limits: Limits) -> RawRow:
+    """Row `index` (a one-row batch) of a batch holding a string cell that is not UTF-8:
+    that row alone is quarantined (undecodable_bytes, the column named), its raw excerpt
+    the cells' bytes with the bad ones escaped; the batch's other rows read as usual."""
+    import pyarrow as pa
+
+    try:
+        return _parquet_row(index, one.to_pylist()[0], duplicates, names, limits)
+    except UnicodeDecodeError:
+        pass
+    cells, bad = {}, []
+    for name, column in zip(names, one.columns):
+        try:
+            cells[name] = column.to_pylist()[0]
+        except UnicodeDecodeError:
+            bad.append(name)
+            if pa.types.is_dictionary(column.type):
+                column = column.dictionary_decode()
+            cells[name] = column.cast(pa.large_binary()).to_pylist()[0].decode("utf-8", "backslashreplace")
+    raw = json.dumps(cells, ensure_ascii=False, default=str)
+    return RawRow(f"row {index + 1}", index, truncate(raw), error=RowError(
+        "undecodable_bytes", f"column {bad[0]!r} holds bytes that are not UTF-8"), unparsed=True)
 
 
 def read_parquet_rows(path: Path, limits: Limits) -> list[RawRow]:

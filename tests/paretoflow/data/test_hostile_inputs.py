@@ -376,3 +376,25 @@ def test_names_equal_after_the_strip_are_ambiguous_and_commas_keep_their_meaning
     source = _source(_curate(tmp_path, "mixed.csv", ("prompt;x,chosen,rejected\n" + "".join(
         _good_csv_lines(2))).encode()), "mixed.csv")
     assert source["rows_in"] == 2 and source["reasons"] == {"missing_field": 2}
+
+
+# --------------------------------------------------------------------------- Parquet bytes
+
+
+@pytest.mark.parametrize("dictionary", [False, True])
+def test_parquet_string_cell_that_is_not_utf8_quarantines_its_row(tmp_path, dictionary):
+    # pyarrow reads string pages without checking them: one bad cell made to_pylist raise
+    # UnicodeDecodeError for its whole batch, which ended the import naming nothing.
+    cells = [b"How do I water a fern?", b"How do I \xff\xfe a cactus?", b"How do I prune a rose?"]
+    offsets = pa.array([0, *[sum(map(len, cells[: i + 1])) for i in range(len(cells))]], pa.int32())
+    prompts = pa.Array.from_buffers(pa.string(), len(cells), [None, offsets.buffers()[1], pa.py_buffer(b"".join(cells))])
+    table = pa.table({"prompt": prompts.dictionary_encode() if dictionary else prompts,
+                      "chosen": ["Keep it moist.", "Rarely.", "In winter."], "rejected": ["No.", "No.", "No."]})
+    pq.write_table(table, tmp_path / "bad_utf8.parquet")
+    source = _source(_curate(tmp_path, "bad_utf8.parquet", (tmp_path / "bad_utf8.parquet").read_bytes()),
+                     "bad_utf8.parquet")
+    assert source["rows_in"] == pq.ParquetFile(tmp_path / "bad_utf8.parquet").metadata.num_rows == 3
+    assert source["rows_kept"] == 2 and source["reasons"] == {"undecodable_bytes": 1}
+    q = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
+    assert (q["location"].iloc[0], q["detail"].iloc[0]) == ("row 2", "column 'prompt' holds bytes that are not UTF-8")
+    assert json.loads(q["raw"].iloc[0])["prompt"] == "How do I \\xff\\xfe a cactus?"  # the bad bytes shown escaped
