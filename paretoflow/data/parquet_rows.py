@@ -83,6 +83,9 @@ def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
                 index += 1
     except (pa.ArrowException, OSError) as exc:
         raise SourceError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+    except UnicodeDecodeError as exc:  # the footer's names (a cell's bytes are per row, above)
+        raise SourceError(f"{path}: not a readable Parquet file (its footer holds a name that is not "
+                          f"UTF-8: {exc.object[exc.start:exc.end]!r} at byte {exc.start})") from None
 
 
 def _parquet_row(index: int, value: dict, duplicates: list[str], names: list[str], limits: Limits) -> RawRow:

@@ -398,3 +398,15 @@ def test_parquet_string_cell_that_is_not_utf8_quarantines_its_row(tmp_path, dict
     q = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
     assert (q["location"].iloc[0], q["detail"].iloc[0]) == ("row 2", "column 'prompt' holds bytes that are not UTF-8")
     assert json.loads(q["raw"].iloc[0])["prompt"] == "How do I \\xff\\xfe a cactus?"  # the bad bytes shown escaped
+
+
+def test_parquet_footer_name_that_is_not_utf8_is_one_error_naming_the_file(tmp_path):
+    path = tmp_path / "bad_name.parquet"
+    pq.write_table(pa.table({"prompt": ["Hi there?"], "chosen": ["Yes."], "rejected": ["No."]}), path,
+                   store_schema=False)
+    data = path.read_bytes()
+    assert data.count(b"rejected") == 2  # in the footer only: the schema and the column chunk path
+    path.write_bytes(data.replace(b"rejected", b"rej\xe6cted"))
+    with pytest.raises(SourceError, match=r"bad_name.parquet: not a readable Parquet file \(its footer holds a "
+                                          r"name that is not UTF-8: b'\\xe6' at byte 3\)"):
+        read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
