@@ -123,8 +123,16 @@ def tags_of(row: dict, key: str = "tags") -> list[str]:
     return sorted(set(value))
 
 
+# Role names other chat datasets use for the canonical three (ShareGPT's human / gpt,
+# Gemma's model, HH's capitalised speakers); matched case-insensitively.
+ROLE_ALIASES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "model": "assistant",
+                "bot": "assistant", **{role: role for role in ROLES}}
+
+
 def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]]:
-    """A list of {role, content} turns (or its JSON text) whose last turn has role `last`."""
+    """A list of {role, content} turns (or its JSON text) whose last turn has role `last`.
+    ShareGPT's {from, value} turns and the ROLE_ALIASES names are read as their canonical
+    form; any other role is wrong_type."""
     if isinstance(value, str):
         try:
             value = json.loads(value)
@@ -134,9 +142,12 @@ def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]
         raise RowError("wrong_type", f"field {key!r} must be a non-empty list of {{role, content}}")
     turns = []
     for index, turn in enumerate(value):
+        if isinstance(turn, dict) and "role" not in turn and "content" not in turn and {"from", "value"} <= set(turn):
+            turn = {"role": turn["from"], "content": turn["value"]}  # ShareGPT
         if not isinstance(turn, dict) or "role" not in turn or "content" not in turn:
             raise RowError("wrong_type", f"{key}[{index}] must be an object with role and content")
         role, content = turn["role"], turn["content"]
+        role = ROLE_ALIASES.get(role.lower(), role) if isinstance(role, str) else role
         if role not in ROLES:
             raise RowError("wrong_type", f"{key}[{index}].role {role!r} not one of {list(ROLES)}")
         if not isinstance(content, str):

@@ -98,3 +98,19 @@ def test_conversational_rows_through_curate_keep_the_count(tmp_path):
     source = _source(_curate(tmp_path, "h4.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode(),
                              format="auto", objective="helpfulness"), "h4.jsonl")
     assert source["rows_in"] == 7 and source["rows_kept"] == 6 and source["reasons"] == {"prompt_mismatch": 1}
+
+
+def test_sharegpt_turns_and_role_aliases(tmp_path):
+    # ShareGPT {from, value} turns with human / gpt, Gemma's "model", capitalised speakers:
+    # each was wrong_type ("role 'human' not one of [...]") before.
+    sharegpt = {"chosen": [{"from": "human", "value": Q}, {"from": "gpt", "value": "Moist soil."}],
+                "rejected": [{"from": "human", "value": Q}, {"from": "gpt", "value": "Dry it."}]}
+    gemma = {"prompt": [{"role": "User", "content": Q}], "chosen": [{"role": "model", "content": "Mist it."}],
+             "rejected": [{"role": "MODEL", "content": "Never."}]}
+    unknown = {"prompt": [{"role": "narrator", "content": Q}], "chosen": [A("a")], "rejected": [A("b")]}
+    imported = _read(tmp_path, [sharegpt, gemma, unknown])
+    first, second = imported.records
+    assert first.messages == [U(Q)] and first.responses == ["Moist soil.", "Dry it."]
+    assert second.messages == [U(Q)] and second.responses == ["Mist it.", "Never."]
+    [bad] = imported.quarantined
+    assert bad.reason == "wrong_type" and "prompt[0].role 'narrator' not one of" in bad.detail
