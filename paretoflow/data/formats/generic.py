@@ -112,10 +112,10 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
     parsed = Parsed(_prompt(row, columns, conversations))
     parsed.tags = tags_of(row, columns["tags"])
     parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in used}
-    if conversations:
-        parsed.messages, parsed.responses = _conversational(row, columns, parsed.messages)
-    if conversations or columns["chosen"] in row or columns["rejected"] in row:
-        if not conversations:
+    if columns["chosen"] in row or columns["rejected"] in row:  # always so for conversations
+        if conversations:
+            parsed.messages, parsed.responses = _conversational(row, columns, parsed.messages)
+        else:
             parsed.responses = [text(row, columns["chosen"]), text(row, columns["rejected"])]
         margin = number(row[columns["margin"]], columns["margin"]) if row.get(columns["margin"]) is not None else 1.0
         if margin < 0:
