@@ -160,28 +160,30 @@ def no_gc() -> Iterator[None]:
 
 
 # Byte-order marks of the wide encodings, longest first (UTF-32 LE starts with UTF-16 LE's).
-_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 LE"), (b"\x00\x00\xfe\xff", "UTF-32 BE"),
-              (b"\xff\xfe", "UTF-16 LE"), (b"\xfe\xff", "UTF-16 BE"))
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+              (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE"))
 
 
-def _wide_text(head: bytes) -> str | None:
-    """The wide encoding `head` (a file's first bytes) is in, by its byte-order mark or, for
-    ASCII-range text without one, by the NUL byte beside every character; else None. Such a
-    file was refused as "binary data (NUL bytes)", which sent its owner the wrong way."""
+def _wide_text(head: bytes) -> tuple[str, str] | None:
+    """(encoding as iconv names it, always ending LE or BE; the evidence) of the wide
+    encoding `head` (a file's first bytes) is in, by its byte-order mark or, for
+    ASCII-range text without one, by the NUL byte beside every character; else None. Such a file was refused as "binary data
+    (NUL bytes)", which sent its owner the wrong way."""
     for bom, name in _WIDE_BOMS:
         if head.startswith(bom):
-            return f"{name} text (byte-order mark {bom.hex(' ').upper()})"
+            return name, f"byte-order mark {bom.hex(' ').upper()}"
     sample = head[:64] if len(head) >= 8 else b""
     odd, even = sample[1::2], sample[0::2]
     if sample and not odd.strip(b"\x00") and b"\x00" not in even:
-        return "UTF-16 LE text (a NUL byte after every character)"
+        return "UTF-16LE", "a NUL byte after every character"
     if sample and not even.strip(b"\x00") and b"\x00" not in odd:
-        return "UTF-16 BE text (a NUL byte before every character)"
+        return "UTF-16BE", "a NUL byte before every character"
     return None
 
 
 def refuse_wide_text(path: Path, head: bytes) -> None:
     wide = _wide_text(head)
     if wide is not None:
-        raise SourceError(f"{shown(str(path))}: {wide}; paretoflow reads UTF-8: re-encode the file, "
-                          f"e.g. iconv -f {wide.split(' text')[0].replace(' ', '')} -t UTF-8")
+        encoding, evidence = wide
+        raise SourceError(f"{shown(str(path))}: {encoding[:-2]} {encoding[-2:]} text ({evidence}); "
+                          f"paretoflow reads UTF-8: re-encode the file, e.g. iconv -f {encoding} -t UTF-8")
