@@ -10,11 +10,11 @@ field over the cap, a key named twice, a key that is not UTF-8, a NUL byte) make
 row a `RawRow` with an `error`, quarantined later with its reason. A file that cannot be read at all (missing, corrupt gzip, truncated
 Parquet, every record binary, over the size cap) raises `SourceError` naming the file.
 
-Streaming. `iter_rows` yields rows as they are read: JSON Lines (plain or gzip) arrive in
-chunks of STREAM_CHUNK_BYTES and are split into lines as they come, Parquet is decoded a
-batch of PARQUET_BATCH_ROWS at a time, so memory holds a chunk or a batch plus what the
-caller keeps, never the file. A JSON array (one document) and CSV/TSV (csv_rows.py pushes
-lines back) are read whole under the byte cap. Exact repeats of a JSON line are found by a
+Streaming. `iter_rows` yields rows as they are read: JSON Lines and CSV/TSV (plain or
+gzip) arrive in chunks of STREAM_CHUNK_BYTES and are split into lines as they come
+(csv_rows.text_lines decodes them incrementally), Parquet is decoded a batch of
+PARQUET_BATCH_ROWS at a time, so memory holds a chunk or a batch plus what the caller
+keeps, never the file. A JSON array (one document) is read whole under the byte cap. Exact repeats of a JSON line are found by a
 16-byte blake2b digest before parsing (~120 bytes per distinct line measured with a
 (line, unparsed) tuple as the value, 56 less with one int) and come
 out as rows with `repeat_of` set, which importers store as two integers.
@@ -47,7 +47,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from paretoflow.data.csv_rows import csv_rows
+from paretoflow.data.csv_rows import csv_rows, text_lines
 from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
@@ -368,20 +368,17 @@ def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:
 # --------------------------------------------------------------------------- CSV / TSV
 
 
-def read_csv_rows(path: Path, limits: Limits, delimiter: str = ",") -> list[RawRow]:
-    data = read_bytes(path, limits)
-    # surrogateescape: undecodable bytes become lone surrogates, caught per cell later.
-    text = data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
-    return csv_rows(path, text, limits, delimiter)
+def iter_csv_rows(path: Path, limits: Limits, delimiter: str = ",") -> Iterator[RawRow]:
+    return csv_rows(path, lambda: text_lines(stream_chunks(path, limits)), limits, delimiter)
 
 
 # --------------------------------------------------------------------------- dispatch
 
 
 def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
-    """Rows of a file by its extension, as they are read: JSON Lines and Parquet stream
-    (memory holds a chunk, not the file); a JSON array and CSV/TSV are read whole under
-    the byte cap. A wholly unreadable file raises naming the file (possibly after some
+    """Rows of a file by its extension, as they are read: JSON Lines, CSV/TSV and Parquet
+    stream (memory holds a chunk, not the file); a JSON array is read whole under the
+    byte cap. A wholly unreadable file raises naming the file (possibly after some
     rows were yielded: a cap or a file-level verdict is known only at the end)."""
     limits = limits or Limits()
     name = path.name.lower()
@@ -390,9 +387,9 @@ def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
 
         return iter_parquet_rows(path, limits)
     if name.endswith(CSV_SUFFIXES):
-        return iter(read_csv_rows(path, limits))
+        return iter_csv_rows(path, limits)
     if name.endswith(TSV_SUFFIXES):
-        return iter(read_csv_rows(path, limits, delimiter="\t"))
+        return iter_csv_rows(path, limits, delimiter="\t")
     if name.endswith(JSON_SUFFIXES):
         return iter_json_rows(path, limits)
     raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(FILE_SUFFIXES)})")

@@ -113,8 +113,11 @@ def _measured(body: str) -> dict:
 # one at a time and ~0.6 KB a row after import: 346-351 MB at 100k; then the responses
 # batches written by a worker thread: 396-412 MB at 100k, 305 -> 360 MB at 30k), plus ~30 %
 # for noise (the 100k ceiling now leaves ~12 %). 1M pairs (1.36-1.46 GB peak, 2026-12-04) takes minutes: bench/curation.py.
-@pytest.mark.parametrize(("pairs", "ceiling_mb"), [(10_000, 400), (100_000, 460)])
-def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb):
+@pytest.mark.parametrize(("pairs", "ceiling_mb", "suffix"), [(10_000, 400, ".jsonl"), (100_000, 460, ".jsonl"),
+                                                          (100_000, 460, ".csv")])
+def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb, suffix):
+    """The CSV case streams too: it was read whole (2,230 MB peak at 100k pairs, 2026-12-07;
+    397 MB streamed, JSON Lines of the same pairs 403 MB)."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
         from curation import write_realistic
@@ -124,13 +127,23 @@ def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_pa
     write_realistic(path, pairs, seed=0)
     with path.open("rb") as fh:
         physical = sum(1 for line in fh if line.strip())  # an independent count of the file's records
+    if suffix == ".csv":
+        import csv
+
+        with path.open() as fh, (tmp_path / "pairs.csv").open("w", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["prompt", "chosen", "rejected"])
+            writer.writerows([row["prompt"], row["chosen"], row["rejected"]] for row in map(json.loads, fh))
+        path.unlink()
+        with (tmp_path / "pairs.csv").open(newline="") as fh:
+            physical = sum(1 for _ in csv.reader(fh)) - 1  # the csv module's count of records, less the header
     result = _measured(f"""
         import time
         from pathlib import Path
         from paretoflow.config import Objective, Params, SourceConfig
         from paretoflow.data.curate import run
         params = Params(objectives=[Objective(name="helpfulness")], curate={{
-            "sources": [SourceConfig(path="pairs.jsonl", format="generic", objective="helpfulness")]}})
+            "sources": [SourceConfig(path="pairs{suffix}", format="generic", objective="helpfulness")]}})
         start = time.perf_counter()
         report = run(params, Path({str(tmp_path)!r})).report
         result = {{"in": report["rows_in"], "kept": report["rows_kept"], "quarantined": report["rows_quarantined"],

@@ -90,3 +90,56 @@ def test_a_repeated_line_gets_the_raw_excerpt_of_its_first_occurrence():
         for line in lines:
             first = readers._json_line_row(number, line, Limits(), readers._Objects())
             assert readers._line_raw(number, line) == first.raw, (number, line[:20])
+
+
+def test_text_lines_from_chunks_equal_the_whole_texts_csv_lines():
+    """CSV/TSV lines are split as they stream: for any cut into chunks, the same lines as
+    io.StringIO(newline="") of the whole decoded text (\\r, \\n and \\r\\n ends kept, a leading
+    BOM dropped, invalid bytes as lone surrogates), also where a cut falls inside "\\r\\n"
+    or inside a multi-byte character."""
+    import io
+
+    from paretoflow.data.csv_rows import text_lines
+
+    rng = random.Random(0)
+    alphabet = [b"a", b",", b'"', b"\r", b"\n", b"\r\n", "é".encode(), "日".encode(), b"\xff", b"\xef\xbb\xbf"]
+    for _ in range(400):
+        data = b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        cuts = sorted(rng.sample(range(len(data) + 1), rng.randint(0, min(6, len(data) + 1))))
+        chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+        whole = io.StringIO(data.decode("utf-8", "surrogateescape").removeprefix("\ufeff"), newline="").readlines()
+        assert list(text_lines(iter(chunks))) == whole, (data, chunks)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv.gz"])
+def test_csv_rows_stream_and_equal_a_whole_read(tmp_path, monkeypatch, suffix):
+    """A CSV/TSV file is read a chunk at a time (it was read whole: 2.2 GB peak RSS for
+    100k pairs, 287 MB): the first row arrives after a few chunks, and the rows read with
+    tiny chunks equal those read with the default chunk size."""
+    delimiter = "\t" if suffix.startswith(".tsv") else ","
+    lines = [delimiter.join(["prompt", "chosen", "rejected"])]
+    lines += [delimiter.join([f"question {i}", f'"an answer\r\nover two lines {i}"', "no"]) for i in range(200)]
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    path = tmp_path / f"p{suffix}"
+    path.write_bytes(gzip.compress(data) if suffix.endswith(".gz") else data)
+
+    def key(rows):
+        return [(r.location, r.raw, r.value, r.error) for r in rows]
+
+    whole = key(readers.read_rows(path))
+    assert len(whole) == 200 and whole[5][2] == {"prompt": "question 5", "chosen": "an answer\r\nover two lines 5",
+                                                  "rejected": "no"}
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 16)
+    read = []
+    streamed = readers.stream_chunks
+
+    def counted(*args):
+        for chunk in streamed(*args):
+            read.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(readers, "stream_chunks", counted)
+    rows = readers.iter_rows(path)
+    next(rows)
+    assert 0 < len(read) < 10  # the header and one record: a few 16-byte chunks, not the file
+    assert key(readers.read_rows(path)) == whole
