@@ -1,6 +1,22 @@
 """Rows of a Parquet file in bounded memory: caps checked from the footer before any page
-is read, every batch sized from its dictionaries before any row is decoded (a dictionary
-bomb is refused at the cap), then rows decoded one batch at a time."""
+is read, every batch sized before any row is decoded (a dictionary bomb is refused at the
+cap), then rows decoded one batch at a time.
+
+Pages are read as they are needed (`pre_buffer=False` with a read buffer), not a row
+group's column chunks at once: pyarrow's default buffers them whole, so one row group of
+a 1M-pair file (pandas and pyarrow write up to 1Mi rows a group) held ~2 GB. Strings are
+decoded as strings: reading them as dictionaries (as the sizing did before) makes pyarrow
+hash every plain-encoded value into a dictionary that grows to the column's size (a
+100k-pair file peaked at 1.43 GB through curate, 19.4 s).
+
+A dictionary bomb (a long value repeated by tiny indices) is bounded without decoding it:
+a column chunk has at most one dictionary page, which a one-row read loads whole, so its
+longest value bounds every dictionary-encoded value of that row group (plain values take
+the bytes they are stored in). Batches are sized so that this worst case stays under
+PARQUET_BATCH_BYTES, summed in a first pass (decoded, counted, dropped) that refuses the
+file past the cap, and only then decoded into rows. Nested columns (lists of turns) are
+counted as decoded, as before; so are columns stored with an Arrow dictionary type, which
+pyarrow reads back as dictionaries (counted from their lengths, not decoded)."""
 
 from __future__ import annotations
 
@@ -13,12 +29,14 @@ from paretoflow.data.readers import _over_cap, _row
 from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, over_row_cap, truncate
 
 PARQUET_BATCH_ROWS = 1024  # rows decoded at a time (pyarrow's iter_batches); bounds the overshoot of the cap
+PARQUET_BATCH_BYTES = 64 << 20  # the most one batch may decode to, by the longest dictionary value
+READ_BUFFER_BYTES = 1 << 20  # pages are read through a buffer this size (pre_buffer off)
 
 
 def _decoded_bytes(batch: Any) -> int:
-    """Bytes a record batch takes once decoded. String columns are read as dictionaries
-    (read_dictionary), so a value repeated a million times is counted a million times
-    from the dictionary's lengths and the indices, without decoding it even once."""
+    """Bytes a record batch takes once decoded. A column the file stores with an Arrow
+    dictionary type comes back as one: a value repeated a million times is counted a
+    million times from the dictionary's lengths and the indices, without decoding it."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -32,47 +50,79 @@ def _decoded_bytes(batch: Any) -> int:
     return total
 
 
-def _parquet_file(path: Path, limits: Limits) -> Any:
-    """The opened file, its caps checked from the footer before any page is read."""
-    import pyarrow as pa
+def _opened(path: Path, read_dictionary: list[str] | None = None) -> Any:
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
-    strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+    return pq.ParquetFile(path, read_dictionary=read_dictionary, pre_buffer=False, buffer_size=READ_BUFFER_BYTES)
+
+
+def _parquet_file(path: Path, limits: Limits) -> tuple[Any, list[str]]:
+    """The opened file and its top-level string columns, its caps checked from the footer
+    before any page is read."""
+    import pyarrow as pa
+
+    parquet = _opened(path)
+    strings = [f.name for f in parquet.schema_arrow if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
                or pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-    parquet = pq.ParquetFile(path, read_dictionary=strings or None)
     meta = parquet.metadata
     if meta.num_rows > limits.max_file_rows:
         raise over_row_cap(path, limits.max_file_rows)
     declared = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if max(declared, path.stat().st_size) > limits.max_file_bytes:
         raise _over_cap(path, limits.max_file_bytes)
-    return parquet
+    return parquet, strings
+
+
+def _batch_rows(path: Path, group: int, strings: list[str]) -> int:
+    """Rows a batch of row group `group` may hold: PARQUET_BATCH_ROWS, fewer where its
+    longest dictionary values (one per string column, from a one-row read that loads each
+    column's dictionary page) could decode past PARQUET_BATCH_BYTES."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not strings:
+        return PARQUET_BATCH_ROWS
+    first = next(_opened(path, strings).iter_batches(batch_size=1, row_groups=[group], columns=strings), None)
+    if first is None:
+        return PARQUET_BATCH_ROWS
+    widest = sum((pc.max(pc.binary_length(c.dictionary)).as_py() or 0) if pa.types.is_dictionary(c.type) else 0
+                 for c in first.columns)
+    return max(1, min(PARQUET_BATCH_ROWS, PARQUET_BATCH_BYTES // max(widest, 1)))
 
 
 def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
-    """Rows of a Parquet file, one batch of PARQUET_BATCH_ROWS decoded at a time."""
+    """Rows of a Parquet file, one batch decoded at a time (see module docstring)."""
     import pyarrow as pa
 
     if not path.exists():
         raise FileNotFoundError(f"{path}: source file not found")
     cap = limits.max_file_bytes
     try:
-        parquet = _parquet_file(path, limits)
+        parquet, strings = _parquet_file(path, limits)
         names = parquet.schema_arrow.names
         duplicates = sorted({n for n in names if names.count(n) > 1})
-        # Dictionary-encoded values can decode far beyond the declared size. A first pass
-        # sizes every batch from its dictionaries and indices (nothing decoded, nothing
-        # kept) and refuses the file past the cap; only then are rows decoded, batch by
-        # batch. Sizing while yielding rows let the rows read before the cap pile up as
-        # records (a 1 GiB dictionary bomb peaked at 502 MB instead of 156 MB).
+        sizes = [_batch_rows(path, group, strings) for group in range(parquet.metadata.num_row_groups)]
+
+        def batches() -> Iterator[Any]:
+            for group, size in enumerate(sizes):
+                yield from parquet.iter_batches(batch_size=size, row_groups=[group])
+
+        # Sized in a first pass (nothing kept), so that no row is yielded from a file that
+        # is refused: rows read before the cap piled up as records (a 1 GiB dictionary
+        # bomb peaked at 502 MB instead of 156 MB when sizing went with the rows).
         decoded = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
-            decoded += _decoded_bytes(batch)
-            if decoded > cap:
-                raise _over_cap(path, cap)
+        for group, size in enumerate(sizes):
+            read = 0
+            for batch in parquet.iter_batches(batch_size=size, row_groups=[group]):
+                decoded, read = decoded + _decoded_bytes(batch), read + batch.num_rows
+                if decoded > cap:
+                    raise _over_cap(path, cap)
+            declared_rows = parquet.metadata.row_group(group).num_rows
+            if read != declared_rows:  # a corrupt chunk can read as fewer rows, without an error
+                raise SourceError(f"{path}: not a readable Parquet file (row group {group + 1} declares "
+                                  f"{declared_rows:,} rows, {read:,} could be read)")
         index = 0
-        for batch in parquet.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+        for batch in batches():
             try:
                 values = batch.to_pylist()
             except UnicodeDecodeError:  # pyarrow reads string pages unchecked: one bad cell fails the batch

@@ -114,10 +114,12 @@ def _measured(body: str) -> dict:
 # batches written by a worker thread: 396-412 MB at 100k, 305 -> 360 MB at 30k), plus ~30 %
 # for noise (the 100k ceiling now leaves ~12 %). 1M pairs (1.36-1.46 GB peak, 2026-12-04) takes minutes: bench/curation.py.
 @pytest.mark.parametrize(("pairs", "ceiling_mb", "suffix"), [(10_000, 400, ".jsonl"), (100_000, 460, ".jsonl"),
-                                                          (100_000, 460, ".csv")])
+                                                          (100_000, 460, ".csv"), (100_000, 460, ".parquet")])
 def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_path, pairs, ceiling_mb, suffix):
-    """The CSV case streams too: it was read whole (2,230 MB peak at 100k pairs, 2026-12-07;
-    397 MB streamed, JSON Lines of the same pairs 403 MB)."""
+    """CSV and Parquet stream too. CSV was read whole (2,230 MB peak at 100k pairs,
+    2026-12-07; 397 MB streamed, JSON Lines of the same pairs 403 MB); Parquet's one row
+    group was buffered whole and its strings hashed into dictionaries (1,432 MB; 422 MB
+    page by page)."""
     sys.path.insert(0, str(REPO / "bench"))
     try:
         from curation import write_realistic
@@ -137,6 +139,13 @@ def test_curate_of_generated_pairs_keeps_the_count_under_a_memory_ceiling(tmp_pa
         path.unlink()
         with (tmp_path / "pairs.csv").open(newline="") as fh:
             physical = sum(1 for _ in csv.reader(fh)) - 1  # the csv module's count of records, less the header
+    if suffix == ".parquet":  # one row group, as pyarrow and pandas write up to 1Mi rows
+        import pyarrow.json as paj
+        import pyarrow.parquet as pq
+
+        pq.write_table(paj.read_json(path), tmp_path / "pairs.parquet")
+        path.unlink()
+        assert pq.ParquetFile(tmp_path / "pairs.parquet").metadata.num_row_groups == 1
     result = _measured(f"""
         import time
         from pathlib import Path

@@ -83,6 +83,24 @@ def test_parquet_over_the_cap_is_refused_before_any_row_is_decoded(tmp_path):
         next(rows)  # not one row first: rows read before the refusal would pile up as records
 
 
+def test_parquet_bomb_without_an_arrow_dictionary_type_is_refused_in_small_batches(tmp_path):
+    """A dictionary-encoded column the file does not mark as an Arrow dictionary comes back
+    as plain strings: batches are sized by its longest dictionary value (4 MB here: 16 rows
+    of 64 MB), so no batch decodes to gigabytes before the cap is seen."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from paretoflow.data import parquet_rows
+
+    values = pa.DictionaryArray.from_arrays(pa.array([0] * 3000, pa.int32()), pa.array(["p" * (4 << 20)]))
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"prompt": values, "n": list(range(3000))}), path, store_schema=False, compression="zstd")
+    assert path.stat().st_size < 100_000 and pa.types.is_string(pq.read_schema(path).field("prompt").type)
+    assert parquet_rows._batch_rows(path, 0, ["prompt"]) == (64 << 20) // (4 << 20)
+    with pytest.raises(SourceError, match="more than 50,000,000 bytes"):
+        next(readers.iter_rows(path, Limits(max_file_bytes=50_000_000)))
+
+
 def test_a_repeated_line_gets_the_raw_excerpt_of_its_first_occurrence():
     lines = [b'\xef\xbb\xbf{"prompt": "bom"}', b'{"prompt": "a\x00b"}', b'{"prompt": "\xff"}', b"not json",
              b'{"prompt": "' + "é".encode() * 900 + b'"}', b'{"prompt": "plain"}']
