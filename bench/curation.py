@@ -101,6 +101,8 @@ from paretoflow.data.normalize import normalize_text  # noqa: E402
 PAIRS_PER_PROMPT = 4
 EXACT_DUP_RATE = 0.02
 NEAR_DUP_RATE = 0.02
+FILE_FORMATS = ("jsonl", "jsonl.gz", "csv", "json", "parquet")
+PARQUET_GROUP_ROWS = 1 << 20  # pyarrow's and pandas' default row group (1Mi rows): a 1M-pair file is one group
 
 
 def synthesize(n_pairs: int, seed: int = 0) -> tuple[list[dict[str, str]], list[tuple[str, str]]]:
@@ -220,13 +222,16 @@ def main() -> None:
     parser.add_argument("--lengths", choices=("uniform", "log-uniform"), default="uniform",
                         help="end to end: text lengths uniform in their ranges (2.9 GB at 1M pairs) or "
                              "log-uniform in the same ranges (right-skewed like real answers; 2.1 GB)")
+    parser.add_argument("--file-format", choices=FILE_FORMATS, default="jsonl",
+                        help="end to end: the file the pairs are written to (csv: one header and a record a "
+                             "pair; json: one array; parquet: row groups of PARQUET_GROUP_ROWS; jsonl.gz: gzip -1)")
     parser.add_argument("--phase", nargs=2, metavar=("PHASE", "FILE"), help=argparse.SUPPRESS)  # child process
     args = parser.parse_args()
     if args.phase:
         return run_phase(*args.phase)
     if args.sizes:
         return end_to_end([int(n) for n in args.sizes.split(",")], args.seed, args.max_rss_gb, args.phases.split(","),
-                          args.lengths)
+                          args.lengths, args.file_format)
 
     config = CurateConfig(sources=[])  # params.yaml defaults: 128 perms, Jaccard 0.8, 3-shingles
     rows, planted = synthesize(args.n, args.seed)
@@ -289,6 +294,68 @@ def write_realistic(path: Path, n_pairs: int, seed: int, lengths: str = "uniform
             fh.write(previous)
 
 
+def convert(jsonl: Path, file_format: str) -> Path:
+    """The pairs of `jsonl` written as `file_format` beside it (streamed, a line at a time
+    or in Arrow batches); the JSON Lines file is removed."""
+    import csv
+    import gzip
+
+    out = jsonl.with_suffix("." + file_format)
+    if file_format == "parquet":
+        import pyarrow.json as paj
+        import pyarrow.parquet as pq
+
+        import pyarrow as pa
+
+        reader = paj.open_json(jsonl, read_options=paj.ReadOptions(block_size=1 << 24))
+        with pq.ParquetWriter(out, reader.schema) as writer:
+            group: list = []  # batches held until they make a row group (write_batch makes one per batch)
+            for batch in reader:
+                group.append(batch)
+                if sum(b.num_rows for b in group) >= PARQUET_GROUP_ROWS:
+                    writer.write_table(pa.Table.from_batches(group), row_group_size=PARQUET_GROUP_ROWS)
+                    group = []
+            if group:
+                writer.write_table(pa.Table.from_batches(group), row_group_size=PARQUET_GROUP_ROWS)
+    else:
+        with jsonl.open(encoding="utf-8") as lines, (gzip.open(out, "wt", compresslevel=1, encoding="utf-8")
+                                                     if file_format == "jsonl.gz" else
+                                                     out.open("w", encoding="utf-8", newline="")) as fh:
+            if file_format == "csv":
+                writer = csv.writer(fh)
+                writer.writerow(["prompt", "chosen", "rejected"])
+                writer.writerows([r["prompt"], r["chosen"], r["rejected"]] for r in map(json.loads, lines))
+            elif file_format == "json":
+                fh.write("[")
+                for i, line in enumerate(lines):
+                    fh.write(("," if i else "") + "\n" + line.rstrip("\n"))
+                fh.write("\n]\n")
+            else:
+                for line in lines:
+                    fh.write(line)
+    jsonl.unlink()
+    return out
+
+
+def _baseline_rows(path: Path) -> int:
+    """Rows of a plain pyarrow (or, for a JSON array, the json module's) read of the file."""
+    name = path.name
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        return pq.read_table(path).num_rows
+    if name.endswith(".csv"):
+        import pyarrow.csv as pac
+
+        return pac.read_csv(path, read_options=pac.ReadOptions(block_size=1 << 24)).num_rows
+    if name.endswith(".json"):  # pyarrow reads no JSON arrays
+        with path.open("rb") as fh:
+            return len(json.load(fh))
+    import pyarrow.json as paj
+
+    return paj.read_json(path, read_options=paj.ReadOptions(block_size=1 << 24)).num_rows
+
+
 def run_phase(phase: str, file: str) -> None:
     """One phase in this (child) process; prints {"rows", "seconds", "peak_rss_mb"}."""
     from paretoflow.config import Objective, Params, SourceConfig
@@ -298,9 +365,7 @@ def run_phase(phase: str, file: str) -> None:
     path = Path(file)
     start = time.perf_counter()
     if phase == "pyarrow":
-        import pyarrow.json as paj
-
-        rows = paj.read_json(path, read_options=paj.ReadOptions(block_size=1 << 24)).num_rows
+        rows = _baseline_rows(path)
     elif phase == "import":
         rows = read_file(path, [Objective(name="helpfulness")], format="generic", objective="helpfulness",
                          limits=Limits(max_file_bytes=4 << 30)).rows_in  # 1M pairs are ~2.9 GB
@@ -345,12 +410,15 @@ def _watched(command: list[str], max_rss_mb: float) -> dict:
 
 
 def end_to_end(sizes: list[int], seed: int, max_rss_gb: float,
-               phases: list[str] = ("pyarrow", "import", "import+curate"), lengths: str = "uniform") -> None:
+               phases: list[str] = ("pyarrow", "import", "import+curate"), lengths: str = "uniform",
+               file_format: str = "jsonl") -> None:
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp:
         for n in sizes:
             path = Path(tmp) / f"pairs_{n}.jsonl"
             write_realistic(path, n, seed, lengths)
-            print(f"{n:,} pairs, {path.stat().st_size / 1e6:,.0f} MB of JSON Lines ({lengths} lengths)")
+            if file_format != "jsonl":
+                path = convert(path, file_format)
+            print(f"{n:,} pairs, {path.stat().st_size / 1e6:,.0f} MB as {file_format} ({lengths} lengths)")
             baseline = None
             for phase in [p for p in ("pyarrow", "import", "import+curate") if p in phases]:
                 result = _watched([sys.executable, __file__, "--phase", phase, str(path)], max_rss_gb * 1024)
