@@ -12,9 +12,9 @@ Parquet, every record binary, over the size cap) raises `SourceError` naming the
 
 Streaming. `iter_rows` yields rows as they are read: JSON Lines and CSV/TSV (plain or
 gzip) arrive in chunks of STREAM_CHUNK_BYTES and are split into lines as they come
-(csv_rows.text_lines decodes them incrementally), Parquet is decoded a batch of
-PARQUET_BATCH_ROWS at a time, so memory holds a chunk or a batch plus what the caller
-keeps, never the file. A JSON array (one document) is read whole under the byte cap. Exact repeats of a JSON line are found by a
+(csv_rows.text_lines decodes them incrementally), a JSON array's elements are parsed from
+the same chunks (json_array.py), Parquet is decoded a batch at a time, so memory holds a
+chunk, an element or a batch plus what the caller keeps, never the file. Exact repeats of a JSON line are found by a
 16-byte blake2b digest before parsing (~120 bytes per distinct line measured with a
 (line, unparsed) tuple as the value, 56 less with one int) and come
 out as rows with `repeat_of` set, which importers store as two integers.
@@ -27,7 +27,7 @@ setting:
   156 MB peak RSS, measured); Parquet is checked against the uncompressed size its
   footer declares, then every batch is sized from its dictionaries (nothing decoded)
   before the first row is decoded.
-- per file, in rows: counted as lines stream (JSON Lines), from the footer (Parquet).
+- per file, in rows: counted as lines or elements stream (JSON), from the footer (Parquet).
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
 
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from paretoflow.data.csv_rows import csv_rows, text_lines
+from paretoflow.data.json_array import ArrayError, array_values
 from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
@@ -69,7 +70,7 @@ from paretoflow.data.rows import (
 
 __all__ = [
     "CSV_SUFFIXES", "FILE_SUFFIXES", "JSON_SUFFIXES", "RAW_LIMIT", "Limits", "LongNumber", "RawRow", "RowError",
-    "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_bytes", "read_rows", "shown", "truncate",
+    "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_rows", "shown", "truncate",
 ]
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
@@ -134,28 +135,6 @@ def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
         raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
 
 
-def read_bytes(path: Path, limits: Limits) -> bytes:
-    """The whole content (JSON arrays, CSV), decompressed as a stream for .gz and never
-    beyond the cap. One read, not joined chunks: a join holds the content twice."""
-    _checked_file(path)
-    cap = limits.max_file_bytes
-    if not path.name.lower().endswith(".gz"):
-        if path.stat().st_size > cap:
-            raise _over_cap(path, cap)
-        data = path.read_bytes()
-        refuse_wide_text(path, data[:64])
-        return data
-    try:
-        with gzip.open(path, "rb") as stream:
-            data = stream.read(cap + 1)  # stops at the cap: a gzip bomb never inflates further
-    except (OSError, EOFError, zlib.error) as exc:
-        raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
-    if len(data) > cap:
-        raise _over_cap(path, cap)
-    refuse_wide_text(path, data[:64])
-    return data
-
-
 def stream_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """(number, line without its b"\\n") as data.split(b"\\n") would give them, from chunks:
     the file is never held whole. A line spanning chunks is joined once (pieces kept in a
@@ -207,24 +186,23 @@ def _checked(row: RawRow, needs_check: bool) -> RawRow:
     return row
 
 
-def _json_array_rows(path: Path, data: bytes, limits: Limits) -> list[RawRow]:
+def _json_array_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
     # One JSON document: an element's failure cannot be told apart from the file's, so a
-    # malformed array is a file error. Long integers, oversized fields, duplicate keys
-    # and undecodable text stay per element.
+    # malformed array is a file error, raised where it is met (json_array.py). Long
+    # integers, oversized fields, duplicate keys and undecodable text stay per element.
     objects = _Objects()
+    scan = json.JSONDecoder(parse_int=parse_int, object_pairs_hook=objects).raw_decode
+    cap = limits.max_file_rows
     try:
-        items = _parse_json(data.decode("utf-8"), objects)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise SourceError(f"{shown(str(path))}: starts with '[' but is not a readable JSON array "
-                          f"({type(exc).__name__}: {str(exc)[:200]})") from None
-    if isinstance(items, list) and len(items) > limits.max_file_rows:
-        raise over_row_cap(path, limits.max_file_rows)
-    needs_check = objects.duplicates or SURROGATE_ESCAPE.search(data) is not None
-    rows = []
-    for index, value in enumerate(items):
-        text = json.dumps(value, ensure_ascii=False, default=str)
-        rows.append(_checked(_row(f"item {index + 1}", index, text, value, limits), needs_check))
-    return rows
+        for index, (value, escape) in enumerate(array_values(stream_chunks(path, limits), scan)):
+            if index == cap:
+                raise over_row_cap(path, cap)
+            text = json.dumps(value, ensure_ascii=False, default=str)
+            row = _checked(_row(f"item {index + 1}", index, text, value, limits), objects.duplicates or escape)
+            objects.duplicates = False
+            yield row
+    except ArrayError as exc:
+        raise SourceError(f"{shown(str(path))}: starts with '[' but is not a readable JSON array ({exc})") from None
 
 
 def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
@@ -314,11 +292,10 @@ def _is_json_array(path: Path, limits: Limits) -> bool:
 
 
 def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
-    """Rows of a JSON Lines file, parsed as the lines stream in (a JSON array file is one
-    document, read whole under the byte cap). A row over the row cap stops the file."""
+    """Rows of a JSON Lines file, parsed as the lines stream in, or of a JSON array file,
+    parsed as its elements stream in. A row over the row cap stops the file."""
     if _is_json_array(path, limits):
-        body = read_bytes(path, limits).lstrip()
-        yield from _json_array_rows(path, body[3:].lstrip() if body.startswith(b"\xef\xbb\xbf") else body, limits)
+        yield from _json_array_rows(path, limits)
         return
     cap = limits.max_file_rows
     objects = _Objects()
@@ -376,8 +353,8 @@ def iter_csv_rows(path: Path, limits: Limits, delimiter: str = ",") -> Iterator[
 
 
 def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
-    """Rows of a file by its extension, as they are read: JSON Lines, CSV/TSV and Parquet
-    stream (memory holds a chunk, not the file); a JSON array is read whole under the
+    """Rows of a file by its extension, as they are read: every format streams (memory
+    holds a chunk, an element or a batch, not the file) under the
     byte cap. A wholly unreadable file raises naming the file (possibly after some
     rows were yielded: a cap or a file-level verdict is known only at the end)."""
     limits = limits or Limits()
