@@ -19,6 +19,11 @@ the same pairs as JSON Lines. Here the array is taken apart element by element:
   sizes that sum to twice it, not once per chunk);
 - consumed text is dropped whenever the window is refilled.
 
+Written here rather than taken from ijson (the streaming JSON library): every other reader
+parses with the stdlib scanner, whose values (parse_int's long-integer rows, the
+duplicate-key hook, surrogate escapes) and messages the rows and tests depend on; ijson
+would bring a second parser that differs on each, and a new dependency.
+
 Memory bound: the window holds the unparsed rest of a chunk, or the element being parsed
 (up to twice it plus a chunk, while it grows), plus the chunk of text being appended;
 never the file. The 100k-pair array above now peaks at 405 MB, as its JSON Lines twin
