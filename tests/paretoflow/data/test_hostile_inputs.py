@@ -6,6 +6,7 @@ never only against the importer's own count.
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 from pathlib import Path
@@ -409,4 +410,26 @@ def test_parquet_footer_name_that_is_not_utf8_is_one_error_naming_the_file(tmp_p
     path.write_bytes(data.replace(b"rejected", b"rej\xe6cted"))
     with pytest.raises(SourceError, match=r"bad_name.parquet: not a readable Parquet file \(its footer holds a "
                                           r"name that is not UTF-8: b'\\xe6' at byte 3\)"):
+        read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+
+
+def test_a_parquet_row_group_that_reads_short_is_refused_not_counted_short(tmp_path):
+    """Found by byte-mutation fuzzing: a column chunk whose footer num_values is corrupt
+    (7 → -49 here) makes pyarrow read its row group as no rows, without an error, so the
+    file of 8 rows imported as 1 (rows_in 1, nothing quarantined: 7 rows lost unseen). The
+    footer's row count per group is the independent count; a group that reads short is now
+    the file's SourceError."""
+    import struct
+
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"prompt": [f"How do I repot fern {i}?" for i in range(8)]}), sink, row_group_size=7)
+    data = sink.getvalue()
+    footer = len(data) - 8 - struct.unpack("<i", data[-8:-4])[0]
+    at = data.index(b"\x16\x0e", footer)  # compact thrift: field delta 1, type i64, zigzag(7): row group 1's num_values
+    path = tmp_path / "short.parquet"
+    path.write_bytes(data[:at] + b"\x16\x61" + data[at + 2:])
+    meta = pq.ParquetFile(path).metadata
+    assert (meta.num_rows, meta.row_group(0).column(0).num_values) == (8, -49)  # the corruption is the one meant
+    with pytest.raises(SourceError, match=r"short.parquet: not a readable Parquet file \(row group 1 declares 7 rows, "
+                                          r"0 could be read\)"):
         read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
