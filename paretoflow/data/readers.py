@@ -38,9 +38,11 @@ after it (so a first line that is a JSON list does not turn the file into an arr
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import json
+import lzma
 import sys
 import zlib
 from collections.abc import Iterator
@@ -73,10 +75,18 @@ __all__ = [
     "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_rows", "shown", "truncate",
 ]
 
-JSON_SUFFIXES = (".jsonl", ".json", ".ndjson", ".jsonl.gz", ".json.gz", ".ndjson.gz")
-JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")
-CSV_SUFFIXES = (".csv", ".csv.gz")
-TSV_SUFFIXES = (".tsv", ".tsv.gz")
+# Text files may be compressed; each is inflated as a stream under the byte cap (stream_chunks).
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
+
+
+def _compressible(*suffixes: str) -> tuple[str, ...]:
+    return tuple(s + c for s in suffixes for c in ("", *COMPRESSIONS))
+
+
+JSON_SUFFIXES = _compressible(".jsonl", ".json", ".ndjson")
+JSON_LINES_SUFFIXES = _compressible(".jsonl", ".ndjson")
+CSV_SUFFIXES = _compressible(".csv")
+TSV_SUFFIXES = _compressible(".tsv")
 FILE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *CSV_SUFFIXES, *TSV_SUFFIXES)
 
 
@@ -110,18 +120,36 @@ def _checked_file(path: Path) -> None:
         raise SourceError(f"{path}: not a regular file")
 
 
+def _compression(path: Path) -> str | None:
+    return next((name for suffix, name in COMPRESSIONS.items() if path.name.lower().endswith(suffix)), None)
+
+
+def _inflating(path: Path, compression: str) -> Any:
+    """A binary stream of the file's inflated content: the stdlib's gzip, bz2 and lzma,
+    zstd through pyarrow (its codec is built in; the stdlib has none before 3.14)."""
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "bzip2":
+        return bz2.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(path, "rb")
+    import pyarrow as pa
+
+    return pa.input_stream(str(path), compression="zstd")
+
+
 def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
-    """The file's content in chunks of at most STREAM_CHUNK_BYTES, decompressed as a
-    stream for .gz with a running count that stops at the cap: a gzip bomb never
-    inflates more than one chunk past it."""
+    """The file's content in chunks of at most STREAM_CHUNK_BYTES, inflated as a stream
+    for .gz / .bz2 / .xz / .zst with a running count that stops at the cap: a
+    decompression bomb never inflates more than one chunk past it."""
     _checked_file(path)
     cap = limits.max_file_bytes
-    gz = path.name.lower().endswith(".gz")
-    if not gz and path.stat().st_size > cap:
+    compression = _compression(path)
+    if compression is None and path.stat().st_size > cap:
         raise _over_cap(path, cap)
     total = 0
     try:
-        with (gzip.open(path, "rb") if gz else path.open("rb")) as stream:
+        with (path.open("rb") if compression is None else _inflating(path, compression)) as stream:
             while chunk := stream.read(STREAM_CHUNK_BYTES):
                 if not total:
                     refuse_wide_text(path, chunk)
@@ -129,10 +157,10 @@ def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
                 if total > cap:
                     raise _over_cap(path, cap)
                 yield chunk
-    except (OSError, EOFError, zlib.error) as exc:
-        if not gz:
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as exc:
+        if compression is None:
             raise
-        raise SourceError(f"{path}: not a readable gzip file ({type(exc).__name__}: {exc})") from None
+        raise SourceError(f"{path}: not a readable {compression} file ({type(exc).__name__}: {exc})") from None
 
 
 def stream_lines(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:

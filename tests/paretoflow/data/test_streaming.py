@@ -46,11 +46,12 @@ def test_json_array_told_from_json_lines_across_chunks(tmp_path, monkeypatch):
     assert [r.location for r in readers.read_rows(lines)] == ["line 1", "line 2"]
 
 
-def test_gzip_cap_binds_while_streaming(tmp_path, monkeypatch):
+@pytest.mark.parametrize(("name", "line"), [("big.jsonl.gz", b'{"prompt": "same"}\n'), ("big.csv.gz", b"same,x\n")])
+def test_gzip_cap_binds_while_streaming(tmp_path, monkeypatch, name, line):
     monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 1 << 10)
-    path = tmp_path / "big.jsonl.gz"
+    path = tmp_path / name
     with gzip.open(path, "wb") as fh:
-        fh.write(b'{"prompt": "same"}\n' * 10_000)
+        fh.write((b"prompt,chosen\n" if name.endswith(".csv.gz") else b"") + line * 10_000)
     with pytest.raises(SourceError, match="more than 50,000 bytes of content"):
         read_file(path, OBJECTIVES, format="builtin", limits=Limits(max_file_bytes=50_000))
 
@@ -161,3 +162,56 @@ def test_csv_rows_stream_and_equal_a_whole_read(tmp_path, monkeypatch, suffix):
     next(rows)
     assert 0 < len(read) < 10  # the header and one record: a few 16-byte chunks, not the file
     assert key(readers.read_rows(path)) == whole
+
+
+def _compressed(data: bytes, compression: str) -> bytes:
+    import bz2
+    import lzma
+
+    import pyarrow as pa
+
+    if compression == ".gz":
+        return gzip.compress(data)
+    if compression == ".bz2":
+        return bz2.compress(data)
+    if compression == ".xz":
+        return lzma.compress(data)
+    return pa.compress(data, codec="zstd", asbytes=True)
+
+
+@pytest.mark.parametrize("compression", [".gz", ".bz2", ".xz", ".zst"])
+@pytest.mark.parametrize("name", ["p.jsonl", "p.json", "p.csv"])
+def test_compressed_text_files_read_as_their_plain_twin(tmp_path, compression, name):
+    """.bz2, .xz and .zst stream like .gz (large corpora ship as .jsonl.zst / .xz; each was
+    'unsupported file type' before): the same rows as the plain file, a bomb refused at the
+    byte cap, a corrupt stream one SourceError naming the file and the codec."""
+    pairs = [good_row(i) for i in range(50)]
+    if name.endswith(".jsonl"):
+        data = "".join(json.dumps(p) + "\n" for p in pairs).encode()
+    elif name.endswith(".json"):
+        data = json.dumps(pairs).encode()
+    else:
+        data = ("prompt,chosen,rejected\n" + "".join(f"{p['prompt']},{p['chosen']},{p['rejected']}\n"
+                                                      for p in pairs)).encode()
+    (tmp_path / name).write_bytes(data)
+    packed = tmp_path / (name + compression)
+    packed.write_bytes(_compressed(data, compression))
+
+    def rows(path):
+        return [(r.location, r.value, r.error) for r in readers.read_rows(path)]
+
+    assert rows(packed) == rows(tmp_path / name) and len(rows(packed)) == 50
+    with pytest.raises(SourceError, match="more than 1,000 bytes of content"):
+        readers.read_rows(packed, Limits(max_file_bytes=1_000))
+    half = packed.read_bytes()[: len(packed.read_bytes()) // 2]
+    for tail in (b"", b"\x00garbage" * 8):  # truncated (no row may go unseen), then corrupt
+        broken = tmp_path / ("broken" + name + compression)
+        broken.write_bytes(half + tail)
+        with pytest.raises(SourceError, match=f"broken{name}{compression}: not a readable "
+                                              f"{readers.COMPRESSIONS[compression]} file"):
+            readers.read_rows(broken)
+
+
+def good_row(i: int) -> dict:
+    return {"prompt": f"How should I prune rose bush {i}?", "chosen": f"Cut rose {i} above an outward bud.",
+            "rejected": "Whatever."}
