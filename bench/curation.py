@@ -37,6 +37,7 @@ the shared machine down.
 
     .venv/bin/python bench/curation.py --sizes 10000,100000 --max-rss-gb 6
     .venv/bin/python bench/curation.py --sizes 1000000 --phases import+curate   # 2.9 GB file, minutes
+    .venv/bin/python bench/curation.py --sizes 100000 --file-format csv         # or json, parquet, jsonl.gz
 
 Measured on the shared 2-core machine (2026-12-02, other jobs running):
 
@@ -70,6 +71,10 @@ of the lead's that held 1-2 cores, so wall times say little; CPU seconds are all
     1M      main  118.0 s CPU (86.9 user + 31.1 sys), 518 s wall (starved), 1,361 MB
     1M      data6 (f5d657d) 107.8 s CPU (73.8 + 33.9), 125 s wall = 8.0k rows/s, 1,359 MB
     1M      data6 (7d40058) 106.7 s CPU (79.3 + 27.5), 404 s wall (starved), 1,361 MB
+
+2026-12-07, every reader streaming (docs/measurements.md, "Data"), import + curate of 1M
+pairs per `--file-format`, peak RSS: csv 1,370 MB, parquet (one row group) 1,365 MB,
+json (one array) 1,347 MB, jsonl.gz 1,378 MB, jsonl 1,362 MB; 7-8.5k pairs/s each.
 """
 
 from __future__ import annotations
