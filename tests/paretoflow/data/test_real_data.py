@@ -180,3 +180,47 @@ def test_pair_minimums_pass_on_the_shipped_data_and_fail_without_a_source(defaul
         pairs = curated.tables["pairs"]
         without = {**curated.tables, "pairs": pairs[~pairs["source"].str.contains(lost)]}
         assert shortfalls(without) == {f"{objective}/{s}" for s in schema.SPLITS}
+
+
+def test_real_pairs_read_the_same_from_every_container(tmp_path):
+    """1,500 real AlpacaEval rows (data/raw) written as JSON Lines, a JSON array, CSV,
+    Parquet and compressed twins import to the same records and the same quarantine,
+    whichever streaming reader takes them (CSV has no types: its metadata is text)."""
+    import csv
+    import gzip
+    import lzma
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from paretoflow.data.importers import read_file
+
+    with gzip.open(REPO / "data" / "raw" / "alpaca_eval_helpfulness.jsonl.gz", "rt", encoding="utf-8") as fh:
+        rows = [json.loads(line) for _, line in zip(range(1500), fh, strict=False)]
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+    files = {"a.jsonl": lines, "a.jsonl.zst": pa.compress(lines, codec="zstd", asbytes=True),
+             "a.json": json.dumps(rows, ensure_ascii=False, indent=1).encode()}
+    files["a.json.xz"] = lzma.compress(files["a.json"], preset=0)  # the default preset takes seconds
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    with (tmp_path / "a.csv").open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    def imported(name: str) -> tuple[list, Counter]:
+        result = read_file(tmp_path / name, [Objective(name="helpfulness")], format="generic", objective="helpfulness")
+        assert result.rows_in == 1500 == len(result.records) + len(result.quarantined)
+        records = [(r.messages, r.responses, r.pairs, None if name == "a.csv" else r.metadata) for r in result.records]
+        return records, Counter(q.reason for q in result.quarantined)
+
+    reference, reasons = imported("a.jsonl")
+    assert len(reference) > 1450
+    for name in ("a.jsonl.zst", "a.json", "a.json.xz", "a.parquet", "a.csv"):
+        records, other_reasons = imported(name)
+        if name == "a.csv":
+            assert records == [(*record[:3], None) for record in reference], name
+        else:
+            assert records == reference, name
+        assert other_reasons == reasons, name
