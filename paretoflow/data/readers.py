@@ -31,9 +31,10 @@ setting:
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
 
-JSON Lines or one JSON array is told by content: a `.jsonl` file is always JSON Lines; a
+JSON Lines or one document is told by content: a `.jsonl` file is always JSON Lines; a
 `.json` file is JSON Lines when its first line is a whole JSON value with more lines
-after it (so a first line that is a JSON list does not turn the file into an array).
+after it (a first line that is a list does not make an array); else an array, or an
+object in one of pandas' table layouts (`df.to_json(path)`), or JSON Lines after all.
 """
 
 from __future__ import annotations
@@ -77,16 +78,11 @@ __all__ = [
 
 # Text files may be compressed; each is inflated as a stream under the byte cap (stream_chunks).
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
-
-
-def _compressible(*suffixes: str) -> tuple[str, ...]:
-    return tuple(s + c for s in suffixes for c in ("", *COMPRESSIONS))
-
-
-JSON_SUFFIXES = _compressible(".jsonl", ".json", ".ndjson")
-JSON_LINES_SUFFIXES = _compressible(".jsonl", ".ndjson")
-CSV_SUFFIXES = _compressible(".csv")
-TSV_SUFFIXES = _compressible(".tsv")
+_PLAIN_OR = ("", *COMPRESSIONS)
+JSON_SUFFIXES = tuple(s + c for s in (".jsonl", ".json", ".ndjson") for c in _PLAIN_OR)
+JSON_LINES_SUFFIXES = tuple(s + c for s in (".jsonl", ".ndjson") for c in _PLAIN_OR)
+CSV_SUFFIXES = tuple(".csv" + c for c in _PLAIN_OR)
+TSV_SUFFIXES = tuple(".tsv" + c for c in _PLAIN_OR)
 FILE_SUFFIXES = (*JSON_SUFFIXES, ".parquet", *CSV_SUFFIXES, *TSV_SUFFIXES)
 
 
@@ -301,7 +297,7 @@ def _body_head(path: Path, limits: Limits) -> bytes:
             if not chunk:
                 continue
         pieces.append(chunk)
-        if not pieces[0].startswith(b"["):
+        if not pieces[0].startswith((b"[", b"{")):
             return pieces[0]
         if b"\n" not in chunk:
             continue
@@ -312,19 +308,20 @@ def _body_head(path: Path, limits: Limits) -> bytes:
     return b"".join(pieces)
 
 
-def _is_json_array(path: Path, limits: Limits) -> bool:
-    if path.name.lower().endswith(JSON_LINES_SUFFIXES):
-        return False
-    body = _body_head(path, limits)
-    return body.startswith(b"[") and not _is_json_lines(path, body)
-
-
 def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
-    """Rows of a JSON Lines file, parsed as the lines stream in, or of a JSON array file,
-    parsed as its elements stream in. A row over the row cap stops the file."""
-    if _is_json_array(path, limits):
+    """Rows of a JSON Lines file (lines parsed as they stream in), a JSON array (elements
+    likewise) or one of pandas' table layouts (pandas_json.py). The row cap stops the file."""
+    body = b"" if path.name.lower().endswith(JSON_LINES_SUFFIXES) else _body_head(path, limits)
+    one_document = body[:1] in (b"[", b"{") and not _is_json_lines(path, body)
+    if one_document and body.startswith(b"["):
         yield from _json_array_rows(path, limits)
         return
+    if one_document:  # an object: pandas' to_json, or a JSON Lines file of one line
+        from paretoflow.data.pandas_json import pandas_table
+
+        if (table := pandas_table(path, limits)) is not None:
+            yield from table
+            return
     cap = limits.max_file_rows
     objects = _Objects()
     count, parsed_any, binary = 0, False, False
