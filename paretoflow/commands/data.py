@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     importer = subparsers.add_parser(
         "import", help="import one raw file into canonical tables + quarantine (full curation of that file)"
     )
-    importer.add_argument("file", help="JSONL / JSON / Parquet / CSV / TSV file, .gz too (or a folder of them)")
+    importer.add_argument("file", help="JSONL / JSON / Parquet / CSV / TSV file, .gz .bz2 .xz .zst too (or a folder of them)")
     importer.add_argument("--format", default="auto", choices=[AUTO, *FORMATS])
     importer.add_argument("--objective", default=None, help="objective of an HH-RLHF / generic file")
     importer.add_argument("--role", default="train", choices=["train", "eval"])
@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--map", action="append", default=[], metavar="FIELD=COLUMN",
         help="column_map entry (generic: canonical field=column; rating datasets: objective=[-]attribute)",
     )
+    importer.add_argument("--encoding", default="utf-8",
+                          help="text encoding of a JSON / CSV / TSV file (default utf-8; e.g. cp1252 for Excel's CSV)")
     importer.add_argument("--out", required=True, help="output folder for the tables")
     importer.set_defaults(func=import_command)
 
@@ -43,7 +45,7 @@ def import_command(args: argparse.Namespace) -> int:
     params = load_params(args.params)
     source = SourceConfig(
         path=args.file, format=args.format, objective=args.objective, role=args.role,
-        column_map=_column_map(args.map),
+        column_map=_column_map(args.map), encoding=args.encoding,
     )
     curate_config = params.curate.model_copy(update={"sources": [source]})
     # The file and --out are named by the user on the command line: the file may lie

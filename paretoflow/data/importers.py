@@ -42,7 +42,7 @@ import os
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -327,6 +327,7 @@ def read_source(source: SourceConfig, objectives: Sequence[Objective], root: Pat
     """Every file of a configured source (a file or a folder), named relative to root.
     `on_record`: as in read_file (each record gets the source's tags first)."""
     tagged = None if on_record is None else (lambda record: on_record(_with_tags(record, source.tags)))
+    limits = replace(limits or Limits(), encoding=source.encoding)  # the source's text encoding
     base = resolve_input(root, source.path, data_roots)
     files, skipped = expand_source(base)
     out = []

@@ -39,8 +39,6 @@ object in one of pandas' table layouts (`df.to_json(path)`), or JSON Lines after
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import json
 import lzma
@@ -50,6 +48,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from paretoflow.data.compression import COMPRESSIONS, compression_of, inflating
 from paretoflow.data.csv_rows import csv_rows, text_lines
 from paretoflow.data.json_array import ArrayError, array_values
 from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
@@ -58,6 +57,7 @@ from paretoflow.data.rows import (
     DuplicateKeys,
     Limits,
     LongNumber,
+    OTHER_ENCODING,
     RawRow,
     RowError,
     SourceError,
@@ -68,6 +68,7 @@ from paretoflow.data.rows import (
     parse_int,
     refuse_wide_text,
     shown,
+    transcoded,
     truncate,
 )
 
@@ -76,8 +77,6 @@ __all__ = [
     "SourceError", "TSV_SUFFIXES", "check_fields", "expand_source", "iter_rows", "read_rows", "shown", "truncate",
 ]
 
-# Text files may be compressed; each is inflated as a stream under the byte cap (stream_chunks).
-COMPRESSIONS = {".gz": "gzip", ".bz2": "bzip2", ".xz": "xz", ".zst": "zstd"}
 _PLAIN_OR = ("", *COMPRESSIONS)
 JSON_SUFFIXES = tuple(s + c for s in (".jsonl", ".json", ".ndjson") for c in _PLAIN_OR)
 JSON_LINES_SUFFIXES = tuple(s + c for s in (".jsonl", ".ndjson") for c in _PLAIN_OR)
@@ -116,38 +115,26 @@ def _checked_file(path: Path) -> None:
         raise SourceError(f"{path}: not a regular file")
 
 
-def _compression(path: Path) -> str | None:
-    return next((name for suffix, name in COMPRESSIONS.items() if path.name.lower().endswith(suffix)), None)
-
-
-def _inflating(path: Path, compression: str) -> Any:
-    """A binary stream of the file's inflated content: the stdlib's gzip, bz2 and lzma,
-    zstd through pyarrow (its codec is built in; the stdlib has none before 3.14)."""
-    if compression == "gzip":
-        return gzip.open(path, "rb")
-    if compression == "bzip2":
-        return bz2.open(path, "rb")
-    if compression == "xz":
-        return lzma.open(path, "rb")
-    import pyarrow as pa
-
-    return pa.input_stream(str(path), compression="zstd")
-
-
 def stream_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
     """The file's content in chunks of at most STREAM_CHUNK_BYTES, inflated as a stream
     for .gz / .bz2 / .xz / .zst with a running count that stops at the cap: a
-    decompression bomb never inflates more than one chunk past it."""
+    decompression bomb never inflates more than one chunk past it. In an encoding other
+    than UTF-8 (`limits.encoding`), the content comes transcoded to UTF-8."""
+    chunks = _content_chunks(path, limits)
+    return chunks if limits.encoding == "utf-8" else transcoded(path, chunks, limits.encoding)
+
+
+def _content_chunks(path: Path, limits: Limits) -> Iterator[bytes]:
     _checked_file(path)
     cap = limits.max_file_bytes
-    compression = _compression(path)
+    compression = compression_of(path)
     if compression is None and path.stat().st_size > cap:
         raise _over_cap(path, cap)
     total = 0
     try:
-        with (path.open("rb") if compression is None else _inflating(path, compression)) as stream:
+        with (path.open("rb") if compression is None else inflating(path, compression)) as stream:
             while chunk := stream.read(STREAM_CHUNK_BYTES):
-                if not total:
+                if not total and limits.encoding == "utf-8":
                     refuse_wide_text(path, chunk)
                 total += len(chunk)
                 if total > cap:
@@ -239,7 +226,7 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     except UnicodeDecodeError as exc:
         raw = truncate(line_bytes.decode("utf-8", "backslashreplace"))
         return RawRow(location, number, raw, error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte "
-                                                                                f"{exc.start}"), unparsed=True)
+                                                                                f"{exc.start}{OTHER_ENCODING}"), unparsed=True)
     if number == 1:
         line = line.removeprefix("\ufeff")
     value = fast_value(line_bytes)

@@ -6,6 +6,7 @@ format): parsed, or carrying the `RowError` it will be quarantined with.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 from collections.abc import Iterator
@@ -31,13 +32,19 @@ class RowError(Exception):
         self.detail = detail
 
 
+# Said where text is not UTF-8: the usual cause is a file written in another encoding.
+OTHER_ENCODING = " (a file in another encoding? set its source's encoding, e.g. cp1252)"
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Size caps of one import (see readers.py's docstring)."""
+    """Size caps of one import (see readers.py's docstring), and the text encoding its
+    files are read in (a source's `encoding`; not UTF-8, the content is transcoded)."""
 
     max_file_bytes: int = 1 << 30
     max_field_chars: int = 100_000
     max_file_rows: int = 2_000_000
+    encoding: str = "utf-8"
 
 
 def over_row_cap(path: Any, cap: int) -> SourceError:
@@ -131,7 +138,8 @@ def check_keys_and_text(value: Any) -> None:
         where, item = stack.pop()
         if isinstance(item, str):
             if has_lone_surrogate(item):
-                raise RowError("undecodable_bytes", f"field {shown(where) or 'record'!r} holds bytes that are not UTF-8")
+                raise RowError("undecodable_bytes", f"field {shown(where) or 'record'!r} holds bytes that are not UTF-8"
+                                                    + OTHER_ENCODING)
         elif isinstance(item, dict):
             if isinstance(item, DuplicateKeys):
                 raise RowError("ambiguous_key", f"key {shown(item.duplicate)!r} appears twice in "
@@ -186,4 +194,24 @@ def refuse_wide_text(path: Path, head: bytes) -> None:
     if wide is not None:
         encoding, evidence = wide
         raise SourceError(f"{shown(str(path))}: {encoding[:-2]} {encoding[-2:]} text ({evidence}); "
-                          f"paretoflow reads UTF-8: re-encode the file, e.g. iconv -f {encoding} -t UTF-8")
+                          f"paretoflow reads UTF-8: re-encode the file, e.g. iconv -f {encoding} -t UTF-8, "
+                          f"or set the source's encoding: {encoding.lower()}")
+
+
+def transcoded(path: Path, chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    """`chunks` of text in `encoding`, as UTF-8 chunks (decoded incrementally: a character
+    split across chunks is whole). A byte the encoding does not define (cp1252 has five)
+    passes through as itself, so its row is undecodable_bytes as in a UTF-8 file."""
+    decoder = codecs.getincrementaldecoder(encoding)("surrogateescape")
+    for chunk in _with_end(chunks):  # None last: the decoder's end (a cut character is an error)
+        try:
+            text = decoder.decode(b"" if chunk is None else chunk, final=chunk is None)
+        except UnicodeError as exc:
+            raise SourceError(f"{shown(str(path))}: not readable as {encoding} ({exc})") from None
+        if text:
+            yield text.encode("utf-8", "surrogateescape")
+
+
+def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
+    yield from chunks
+    yield None

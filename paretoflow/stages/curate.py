@@ -48,6 +48,20 @@ class SourceConfig(_Section):
     # Tags added to every prompt of this source, e.g. `red_team` for HH-RLHF harmless-base
     # (red-team attempts: harm is possible there, so a refusal may be the right answer).
     tags: list[str] = Field(default_factory=list)
+    # Text encoding of the source's JSON / CSV / TSV files, as Python's codecs name it:
+    # "utf-8" (the default), "cp1252" (Excel's "CSV" on Windows), "latin-1", "utf-16"...
+    # Transcoded to UTF-8 as the file streams; Parquet's strings are UTF-8 by its spec.
+    encoding: str = "utf-8"
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            return codecs.lookup(v).name  # one spelling per codec: "UTF8", "utf_8" -> "utf-8"
+        except LookupError:
+            raise ValueError(f"unknown text encoding {v!r} (a Python codec name, e.g. utf-8, cp1252, latin-1)") from None
 
     @field_validator("format")
     @classmethod

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from paretoflow.data.normalize import has_lone_surrogate
 from paretoflow.data.readers import RowError
+from paretoflow.data.rows import OTHER_ENCODING
 from paretoflow.schema import ROLES
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def text(row: dict, key: str) -> str:
     if not isinstance(value, str):
         raise RowError("wrong_type", f"field {key!r} is {type(value).__name__}, expected a string")
     if has_lone_surrogate(value):
-        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8")
+        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8{OTHER_ENCODING}")
     return value
 
 
@@ -119,7 +120,7 @@ def tags_of(row: dict, key: str = "tags") -> list[str]:
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise RowError("wrong_type", f"field {key!r} must be a list of strings")
     if any(has_lone_surrogate(t) for t in value):
-        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8")
+        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8{OTHER_ENCODING}")
     return sorted(set(value))
 
 

@@ -19,6 +19,7 @@ import pytest
 from paretoflow.config import CurateConfig, Params, SourceConfig
 from paretoflow.data.control import escape_control_tokens, find_control_token
 from paretoflow.data.curate import run
+from paretoflow.data import importers
 from paretoflow.data.importers import read_file
 from paretoflow.data.readers import SourceError
 from tests.paretoflow.data.test_bad_inputs import OBJECTIVES, csv_bytes, good_pair, hh, jsonl
@@ -345,11 +346,47 @@ def test_wide_encoded_file_is_named_as_such_not_as_binary(tmp_path, name, encodi
     data = text.encode(encoding)
     path = tmp_path / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    with pytest.raises(SourceError, match=f"{name}: {named}; paretoflow reads UTF-8: re-encode"):
+    with pytest.raises(SourceError, match=f"{name}: {named}; paretoflow reads UTF-8: re-encode") as refused:
         read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
-    # The same text as UTF-8 reads as three rows: the refusal is the encoding's alone.
+    # The encoding the message suggests, set on the source, reads the file as it is.
+    suggested = str(refused.value).rsplit("or set the source's encoding: ", 1)[1]
+    source = SourceConfig(path=name, format="generic", objective="helpfulness", encoding=suggested)
+    (imported,) = importers.read_source(source, OBJECTIVES, tmp_path).files
+    # The same text as UTF-8 reads as the same three rows: the refusal is the encoding's alone.
     path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
-    assert len(read_file(path, OBJECTIVES, format="generic", objective="helpfulness").records) == 3
+    as_utf8 = read_file(path, OBJECTIVES, format="generic", objective="helpfulness").records
+    assert [(r.messages, r.responses) for r in imported.records] == [(r.messages, r.responses) for r in as_utf8]
+    assert len(as_utf8) == 3
+
+
+def test_excel_cp1252_csv_reads_whole_with_the_source_encoding(tmp_path, monkeypatch):
+    """Excel's "CSV" on Windows is cp1252: as UTF-8 every row with a curly quote, an accent
+    or a dash was undecodable_bytes (the hint now says which setting reads it); with
+    `encoding: cp1252` every row is kept with its text. A byte cp1252 leaves undefined
+    (0x81) still quarantines its row alone. Small chunks: nothing is cut mid-character."""
+    from paretoflow.data import readers
+
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", 5)
+    texts = [("What’s a good name for a café?", "“Bean There” is fun.", "No."), ("Plain ascii?", "Yes.", "no"),
+             ("Naïve question – why?", "Because.", "–")]
+    data = ("prompt,chosen,rejected\n" + "".join(",".join(t) + "\n" for t in texts)).encode("cp1252")
+    (tmp_path / "excel.csv").write_bytes(data + b"Odd \x81 byte?,Kept apart.,x\n")
+
+    def imported(encoding: str):
+        source = SourceConfig(path="excel.csv", format="generic", objective="helpfulness", encoding=encoding)
+        (file,) = importers.read_source(source, OBJECTIVES, tmp_path).files
+        assert file.rows_in == 4 == len(file.records) + len(file.quarantined)
+        return [r.messages[0]["content"] for r in file.records], [(q.location, q.reason, q.detail) for q in file.quarantined]
+
+    as_utf8 = imported("utf-8")
+    assert as_utf8[0] == ["Plain ascii?"]
+    assert all(reason == "undecodable_bytes" and detail.endswith("set its source's encoding, e.g. cp1252)")
+               for _, reason, detail in as_utf8[1])
+    kept, quarantined = imported("windows-1252")  # any name Python's codecs know
+    assert kept == [t[0] for t in texts]
+    assert [(loc, reason) for loc, reason, _ in quarantined] == [("row 4", "undecodable_bytes")]
+    with pytest.raises(ValueError, match="unknown text encoding 'klingon'"):
+        SourceConfig(path="excel.csv", encoding="klingon")
 
 
 # --------------------------------------------------------------------------- CSV headers

@@ -215,3 +215,19 @@ def test_compressed_text_files_read_as_their_plain_twin(tmp_path, compression, n
 def good_row(i: int) -> dict:
     return {"prompt": f"How should I prune rose bush {i}?", "chosen": f"Cut rose {i} above an outward bud.",
             "rejected": "Whatever."}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "cp1252", "latin-1", "shift_jis"])
+def test_transcoded_chunks_equal_the_whole_texts_utf8_for_any_cut(encoding):
+    from pathlib import Path
+
+    from paretoflow.data.rows import transcoded
+
+    text = {"shift_jis": "日本語の質問?\n答え\n", "latin-1": "Café naïve\r\nsecond line é ±\n"}.get(
+        encoding, "Café – “quoted” naïve\r\nsecond line é\n")
+    data = text.encode(encoding)
+    for cut in range(len(data) + 1):
+        chunks = iter([data[:cut], data[cut:]])
+        assert b"".join(transcoded(Path("t.csv"), chunks, encoding)) == text.encode("utf-8"), cut
+    with pytest.raises(SourceError, match="t.csv: not readable as utf-16"):
+        list(transcoded(Path("t.csv"), iter(["ok".encode("utf-16") + b"\x00"]), "utf-16"))  # a cut code unit
