@@ -21,6 +21,7 @@ pyarrow reads back as dictionaries (counted from their lengths, not decoded)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,17 @@ def _parquet_file(path: Path, limits: Limits) -> tuple[Any, list[str]]:
     return parquet, strings
 
 
+def _pandas_index(parquet: Any) -> set[str]:
+    """The columns pandas wrote for an unnamed index (`__index_level_0__`, from a frame
+    whose rows were filtered): pandas reads them back as the index, not as data, so they
+    are not read (they were metadata of every pair). A named index stays a column."""
+    try:
+        meta = parquet.schema_arrow.pandas_metadata or {}
+    except ValueError:  # the pandas metadata is not JSON: no index is known
+        return set()
+    return {c for c in meta.get("index_columns", []) if isinstance(c, str) and re.fullmatch(r"__index_level_\d+__", c)}
+
+
 def _batch_rows(path: Path, group: int, strings: list[str]) -> int:
     """Rows a batch of row group `group` may hold: PARQUET_BATCH_ROWS, fewer where its
     longest dictionary values (one per string column, from a one-row read that loads each
@@ -101,11 +113,14 @@ def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
         parquet, strings = _parquet_file(path, limits)
         names = parquet.schema_arrow.names
         duplicates = sorted({n for n in names if names.count(n) > 1})
+        index = set() if duplicates else _pandas_index(parquet)
+        columns = [n for n in names if n not in index] if index else None  # None: every column
+        names, strings = columns or names, [n for n in strings if n not in index]
         sizes = [_batch_rows(path, group, strings) for group in range(parquet.metadata.num_row_groups)]
 
         def batches() -> Iterator[Any]:
             for group, size in enumerate(sizes):
-                yield from parquet.iter_batches(batch_size=size, row_groups=[group])
+                yield from parquet.iter_batches(batch_size=size, row_groups=[group], columns=columns)
 
         # Sized in a first pass (nothing kept), so that no row is yielded from a file that
         # is refused: rows read before the cap piled up as records (a 1 GiB dictionary
@@ -113,7 +128,7 @@ def iter_parquet_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
         decoded = 0
         for group, size in enumerate(sizes):
             read = 0
-            for batch in parquet.iter_batches(batch_size=size, row_groups=[group]):
+            for batch in parquet.iter_batches(batch_size=size, row_groups=[group], columns=columns):
                 decoded, read = decoded + _decoded_bytes(batch), read + batch.num_rows
                 if decoded > cap:
                     raise _over_cap(path, cap)

@@ -80,3 +80,16 @@ def test_row_cap_binds(tmp_path):
     frame().to_json(path)
     with pytest.raises(SourceError, match=r"prefs.json: more than 5 rows \(curate.max_file_rows\)"):
         records(path, limits=Limits(max_file_rows=5))
+
+
+def test_parquet_of_a_filtered_frame_does_not_read_its_index_as_data(tmp_path):
+    """df.to_parquet of a frame whose rows were filtered writes the unnamed index as a
+    column `__index_level_0__`, which pandas reads back as the index: it is not data, and
+    it was metadata of every pair. A named index is a column like any other."""
+    df = frame()
+    kept = df[df.index % 2 == 0].set_axis([10, 30, 50])  # not a RangeIndex: stored as a column
+    kept.to_parquet(tmp_path / "kept.parquet")
+    rows_in, records_read, _ = records(tmp_path / "kept.parquet")
+    assert rows_in == 3 and [metadata for *_, metadata in records_read] == [{"score": 0.0}, {"score": 0.5}, {"score": 1.0}]
+    kept.rename_axis("source_id").to_parquet(tmp_path / "named.parquet")
+    assert [m["source_id"] for *_, m in records(tmp_path / "named.parquet")[1]] == [10, 30, 50]
