@@ -25,8 +25,8 @@ setting:
 - per file, in bytes of *decompressed* content: a running count over the chunks stops
   at the cap, so a gzip bomb inflates at most one chunk past it (2 GiB bomb refused at
   156 MB peak RSS, measured); Parquet is checked against the uncompressed size its
-  footer declares, then every batch is sized from its dictionaries (nothing decoded)
-  before the first row is decoded.
+  footer declares, then its decoded size is summed in a first pass, in batches bounded
+  by the longest dictionary value (parquet_rows.py), before the first row is yielded.
 - per file, in rows: counted as lines or elements stream (JSON), from the footer (Parquet).
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
