@@ -97,7 +97,7 @@ def test_parquet_bomb_without_an_arrow_dictionary_type_is_refused_in_small_batch
     path = tmp_path / "bomb.parquet"
     pq.write_table(pa.table({"prompt": values, "n": list(range(3000))}), path, store_schema=False, compression="zstd")
     assert path.stat().st_size < 100_000 and pa.types.is_string(pq.read_schema(path).field("prompt").type)
-    assert parquet_rows._batch_rows(path, 0, ["prompt"]) == (64 << 20) // (4 << 20)
+    assert parquet_rows._batch_rows(parquet_rows._opened(path, ["prompt"]), 0, ["prompt"]) == (64 << 20) // (4 << 20)
     with pytest.raises(SourceError, match="more than 50,000,000 bytes"):
         next(readers.iter_rows(path, Limits(max_file_bytes=50_000_000)))
 
