@@ -54,13 +54,10 @@ def text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
     decoded as they stream: a leading BOM goes, undecodable bytes become lone surrogates
     (caught per cell later). Memory holds a chunk, or one line while it is longer: a chunk
     with no line break is kept aside, not joined once per chunk."""
-    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    decoder = codecs.getincrementaldecoder("utf-8-sig")("surrogateescape")  # -sig: the leading BOM goes
     pieces: list[str] = []
-    first = True
     for chunk in chunks:
         text = decoder.decode(chunk)
-        if first and text:
-            text, first = text.removeprefix("\ufeff"), False
         pieces.append(text)
         if "\n" not in text and "\r" not in text:
             continue  # no line ends here: wait for one
@@ -68,8 +65,7 @@ def text_lines(chunks: Iterator[bytes]) -> Iterator[str]:
         # The last line may go on in the next chunk; so may a "\r" (the "\n" of "\r\n").
         pieces = [lines.pop()] if lines and not lines[-1].endswith("\n") else []
         yield from lines
-    rest = "".join(pieces) + decoder.decode(b"", final=True)
-    yield from io.StringIO(rest.removeprefix("\ufeff") if first else rest, newline="").readlines()
+    yield from io.StringIO("".join(pieces) + decoder.decode(b"", final=True), newline="").readlines()
 
 
 class _Lines:

@@ -203,15 +203,11 @@ def transcoded(path: Path, chunks: Iterator[bytes], encoding: str) -> Iterator[b
     split across chunks is whole). A byte the encoding does not define (cp1252 has five)
     passes through as itself, so its row is undecodable_bytes as in a UTF-8 file."""
     decoder = codecs.getincrementaldecoder(encoding)("surrogateescape")
-    for chunk in _with_end(chunks):  # None last: the decoder's end (a cut character is an error)
-        try:
-            text = decoder.decode(b"" if chunk is None else chunk, final=chunk is None)
-        except UnicodeError as exc:
-            raise SourceError(f"{shown(str(path))}: not readable as {encoding} ({exc})") from None
-        if text:
+    try:
+        for chunk in chunks:
+            if text := decoder.decode(chunk):
+                yield text.encode("utf-8", "surrogateescape")
+        if text := decoder.decode(b"", final=True):  # the end: a character cut there is an error
             yield text.encode("utf-8", "surrogateescape")
-
-
-def _with_end(chunks: Iterator[bytes]) -> Iterator[bytes | None]:
-    yield from chunks
-    yield None
+    except UnicodeError as exc:
+        raise SourceError(f"{shown(str(path))}: not readable as {encoding} ({exc})") from None
