@@ -307,19 +307,19 @@ def convert(jsonl: Path, file_format: str) -> Path:
 
     out = jsonl.with_suffix("." + file_format)
     if file_format == "parquet":
+        import pyarrow as pa
         import pyarrow.json as paj
         import pyarrow.parquet as pq
 
-        import pyarrow as pa
-
         reader = paj.open_json(jsonl, read_options=paj.ReadOptions(block_size=1 << 24))
         with pq.ParquetWriter(out, reader.schema) as writer:
-            group: list = []  # batches held until they make a row group (write_batch makes one per batch)
+            group, rows = [], 0  # batches held until they make a row group (write_batch makes one per batch)
             for batch in reader:
                 group.append(batch)
-                if sum(b.num_rows for b in group) >= PARQUET_GROUP_ROWS:
+                rows += batch.num_rows
+                if rows >= PARQUET_GROUP_ROWS:
                     writer.write_table(pa.Table.from_batches(group), row_group_size=PARQUET_GROUP_ROWS)
-                    group = []
+                    group, rows = [], 0
             if group:
                 writer.write_table(pa.Table.from_batches(group), row_group_size=PARQUET_GROUP_ROWS)
     else:

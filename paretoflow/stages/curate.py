@@ -8,6 +8,7 @@ Config: `CurateConfig` (params.yaml `curate`). Entry: `run(params, root)`. CLI:
 from __future__ import annotations
 
 import argparse
+import codecs
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -56,8 +57,6 @@ class SourceConfig(_Section):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, v: str) -> str:
-        import codecs
-
         try:
             return codecs.lookup(v).name  # one spelling per codec: "UTF8", "utf_8" -> "utf-8"
         except LookupError:
