@@ -87,6 +87,12 @@ def has_lone_surrogate(text: str) -> bool:
     return not text.isascii() and _SURROGATE.search(text) is not None
 
 
+def lone_surrogate(text: str) -> int | None:
+    """The code point of the first lone surrogate in text, or None."""
+    found = None if text.isascii() else _SURROGATE.search(text)
+    return None if found is None else ord(found.group())
+
+
 def word_count(text: str) -> int:
     """Whitespace tokens: the unit of the min_words / max_words filters."""
     return len(text.split())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paretoflow.data.normalize import has_lone_surrogate
+from paretoflow.data.normalize import has_lone_surrogate, lone_surrogate
 
 RAW_LIMIT = 500  # characters of the raw record kept in the quarantine table
 
@@ -34,6 +34,17 @@ class RowError(Exception):
 
 # Said where text is not UTF-8: the usual cause is a file written in another encoding.
 OTHER_ENCODING = " (a file in another encoding? set its source's encoding, e.g. cp1252)"
+
+
+def not_utf8(what: str, text: str) -> RowError:
+    """undecodable_bytes for `what` (e.g. "field 'prompt'"), whose text holds a lone
+    surrogate: U+DC80-U+DCFF is an undecodable byte read with surrogateescape; any other
+    came from a JSON escape such as "\\ud800" with no pair, which no encoding setting fixes."""
+    code = lone_surrogate(text)
+    if 0xDC80 <= code <= 0xDCFF:
+        return RowError("undecodable_bytes", f"{what} holds bytes that are not UTF-8{OTHER_ENCODING}")
+    return RowError("undecodable_bytes", f"{what} holds a lone surrogate U+{code:04X} (a \\u{code:04x} escape "
+                                         "without its pair): not a character, so it cannot be written as UTF-8")
 
 
 @dataclass(frozen=True)
@@ -138,8 +149,7 @@ def check_keys_and_text(value: Any) -> None:
         where, item = stack.pop()
         if isinstance(item, str):
             if has_lone_surrogate(item):
-                raise RowError("undecodable_bytes", f"field {shown(where) or 'record'!r} holds bytes that are not UTF-8"
-                                                    + OTHER_ENCODING)
+                raise not_utf8(f"field {shown(where) or 'record'!r}", item)
         elif isinstance(item, dict):
             if isinstance(item, DuplicateKeys):
                 raise RowError("ambiguous_key", f"key {shown(item.duplicate)!r} appears twice in "

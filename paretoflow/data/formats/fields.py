@@ -8,12 +8,13 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paretoflow.data.normalize import has_lone_surrogate
 from paretoflow.data.readers import RowError
-from paretoflow.data.rows import OTHER_ENCODING
+from paretoflow.data.rows import not_utf8, shown
 from paretoflow.schema import ROLES
 
 if TYPE_CHECKING:
@@ -70,9 +71,24 @@ class FormatContext:
 RowParser = Callable[[dict], "Parsed"]
 
 
+def fields_named(row: dict, most: int = 8) -> str:
+    """The row's field names for a message: "'a', 'b'" (the first `most`, then a count)."""
+    names = ", ".join(repr(shown(str(name))[:40]) for name in islice(row, most))
+    more = f", … ({len(row):,} fields)" if len(row) > most else ""
+    return f"the row's fields: {names}{more}" if names else "the row has no fields"
+
+
+class MissingField(RowError):
+    """missing_field for a key the row does not have (`key`: which)."""
+
+    def __init__(self, key: str, detail: str):
+        super().__init__("missing_field", detail)
+        self.key = key
+
+
 def present(row: dict, key: str) -> Any:
     if key not in row:
-        raise RowError("missing_field", f"no field {key!r}")
+        raise MissingField(key, f"no field {key!r} ({fields_named(row)})")
     value = row[key]
     if value is None:
         raise RowError("missing_field", f"field {key!r} is null")
@@ -86,7 +102,7 @@ def text(row: dict, key: str) -> str:
     if not isinstance(value, str):
         raise RowError("wrong_type", f"field {key!r} is {type(value).__name__}, expected a string")
     if has_lone_surrogate(value):
-        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8{OTHER_ENCODING}")
+        raise not_utf8(f"field {key!r}", value)
     return value
 
 
@@ -119,8 +135,9 @@ def tags_of(row: dict, key: str = "tags") -> list[str]:
             raise RowError("wrong_type", f"field {key!r} is not a JSON list of strings") from None
     if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
         raise RowError("wrong_type", f"field {key!r} must be a list of strings")
-    if any(has_lone_surrogate(t) for t in value):
-        raise RowError("undecodable_bytes", f"field {key!r} holds bytes that are not UTF-8{OTHER_ENCODING}")
+    for tag in value:
+        if has_lone_surrogate(tag):
+            raise not_utf8(f"field {key!r}", tag)
     return sorted(set(value))
 
 
@@ -154,7 +171,7 @@ def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]
         if not isinstance(content, str):
             raise RowError("wrong_type", f"{key}[{index}].content is {type(content).__name__}, expected a string")
         if has_lone_surrogate(content):
-            raise RowError("undecodable_bytes", f"{key}[{index}].content holds bytes that are not UTF-8")
+            raise not_utf8(f"{key}[{index}].content", content)
         turns.append({"role": role, "content": content})
     if turns[-1]["role"] != last:
         raise RowError("malformed_dialogue", f"last turn of {key!r} is {turns[-1]['role']!r}, expected {last!r}")
@@ -172,7 +189,7 @@ def json_safe(value: Any) -> Any:
         return value if math.isfinite(value) else None
     if isinstance(value, str):
         if has_lone_surrogate(value):
-            raise RowError("undecodable_bytes", "a metadata field holds bytes that are not UTF-8")
+            raise not_utf8("a metadata field", value)
         return value
     if value is None or isinstance(value, (bool, int)):
         return value

@@ -19,7 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
-    FormatContext, Pair, Parsed, Rating, RowParser, json_safe, messages_of, number, on_scale, present, tags_of, text, user,
+    FormatContext, MissingField, Pair, Parsed, Rating, RowParser, json_safe, messages_of, number, on_scale, present, tags_of,
+    text, user,
 )
 from paretoflow.data.normalize import normalize_text
 from paretoflow.data.readers import RowError
@@ -139,6 +140,18 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     declared = [o.name for o in objectives]
     scales = {o.name: o.scale for o in objectives}
     used = frozenset(columns.values())
-    return (lambda row: _parse_generic(row, columns, objective, declared, scales, used)), []
+    field_of = {column: field for field, column in columns.items()}
+
+    def parse(row: dict) -> Parsed:
+        try:
+            return _parse_generic(row, columns, objective, declared, scales, used)
+        except MissingField as error:  # a file of other column names: say how to map them
+            if error.key not in field_of:
+                raise
+            raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "
+                                            f"source's column_map (paretoflow import --map "
+                                            f"{field_of[error.key]}=COLUMN)") from None
+
+    return parse, []
 
 

@@ -145,6 +145,42 @@ def test_undecodable_key_quarantines_its_row_with_file_and_row(tmp_path):
     assert "\\udc80" in q["detail"].iloc[0]
 
 
+def test_unpaired_surrogate_escape_is_named_as_such_not_as_another_encoding(tmp_path):
+    # An ASCII file with "\ud800" was told "bytes that are not UTF-8 (a file in another
+    # encoding? set its source's encoding, e.g. cp1252)": no encoding setting fixes it.
+    data = jsonl([good_pair(0), b'{"prompt": "Odd \\ud800 text?", "chosen": "Yes.", "rejected": "No."}',
+                  b'{"prompt": "Paired \\ud83d\\ude00 emoji?", "chosen": "Yes.", "rejected": "No."}'])
+    source = _source(_curate(tmp_path, "escape.jsonl", data), "escape.jsonl")
+    assert (source["rows_kept"], source["reasons"]) == (2, {"undecodable_bytes": 1})
+    q = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
+    assert q["detail"].iloc[0] == ("field 'prompt' holds a lone surrogate U+D800 (a \\ud800 escape without its "
+                                   "pair): not a character, so it cannot be written as UTF-8")
+    assert "\U0001f600" in _kept_texts(tmp_path)
+
+
+@pytest.mark.parametrize("column_map, missing, named", [
+    ({}, "no field 'prompt' (the row's fields: 'question', 'good', 'bad')", "--map prompt=COLUMN"),
+    ({"prompt": "question", "chosen": "good"}, "no field 'rejected' (the row's fields: 'question', 'good', 'bad')",
+     "--map rejected=COLUMN"),
+])
+def test_missing_field_names_the_fields_the_row_has_and_the_mapping(tmp_path, column_map, missing, named):
+    rows = [{"question": f"Question {i}?", "good": "A real answer.", "bad": "No."} for i in range(3)]
+    source = _source(_curate(tmp_path, "other_names.jsonl", jsonl(rows), format="generic", objective="helpfulness",
+                             column_map=column_map), "other_names.jsonl")
+    assert source["reasons"] == {"missing_field": 3}
+    q = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
+    assert q["detail"].iloc[0] == (f"{missing}; name the column that holds it with the source's column_map "
+                                   f"(paretoflow import {named})")
+
+
+def test_missing_field_lists_at_most_eight_names_then_the_count():
+    from paretoflow.data.formats.fields import fields_named
+
+    assert fields_named({}) == "the row has no fields"
+    assert fields_named({f"c{i}": i for i in range(10)}) == (
+        "the row's fields: 'c0', 'c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', … (10 fields)")
+
+
 def test_jsonl_nul_byte_in_the_first_8k_quarantines_one_row(tmp_path):
     rows = [json.dumps(good_pair(i)).encode() for i in range(102)]
     rows[0] = rows[0].replace(b"houseplant", b"house\x00plant")
