@@ -55,6 +55,6 @@ def import_command(args: argparse.Namespace) -> int:
     # until they are written, not the whole table in memory.
     result = curate_into(params.model_copy(update={"curate": curate_config}), Path(args.out), Path("."),
                          progress=True, data_roots=[named if named.is_dir() else named.parent])
-    print(report_table(result.report))
+    print(report_table(result.report, result.paths["quarantine"]))
     print(f"wrote {', '.join(str(p) for p in result.paths.values())}")
     return 0

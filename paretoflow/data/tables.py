@@ -330,8 +330,26 @@ def write_curated(curated: Curated, out_dir: Path, texts: TextSpill | None = Non
     return {name: out_dir / file for name, file in names.items()}
 
 
-def report_table(report: dict[str, Any]) -> str:
-    """The report as a plain-text table (one line per source, then reasons and tables)."""
+def quarantine_examples(path: Path) -> list[str]:
+    """The first quarantined row of each reason in a quarantine.parquet, one line each
+    ("missing_field, e.g. prefs.jsonl line 1: no field 'prompt' (...)"): the counts alone
+    do not say what to fix. Read batch by batch (3M duplicates are one reason, 3M rows)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    first: dict[str, str] = {}
+    with pq.ParquetFile(path) as file:
+        for batch in file.iter_batches(columns=["source", "location", "reason", "detail"], batch_size=65_536):
+            for reason in pc.unique(batch["reason"]).to_pylist():
+                if reason not in first:
+                    row = batch.slice(pc.index(batch["reason"], reason).as_py(), 1).to_pylist()[0]
+                    first[reason] = f"{reason}, e.g. {row['source']} {row['location']}: {row['detail']}"
+    return list(first.values())
+
+
+def report_table(report: dict[str, Any], quarantine: Path | None = None) -> str:
+    """The report as a plain-text table (one line per source, then reasons and tables);
+    with the written quarantine table, the first quarantined row of each reason too."""
     lines = [f"{'source':<48} {'format':<14} {'role':<5} {'in':>8} {'sampled out':>11} {'kept':>8} {'quarantined':>11}"]
     for path, s in report["sources"].items():
         lines.append(f"{path[-48:]:<48} {s['format']:<14} {s['role']:<5} {s['rows_in']:>8} "
@@ -347,6 +365,8 @@ def report_table(report: dict[str, Any]) -> str:
         lines.append(f"skipped in {source} (unsupported suffix): {', '.join(names)}")
     if report["reasons"]:
         lines.append("quarantined: " + ", ".join(f"{k} {v}" for k, v in report["reasons"].items()))
+        if quarantine is not None:
+            lines.extend(f"  {example}" for example in quarantine_examples(quarantine))
     lines.append("tables: " + ", ".join(f"{k} {v}" for k, v in report["tables"].items()))
     lines.append("prompts per split: " + ", ".join(f"{k} {v}" for k, v in report["prompts_per_split"].items()))
     for objective, per_split in report["pairs_per_objective_split"].items():

@@ -155,6 +155,6 @@ def _command(args: argparse.Namespace) -> int:
     from paretoflow.data.curate import report_table
 
     result = run(args.load_params(), Path(args.root), progress=True)
-    print(report_table(result.report))
+    print(report_table(result.report, result.paths["quarantine"]))
     print(f"wrote {result.out_dir}")
     return 0

@@ -173,6 +173,25 @@ def test_missing_field_names_the_fields_the_row_has_and_the_mapping(tmp_path, co
                                    f"(paretoflow import {named})")
 
 
+def test_report_table_shows_the_first_row_of_each_quarantine_reason(tmp_path):
+    from paretoflow.data.curate import report_table
+
+    rows = [good_pair(0), {"question": "Q?"}, good_pair(0), {"question": "R?"}, good_pair(1)]
+    (tmp_path / "mixed.jsonl").write_bytes(jsonl(rows))
+    params = Params(objectives=OBJECTIVES, curate=CurateConfig(
+        sources=[SourceConfig(path="mixed.jsonl", format="generic", objective="helpfulness")], out_dir="curated"))
+    result = run(params, tmp_path)
+    lines = report_table(result.report, result.paths["quarantine"]).splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("quarantined: "))
+    assert lines[at] in ("quarantined: missing_field 2, duplicate 1", "quarantined: duplicate 1, missing_field 2")
+    assert lines[at + 1:at + 3] == [
+        "  missing_field, e.g. mixed.jsonl line 2: no field 'prompt' (the row's fields: 'question'); name the column "
+        "that holds it with the source's column_map (paretoflow import --map prompt=COLUMN)",
+        "  duplicate, e.g. mixed.jsonl line 3: same bytes as line 1"]
+    assert lines[at + 3].startswith("tables: ")
+    assert "e.g." not in report_table(result.report)
+
+
 def test_missing_field_lists_at_most_eight_names_then_the_count():
     from paretoflow.data.formats.fields import fields_named
 
