@@ -13,7 +13,11 @@ table it is, one row per index label, in file order:
 - index: every key such a label, every value an object, all with the same keys;
 - split: exactly {"columns", "data"} (+ "index"), data a list of lists as long as columns;
 - table: exactly {"schema", "data"}, schema holding "fields", data a list of objects; the
-  schema's primaryKey columns (the written index) are dropped, as pandas drops them.
+  schema's primaryKey columns (the written index) are dropped, as pandas drops them;
+- wrapped (not pandas', but the same shape of file): exactly one key whose value is a list
+  of objects that are not chat turns (`{"data": [{...}, ...]}`, as exports and API dumps
+  write records); read as JSON Lines it was one row, missing_field. A one-key record of
+  turns (`{"messages": [{"role", "content"}, ...]}`) stays a record.
 
 Anything else (one record whose fields happen to be objects, a key named twice at a level
 that decides the layout, an index of other labels) is not guessed at: the file is read
@@ -46,6 +50,16 @@ def _same_keyed(values: list[Any]) -> list[str] | None:
     return keys if all(list(v) == keys for v in values) else None
 
 
+def _is_turn(value: dict) -> bool:
+    return {"role", "content"} <= value.keys() or {"from", "value"} <= value.keys()
+
+
+def _records(value: Any) -> bool:
+    """A non-empty list of objects, not all of them chat turns."""
+    return (type(value) is list and bool(value) and all(type(v) is dict for v in value)
+            and not all(_is_turn(v) for v in value))
+
+
 def table_rows(document: Any) -> tuple[str, list[dict]] | None:
     """(orient, rows) if `document` is one of pandas' table layouts (module docstring)."""
     if type(document) is not dict or not document:
@@ -64,6 +78,8 @@ def table_rows(document: Any) -> tuple[str, list[dict]] | None:
             return "table", [{k: v for k, v in r.items() if k not in index} for r in data]
         return None
     values = list(document.values())
+    if len(values) == 1 and _records(values[0]):
+        return "wrapped", values[0]
     inner = _same_keyed(values)
     if inner is None:
         return None

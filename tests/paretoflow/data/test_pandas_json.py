@@ -75,6 +75,28 @@ def test_layout_rows_by_hand():
         "table", [{"prompt": "Q0"}])
 
 
+def test_records_wrapped_in_one_key_read_as_rows(tmp_path):
+    # {"data": [...]}: one row, missing_field ("no field 'prompt'"), before.
+    lines = tmp_path / "prefs.jsonl"
+    frame().to_json(lines, orient="records", lines=True)
+    path = tmp_path / "wrapped.json"
+    path.write_text(json.dumps({"data": json.loads(frame().to_json(orient="records"))}))
+    rows_in, kept, quarantined = records(path)
+    assert (rows_in, kept) == records(lines)[:2] and rows_in == 6
+    assert quarantined == [("row 4", "missing_field")]
+    assert table_rows({"rows": [{"prompt": "Q"}, {"role": "user", "content": "Q"}]}) == (
+        "wrapped", [{"prompt": "Q"}, {"role": "user", "content": "Q"}])
+
+
+@pytest.mark.parametrize("doc", [
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},  # one record of turns
+    {"conversations": [{"from": "human", "value": "Hi"}]},
+    {"data": [], }, {"data": [{"prompt": "Q"}, "text"]}, {"version": "1", "data": [{"prompt": "Q"}]},
+])
+def test_one_key_documents_that_are_not_wrapped_records(doc):
+    assert table_rows(doc) is None
+
+
 def test_row_cap_binds(tmp_path):
     path = tmp_path / "prefs.json"
     frame().to_json(path)
