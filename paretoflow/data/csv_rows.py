@@ -19,7 +19,8 @@ records of their own. A well-formed quoted cell holding line breaks stays one re
 Header habits of spreadsheet exports are read as meant: column names lose the spaces
 around them (`" prompt , chosen "`), and a `.csv` whose header is one cell holding `;`,
 a tab or `|` (Excel's export where the decimal mark is a comma) is read with that
-delimiter. Both quarantined every row as missing_field before ("no field 'prompt'").
+delimiter, and leading columns with no name (the row labels `df.to_csv` and R's
+`write.csv` write) are not read as data. Both quarantined every row as missing_field before ("no field 'prompt'").
 
 The text streams (`text_lines`): memory holds a chunk and the record being read, never
 the file (a 100k-pair CSV, 287 MB, peaked at 2.2 GB through curate when it was read
@@ -128,7 +129,8 @@ def _header_problem(header: list[str]) -> RowError | None:
 
 
 def _cells_row(location: str, index: int, header: list[str], cells: list[str], limits: Limits,
-               header_error: RowError | None) -> RawRow | None:
+               header_error: RowError | None, labels: int = 0) -> RawRow | None:
+    """The row of one record's cells; its first `labels` cells are row labels, not read."""
     if not any(c.strip() for c in cells):
         return None  # blank rows are not rows
     raw = truncate(",".join(cells))
@@ -139,7 +141,7 @@ def _cells_row(location: str, index: int, header: list[str], cells: list[str], l
     if len(cells) != len(header):
         return RawRow(location, index, raw, error=RowError("malformed_row", f"{len(cells)} cells for {len(header)} columns"))
     # An empty cell is a missing value, as pandas reads it.
-    value = {h: (c if c != "" else None) for h, c in zip(header, cells)}
+    value = {h: (c if c != "" else None) for h, c in zip(header[labels:], cells[labels:])}
     try:
         check_fields(value, limits.max_field_chars)
     except RowError as error:
@@ -177,7 +179,10 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
             lines, reader, header = _header(path, open_lines(), delimiter)
     if any("\x00" in name for name in header):
         raise SourceError(f"{path}: binary data (NUL bytes in the header), not {kind}")
-    header_error = _header_problem(header)
+    # pandas' to_csv and R's write.csv write the row labels (index, row names) as leading
+    # columns named "": labels, not data (they became metadata {"": "0"} of every pair).
+    labels = next((i for i, name in enumerate(header) if name != ""), 0)
+    header_error = _header_problem(header[labels:])
     count, every_failed = 0, True  # rows yielded; whether each was an error
     while True:
         if count > limits.max_file_rows:  # checked while reading: binds before memory does
@@ -202,7 +207,7 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
             where = lines.taken[0] if lines.taken else (0, "")
             row = RawRow(location, count, truncate(where[1]), error=RowError("malformed_row", f"line {where[0]}: {problem}"))
         else:
-            row = _cells_row(location, count, header, cells, limits, header_error)
+            row = _cells_row(location, count, header, cells, limits, header_error, labels)
             if row is None:
                 continue
         count += 1

@@ -461,6 +461,26 @@ def test_spreadsheet_export_headers_are_read_as_meant(tmp_path, name, header, se
     assert "Water plant 3 sparingly." in _kept_texts(tmp_path)
 
 
+def test_row_labels_of_pandas_and_r_exports_are_not_data(tmp_path):
+    # df.to_csv (index=True by default) and R's write.csv write row labels under an empty
+    # name; each pair carried them as metadata {"": "0"} before. A named index is data.
+    frame = pd.DataFrame([good_pair(i) for i in range(6)])
+    frame[frame.index % 2 == 0].to_csv(tmp_path / "filtered.csv")
+    frame.set_index(pd.MultiIndex.from_arrays([range(6), range(6)])).to_csv(tmp_path / "two_levels.csv")
+    frame.rename_axis("pair_id").to_csv(tmp_path / "named.csv")
+    r_rows = "".join(f'"{i + 1}","{p["prompt"]}","{p["chosen"]}","{p["rejected"]}"\n' for i, p in enumerate(
+        frame.to_dict("records")))
+    (tmp_path / "r.csv").write_text('"","prompt","chosen","rejected"\n' + r_rows)
+    for name, kept, metadata in [("filtered.csv", 3, [{}] * 3), ("two_levels.csv", 6, [{}] * 6), ("r.csv", 6, [{}] * 6),
+                                 ("named.csv", 6, [{"pair_id": str(i)} for i in range(6)])]:
+        params = Params(objectives=OBJECTIVES, curate=CurateConfig(sources=[SourceConfig(
+            path=name, format="generic", objective="helpfulness")], out_dir=f"curated_{name}"))
+        source = _source(run(params, tmp_path).report, name)
+        assert (source["rows_in"], source["rows_kept"]) == (kept, kept), name
+        pairs = pd.read_parquet(tmp_path / f"curated_{name}/pairs.parquet")
+        assert sorted((json.loads(m) for m in pairs["metadata"]), key=str) == metadata, name
+
+
 def test_names_equal_after_the_strip_are_ambiguous_and_commas_keep_their_meaning(tmp_path):
     source = _source(_curate(tmp_path, "dup.csv", ("prompt,chosen, chosen,rejected\n" + "".join(
         line.replace(",", ",x,", 1) for line in _good_csv_lines(2))).encode()), "dup.csv")
