@@ -70,6 +70,7 @@ from paretoflow.data.rows import (
     shown,
     transcoded,
     truncate,
+    unsupported_file,
 )
 
 __all__ = [
@@ -381,7 +382,7 @@ def iter_rows(path: Path, limits: Limits | None = None) -> Iterator[RawRow]:
         return iter_csv_rows(path, limits, delimiter="\t")
     if name.endswith(JSON_SUFFIXES):
         return iter_json_rows(path, limits)
-    raise SourceError(f"{path}: unsupported file type (expected one of {', '.join(FILE_SUFFIXES)})")
+    raise unsupported_file(path)
 
 
 def read_rows(path: Path, limits: Limits | None = None) -> list[RawRow]:

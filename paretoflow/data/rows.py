@@ -58,6 +58,31 @@ class Limits:
     encoding: str = "utf-8"
 
 
+# What a file of another kind is, and how to make it one paretoflow reads.
+_OTHER_KINDS = {
+    (".zip", ".tar", ".tgz", ".tar.gz", ".7z", ".rar"): "an archive: unpack it and import the folder",
+    (".xlsx", ".xlsm", ".xls", ".ods"): "a spreadsheet workbook: save its sheet as CSV",
+    (".arrow", ".feather", ".ipc"): "an Arrow IPC file (e.g. datasets' save_to_disk): write it as Parquet "
+                                    "(Dataset.to_parquet, or pyarrow.parquet.write_table)",
+    (".pkl", ".pickle"): "a pickle, never loaded here (loading one runs its code): write it as Parquet or JSON Lines",
+    (".txt", ".text", ".dat"): "plain text: if it holds CSV, TSV or JSON Lines, name it .csv, .tsv or .jsonl",
+}
+
+
+def other_kind(path: Any) -> str | None:
+    """What a file no reader takes is and what to do with it, for the usual kinds."""
+    name = str(path).lower()
+    return next((kind for suffixes, kind in _OTHER_KINDS.items() if name.endswith(suffixes)), None)
+
+
+def unsupported_file(path: Any) -> SourceError:
+    """The error for a file of a type no reader takes, saying what to do with the usual ones."""
+    kind = other_kind(path)
+    return SourceError(f"{shown(str(path))}: unsupported file type{f' ({kind})' if kind else ''}; paretoflow reads "
+                       "JSON Lines (.jsonl, .ndjson), JSON (.json), Parquet, CSV and TSV files, the text ones also "
+                       "compressed (.gz, .bz2, .xz, .zst)")
+
+
 def over_row_cap(path: Any, cap: int) -> SourceError:
     return SourceError(f"{shown(str(path))}: more than {cap:,} rows (curate.max_file_rows); "
                        "raise the cap or split the file")

@@ -21,7 +21,7 @@ import pyarrow as pa
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
 from paretoflow.data.canonical import spilled_column
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
-from paretoflow.data.rows import no_gc
+from paretoflow.data.rows import no_gc, other_kind
 from paretoflow.data.spill import TextSpill
 from paretoflow.io import atomic_dir, atomic_write, write_table, write_text
 from paretoflow.schema import QUARANTINE_COLUMNS, TABLES, empty_table, frame
@@ -363,6 +363,7 @@ def report_table(report: dict[str, Any], quarantine: Path | None = None) -> str:
                      f"(max_prompts {sample['max_prompts']}, seed {sample['seed']})")
     for source, names in report.get("skipped_files", {}).items():
         lines.append(f"skipped in {source} (unsupported suffix): {', '.join(names)}")
+        lines.extend(f"  {kind}" for kind in dict.fromkeys(filter(None, map(other_kind, names))))
     if report["reasons"]:
         lines.append("quarantined: " + ", ".join(f"{k} {v}" for k, v in report["reasons"].items()))
         if quarantine is not None:

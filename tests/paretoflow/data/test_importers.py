@@ -219,8 +219,28 @@ def test_bad_parquet(tmp_path):
 def test_unsupported_extension(tmp_path):
     path = tmp_path / "data.xlsx"
     path.write_bytes(b"x")
-    with pytest.raises(ValueError, match="data.xlsx: unsupported file type"):
+    with pytest.raises(ValueError, match=r"data.xlsx: unsupported file type \(a spreadsheet workbook: save its sheet "
+                                         r"as CSV\); paretoflow reads JSON Lines"):
         read_file(path, OBJECTIVES)
+
+
+@pytest.mark.parametrize("name, kind", [
+    ("data.zip", "an archive"), ("train.tar.gz", "an archive"), ("data-00000-of-00001.arrow", "an Arrow IPC file"),
+    ("prefs.feather", "an Arrow IPC file"), ("frame.pkl", "a pickle, never loaded"), ("export.TXT", "plain text"),
+])
+def test_unsupported_files_of_a_usual_kind_say_what_to_do(tmp_path, name, kind):
+    from paretoflow.data.tables import report_table
+
+    path = tmp_path / name
+    path.write_bytes(b"x")
+    with pytest.raises(ValueError, match=rf"{name}: unsupported file type \({kind}"):
+        read_file(path, OBJECTIVES)
+    report = {"sources": {}, "rows_in": 0, "rows_sampled_out": 0, "rows_kept": 0, "rows_quarantined": 0,
+              "skipped_files": {"raw": [f"raw/{name}", "raw/b.odt"]}, "reasons": {}, "tables": {},
+              "prompts_per_split": {}, "pairs_per_objective_split": {}}
+    lines = report_table(report).splitlines()
+    at = lines.index(f"skipped in raw (unsupported suffix): raw/{name}, raw/b.odt")
+    assert lines[at + 1].startswith(f"  {kind}") and not lines[at + 2].startswith("  ")
 
 
 def test_every_registered_format_is_its_own_module_and_params_refuse_others():
