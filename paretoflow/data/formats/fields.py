@@ -97,6 +97,12 @@ def present(row: dict, key: str) -> Any:
 
 def text(row: dict, key: str) -> str:
     value = present(row, key)
+    if isinstance(value, bytes):  # Parquet BYTE_ARRAY without the UTF8 annotation (Hive/Impala-era writers)
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RowError("undecodable_bytes", f"field {key!r} is binary, not UTF-8 text ({exc.reason} "
+                                                f"at byte {exc.start})") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise RowError("nan_value", f"field {key!r} is {value!r}, expected a string")
     if not isinstance(value, str):

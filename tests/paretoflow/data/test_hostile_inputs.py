@@ -494,6 +494,21 @@ def test_names_equal_after_the_strip_are_ambiguous_and_commas_keep_their_meaning
 # --------------------------------------------------------------------------- Parquet bytes
 
 
+def test_parquet_binary_columns_of_utf8_text_are_read_as_text(tmp_path):
+    # BYTE_ARRAY without the UTF8 annotation (Hive/Impala-era writers, pyarrow from bytes):
+    # every row was wrong_type ("field 'prompt' is bytes") before.
+    prompts = [b"How do I water a fern?", b"How do I \xff\xfe a cactus?", "How do I prune a r\u00f6se?".encode()]
+    pq.write_table(pa.table({"prompt": pa.array(prompts, pa.binary()), "chosen": pa.array(
+        [b"Keep it moist.", b"Rarely.", b"In winter."], pa.large_binary()), "rejected": ["No.", "No.", "No."]}),
+        tmp_path / "binary.parquet")
+    source = _source(_curate(tmp_path, "binary.parquet", (tmp_path / "binary.parquet").read_bytes()), "binary.parquet")
+    assert (source["rows_in"], source["rows_kept"], source["reasons"]) == (3, 2, {"undecodable_bytes": 1})
+    q = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
+    assert (q["location"].iloc[0], q["detail"].iloc[0]) == (
+        "row 2", "field 'prompt' is binary, not UTF-8 text (invalid start byte at byte 9)")
+    assert "How do I prune a r\u00f6se?" in _kept_texts(tmp_path) and "In winter." in _kept_texts(tmp_path)
+
+
 @pytest.mark.parametrize("dictionary", [False, True])
 def test_parquet_string_cell_that_is_not_utf8_quarantines_its_row(tmp_path, dictionary):
     # pyarrow reads string pages without checking them: one bad cell made to_pylist raise
