@@ -16,6 +16,9 @@ prompt_mismatch: which prompt the answers reply to cannot be told."""
 
 from __future__ import annotations
 
+import ast
+import json
+import re
 from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
@@ -23,7 +26,7 @@ from paretoflow.data.formats.fields import (
     text, user,
 )
 from paretoflow.data.normalize import normalize_text
-from paretoflow.data.readers import RowError
+from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
 
 
 GENERIC_FIELDS = (
@@ -131,6 +134,50 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
     return parsed
 
 
+# numpy's repr of an object array (a list column read from Parquet by pandas): elements
+# apart by spaces or line breaks, no commas.
+_NUMPY_GAP = re.compile(r"\}\s+\{")
+
+
+def _literal(text: str) -> object:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def _is_turns(value: object) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(t, dict) and ({"role", "content"} <= t.keys() or {"from", "value"} <= t.keys()) for t in value)
+
+
+def _turns_in_cell(cell: str) -> list | None:
+    """A CSV cell holding a list of turns as text, else None: JSON, or the Python repr that
+    pandas' `to_csv` writes for a list column (`[{'role': 'user', 'content': ...}]`, and
+    numpy's comma-less `[{...}\n {...}]` for one read from Parquet). Read as text, each
+    answer was that repr, kept and trained on. `ast.literal_eval` builds literals only
+    (no names, calls or attributes), so a cell cannot run code."""
+    if not (cell.startswith("[{") and cell.endswith("}]")):
+        return None
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        value = _literal(cell)
+        if value is None:
+            # Commas put between the elements; taken only if every text is the cell's own
+            # (a "} {" inside a text, changed by the substitution, would not be).
+            value = _literal(_NUMPY_GAP.sub("}, {", cell))
+            if _is_turns(value) and not all(repr(t.get("content", t.get("value"))) in cell for t in value):
+                return None
+    return value if _is_turns(value) else None
+
+
+def _cells_as_turns(row: dict, keys: tuple[str, ...]) -> dict:
+    """The row with the cells of `keys` that hold turns (_turns_in_cell) as lists."""
+    found = {k: turns for k in keys if isinstance(row.get(k), str) and (turns := _turns_in_cell(row[k].strip()))}
+    return {**row, **found} if found else row
+
+
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     name, objective, column_map, objectives = ctx.name, ctx.objective, ctx.column_map, ctx.objectives
     columns = {f: column_map.get(f, f) for f in GENERIC_FIELDS}
@@ -142,7 +189,13 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     used = frozenset(columns.values())
     field_of = {column: field for field, column in columns.items()}
 
+    # CSV/TSV cells are text: a conversation there is a list written as text.
+    cells = str(ctx.path).lower().endswith((*CSV_SUFFIXES, *TSV_SUFFIXES))
+    conversation_keys = (columns["prompt"], columns["chosen"], columns["rejected"])
+
     def parse(row: dict) -> Parsed:
+        if cells:
+            row = _cells_as_turns(row, conversation_keys)
         try:
             return _parse_generic(row, columns, objective, declared, scales, used)
         except MissingField as error:  # a file of other column names: say how to map them

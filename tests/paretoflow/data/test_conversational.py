@@ -114,3 +114,45 @@ def test_sharegpt_turns_and_role_aliases(tmp_path):
     assert second.messages == [U(Q)] and second.responses == ["Mist it.", "Never."]
     [bad] = imported.quarantined
     assert bad.reason == "wrong_type" and "prompt[0].role 'narrator' not one of" in bad.detail
+
+
+def _records(imported) -> list[tuple]:
+    return [(r.messages, r.responses) for r in imported.records]
+
+
+@pytest.mark.parametrize("via_parquet", [False, True])
+def test_conversations_a_csv_holds_as_text_are_read_as_turns(tmp_path, via_parquet):
+    # df.to_csv writes a list column as its Python repr (numpy's comma-less one for a frame
+    # read from Parquet); each answer was that repr, kept as the answer's text, before.
+    import pandas as pd
+
+    rows = [{"prompt": [U(f"{Q} ({i})")], "chosen": [A("Keep the soil moist.")], "rejected": [A("No idea.")]}
+            for i in range(3)] + [{"chosen": [U("Hi?"), A("Hello.")], "rejected": [U("Hi?"), A("Go away.")]}]
+    expected = _records(_read(tmp_path, rows))
+    frame = pd.DataFrame(rows)
+    if via_parquet:
+        frame.to_parquet(tmp_path / "conv.parquet")
+        frame = pd.read_parquet(tmp_path / "conv.parquet")
+        assert "}\n {" in str(frame["chosen"].iloc[3])  # numpy's repr: no comma between the turns
+    frame.to_csv(tmp_path / "conv.csv", index=False)
+    imported = read_file(tmp_path / "conv.csv", OBJECTIVES, format="generic", objective="helpfulness")
+    assert (imported.rows_in, _records(imported), len(imported.quarantined)) == (4, expected, 0)
+
+
+def test_cells_that_only_look_like_turns_stay_text(tmp_path):
+    answer = "[{'role': 'user', 'content': 'x'}] is how a chat is written"  # not a whole list
+    listing = "[{'name': 'a'}, {'name': 'b'}]"  # a list of objects that are not turns
+    numpy_like = "[{'role': 'user', 'content': 'a} {b'}\n {'role': 'assistant', 'content': 'c'}]"  # "} {" in a text
+    path = tmp_path / "text.csv"
+    pd_rows = [{"prompt": f"Show me {i}.", "chosen": text, "rejected": "No."}
+               for i, text in enumerate([answer, listing, numpy_like])]
+    import pandas as pd
+
+    pd.DataFrame(pd_rows).to_csv(path, index=False)
+    imported = read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+    assert [r.responses[0] for r in imported.records] == [answer, listing, numpy_like]
+    json_path = tmp_path / "text.jsonl"  # outside CSV a string is a string
+    json_path.write_text(json.dumps({"prompt": "Q?", "chosen": "[{\"role\": \"assistant\", \"content\": \"A\"}]",
+                                     "rejected": "No."}) + "\n")
+    assert read_file(json_path, OBJECTIVES, format="generic", objective="helpfulness").records[0].responses[0] == (
+        "[{\"role\": \"assistant\", \"content\": \"A\"}]")
