@@ -191,7 +191,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
 
     # CSV/TSV cells are text: a conversation there is a list written as text.
     cells = str(ctx.path).lower().endswith((*CSV_SUFFIXES, *TSV_SUFFIXES))
-    conversation_keys = (columns["prompt"], columns["chosen"], columns["rejected"])
+    conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
 
     def parse(row: dict) -> Parsed:
         if cells:

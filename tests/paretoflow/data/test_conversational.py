@@ -127,7 +127,9 @@ def test_conversations_a_csv_holds_as_text_are_read_as_turns(tmp_path, via_parqu
     import pandas as pd
 
     rows = [{"prompt": [U(f"{Q} ({i})")], "chosen": [A("Keep the soil moist.")], "rejected": [A("No idea.")]}
-            for i in range(3)] + [{"chosen": [U("Hi?"), A("Hello.")], "rejected": [U("Hi?"), A("Go away.")]}]
+            for i in range(3)] + [{"chosen": [U("Hi?"), A("Hello.")], "rejected": [U("Hi?"), A("Go away.")]},
+                                  {"messages": [U("Why?"), A("Because."), U("Why so?")], "chosen": [A("It is.")],
+                                   "rejected": [A("No.")]}]
     expected = _records(_read(tmp_path, rows))
     frame = pd.DataFrame(rows)
     if via_parquet:
@@ -136,7 +138,7 @@ def test_conversations_a_csv_holds_as_text_are_read_as_turns(tmp_path, via_parqu
         assert "}\n {" in str(frame["chosen"].iloc[3])  # numpy's repr: no comma between the turns
     frame.to_csv(tmp_path / "conv.csv", index=False)
     imported = read_file(tmp_path / "conv.csv", OBJECTIVES, format="generic", objective="helpfulness")
-    assert (imported.rows_in, _records(imported), len(imported.quarantined)) == (4, expected, 0)
+    assert (imported.rows_in, _records(imported), len(imported.quarantined)) == (5, expected, 0)
 
 
 def test_cells_that_only_look_like_turns_stay_text(tmp_path):
