@@ -19,8 +19,9 @@ records of their own. A well-formed quoted cell holding line breaks stays one re
 Header habits of spreadsheet exports are read as meant: column names lose the spaces
 around them (`" prompt , chosen "`), and a `.csv` whose header is one cell holding `;`,
 a tab or `|` (Excel's export where the decimal mark is a comma) is read with that
-delimiter, and leading columns with no name (the row labels `df.to_csv` and R's
-`write.csv` write) are not read as data. Both quarantined every row as missing_field before ("no field 'prompt'").
+delimiter; both quarantined every row as missing_field before ("no field 'prompt'").
+Leading columns with no name (the row labels `df.to_csv` and R's `write.csv` write) are
+not read as data; each pair carried them as metadata `{"": "0"}` before.
 
 The text streams (`text_lines`): memory holds a chunk and the record being read, never
 the file (a 100k-pair CSV, 287 MB, peaked at 2.2 GB through curate when it was read

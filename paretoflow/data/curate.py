@@ -69,7 +69,7 @@ if TYPE_CHECKING:
 
 from paretoflow.data.tables import (  # noqa: F401  (re-exported: the stage, the import command, tests)
     TABLE_NAMES, PendingTables, _build_tables, _dialogue_text, _quarantine_frame, _report, _Row,
-    _table_counts, quarantine_examples, report_table, write_curated,
+    _table_counts, report_table, write_curated,
 )
 
 # Every reason a row can be quarantined for (importers + curation).

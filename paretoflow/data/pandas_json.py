@@ -50,14 +50,12 @@ def _same_keyed(values: list[Any]) -> list[str] | None:
     return keys if all(list(v) == keys for v in values) else None
 
 
-def _is_turn(value: dict) -> bool:
-    return {"role", "content"} <= value.keys() or {"from", "value"} <= value.keys()
-
-
 def _records(value: Any) -> bool:
     """A non-empty list of objects, not all of them chat turns."""
+    from paretoflow.data.formats.fields import is_turn
+
     return (type(value) is list and bool(value) and all(type(v) is dict for v in value)
-            and not all(_is_turn(v) for v in value))
+            and not all(map(is_turn, value)))
 
 
 def table_rows(document: Any) -> tuple[str, list[dict]] | None:

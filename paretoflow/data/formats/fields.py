@@ -153,6 +153,11 @@ ROLE_ALIASES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "mo
                 "bot": "assistant", **{role: role for role in ROLES}}
 
 
+def is_turn(value: Any) -> bool:
+    """An object with role and content, or ShareGPT's from and value: one chat turn."""
+    return isinstance(value, dict) and ({"role", "content"} <= value.keys() or {"from", "value"} <= value.keys())
+
+
 def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]]:
     """A list of {role, content} turns (or its JSON text) whose last turn has role `last`.
     ShareGPT's {from, value} turns and the ROLE_ALIASES names are read as their canonical

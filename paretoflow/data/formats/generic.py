@@ -22,8 +22,8 @@ import re
 from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
-    FormatContext, MissingField, Pair, Parsed, Rating, RowParser, json_safe, messages_of, number, on_scale, present, tags_of,
-    text, user,
+    FormatContext, MissingField, Pair, Parsed, Rating, RowParser, is_turn, json_safe, messages_of, number, on_scale,
+    present, tags_of, text, user,
 )
 from paretoflow.data.normalize import normalize_text
 from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
@@ -147,8 +147,7 @@ def _literal(text: str) -> object:
 
 
 def _is_turns(value: object) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(t, dict) and ({"role", "content"} <= t.keys() or {"from", "value"} <= t.keys()) for t in value)
+    return isinstance(value, list) and all(map(is_turn, value))
 
 
 def _turns_in_cell(cell: str) -> list | None:
