@@ -160,7 +160,7 @@ def _turns_in_cell(cell: str) -> list | None:
         return None
     try:
         value = json.loads(cell)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         value = _literal(cell)
         if value is None:
             # Commas put between the elements; taken only if every text is the cell's own

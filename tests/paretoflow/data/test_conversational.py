@@ -145,14 +145,15 @@ def test_cells_that_only_look_like_turns_stay_text(tmp_path):
     answer = "[{'role': 'user', 'content': 'x'}] is how a chat is written"  # not a whole list
     listing = "[{'name': 'a'}, {'name': 'b'}]"  # a list of objects that are not turns
     numpy_like = "[{'role': 'user', 'content': 'a} {b'}\n {'role': 'assistant', 'content': 'c'}]"  # "} {" in a text
+    deep = '[{"a": ' + "[" * 30_000 + "]" * 30_000 + "}]"  # deeper than json's recursion: text, not a row error
     path = tmp_path / "text.csv"
     pd_rows = [{"prompt": f"Show me {i}.", "chosen": text, "rejected": "No."}
-               for i, text in enumerate([answer, listing, numpy_like])]
+               for i, text in enumerate([answer, listing, numpy_like, deep])]
     import pandas as pd
 
     pd.DataFrame(pd_rows).to_csv(path, index=False)
     imported = read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
-    assert [r.responses[0] for r in imported.records] == [answer, listing, numpy_like]
+    assert [r.responses[0] for r in imported.records] == [answer, listing, numpy_like, deep]
     json_path = tmp_path / "text.jsonl"  # outside CSV a string is a string
     json_path.write_text(json.dumps({"prompt": "Q?", "chosen": "[{\"role\": \"assistant\", \"content\": \"A\"}]",
                                      "rejected": "No."}) + "\n")
