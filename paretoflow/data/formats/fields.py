@@ -158,6 +158,28 @@ def is_turn(value: Any) -> bool:
     return isinstance(value, dict) and ({"role", "content"} <= value.keys() or {"from", "value"} <= value.keys())
 
 
+def _content_text(content: Any, where: str) -> str:
+    """A turn's content: a string, or a list of content parts as OpenAI's chat format and
+    the multimodal chat templates of transformers write it (`[{"type": "text", "text":
+    ...}]`), whose text parts are joined by line breaks. A part of another kind (an image,
+    audio, a tool call) has no text to train on: wrong_type, naming the part."""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list) or not content:
+        what = "an empty list" if isinstance(content, list) else type(content).__name__
+        raise RowError("wrong_type", f"{where} is {what}, expected a string or a list of text parts")
+    texts = []
+    for index, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind != "text" or not isinstance(part.get("text"), str):
+            what = (f"a text part whose 'text' is {type(part.get('text')).__name__}" if kind == "text"
+                    else f"a {kind!r} part" if isinstance(kind, str) else f"a {type(part).__name__}")
+            raise RowError("wrong_type", f"{where}[{index}] is {what}; only text parts "
+                                         '({"type": "text", "text": ...}) can be imported')
+        texts.append(part["text"])
+    return "\n".join(texts)
+
+
 def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]]:
     """A list of {role, content} turns (or its JSON text) whose last turn has role `last`.
     ShareGPT's {from, value} turns and the ROLE_ALIASES names are read as their canonical
@@ -179,8 +201,7 @@ def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]
         role = ROLE_ALIASES.get(role.lower(), role) if isinstance(role, str) else role
         if role not in ROLES:
             raise RowError("wrong_type", f"{key}[{index}].role {role!r} not one of {list(ROLES)}")
-        if not isinstance(content, str):
-            raise RowError("wrong_type", f"{key}[{index}].content is {type(content).__name__}, expected a string")
+        content = _content_text(content, f"{key}[{index}].content")
         if has_lone_surrogate(content):
             raise not_utf8(f"{key}[{index}].content", content)
         turns.append({"role": role, "content": content})

@@ -159,3 +159,31 @@ def test_cells_that_only_look_like_turns_stay_text(tmp_path):
                                      "rejected": "No."}) + "\n")
     assert read_file(json_path, OBJECTIVES, format="generic", objective="helpfulness").records[0].responses[0] == (
         "[{\"role\": \"assistant\", \"content\": \"A\"}]")
+
+
+def _parts(*texts: str) -> list[dict]:
+    return [{"type": "text", "text": t} for t in texts]
+
+
+@pytest.mark.parametrize("name", ["parts.jsonl", "parts.parquet"])
+def test_content_given_as_text_parts(tmp_path, name):
+    """OpenAI's chat format and transformers' multimodal templates give a turn's content as a
+    list of parts; their text is the turn's text (it was wrong_type "content is list")."""
+    rows = [{"prompt": [{"role": "user", "content": _parts("Describe a fern.", "Be brief.")}],
+             "chosen": [{"role": "assistant", "content": _parts("Green fronds.")}],
+             "rejected": [{"role": "assistant", "content": _parts("A rock.")}]}]
+    [record] = _read(tmp_path, rows, name).records
+    assert record.messages == [U("Describe a fern.\nBe brief.")]
+    assert record.responses == ["Green fronds.", "A rock."]
+
+
+@pytest.mark.parametrize("content, detail", [
+    ([{"type": "image_url", "image_url": {"url": "https://x/y.png"}}], "prompt[0].content[0] is a 'image_url' part"),
+    ([{"type": "text", "text": "Hi"}, "loose"], "prompt[0].content[1] is a str"),
+    ([{"type": "text", "text": 3}], "prompt[0].content[0] is a text part whose 'text' is int"),
+    ([], "prompt[0].content is an empty list"),
+])
+def test_content_parts_without_text_are_quarantined(tmp_path, content, detail):
+    rows = [{"prompt": [{"role": "user", "content": content}], "chosen": [A("Yes.")], "rejected": [A("No.")]}]
+    [entry] = _read(tmp_path, rows).quarantined
+    assert entry.reason == "wrong_type" and detail in entry.detail
