@@ -167,6 +167,8 @@ class ImportedFile:
     derive_pairs: bool = False  # pairs from ratings across rows of one prompt (HelpSteer2, generic)
     ignored_attributes: Counter = field(default_factory=Counter)
     not_rated: int = 0  # UltraFeedback "N/A" ratings skipped
+    # Columns of prompt-only rows that no field was read from (answers under other names?).
+    unread_columns: Counter = field(default_factory=Counter)
     # Prompt-grouped sample of the source this file belongs to (SourceConfig.max_prompts).
     source: str = ""
     max_prompts: int | None = None
@@ -186,17 +188,20 @@ def _require_object(value: Any) -> dict:
 # --------------------------------------------------------------------------- entry point
 
 
-def _resolve_format(format: str, rows: Iterator[RawRow]) -> tuple[str, Iterator[RawRow]]:
+def _resolve_format(format: str, rows: Iterator[RawRow], column_map: dict[str, str]) -> tuple[str, Iterator[RawRow]]:
     """The format, detected from the first readable record when "auto", and the rows
-    (those read to find it held back and put first again)."""
+    (those read to find it held back and put first again). A prompt-only record with a
+    column_map is generic: the map names the columns of the other fields (builtin reads
+    none, and the map was ignored: the answers it named were dropped)."""
     if format != "auto":
         return format, rows
     held: list[RawRow] = []
     for row in rows:
         held.append(row)
         if isinstance(row.value, dict):
-            return detect_format(row.value), itertools.chain(held, rows)
-    return "builtin", iter(held)
+            detected = detect_format(row.value)
+            return ("generic" if detected == "builtin" and column_map else detected), itertools.chain(held, rows)
+    return "builtin" if not column_map else "generic", iter(held)
 
 
 def _row_parser(format: str, path: Path, name: str, objectives: Sequence[Objective], objective: str | None,
@@ -237,6 +242,8 @@ def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile,
         reason, detail = UNEXPECTED, f"{type(exc).__name__}: {str(exc)[:300]}"
     else:
         result.not_rated += parsed.not_rated
+        if parsed.unread and not parsed.responses:
+            result.unread_columns.update(parsed.unread)
         record = Record(result.path, raw_row.location, raw_row.order, raw_row.raw, parsed.messages, parsed.tags,
                         parsed.responses, parsed.ratings, parsed.pairs, parsed.metadata)
         if on_record is None:
@@ -273,14 +280,20 @@ def _read_file(path: Path, objectives: Sequence[Objective], format: str, objecti
                on_record: Callable[[Record], None] | None = None) -> ImportedFile:
     # Rows stream from the reader and each becomes a record or a quarantine entry at once:
     # the file's parsed rows are never all held (they were, beside the file's bytes).
-    format, rows = _resolve_format(format, iter_rows(path, limits))
-    result = ImportedFile(path=name, format=format, role=role, rows_in=0, records=[], quarantined=[],
-                          derive_pairs=derives_pairs(format))
-    parse, ignored = _row_parser(format, path, name, objectives, objective, dict(column_map or {}))
+    column_map = dict(column_map or {})
+    detected, rows = _resolve_format(format, iter_rows(path, limits), column_map)
+    result = ImportedFile(path=name, format=detected, role=role, rows_in=0, records=[], quarantined=[],
+                          derive_pairs=derives_pairs(detected))
+    try:
+        parse, ignored = _row_parser(detected, path, name, objectives, objective, column_map)
+    except ValueError as exc:
+        if format != "auto":
+            raise
+        raise ValueError(f"{exc} (format {detected!r} was detected from the file's first record)") from None
     for raw_row in rows:
         result.rows_in += 1
         if ignored:
-            _count_present(format, raw_row, ignored, result.ignored_attributes)
+            _count_present(detected, raw_row, ignored, result.ignored_attributes)
         _import_row(raw_row, parse, result, on_record)
     return result
 

@@ -250,6 +250,7 @@ def _report(files: Sequence[ImportedFile], rows: list[_Row], quarantine: pd.Data
             "reasons": dict(sorted(reasons.items())),
             "ignored_attributes": dict(sorted(imported.ignored_attributes.items())),
             "not_rated": imported.not_rated,
+            "prompt_only_columns_not_read": dict(sorted(imported.unread_columns.items())),
         }
     if len(quarantine) != sum(s["rows_quarantined"] for s in sources.values()):
         raise RuntimeError("quarantine table size differs from the per-file quarantine counts")
@@ -347,6 +348,12 @@ def quarantine_examples(path: Path) -> list[str]:
     return list(first.values())
 
 
+def _most(counts: dict[str, int], most: int = 8) -> str:
+    """"'a' 5, 'b' 5": the first `most` of counts, then how many more."""
+    shown_counts = ", ".join(f"{k!r} {v:,}" for k, v in list(counts.items())[:most])
+    return shown_counts + (f", … ({len(counts):,} columns)" if len(counts) > most else "")
+
+
 def report_table(report: dict[str, Any], quarantine: Path | None = None) -> str:
     """The report as a plain-text table (one line per source, then reasons and tables);
     with the written quarantine table, the first quarantined row of each reason too."""
@@ -356,6 +363,11 @@ def report_table(report: dict[str, Any], quarantine: Path | None = None) -> str:
                      f"{s['rows_sampled_out']:>11} {s['rows_kept']:>8} {s['rows_quarantined']:>11}")
         if s["ignored_attributes"]:
             lines.append(f"{'':<4}ignored attributes: {s['ignored_attributes']}")
+        if s.get("prompt_only_columns_not_read"):
+            lines.append(f"{'':<4}rows read as prompts only; their columns not read (rows): "
+                         f"{_most(s['prompt_only_columns_not_read'])}; answers there are read once the source's "
+                         "column_map names them (paretoflow import --map chosen=COLUMN --map rejected=COLUMN for pairs, "
+                         "--map response=COLUMN --map rating=COLUMN for rated answers)")
     lines.append(f"{'total':<69} {report['rows_in']:>8} {report['rows_sampled_out']:>11} "
                  f"{report['rows_kept']:>8} {report['rows_quarantined']:>11}")
     for source, sample in report.get("samples", {}).items():

@@ -1,8 +1,13 @@
-"""builtin: {"prompt" | "messages", "tags"} → a prompt only (the shipped prompt sets)."""
+"""builtin: {"prompt" | "messages", "tags"} → a prompt only (the shipped prompt sets). Other
+columns are not read; they are counted in the report (answers under another name would
+otherwise vanish without a word). It reads no column_map: with one, "auto" takes such a
+file as generic."""
 
 from __future__ import annotations
 
-from paretoflow.data.formats.fields import FormatContext, Parsed, RowParser, messages_of, tags_of, text, user
+from paretoflow.data.formats.fields import (
+    FormatContext, Parsed, RowParser, messages_of, no_column_map, tags_of, text, user,
+)
 
 
 def detect(value: dict) -> bool:
@@ -10,13 +15,15 @@ def detect(value: dict) -> bool:
     return bool(keys & {"prompt", "messages"}) and not keys & {"chosen", "rejected", "response", "rating", "completions"}
 
 
+FIELDS = frozenset({"prompt", "messages", "tags"})
+
+
 def _row(row: dict) -> Parsed:
-    if row.get("messages") is not None:
-        return Parsed(messages_of(row["messages"], "messages"), tags=tags_of(row))
-    return Parsed(user(text(row, "prompt")), tags=tags_of(row))
-
-
+    messages = (messages_of(row["messages"], "messages") if row.get("messages") is not None
+                else user(text(row, "prompt")))
+    return Parsed(messages, tags=tags_of(row), unread=[k for k in row if k not in FIELDS])
 
 
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
+    no_column_map(ctx, "builtin", "the fields prompt / messages / tags")
     return _row, []

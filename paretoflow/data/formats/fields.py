@@ -48,6 +48,7 @@ class Parsed:
     tags: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     not_rated: int = 0
+    unread: Sequence[str] = ()  # a prompt-only row's columns no field was read from (counted in the report)
 
 
 
@@ -69,6 +70,13 @@ class FormatContext:
 
 
 RowParser = Callable[[dict], "Parsed"]
+
+
+def no_column_map(ctx: FormatContext, format: str, reads: str) -> None:
+    """A format that reads fixed fields refuses a column_map (it was silently ignored)."""
+    if ctx.column_map:
+        raise ValueError(f"{ctx.name}: format {format!r} reads {reads} and no column_map (got "
+                         f"{dict(ctx.column_map)}); to read other column names use format 'generic'")
 
 
 def fields_named(row: dict, most: int = 8) -> str:

@@ -3,7 +3,7 @@ prompt | messages, chosen + rejected (a pair), response (+ rating), objective, m
 tags, scale_min, scale_max. Unmapped fields default to columns of the same name. Every
 other column of a row is kept as metadata (a JSON object on the row's pairs and ratings,
 e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
-null. Rated files get pairs derived across the rows of a prompt after curation.
+null. A row of a prompt only has neither, so its other columns are counted as not read. Rated files get pairs derived across the rows of a prompt after curation.
 
 chosen / rejected may also be conversations (lists of {role, content}, as TRL's
 conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
@@ -131,6 +131,8 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
         if columns["rating"] in row:
             name = _generic_objective(row, columns, objective, declared)
             parsed.ratings = [_generic_rating(row, columns, name, scales)]
+    else:  # a prompt only: metadata goes with answers, so its other columns are not read
+        parsed.unread, parsed.metadata = list(parsed.metadata), {}
     return parsed
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from paretoflow.data.formats.fields import FormatContext, Pair, Parsed, RowParser, text
+from paretoflow.data.formats.fields import FormatContext, Pair, Parsed, RowParser, no_column_map, text
 from paretoflow.data.readers import RowError
 
 
@@ -77,6 +77,7 @@ def parse_hh(row: dict, objective: str) -> tuple[list[dict[str, str]], list[str]
 
 
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
+    no_column_map(ctx, "hh_rlhf", "the fields chosen / rejected")
     target, declared = hh_objective(ctx.path, ctx.objective), ctx.declared
 
     def parse(row: dict) -> Parsed:

@@ -259,3 +259,73 @@ def test_every_registered_format_is_its_own_module_and_params_refuse_others():
     bad = {"curate": {"sources": [{"path": "x.jsonl", "format": "sharegpt"}]}}
     with _pytest.raises(ValueError, match="unknown format 'sharegpt'"):
         load_params(REPO_ROOT / "params.yaml", bad)
+
+
+PREFERENCE_ROWS = [{"prompt": f"Explain tides {i}.", "response_1": "The moon pulls the water.",
+                    "response_2": "Tides are magic.", "preference_strength": -2} for i in range(3)]
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_a_column_map_on_an_auto_file_of_prompts_makes_it_generic(tmp_path):
+    """A first record with a prompt and no chosen/rejected column looks like a prompt set
+    (builtin, which reads no column_map): the map naming the answers was ignored and every
+    row kept as a prompt without them."""
+    path = _jsonl(tmp_path / "pref.jsonl", PREFERENCE_ROWS)
+    imported = read_file(path, OBJECTIVES, objective="helpfulness",
+                         column_map={"chosen": "response_1", "rejected": "response_2"})
+    assert imported.format == "generic" and len(imported.records) == 3
+    assert imported.records[0].responses == ["The moon pulls the water.", "Tides are magic."]
+    assert [(p.chosen_index, p.rejected_index) for p in imported.records[0].pairs] == [(0, 1)]
+    assert imported.records[0].metadata == {"preference_strength": -2}
+
+
+@pytest.mark.parametrize("format", ["builtin", "hh_rlhf"])
+def test_formats_of_fixed_fields_refuse_a_column_map(tmp_path, format):
+    path = _jsonl(tmp_path / "pref.jsonl", PREFERENCE_ROWS)
+    with pytest.raises(ValueError, match=rf"format '{format}' reads .* no column_map .* use format 'generic'"):
+        read_file(path, OBJECTIVES, format=format, column_map={"prompt": "question"})
+
+
+def test_an_auto_detected_format_is_named_when_it_refuses_the_source(tmp_path):
+    hh = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello.", "rejected": "\n\nHuman: Hi\n\nAssistant: Go."}
+    path = _jsonl(tmp_path / "hh.jsonl", [hh])
+    with pytest.raises(ValueError, match=r"format 'hh_rlhf' was detected from the file's first record"):
+        read_file(path, OBJECTIVES, column_map={"prompt": "question"})
+
+
+@pytest.mark.parametrize("format", ["auto", "generic"])
+def test_prompt_only_rows_count_the_columns_they_leave_unread(tmp_path, format):
+    """Answers under other column names (HelpSteer2's preference file, Nectar's `answers`)
+    were dropped without a word: every row kept as a prompt. The report counts those columns
+    and says how to read them; a prompt set's own fields are not counted."""
+    rows = [*PREFERENCE_ROWS, {"prompt": "Name a fern.", "tags": ["plants"]}]
+    imported = read_file(_jsonl(tmp_path / "pref.jsonl", rows), OBJECTIVES, format=format, objective="helpfulness")
+    assert [r.responses for r in imported.records] == [[]] * 4
+    assert dict(imported.unread_columns) == {"response_1": 3, "response_2": 3, "preference_strength": 3}
+    assert all(r.metadata == {} for r in imported.records)
+
+
+def test_the_report_names_the_unread_columns_and_the_map(tmp_path):
+    from paretoflow.config import Params
+    from paretoflow.data.curate import run
+    from paretoflow.data.tables import report_table
+    from paretoflow.stages.curate import CurateConfig, SourceConfig
+
+    _jsonl(tmp_path / "pref.jsonl", PREFERENCE_ROWS)
+    _jsonl(tmp_path / "prompts.jsonl", [{"prompt": "Name a fern.", "tags": ["plants"]}])
+    params = Params(objectives=OBJECTIVES, curate=CurateConfig(
+        sources=[SourceConfig(path="pref.jsonl"), SourceConfig(path="prompts.jsonl")], out_dir="curated"))
+    report = run(params, tmp_path).report
+    assert report["sources"]["pref.jsonl"]["prompt_only_columns_not_read"] == {
+        "preference_strength": 3, "response_1": 3, "response_2": 3}
+    assert report["sources"]["prompts.jsonl"]["prompt_only_columns_not_read"] == {}
+    table = report_table(report)
+    assert ("rows read as prompts only; their columns not read (rows): 'preference_strength' 3, 'response_1' 3, "
+            "'response_2' 3; answers there are read once the source's column_map names them") in table
+    assert table.count("prompts only") == 1
