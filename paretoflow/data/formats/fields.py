@@ -276,8 +276,18 @@ def objective_map(
 
 
 def attribute_parser(parse_row, targets: list[AttributeTarget]) -> RowParser:
+    attributes = {t.attribute for t in targets}
+
     def parse(row: dict) -> Parsed:
-        parsed = parse_row(row, targets)
+        try:
+            parsed = parse_row(row, targets)
+        except MissingField as error:  # a variant of the dataset without this axis: say how to leave it out
+            if error.key not in attributes:
+                raise
+            others = " ".join(f"--map {t.objective}={t.attribute}" for t in targets if t.attribute != error.key)
+            raise RowError("missing_field", f"{error.detail}; for a file without it, map only the attributes it "
+                                            "has in the source's column_map (paretoflow import "
+                                            f"{others or '--map OBJECTIVE=ATTRIBUTE'})") from None
         if not parsed.pairs and not parsed.ratings:
             raise RowError("unknown_objective", f"no attribute of this row maps to a declared objective "
                                                 f"({[t.objective for t in targets]})")

@@ -329,3 +329,17 @@ def test_the_report_names_the_unread_columns_and_the_map(tmp_path):
     assert ("rows read as prompts only; their columns not read (rows): 'preference_strength' 3, 'response_1' 3, "
             "'response_2' 3; answers there are read once the source's column_map names them") in table
     assert table.count("prompts only") == 1
+
+
+def test_a_pku_variant_without_one_axis_is_told_how_to_map_the_other(tmp_path):
+    """PKU-SafeRLHF-single-dimension has better_response_id only: each row was missing_field
+    with nothing on how to read the axis it has."""
+    row = {"prompt": "How do I cook rice?", "response_0": "Rinse and boil.", "response_1": "Burn it.",
+           "better_response_id": 0}
+    path = _jsonl(tmp_path / "pku.jsonl", [row])
+    [entry] = read_file(path, OBJECTIVES).quarantined
+    assert entry.reason == "missing_field" and entry.detail.startswith("no field 'safer_response_id'")
+    assert entry.detail.endswith("map only the attributes it has in the source's column_map "
+                                 "(paretoflow import --map helpfulness=better_response_id)")
+    [record] = read_file(path, OBJECTIVES, column_map={"helpfulness": "better_response_id"}).records
+    assert [(p.chosen_index, p.rejected_index, p.objective) for p in record.pairs] == [(0, 1, "helpfulness")]
