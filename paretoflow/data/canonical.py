@@ -270,8 +270,9 @@ def _pairs(rows: Sequence[_Row], files: Sequence[ImportedFile]) -> pa.Table:
 
 def _derived_pairs(rows: Sequence[_Row], files: Sequence[ImportedFile]) -> list[tuple]:
     """Pairs derived from ratings of responses to the same prompt (HelpSteer2, generic):
-    every ordered pair with a strictly higher rating, margin = the rating difference, as
-    tuples in PAIR_COLUMNS order (few: only files whose format derives pairs)."""
+    every ordered pair with a strictly better rating (higher; lower for an objective to
+    minimize), margin = the rating difference, as tuples in PAIR_COLUMNS order (few: only
+    files whose format derives pairs)."""
     # (file, prompt, objective, rater) → {response_id: value}, the first value of each response
     groups: dict[tuple[int, str, str, str], dict[str, float]] = defaultdict(dict)
     for row in rows:
@@ -286,7 +287,8 @@ def _derived_pairs(rows: Sequence[_Row], files: Sequence[ImportedFile]) -> list[
             for rid_b, value_b in ordered[i + 1:]:
                 if value_a == value_b:
                     continue
-                chosen, rejected = (rid_a, rid_b) if value_a > value_b else (rid_b, rid_a)
+                a_better = (value_a < value_b) if objective in files[file_index].minimized else (value_a > value_b)
+                chosen, rejected = (rid_a, rid_b) if a_better else (rid_b, rid_a)
                 out.append((pair_id(pid, chosen, rejected, objective), pid, chosen, rejected, objective,
                             abs(value_a - value_b), files[file_index].path, NO_METADATA))
     return out

@@ -13,7 +13,7 @@ derived *across* rows of the same prompt; those are built after curation
 
 Formats (`SourceConfig.format`, or "auto": detected from the first readable record) are a
 registry, one module each (paretoflow/data/formats/: builtin, hh_rlhf, pku_saferlhf,
-helpsteer2, ultrafeedback, generic); each module's docstring says what it reads.
+helpsteer2, ultrafeedback, kto, generic); each module's docstring says what it reads.
 
 Objectives. An objective named by the user (SourceConfig.objective, the `--objective`
 flag, a generic file's objective column, the HH folder-name default) must be declared in
@@ -59,7 +59,7 @@ from paretoflow.data.readers import (
     shown,
 )
 from paretoflow.data.formats import derives_pairs, detect_format, format_module
-from paretoflow.data.formats.fields import FormatContext, Pair, Rating, RowParser, json_safe  # noqa: F401
+from paretoflow.data.formats.fields import FormatContext, Pair, Rating, RowParser, json_safe, minimized  # noqa: F401
 from paretoflow.data.rows import no_gc
 
 if TYPE_CHECKING:
@@ -165,6 +165,7 @@ class ImportedFile:
     records: list[Record]
     quarantined: QuarantineLog | list[Quarantined]
     derive_pairs: bool = False  # pairs from ratings across rows of one prompt (HelpSteer2, generic)
+    minimized: frozenset[str] = frozenset()  # objectives whose lower rating is better: derived pairs flip
     ignored_attributes: Counter = field(default_factory=Counter)
     not_rated: int = 0  # UltraFeedback "N/A" ratings skipped
     # Columns of prompt-only rows that no field was read from (answers under other names?).
@@ -283,7 +284,7 @@ def _read_file(path: Path, objectives: Sequence[Objective], format: str, objecti
     column_map = dict(column_map or {})
     detected, rows = _resolve_format(format, iter_rows(path, limits), column_map)
     result = ImportedFile(path=name, format=detected, role=role, rows_in=0, records=[], quarantined=[],
-                          derive_pairs=derives_pairs(detected))
+                          derive_pairs=derives_pairs(detected), minimized=minimized(objectives))
     try:
         parse, ignored = _row_parser(detected, path, name, objectives, objective, column_map)
     except ValueError as exc:

@@ -68,6 +68,15 @@ class FormatContext:
     def declared(self) -> list[str]:
         return [o.name for o in self.objectives]
 
+    @property
+    def minimized(self) -> frozenset[str]:
+        """The objectives whose better end is the low one (direction "minimize")."""
+        return minimized(self.objectives)
+
+
+def minimized(objectives: Sequence[Objective]) -> frozenset[str]:
+    return frozenset(o.name for o in objectives if o.direction == "minimize")
+
 
 RowParser = Callable[[dict], "Parsed"]
 

@@ -21,7 +21,8 @@ def detect(value: dict) -> bool:
     return {"instruction", "completions"} <= set(value)
 
 
-def parse_ultrafeedback(row: dict, targets: list[AttributeTarget]) -> tuple[list[dict[str, str]], list[str], list[Rating], list[Pair], int]:
+def parse_ultrafeedback(row: dict, targets: list[AttributeTarget], minimized: frozenset[str] = frozenset()
+                        ) -> tuple[list[dict[str, str]], list[str], list[Rating], list[Pair], int]:
     instruction = text(row, "instruction")
     completions = present(row, "completions")
     if isinstance(completions, str):
@@ -62,7 +63,8 @@ def parse_ultrafeedback(row: dict, targets: list[AttributeTarget]) -> tuple[list
             ratings.append(Rating(index, target.objective, value, low, high, f"ultrafeedback:{target.attribute}"))
     pairs = []
     for target in targets:
-        rated = [(r.value, r.response_index) for r in ratings if r.objective == target.objective]
+        sign = -1.0 if target.objective in minimized else 1.0  # a "minimize" objective's best is its lowest
+        rated = [(sign * r.value, r.response_index) for r in ratings if r.objective == target.objective]
         if len(rated) < 2:
             continue
         best = max(rated, key=lambda vr: (vr[0], -vr[1]))  # ties: first completion
@@ -72,16 +74,14 @@ def parse_ultrafeedback(row: dict, targets: list[AttributeTarget]) -> tuple[list
     return user(instruction), responses, ratings, pairs, not_rated
 
 
-
-
-def _row(row: dict, targets: list[AttributeTarget]) -> Parsed:
-    messages, responses, ratings, pairs, skipped = parse_ultrafeedback(row, targets)
-    return Parsed(messages, responses, ratings, pairs, not_rated=skipped)
-
-
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     targets, ignored = objective_map(DEFAULT_MAP, ctx.column_map, ctx.declared, ATTRIBUTES)
-    return attribute_parser(_row, targets), ignored
+    minimized = ctx.minimized
+
+    def row_parser(row: dict, targets: list[AttributeTarget]) -> Parsed:
+        messages, responses, ratings, pairs, skipped = parse_ultrafeedback(row, targets, minimized)
+        return Parsed(messages, responses, ratings, pairs, not_rated=skipped)
+    return attribute_parser(row_parser, targets), ignored
 
 
 def count_present(value: dict, attributes: list[str], counts) -> None:

@@ -343,3 +343,33 @@ def test_a_pku_variant_without_one_axis_is_told_how_to_map_the_other(tmp_path):
                                  "(paretoflow import --map helpfulness=better_response_id)")
     [record] = read_file(path, OBJECTIVES, column_map={"helpfulness": "better_response_id"}).records
     assert [(p.chosen_index, p.rejected_index, p.objective) for p in record.pairs] == [(0, 1, "helpfulness")]
+
+
+def test_pairs_from_ratings_of_an_objective_to_minimize_prefer_the_lower_rating(tmp_path):
+    """Ratings live on the objective's scale and its direction says which end is better
+    (align reads them so); the best-vs-worst and derived pairs took the higher rating as
+    chosen whatever the direction, training the expert toward the worse answer."""
+    from paretoflow.config import Params
+    from paretoflow.data.curate import run
+    from paretoflow.stages.curate import CurateConfig, SourceConfig
+
+    objectives = [Objective(name="verbosity", direction="minimize", scale=(1.0, 5.0)),
+                  Objective(name="helpfulness", scale=(1.0, 5.0))]
+    uf = read_file(FIXTURES / "ultrafeedback.jsonl", objectives, column_map={"verbosity": "helpfulness"})
+    ratings = {r.response_index: r.value for r in uf.records[0].ratings}
+    [pair] = uf.records[0].pairs
+    assert ratings == {0: 2.0, 1: 5.0, 2: 4.0} and (pair.chosen_index, pair.rejected_index, pair.margin) == (0, 1, 3.0)
+
+    rows = [{"prompt": "Describe a cat.", "response": text, "rating": value, "objective": objective}
+            for text, value in (("Cat.", 1), ("A small furry pet.", 3)) for objective in ("verbosity", "helpfulness")]
+    _jsonl(tmp_path / "rated.jsonl", rows)
+    params = Params(objectives=objectives, curate=CurateConfig(sources=[SourceConfig(path="rated.jsonl")],
+                                                               out_dir="curated"))
+    run(params, tmp_path)
+    import pandas as pd
+
+    texts = pd.read_parquet(tmp_path / "curated/responses.parquet").set_index("response_id")["text"]
+    pairs = pd.read_parquet(tmp_path / "curated/pairs.parquet")
+    assert sorted((o, texts[c], texts[r], m) for o, c, r, m in
+                  zip(pairs.objective, pairs.chosen_id, pairs.rejected_id, pairs.margin)) == [
+        ("helpfulness", "A small furry pet.", "Cat.", 2.0), ("verbosity", "Cat.", "A small furry pet.", 2.0)]
