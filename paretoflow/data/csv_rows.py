@@ -21,7 +21,11 @@ around them (`" prompt , chosen "`), and a `.csv` whose header is one cell holdi
 a tab or `|` (Excel's export where the decimal mark is a comma) is read with that
 delimiter; both quarantined every row as missing_field before ("no field 'prompt'").
 Leading columns with no name (the row labels `df.to_csv` and R's `write.csv` write) are
-not read as data; each pair carried them as metadata `{"": "0"}` before.
+not read as data; each pair carried them as metadata `{"": "0"}` before. Nor are trailing
+ones (a delimiter ending each line, emptied spreadsheet columns), whose cells must be empty
+or absent (several made every row ambiguous_key). Excel's first line `sep=;` names the
+delimiter (it was the header: every row malformed). A row that repeats the header (files
+joined with `cat`) is repeated_header (it was kept as the pair "prompt", "chosen", ...).
 
 The text streams (`text_lines`): memory holds a chunk and the record being read, never
 the file (a 100k-pair CSV, 287 MB, peaked at 2.2 GB through curate when it was read
@@ -38,13 +42,14 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from paretoflow.data.normalize import has_lone_surrogate
-from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, check_fields, over_row_cap, truncate
+from paretoflow.data.rows import Limits, RawRow, RowError, SourceError, check_fields, over_row_cap, shown, truncate
 
 # Lifted once, process-wide (the csv limit is global): our caps decide, not the module's.
 csv.field_size_limit(min(sys.maxsize, 2**63 - 1))
@@ -75,10 +80,10 @@ class _Lines:
     from its second line. `taken` holds the lines of the record being parsed; `nul` tells
     whether any line held a NUL byte (a binary file, when every record also failed)."""
 
-    def __init__(self, lines: Iterator[str]):
+    def __init__(self, lines: Iterator[str], first: int = 1):
         self._source = lines
         self._pending: list[tuple[int, str]] = []  # pushed back, last one first
-        self._next_number = 1
+        self._next_number = first
         self.taken: list[tuple[int, str]] = []
         self.nul = False
 
@@ -105,9 +110,15 @@ class _Lines:
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def _header(path: Path, text: Iterator[str], delimiter: str) -> tuple[_Lines, Iterator[list[str]], list[str] | None]:
-    """The lines, a strict reader and the header (names stripped) of the lines `text`."""
-    lines = _Lines(text)
+# Excel's first line "sep=;" names the delimiter (Excel reads it as a setting, not a row).
+_EXCEL_SEPARATOR = re.compile(r"sep=([^\r\n])(?:\r\n|\r|\n)?", re.IGNORECASE)
+
+
+def _header(path: Path, text: Iterator[str], delimiter: str, first: int = 1
+            ) -> tuple[_Lines, Iterator[list[str]], list[str] | None]:
+    """The lines, a strict reader and the header (names stripped) of the lines `text`
+    (`first`: the number of the first of them)."""
+    lines = _Lines(text, first)
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
@@ -129,9 +140,20 @@ def _header_problem(header: list[str]) -> RowError | None:
     return None
 
 
+def _cell_count(cells: list[str], header: list[str]) -> str:
+    """A record's cell count against the header's; a header of one name among rows of
+    several cells is likely a title or comment line above the real header."""
+    problem = f"{len(cells)} cells for {len(header)} columns"
+    if len(header) == 1 and len(cells) > 1:
+        problem += f" (the header is the file's first line, {shown(header[0][:60])!r}: a title or comment line?)"
+    return problem
+
+
 def _cells_row(location: str, index: int, header: list[str], cells: list[str], limits: Limits,
-               header_error: RowError | None, labels: int = 0) -> RawRow | None:
-    """The row of one record's cells; its first `labels` cells are row labels, not read."""
+               header_error: RowError | None, labels: int = 0, end: int | None = None) -> RawRow | None:
+    """The row of one record's cells; its first `labels` cells are row labels, not read,
+    and so are its cells from `end` on (columns with no name after the last named one),
+    which must be empty or left out."""
     if not any(c.strip() for c in cells):
         return None  # blank rows are not rows
     raw = truncate(",".join(cells))
@@ -139,10 +161,19 @@ def _cells_row(location: str, index: int, header: list[str], cells: list[str], l
         return RawRow(location, index, raw, error=header_error)
     if any("\x00" in c for c in cells):
         return RawRow(location, index, raw, error=RowError("binary_data", "a cell holds a NUL byte"))
-    if len(cells) != len(header):
-        return RawRow(location, index, raw, error=RowError("malformed_row", f"{len(cells)} cells for {len(header)} columns"))
+    end = len(header) if end is None else end
+    if not end <= len(cells) <= len(header):  # the cells of trailing unnamed columns may be left out
+        return RawRow(location, index, raw, error=RowError("malformed_row", _cell_count(cells, header)))
+    stray = next((i for i in range(end, len(cells)) if cells[i] != ""), None)
+    if stray is not None:
+        return RawRow(location, index, raw, error=RowError(
+            "malformed_row", f"cell {stray + 1} holds {shown(cells[stray][:40])!r} under a column with no name "
+                             f"(the header names its first {end} columns)"))
+    if cells[labels].strip() == header[labels] and [c.strip() for c in cells[labels:end]] == header[labels:end]:
+        return RawRow(location, index, raw, error=RowError(
+            "repeated_header", "the row repeats the header (files joined with their headers?)"))
     # An empty cell is a missing value, as pandas reads it.
-    value = {h: (c if c != "" else None) for h, c in zip(header[labels:], cells[labels:])}
+    value = {h: (c if c != "" else None) for h, c in zip(header[labels:end], cells[labels:end])}
     try:
         check_fields(value, limits.max_field_chars)
     except RowError as error:
@@ -173,7 +204,15 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
     lines, reader, header = _header(path, open_lines(), delimiter)
     if header is None:
         return
-    if delimiter == "," and len(header) == 1:
+    separator = _EXCEL_SEPARATOR.fullmatch(lines.taken[0][1]) if len(lines.taken) == 1 else None
+    if separator is not None:  # the delimiter, then the header on line 2
+        delimiter = separator.group(1)
+        text = open_lines()
+        next(text, None)
+        lines, reader, header = _header(path, text, delimiter, first=2)
+        if header is None:
+            return
+    elif delimiter == "," and len(header) == 1:
         other = next((d for d in _OTHER_DELIMITERS if d in header[0]), None)
         if other is not None:  # one cell holding another delimiter: read with that one
             delimiter = other
@@ -183,7 +222,10 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
     # pandas' to_csv and R's write.csv write the row labels (index, row names) as leading
     # columns named "": labels, not data (they became metadata {"": "0"} of every pair).
     labels = next((i for i, name in enumerate(header) if name != ""), 0)
-    header_error = _header_problem(header[labels:])
+    # Trailing columns with no name (a delimiter ending every line, a spreadsheet's emptied
+    # columns): not read, their cells empty (several made every row ambiguous_key before).
+    end = max((i + 1 for i, name in enumerate(header) if name != ""), default=len(header))
+    header_error = _header_problem(header[labels:end])
     count, every_failed = 0, True  # rows yielded; whether each was an error
     while True:
         if count > limits.max_file_rows:  # checked while reading: binds before memory does
@@ -198,8 +240,8 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
             cells, problem = None, str(exc)
         if problem is not None and len(lines.taken) == 1 and "expected after" in problem:
             cells, problem = _lenient(lines.taken[0][1], delimiter), None
-        if problem is None and len(cells) != len(header) and any(c.strip() for c in cells):
-            problem = f"{len(cells)} cells for {len(header)} columns"
+        if problem is None and not end <= len(cells) <= len(header) and any(c.strip() for c in cells):
+            problem = _cell_count(cells, header)
         if problem is not None and len(lines.taken) > 1:
             row = _broken_quote(location, count, lines.taken, problem)
             lines.push_back(lines.taken[1:])
@@ -208,7 +250,7 @@ def csv_rows(path: Path, open_lines: Callable[[], Iterator[str]], limits: Limits
             where = lines.taken[0] if lines.taken else (0, "")
             row = RawRow(location, count, truncate(where[1]), error=RowError("malformed_row", f"line {where[0]}: {problem}"))
         else:
-            row = _cells_row(location, count, header, cells, limits, header_error, labels)
+            row = _cells_row(location, count, header, cells, limits, header_error, labels, end)
             if row is None:
                 continue
         count += 1

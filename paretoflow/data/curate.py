@@ -74,7 +74,7 @@ from paretoflow.data.tables import (  # noqa: F401  (re-exported: the stage, the
 
 # Every reason a row can be quarantined for (importers + curation).
 REASONS = (
-    "malformed_json", "malformed_row", "malformed_dialogue", "prompt_mismatch", "missing_field", "wrong_type",
+    "malformed_json", "malformed_row", "repeated_header", "malformed_dialogue", "prompt_mismatch", "missing_field", "wrong_type",
     "undecodable_bytes", "nan_value", "number_too_long", "field_too_long", "rating_off_scale", "negative_margin",
     "unknown_objective", "ambiguous_key", "binary_data", "undecodable_name", UNEXPECTED, "control_token", "empty_text", "chosen_equals_rejected", "too_short", "too_long", "duplicate",
     "contradictory_pair", "conflicting_duplicate", "conflicting_rating", "near_duplicate", "contaminated",

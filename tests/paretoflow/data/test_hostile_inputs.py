@@ -560,3 +560,67 @@ def test_a_parquet_row_group_that_reads_short_is_refused_not_counted_short(tmp_p
     with pytest.raises(SourceError, match=r"short.parquet: not a readable Parquet file \(row group 1 declares 7 rows, "
                                           r"0 could be read\)"):
         read_file(path, OBJECTIVES, format="generic", objective="helpfulness")
+
+
+@pytest.mark.parametrize("sep_line, sep", [("sep=;", ";"), ("SEP=,", ","), ("sep=\t", "\t"), ("sep=|", "|")])
+def test_excel_sep_line_names_the_delimiter(tmp_path, sep_line, sep):
+    # Excel writes (and reads) a first line "sep=;" as a setting: it became the header, and
+    # every row malformed_row ("3 cells for 2 columns") or missing_field.
+    body = "".join(line.replace(",", sep) for line in _good_csv_lines(4))
+    text = f"{sep_line}\r\nprompt{sep}chosen{sep}rejected\r\n" + body
+    source = _source(_curate(tmp_path, "excel.csv", text.encode()), "excel.csv")
+    assert (source["rows_in"], source["rows_kept"]) == (4, 4)
+    assert "Water plant 2 sparingly." in _kept_texts(tmp_path)
+
+
+def test_broken_quoting_after_a_sep_line_names_the_file_lines(tmp_path):
+    lines = ["sep=;\n", "prompt;chosen;rejected\n", 'Q one?;"open quote;x\n', "Q two?;Good answer.;Bad one.\n"]
+    imported = read_file(_write(tmp_path, "excel.csv", "".join(lines)), OBJECTIVES, format="generic",
+                         objective="helpfulness")
+    [entry] = imported.quarantined
+    assert entry.detail.startswith("line 3: ") and "lines 3-4" in entry.detail
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    (tmp_path / name).write_text(text)
+    return tmp_path / name
+
+
+def test_a_repeated_header_row_is_quarantined_not_kept_as_a_pair(tmp_path):
+    # `cat a.csv b.csv`: b's header was kept as the pair ("prompt", "chosen", "rejected").
+    header = "prompt,chosen,rejected\n"
+    text = header + "".join(_good_csv_lines(2)) + header.replace(",", " , ") + "".join(_good_csv_lines(2, start=2))
+    source = _source(_curate(tmp_path, "joined.csv", text.encode()), "joined.csv")
+    assert (source["rows_in"], source["rows_kept"], source["reasons"]) == (5, 4, {"repeated_header": 1})
+    quarantine = pd.read_parquet(tmp_path / "curated/quarantine.parquet")
+    assert quarantine[["location", "reason"]].values.tolist() == [["row 3", "repeated_header"]]
+    # A pair that only shares a word with the header stays a pair.
+    lines = header + "prompt,chosen,other\n"
+    assert _source(_curate(tmp_path, "near.csv", lines.encode()), "near.csv")["rows_kept"] == 1
+
+
+def test_trailing_unnamed_columns_are_not_data_unless_a_cell_is_filled(tmp_path):
+    # A delimiter ending every line, or emptied spreadsheet columns: several columns named ""
+    # made every row ambiguous_key. A filled cell there has no name: malformed_row, named.
+    ends = [",,,\n", ",\n", "\n"]  # all the unnamed cells, some, none (pandas reads each so)
+    text = "prompt,chosen,rejected,,,\n" + "".join(line.replace("\n", end) for line, end in zip(_good_csv_lines(3), ends))
+    source = _source(_curate(tmp_path, "trailing.csv", text.encode()), "trailing.csv")
+    assert (source["rows_in"], source["rows_kept"]) == (3, 3)
+    pairs = pd.read_parquet(tmp_path / "curated/pairs.parquet")
+    assert set(pairs["metadata"]) == {"{}"}
+    stray = "prompt,chosen,rejected,\n" + _good_csv_lines(1)[0].replace("\n", ",\n") + \
+        _good_csv_lines(1, start=1)[0].replace("\n", ",note\n")
+    imported = read_file(_write(tmp_path, "stray.csv", stray), OBJECTIVES, format="generic", objective="helpfulness")
+    assert len(imported.records) == 1
+    [entry] = imported.quarantined
+    assert (entry.location, entry.reason) == ("row 2", "malformed_row")
+    assert entry.detail == "cell 4 holds 'note' under a column with no name (the header names its first 3 columns)"
+
+
+def test_a_title_line_above_the_header_is_suggested(tmp_path):
+    text = "# exported from the labelling tool\n" + "prompt,chosen,rejected\n" + "".join(_good_csv_lines(2))
+    imported = read_file(_write(tmp_path, "titled.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
+    assert imported.rows_in == 3 == len(imported.quarantined)
+    assert imported.quarantined[0].detail == (
+        "3 cells for 1 columns (the header is the file's first line, '# exported from the labelling tool': "
+        "a title or comment line?)")
