@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import os
 from array import array
 from collections import Counter
@@ -182,8 +183,17 @@ class ImportedFile:
 
 def _require_object(value: Any) -> dict:
     if not isinstance(value, dict):
-        raise RowError("wrong_type", f"record is a JSON {type(value).__name__}, expected an object")
+        twice = isinstance(value, str) and value.lstrip().startswith("{") and _json_object(value)
+        raise RowError("wrong_type", f"record is a JSON {type(value).__name__}, expected an object" + (
+            " (the string holds a JSON object: the record was encoded twice; decode it once more)" if twice else ""))
     return value
+
+
+def _json_object(text: str) -> bool:
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
 
 
 # --------------------------------------------------------------------------- entry point

@@ -46,7 +46,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-__all__ = ["ArrayError", "array_values"]
+__all__ = ["ArrayError", "array_values", "sequence_values"]
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*").match  # json.decoder.WHITESPACE: between tokens
 # What bytes.lstrip() removed before the whole-file parse, around one UTF-8 BOM: kept so
@@ -131,16 +131,51 @@ def _cut(window: _Window, exc: json.JSONDecodeError) -> bool:
                                or exc.msg.startswith("Unterminated string"))
 
 
-def array_values(chunks: Iterable[bytes], scan: Scan) -> Iterator[tuple[Any, bool]]:
-    """(value, whether its text holds a \\uD800-\\uDFFF escape) of each element of the JSON
-    array that `chunks` (the file's bytes) hold, parsed with `scan` (a JSONDecoder's
-    raw_decode); raises ArrayError where the content stops being one JSON array."""
-    window = _Window(chunks)
+def _start(window: _Window) -> int:
+    """The index of the document's first character past leading space and one BOM."""
     start = window.skip(0, _LEADING_SPACE)
     if window.text.startswith("\ufeff", start):
         start = window.skip(start + 1, _LEADING_SPACE)
     if window.text.startswith("\ufeff", start):  # json.loads refuses a BOM, so a second one stays refused
         raise window.error("JSONDecodeError: Unexpected UTF-8 BOM (decode using utf-8-sig)", start)
+    return start
+
+
+def _has_escape(text: str, start: int, end: int) -> bool:
+    return text.find("\\u", start, end) >= 0 and _SURROGATE_ESCAPE.search(text, start, end) is not None
+
+
+def sequence_values(chunks: Iterable[bytes], scan: Scan) -> Iterator[tuple[Any, bool]]:
+    """(value, escape) as array_values gives them, of JSON values written one after another
+    with optional whitespace between (jq's output, pretty-printed objects one after another,
+    `{...}{...}`); raises ArrayError where the text stops being such values."""
+    window = _Window(chunks)
+    pos = _start(window)
+    while pos < len(window.text):
+        try:
+            value, end = scan(window.text, pos)
+        except json.JSONDecodeError as exc:
+            if not _cut(window, exc):
+                raise window.error(f"JSONDecodeError: {exc.msg}", exc.pos) from None
+            window.more(pos, max(1, len(window.text) - pos))
+            pos = 0
+            continue
+        except (ValueError, RecursionError) as exc:
+            raise window.error(f"{type(exc).__name__}: {str(exc)[:200]}", pos) from None
+        if end >= len(window.text) - _CUT_MARGIN and not window.eof:  # a number may go on past the cut
+            window.more(pos, max(1, len(window.text) - pos))
+            pos = 0
+            continue
+        yield value, _has_escape(window.text, pos, end)
+        pos = window.skip(end)
+
+
+def array_values(chunks: Iterable[bytes], scan: Scan) -> Iterator[tuple[Any, bool]]:
+    """(value, whether its text holds a \\uD800-\\uDFFF escape) of each element of the JSON
+    array that `chunks` (the file's bytes) hold, parsed with `scan` (a JSONDecoder's
+    raw_decode); raises ArrayError where the content stops being one JSON array."""
+    window = _Window(chunks)
+    start = _start(window)
     if not window.text.startswith("[", start):
         raise window.error("JSONDecodeError: Expecting '['", start)
     pos = window.skip(start + 1)
@@ -172,7 +207,7 @@ def _elements(window: _Window, pos: int, scan: Scan) -> Iterator[tuple[Any, bool
             pos = window.more(pos, max(1, len(text) - pos))
             text = window.text
             continue
-        escape = text.find("\\u", pos, end) >= 0 and _SURROGATE_ESCAPE.search(text, pos, end) is not None
+        escape = _has_escape(text, pos, end)
         after = _JSON_SPACE(text, end).end()
         touching = after == end  # no space after the element: a number may go on past a cut ("1." of "1.5")
         if after == len(text):  # the element ended before whitespace: it is whole; read on

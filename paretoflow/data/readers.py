@@ -31,15 +31,15 @@ setting:
 - per field, in characters (not whitespace tokens: a multi-megabyte string without a
   space is caught): every string of a row, at any depth, keys included.
 
-JSON Lines or one document is told by content: a `.jsonl` file is always JSON Lines; a
-`.json` file is JSON Lines when its first line is a whole JSON value with more lines
-after it (a first line that is a list does not make an array); else an array, or an
-object in one of pandas' table layouts (`df.to_json(path)`), or JSON Lines after all.
+JSON Lines or one document is told by content (json_kind.py): an array, one of pandas'
+table layouts (`df.to_json(path)`), JSON values one after another (jq's output,
+pretty-printed objects) or JSON Lines.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import lzma
 import sys
@@ -50,7 +50,8 @@ from typing import Any
 
 from paretoflow.data.compression import COMPRESSIONS, compression_of, inflating
 from paretoflow.data.csv_rows import csv_rows, text_lines
-from paretoflow.data.json_array import ArrayError, array_values
+from paretoflow.data.json_array import ArrayError, array_values, sequence_values
+from paretoflow.data.json_kind import Kind, document_kind
 from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
@@ -198,15 +199,17 @@ def _checked(row: RawRow, needs_check: bool) -> RawRow:
     return row
 
 
-def _json_array_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
+def _json_array_rows(path: Path, limits: Limits, sequence: bool = False) -> Iterator[RawRow]:
     # One JSON document: an element's failure cannot be told apart from the file's, so a
     # malformed array is a file error, raised where it is met (json_array.py). Long
     # integers, oversized fields, duplicate keys and undecodable text stay per element.
+    # `sequence`: values one after another (sequence_values), not one array.
     objects = _Objects()
     scan = json.JSONDecoder(parse_int=parse_int, object_pairs_hook=objects).raw_decode
     cap = limits.max_file_rows
+    values = (sequence_values if sequence else array_values)(stream_chunks(path, limits), scan)
     try:
-        for index, (value, escape) in enumerate(array_values(stream_chunks(path, limits), scan)):
+        for index, (value, escape) in enumerate(values):
             if index == cap:
                 raise over_row_cap(path, cap)
             text = json.dumps(value, ensure_ascii=False, default=str)
@@ -214,7 +217,24 @@ def _json_array_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
             objects.duplicates = False
             yield row
     except ArrayError as exc:
-        raise SourceError(f"{shown(str(path))}: starts with '[' but is not a readable JSON array ({exc})") from None
+        what = "JSON values one after another" if sequence else "a readable JSON array"
+        raise SourceError(f"{shown(str(path))}: starts with {'{' if sequence else '['!r} but is not {what} "
+                          f"({exc})") from None
+
+
+def _json_sequence_rows(path: Path, limits: Limits) -> Iterator[RawRow] | None:
+    """The rows of JSON values written one after another (pretty-printed objects, jq's
+    output), or None when the first value does not parse (then the file is read as JSON
+    Lines, a row quarantined per bad line). Each such file was refused before ("no line
+    parses as JSON"), a single pretty-printed object included."""
+    rows = _json_array_rows(path, limits, sequence=True)
+    try:
+        first = next(rows)
+    except StopIteration:
+        return iter(())
+    except SourceError:
+        return None
+    return itertools.chain([first], rows)
 
 
 def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
@@ -236,8 +256,10 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     try:
         value = _parse_json(line, objects)
     except json.JSONDecodeError as exc:
-        return RawRow(location, number, truncate(line), error=RowError("malformed_json", f"{exc.msg} at column {exc.colno}"),
-                      unparsed=True)
+        detail = f"{exc.msg} at column {exc.colno}"
+        if exc.msg == "Extra data" and line[exc.pos:].strip() == ",":
+            detail += ": a ',' after the record (JSON Lines separates records by line breaks alone)"
+        return RawRow(location, number, truncate(line), error=RowError("malformed_json", detail), unparsed=True)
     except (ValueError, RecursionError) as exc:  # e.g. nesting deeper than the parser's recursion limit
         return RawRow(location, number, truncate(line),
                       error=RowError("malformed_json", f"{type(exc).__name__}: {str(exc)[:200]}"), unparsed=True)
@@ -258,61 +280,26 @@ def _line_raw(number: int, line_bytes: bytes) -> str:
     return truncate(line_bytes.decode("utf-8", "backslashreplace"))
 
 
-def _is_json_lines(path: Path, body: bytes) -> bool:
-    """JSON Lines by content: the first line is a whole JSON value and more lines follow."""
-    if path.name.lower().endswith(JSON_LINES_SUFFIXES):
-        return True
-    first, _, rest = body.partition(b"\n")
-    if not rest.strip():
-        return False
-    try:
-        json.loads(first.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        return False
-    return True
-
-
-def _body_head(path: Path, limits: Limits) -> bytes:
-    """The start of the file's body (leading whitespace and BOM stripped), read until its
-    first line is whole and a non-blank byte follows it (or the file ends): enough for
-    _is_json_lines without holding a big file. Chunks are joined only when one brings a
-    line break, so a long first line is not copied once per chunk."""
-    pieces: list[bytes] = []
-    for chunk in stream_chunks(path, limits):
-        if not pieces:
-            chunk = chunk.lstrip()
-            chunk = chunk[3:].lstrip() if chunk.startswith(b"\xef\xbb\xbf") else chunk
-            if not chunk:
-                continue
-        pieces.append(chunk)
-        if not pieces[0].startswith((b"[", b"{")):
-            return pieces[0]
-        if b"\n" not in chunk:
-            continue
-        body = b"".join(pieces)
-        if body[body.find(b"\n"):].strip():
-            return body
-        pieces = [body]
-    return b"".join(pieces)
-
-
 def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
     """Rows of a JSON Lines file (lines parsed as they stream in), a JSON array (elements
-    likewise) or one of pandas' table layouts (pandas_json.py). The row cap stops the file."""
-    body = b"" if path.name.lower().endswith(JSON_LINES_SUFFIXES) else _body_head(path, limits)
-    one_document = body[:1] in (b"[", b"{") and not _is_json_lines(path, body)
-    if one_document and body.startswith(b"["):
+    likewise), one of pandas' table layouts (pandas_json.py) or JSON values one after
+    another (pretty-printed objects, jq's output). The row cap stops the file."""
+    kind = document_kind(path.name.lower().endswith(JSON_LINES_SUFFIXES), stream_chunks(path, limits))
+    if kind is Kind.ARRAY:
         yield from _json_array_rows(path, limits)
         return
-    if one_document:  # an object: pandas' to_json, or a JSON Lines file of one line
+    if kind in (Kind.TABLE_OR_LINES, Kind.TABLE_OR_VALUES):
         from paretoflow.data.pandas_json import pandas_table
 
         if (table := pandas_table(path, limits)) is not None:
             yield from table
             return
+    if kind in (Kind.TABLE_OR_VALUES, Kind.VALUES) and (values := _json_sequence_rows(path, limits)) is not None:
+        yield from values
+        return
     cap = limits.max_file_rows
     objects = _Objects()
-    count, parsed_any, binary = 0, False, False
+    count, parsed_any, binary, first_error = 0, False, False, None
     # 16-byte digest of a line → its first occurrence's line number, negated if that line
     # was unparsed (one int, not a tuple: 56 bytes less a distinct line): not the row,
     # whose parsed value would then live until the file ends, nor its raw text (~1 KB a
@@ -336,6 +323,7 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
             first_of[digest] = -number if row.unparsed else number  # line numbers start at 1
             parsed_any |= not row.unparsed
             binary |= row.unparsed and row.error.reason == "binary_data"
+            first_error = first_error or (row.unparsed and f"{row.location}: {row.error.detail}")
         else:
             first_line, first_unparsed = abs(first), first < 0
             known = repeats.get(first_line)
@@ -348,7 +336,7 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
     if count and not parsed_any:  # not one line is JSON: the file is not JSON Lines
         if binary:
             raise SourceError(f"{shown(str(path))}: binary data (NUL bytes), not JSON Lines")
-        raise SourceError(f"{shown(str(path))}: no line parses as JSON; not a JSON Lines file")
+        raise SourceError(f"{shown(str(path))}: no line parses as JSON ({first_error}); not a JSON Lines file")
 
 
 def read_json_rows(path: Path, limits: Limits) -> list[RawRow]:

@@ -39,8 +39,6 @@ def _write(tmp_path, name: str, data: bytes):
     "[]", " [ \n ] \n", '["only"]', "[1,2,3]",
 ])
 def test_rows_equal_what_json_loads_gives_at_any_chunk_size(tmp_path, monkeypatch, chunk, text):
-    if text.startswith("\ufeff") and chunk < 3:
-        chunk = 3  # readers._body_head tells an array by a first chunk holding the whole BOM (1 MiB in use)
     monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", chunk)
     path = _write(tmp_path, "a.json", text.encode())
     rows = readers.read_rows(path)
@@ -118,7 +116,7 @@ def test_chunks_are_read_as_elements_are_needed_not_all_first():
 @pytest.mark.parametrize("chunk", [1, 4, 1 << 20])
 def test_malformed_array_is_one_error_naming_file_and_place(tmp_path, monkeypatch, data, detail, chunk):
     if chunk == 1 and len(data) > 1000:
-        chunk = 64  # 200 KB a byte at a time is slow to tell from JSON Lines (readers._body_head)
+        chunk = 64  # 200 KB a byte at a time is slow to tell from JSON Lines (json_kind._body_head)
     monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", chunk)
     path = _write(tmp_path, "bad.json", data)
     kinds = "(JSONDecodeError|UnicodeDecodeError|RecursionError)"
@@ -161,3 +159,67 @@ def test_gzip_bomb_of_an_array_stops_at_the_byte_cap(tmp_path):
     assert bomb.stat().st_size < 100_000
     with pytest.raises(SourceError, match=r"bomb.json.gz: more than 1,048,576 bytes .*curate.max_file_bytes"):
         readers.read_rows(bomb, Limits(max_file_bytes=1 << 20))
+
+
+# --------------------------------------------------------------------------- values one after another
+
+PAIRS = [{"prompt": f"How do I water plant {i}?", "chosen": f"Water plant {i} weekly, 2.5 {i}.", "rejected": "No.",
+          "n": 12345678901234567890 + i, "x": -1.5e-3} for i in range(4)]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5, 64, 1 << 20])
+@pytest.mark.parametrize("name, text", [
+    # jq's default output, `json.dump(row, f, indent=2)` per row: each refused ("no line parses as JSON")
+    ("jq.jsonl", "".join(json.dumps(p, indent=2) + "\n" for p in PAIRS)),
+    ("jq.json", "".join(json.dumps(p, indent=2) + "\n" for p in PAIRS)),
+    ("joined.json", "".join(json.dumps(p) for p in PAIRS)),  # {...}{...}
+    ("one.json", "\ufeff" + json.dumps(PAIRS[0], indent=4)),  # a single pretty-printed record
+    ("numbers.json", "{\n}" + " 1.5  2 " + json.dumps(PAIRS[1])),  # a number cut by a chunk must not split
+    # A pretty-printed array under a JSON Lines name: every element but the last was malformed_json.
+    ("array.jsonl", "[\n" + ",\n".join(json.dumps(p) for p in PAIRS) + "\n]\n"),
+    ("array_bom.ndjson", "\ufeff[\n" + ",\n".join(json.dumps(p, indent=2) for p in PAIRS) + "\n]"),
+])
+def test_json_values_one_after_another_are_rows(tmp_path, monkeypatch, chunk, name, text):
+    monkeypatch.setattr(readers, "STREAM_CHUNK_BYTES", chunk)
+    rows = readers.read_rows(_write(tmp_path, name, text.encode()))
+    decoder, body, expected = json.JSONDecoder(), text.removeprefix("\ufeff").lstrip(), []
+    if body.startswith("["):
+        expected = json.loads(body)
+    while body and not body.startswith("["):
+        value, end = decoder.raw_decode(body)
+        expected.append(value)
+        body = body[end:].lstrip()
+    assert [r.value for r in rows] == expected and len(rows) >= 1
+    assert [r.location for r in rows] == [f"item {i + 1}" for i in range(len(expected))]
+    assert not any(r.error or r.unparsed for r in rows)
+
+
+def test_a_broken_first_record_still_quarantines_one_line_not_the_file(tmp_path):
+    # Values one after another are tried only when the first one parses: a JSON Lines file
+    # whose first line is broken keeps its per-line quarantine.
+    text = '{"prompt": "a", "chosen": "b"\n' + "".join(json.dumps(p) + "\n" for p in PAIRS)
+    rows = readers.read_rows(_write(tmp_path, "broken.json", text.encode()))
+    assert [r.location for r in rows] == [f"line {i}" for i in range(1, 6)]
+    assert rows[0].error.reason == "malformed_json" and not any(r.error for r in rows[1:])
+
+
+def test_values_that_stop_being_json_fail_the_file_naming_the_place(tmp_path):
+    text = json.dumps(PAIRS[0], indent=2) + "\n" + json.dumps(PAIRS[1], indent=2)[:-2] + "\n oops"
+    line = text.count("\n", 0, text.index("oops")) + 1
+    with pytest.raises(SourceError, match=r"jq.json: starts with '\{' but is not JSON values one after another "
+                                          rf"\(JSONDecodeError: Expecting ',' delimiter: line {line} column 2 "):
+        readers.read_rows(_write(tmp_path, "jq.json", text.encode()))
+
+
+def test_jsonl_habits_that_are_not_json_lines_say_so(tmp_path):
+    objectives = [Objective(name="helpfulness")]
+    commas = "".join(json.dumps(p) + ",\n" for p in PAIRS)
+    with pytest.raises(SourceError, match=r"no line parses as JSON \(line 1: Extra data at column \d+: a ',' after "
+                                          r"the record \(JSON Lines separates records by line breaks alone\)\)"):
+        readers.read_rows(_write(tmp_path, "commas.jsonl", commas.encode()))
+    twice = "".join(json.dumps(json.dumps(p)) + "\n" for p in PAIRS)
+    imported = read_file(_write(tmp_path, "twice.jsonl", twice.encode()), objectives, format="generic",
+                         objective="helpfulness")
+    assert {q.detail for q in imported.quarantined} == {
+        "record is a JSON str, expected an object (the string holds a JSON object: the record was encoded twice; "
+        "decode it once more)"}
