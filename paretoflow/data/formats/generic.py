@@ -1,6 +1,7 @@
 """generic: JSONL/JSON/Parquet/CSV/TSV with `column_map` {canonical field: column}: fields
 prompt | messages, chosen + rejected (a pair), response (+ rating), objective, margin,
-tags, scale_min, scale_max. Unmapped fields default to columns of the same name. Every
+tags, scale_min, scale_max. Unmapped fields default to columns of the same name (or the
+one column of the file's first row named so but for case and spaces: "Prompt"). Every
 other column of a row is kept as metadata (a JSON object on the row's pairs and ratings,
 e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
 null. A row of a prompt only has neither, so its other columns are counted as not read. Rated files get pairs derived across the rows of a prompt after curation.
@@ -179,22 +180,37 @@ def _cells_as_turns(row: dict, keys: tuple[str, ...]) -> dict:
     return {**row, **found} if found else row
 
 
+def _column(field: str, keys: list[str]) -> str:
+    """The column an unmapped field reads: its own name, else the one key equal to it but
+    for case and surrounding space ("Prompt" of a spreadsheet header; every row was
+    missing_field before), else its own name (missing)."""
+    if field in keys:
+        return field
+    alike = [k for k in keys if isinstance(k, str) and k.strip().lower() == field]
+    return alike[0] if len(alike) == 1 else field
+
+
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     name, objective, column_map, objectives = ctx.name, ctx.objective, ctx.column_map, ctx.objectives
-    columns = {f: column_map.get(f, f) for f in GENERIC_FIELDS}
     unknown_fields = set(column_map) - set(GENERIC_FIELDS)
     if unknown_fields:
         raise ValueError(f"{name}: column_map fields {sorted(unknown_fields)} not among {list(GENERIC_FIELDS)}")
     declared = [o.name for o in objectives]
     scales = {o.name: o.scale for o in objectives}
-    used = frozenset(columns.values())
-    field_of = {column: field for field, column in columns.items()}
-
     # CSV/TSV cells are text: a conversation there is a list written as text.
     cells = str(ctx.path).lower().endswith((*CSV_SUFFIXES, *TSV_SUFFIXES))
-    conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
+    setup: tuple | None = None  # the columns, told from the file's first row (its header, for a table)
+
+    def columns_of(keys: list[str]) -> tuple:
+        columns = {f: column_map[f] if f in column_map else _column(f, keys) for f in GENERIC_FIELDS}
+        conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
+        return columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys
 
     def parse(row: dict) -> Parsed:
+        nonlocal setup
+        if setup is None:
+            setup = columns_of(list(row))
+        columns, used, field_of, conversation_keys = setup
         if cells:
             row = _cells_as_turns(row, conversation_keys)
         try:

@@ -624,3 +624,27 @@ def test_a_title_line_above_the_header_is_suggested(tmp_path):
     assert imported.quarantined[0].detail == (
         "3 cells for 1 columns (the header is the file's first line, '# exported from the labelling tool': "
         "a title or comment line?)")
+
+
+def test_field_names_in_other_case_are_the_fields(tmp_path):
+    # A spreadsheet's "Prompt,Chosen,Rejected": every row was missing_field ("no field 'prompt'").
+    source = _source(_curate(tmp_path, "caps.csv", ("Prompt,Chosen,REJECTED,Notes\n" + "".join(
+        line.replace("\n", ",n\n") for line in _good_csv_lines(3))).encode()), "caps.csv")
+    assert (source["rows_in"], source["rows_kept"]) == (3, 3)
+    pairs = pd.read_parquet(tmp_path / "curated/pairs.parquet")
+    assert set(pairs["metadata"]) == {'{"Notes": "n"}'}  # the matched columns are not metadata
+    rows = [{"Prompt": "How do I water a fern?", "Chosen": "Keep it moist.", "Rejected": "Never."}]
+    imported = read_file(_jsonl_file(tmp_path, "caps.jsonl", rows), OBJECTIVES, objective="helpfulness")
+    assert imported.format == "generic" and imported.records[0].responses == ["Keep it moist.", "Never."]
+    # Two candidates are not guessed between; a name the column_map gives is taken as given.
+    two = [{"Prompt": "a?", "PROMPT": "b?", "chosen": "c", "rejected": "d"}]
+    [entry] = read_file(_jsonl_file(tmp_path, "two.jsonl", two), OBJECTIVES, objective="helpfulness").quarantined
+    assert entry.reason == "missing_field" and entry.detail.startswith("no field 'prompt'")
+    mapped = read_file(_jsonl_file(tmp_path, "mapped.jsonl", rows), OBJECTIVES, objective="helpfulness",
+                       column_map={"prompt": "prompt"})
+    assert [q.reason for q in mapped.quarantined] == ["missing_field"]
+
+
+def _jsonl_file(tmp_path: Path, name: str, rows: list[dict]) -> Path:
+    (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return tmp_path / name
