@@ -21,6 +21,7 @@ import pyarrow as pa
 from paretoflow.data.canonical import COUNTED, TABLE_NAMES, TEXT, build_table, build_tables, dense, table_counts
 from paretoflow.data.canonical import spilled_column
 from paretoflow.data.importers import ImportedFile, Quarantined, QuarantineLog, Record
+from paretoflow.data.formats.fields import winner_hint
 from paretoflow.data.rows import no_gc, other_kind
 from paretoflow.data.spill import TextSpill
 from paretoflow.io import atomic_dir, atomic_write, write_table, write_text
@@ -367,7 +368,8 @@ def report_table(report: dict[str, Any], quarantine: Path | None = None) -> str:
             lines.append(f"{'':<4}rows read as prompts only; their columns not read (rows): "
                          f"{_most(s['prompt_only_columns_not_read'])}; answers there are read once the source's "
                          "column_map names them (paretoflow import --map chosen=COLUMN --map rejected=COLUMN for pairs, "
-                         "--map response=COLUMN --map rating=COLUMN for rated answers)")
+                         "--map response=COLUMN --map rating=COLUMN for rated answers)"
+                         + winner_hint(s["prompt_only_columns_not_read"]))
     lines.append(f"{'total':<69} {report['rows_in']:>8} {report['rows_sampled_out']:>11} "
                  f"{report['rows_kept']:>8} {report['rows_quarantined']:>11}")
     for source, sample in report.get("samples", {}).items():

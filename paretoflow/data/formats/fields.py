@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -93,6 +94,20 @@ def fields_named(row: dict, most: int = 8) -> str:
     names = ", ".join(repr(shown(str(name))[:40]) for name in islice(row, most))
     more = f", … ({len(row):,} fields)" if len(row) > most else ""
     return f"the row's fields: {names}{more}" if names else "the row has no fields"
+
+
+# A column saying which of two answers won (Chatbot Arena's winner, SHP's labels, HelpSteer3's
+# overall_preference): its two answers mapped as chosen / rejected would be wrong on every
+# row the second one won.
+_WINNER = re.compile(r"winner|label|prefer|choice|better", re.IGNORECASE)
+
+
+def winner_hint(names: Iterable[Any]) -> str:
+    """A warning to append when a column among `names` looks like such a label, else ""."""
+    if not any(_WINNER.search(str(name)) for name in names):
+        return ""
+    return ("; chosen must be each row's preferred answer: where a column names the winner of two answers, "
+            "write them out as chosen / rejected by it first")
 
 
 class MissingField(RowError):

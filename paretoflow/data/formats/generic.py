@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
     FormatContext, MissingField, Pair, Parsed, Rating, RowParser, is_turn, json_safe, messages_of, number, on_scale,
-    present, tags_of, text, user,
+    present, tags_of, text, user, winner_hint,
 )
 from paretoflow.data.normalize import normalize_text
 from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
@@ -218,9 +218,10 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         except MissingField as error:  # a file of other column names: say how to map them
             if error.key not in field_of:
                 raise
+            field = field_of[error.key]
             raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "
-                                            f"source's column_map (paretoflow import --map "
-                                            f"{field_of[error.key]}=COLUMN)") from None
+                                            f"source's column_map (paretoflow import --map {field}=COLUMN)"
+                                            + winner_hint(row)) from None
 
     return parse, []
 

@@ -373,3 +373,32 @@ def test_pairs_from_ratings_of_an_objective_to_minimize_prefer_the_lower_rating(
     assert sorted((o, texts[c], texts[r], m) for o, c, r, m in
                   zip(pairs.objective, pairs.chosen_id, pairs.rejected_id, pairs.margin)) == [
         ("helpfulness", "A small furry pet.", "Cat.", 2.0), ("verbosity", "Cat.", "A small furry pet.", 2.0)]
+
+
+def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
+    """Chatbot Arena / SHP / HelpSteer3 rows hold two answers and a label saying which won:
+    mapping the two as chosen / rejected (what the missing-field hint suggested) would be
+    wrong on every row the second one won."""
+    from paretoflow.data.tables import report_table
+
+    arena = {"question_id": "q1", "winner": "model_b", "conversation_a": [{"role": "user", "content": "Hi"}],
+             "conversation_b": [{"role": "user", "content": "Hi"}], "prompt": "Hi"}
+    warning = ("; chosen must be each row's preferred answer: where a column names the winner of two answers, "
+               "write them out as chosen / rejected by it first")
+    imported = read_file(_jsonl(tmp_path / "arena.jsonl", [arena]), OBJECTIVES, format="generic",
+                         objective="helpfulness", column_map={"chosen": "answer_a", "rejected": "conversation_b"})
+    [entry] = imported.quarantined
+    assert entry.detail.startswith("no field 'answer_a'") and entry.detail.endswith(warning)
+    shp = {"history": "Why is the sky blue?", "human_ref_A": "Scattering.", "human_ref_B": "Paint.", "labels": 0}
+    source = {"format": "generic", "role": "train", "rows_in": 1, "rows_kept": 1, "rows_quarantined": 0,
+              "rows_sampled_out": 0, "ignored_attributes": {}, "prompt_only_columns_not_read":
+              dict.fromkeys((k for k in shp if k != "history"), 1)}
+    report = {"sources": {"shp.jsonl": source}, "rows_in": 1, "rows_kept": 1, "rows_quarantined": 0,
+              "rows_sampled_out": 0, "reasons": {}, "tables": {}, "prompts_per_split": {},
+              "pairs_per_objective_split": {}}
+    assert warning in report_table(report)
+    source["prompt_only_columns_not_read"] = {"human_ref_A": 1, "human_ref_B": 1}
+    assert "prompts only" in report_table(report) and warning not in report_table(report)
+    [plain] = read_file(_jsonl(tmp_path / "plain.jsonl", [{"prompt": "Hi", "chosen": "Yo"}]), OBJECTIVES,
+                        format="generic", objective="helpfulness").quarantined
+    assert plain.detail.endswith("(paretoflow import --map rejected=COLUMN)")
