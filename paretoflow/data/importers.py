@@ -76,6 +76,7 @@ DATA_ROOTS_ENV = "PARETOFLOW_DATA_ROOTS"
 
 # Quarantine reason of a row whose failure no parser anticipated (the exception is named).
 UNEXPECTED = "unexpected_error"
+MAX_UNREAD_COLUMNS = 100  # distinct columns of prompt-only rows counted as not read, per file
 
 
 @dataclass(slots=True)  # one per row: a __dict__ each was ~100 bytes more
@@ -254,7 +255,8 @@ def _import_row(raw_row: RawRow, parse: RowParser, result: ImportedFile,
     else:
         result.not_rated += parsed.not_rated
         if parsed.unread and not parsed.responses:
-            result.unread_columns.update(parsed.unread)
+            unread = result.unread_columns  # bounded: rows of ever new keys must not grow the report
+            unread.update(k for k in parsed.unread if k in unread or len(unread) < MAX_UNREAD_COLUMNS)
         record = Record(result.path, raw_row.location, raw_row.order, raw_row.raw, parsed.messages, parsed.tags,
                         parsed.responses, parsed.ratings, parsed.pairs, parsed.metadata)
         if on_record is None:

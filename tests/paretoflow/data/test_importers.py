@@ -402,3 +402,12 @@ def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_
     [plain] = read_file(_jsonl(tmp_path / "plain.jsonl", [{"prompt": "Hi", "chosen": "Yo"}]), OBJECTIVES,
                         format="generic", objective="helpfulness").quarantined
     assert plain.detail.endswith("(paretoflow import --map rejected=COLUMN)")
+
+
+def test_the_unread_columns_counted_are_bounded(tmp_path):
+    from paretoflow.data.importers import MAX_UNREAD_COLUMNS
+
+    rows = [{"prompt": f"Question {i}?", f"key_{i}": 1, "every_row": 2} for i in range(MAX_UNREAD_COLUMNS + 50)]
+    imported = read_file(_jsonl(tmp_path / "keys.jsonl", rows), OBJECTIVES)
+    assert len(imported.unread_columns) == MAX_UNREAD_COLUMNS
+    assert imported.unread_columns["every_row"] == len(rows)  # a column already counted goes on counting
