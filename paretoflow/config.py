@@ -204,7 +204,8 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     """Read and validate params.yaml; `overrides` are deep-merged section dicts."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"params file not found: {path}")
+        raise FileNotFoundError(f"params file not found: {path.resolve()} (run paretoflow in the project's folder, "
+                                "or name the file: paretoflow --params FILE ...)")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: top level must be a mapping, got {type(raw).__name__}")
