@@ -648,3 +648,14 @@ def test_field_names_in_other_case_are_the_fields(tmp_path):
 def _jsonl_file(tmp_path: Path, name: str, rows: list[dict]) -> Path:
     (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
     return tmp_path / name
+
+
+def test_csv_tags_written_as_a_list_of_words_are_tags(tmp_path):
+    # A spreadsheet's tags cell "safety, harmful": every such row was wrong_type ("field
+    # 'tags' is not a JSON list of strings"). A JSON list cell is read as before.
+    text = ('prompt,chosen,rejected,tags\n' + 'Q one?,A good.,A bad.,"safety, harmful"\n'
+            + 'Q two?,B good.,B bad.,everyday\n' + 'Q three?,C good.,C bad.,\n' + 'Q four?,D good.,D bad.,"[""x""]"\n'
+            + 'Q five?,E good.,E bad.,"[oops"\n')
+    imported = read_file(_write(tmp_path, "tags.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
+    assert [r.tags for r in imported.records] == [["harmful", "safety"], ["everyday"], [], ["x"]]
+    assert [(q.location, q.reason) for q in imported.quarantined] == [("row 5", "wrong_type")]
