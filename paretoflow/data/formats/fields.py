@@ -150,7 +150,9 @@ def number(value: Any, key: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        raise RowError("wrong_type", f"field {key!r} = {value!r} is not a number") from None
+        comma = isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", value) is not None
+        hint = f" (a decimal comma? {value.strip().replace(',', '.')} is read)" if comma else ""
+        raise RowError("wrong_type", f"field {key!r} = {value!r} is not a number{hint}") from None
     if not math.isfinite(number):
         raise RowError("nan_value", f"field {key!r} is {value!r}")
     return number

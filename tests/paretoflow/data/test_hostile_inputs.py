@@ -659,3 +659,12 @@ def test_csv_tags_written_as_a_list_of_words_are_tags(tmp_path):
     imported = read_file(_write(tmp_path, "tags.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
     assert [r.tags for r in imported.records] == [["harmful", "safety"], ["everyday"], [], ["x"]]
     assert [(q.location, q.reason) for q in imported.quarantined] == [("row 5", "wrong_type")]
+
+
+def test_a_decimal_comma_is_named_not_guessed(tmp_path):
+    # Excel in a decimal-comma locale writes 0,5; "1,000" could be a thousand: not guessed.
+    text = "prompt;response;rating\nQ one?;A.;0,5\nQ two?;B.;0.5\n"
+    imported = read_file(_write(tmp_path, "eu.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
+    assert [r.ratings[0].value for r in imported.records] == [0.5]
+    [entry] = imported.quarantined
+    assert entry.detail == "field 'rating' = '0,5' is not a number (a decimal comma? 0.5 is read)"
