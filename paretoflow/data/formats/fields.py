@@ -151,7 +151,7 @@ def number(value: Any, key: str) -> float:
         number = float(value)
     except ValueError:
         comma = isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+,\d+\s*", value) is not None
-        hint = f" (a decimal comma? {value.strip().replace(',', '.')} is read)" if comma else ""
+        hint = f" (a decimal comma? write {value.strip().replace(',', '.')})" if comma else ""
         raise RowError("wrong_type", f"field {key!r} = {value!r} is not a number{hint}") from None
     if not math.isfinite(number):
         raise RowError("nan_value", f"field {key!r} is {value!r}")

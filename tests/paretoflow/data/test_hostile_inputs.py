@@ -667,4 +667,4 @@ def test_a_decimal_comma_is_named_not_guessed(tmp_path):
     imported = read_file(_write(tmp_path, "eu.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
     assert [r.ratings[0].value for r in imported.records] == [0.5]
     [entry] = imported.quarantined
-    assert entry.detail == "field 'rating' = '0,5' is not a number (a decimal comma? 0.5 is read)"
+    assert entry.detail == "field 'rating' = '0,5' is not a number (a decimal comma? write 0.5)"
