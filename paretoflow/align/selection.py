@@ -129,13 +129,17 @@ def _cache_path(selection: Selection, policy_fingerprint: str) -> Path | None:
 
 
 def generate_answers(model, tokenizer, selection: Selection, progress: bool = False) -> list[str]:
-    """Greedy answers, model in eval mode, without touching the caller's RNG stream."""
+    """Greedy answers, model in eval mode, without touching the caller's RNG stream. The
+    global generator is seeded and restored around them under the session lock: an align
+    lane doing so while another lane seeded its adapter's initialisation gave that adapter
+    other weights now and then (tests/paretoflow/align/test_run.py, lanes)."""
+    from paretoflow.align.session import GLOBAL_RNG
     from paretoflow.generation import generate
 
     was_training = model.training
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]):
+        with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
             answers = generate(model, tokenizer, [p.messages for p in selection.prompts],
                                max_new_tokens=selection.max_new_tokens, batch_size=selection.batch_size,
                                max_prompt_tokens=selection.max_prompt_tokens, progress=progress,

@@ -149,8 +149,9 @@ def own_dropout_generator(model) -> torch.Generator:
 
 
 # set_seed and peft's LoRA initialisation draw from process-global generators: one session
-# at a time builds (the align lanes build theirs side by side).
-_GLOBAL_RNG = threading.Lock()
+# at a time builds (the align lanes build theirs side by side), and nothing else may set
+# those generators meanwhile (selection's greedy answers seed and restore them: lock too).
+GLOBAL_RNG = threading.Lock()
 
 
 def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profile: str) -> Session:
@@ -174,7 +175,7 @@ def build_session(config: AlignBudget, policy_path: str | Path, seed: int, profi
         r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
         target_modules=config.target_modules, bias="none", task_type="CAUSAL_LM",
     )
-    with _GLOBAL_RNG:
+    with GLOBAL_RNG:
         set_seed(seed)
         model = AutoModelForCausalLM.from_pretrained(
             str(policy_path), trust_remote_code=False, use_safetensors=True,

@@ -174,3 +174,27 @@ def test_guard_skips_checkpoints_that_wreck_another_objective(tiny_policy_dir, p
     assert [e.get("eligible", True) for e in log["validation"]] == [True, True, False, True]
     assert result.best_step == 3  # 0.5 at step 3; step 6 (0.9) dropped helpfulness by 0.5 > 0.1
     assert log["validation"][2]["val_helpfulness"] == pytest.approx(0.3)
+
+
+def test_selection_answers_seed_the_global_generator_only_under_the_session_lock(monkeypatch):
+    """Greedy answers seed and restore torch's global generator; an align lane doing so while
+    another lane seeded its LoRA initialisation (build_session, under GLOBAL_RNG) gave that
+    adapter other weights now and then. They must hold the same lock."""
+    from types import SimpleNamespace
+
+    from paretoflow import generation
+    from paretoflow.align.selection import generate_answers
+    from paretoflow.align.session import GLOBAL_RNG
+
+    held = []
+
+    def fake_generate(model, tokenizer, messages, **kwargs):
+        held.append(GLOBAL_RNG.locked())
+        return [["an answer"] for _ in messages]
+
+    monkeypatch.setattr(generation, "generate", fake_generate)
+    model = SimpleNamespace(training=True, eval=lambda: None, train=lambda mode=True: None)
+    selection = SimpleNamespace(prompts=[SimpleNamespace(messages=[{"role": "user", "content": "Hi"}])],
+                                max_new_tokens=4, batch_size=1, max_prompt_tokens=32)
+    assert generate_answers(model, None, selection) == ["an answer"]
+    assert held == [True] and not GLOBAL_RNG.locked()
