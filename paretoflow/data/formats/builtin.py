@@ -5,6 +5,7 @@ file as generic."""
 
 from __future__ import annotations
 
+from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.formats.fields import (
     FormatContext, Parsed, RowParser, messages_of, no_column_map, tags_of, text, user,
 )
@@ -19,8 +20,11 @@ FIELDS = frozenset({"prompt", "messages", "tags"})
 
 
 def _row(row: dict) -> Parsed:
-    messages = (messages_of(row["messages"], "messages") if row.get("messages") is not None
-                else user(text(row, "prompt")))
+    if row.get("messages") is not None:
+        messages = messages_of(row["messages"], "messages")
+    else:
+        prompt = text(row, "prompt")
+        messages = hh_prompt(prompt, "prompt") or user(prompt)
     return Parsed(messages, tags=tags_of(row), unread=[k for k in row if k not in FIELDS])
 
 

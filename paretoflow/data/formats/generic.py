@@ -26,6 +26,7 @@ from paretoflow.data.formats.fields import (
     FormatContext, MissingField, Pair, Parsed, Rating, RowParser, is_turn, json_safe, messages_of, number, on_scale,
     present, tags_of, text, user, winner_hint,
 )
+from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.normalize import normalize_text
 from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
 
@@ -107,7 +108,8 @@ def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dic
         return messages_of(value, columns["prompt"])
     if value is None and conversations:
         return None
-    return user(text(row, columns["prompt"]))
+    prompt = text(row, columns["prompt"])
+    return hh_prompt(prompt, columns["prompt"]) or user(prompt)
 
 
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,

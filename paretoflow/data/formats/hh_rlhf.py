@@ -47,6 +47,22 @@ def _check_alternates(turns: list[dict[str, str]], key: str) -> None:
                                                  "the dialogue must alternate from a Human turn")
 
 
+def hh_prompt(value: str, key: str) -> list[dict[str, str]] | None:
+    """The turns of a prompt text written as an HH transcript ending in an open Assistant
+    turn ("Human: ...\\n\\nAssistant:", as Dahoas/rm-static, full-hh-rlhf and Nectar hold
+    their prompts), else None. Read as one user turn, the speaker labels became words of
+    the prompt and its earlier turns one block; turns that do not alternate from a Human
+    turn are malformed_dialogue, as in this format."""
+    body = value.strip()
+    if not (body.startswith("Human:") and body.endswith("Assistant:")):
+        return None
+    turns = _hh_turns("\n\n" + body, key)
+    if turns[-1]["role"] != "assistant" or turns[-1]["content"]:
+        return None  # "Assistant:" not on its own turn: text that merely ends so
+    _check_alternates(turns, key)
+    return turns[:-1]
+
+
 def hh_objective(path: Path, objective: str | None) -> str:
     if objective:
         return objective

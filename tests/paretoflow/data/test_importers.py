@@ -411,3 +411,26 @@ def test_the_unread_columns_counted_are_bounded(tmp_path):
     imported = read_file(_jsonl(tmp_path / "keys.jsonl", rows), OBJECTIVES)
     assert len(imported.unread_columns) == MAX_UNREAD_COLUMNS
     assert imported.unread_columns["every_row"] == len(rows)  # a column already counted goes on counting
+
+
+def test_prompts_written_as_hh_transcripts_are_read_as_turns(tmp_path):
+    """Dahoas/rm-static and full-hh-rlhf (prompt, response, chosen, rejected) and Nectar give
+    the prompt as "\\n\\nHuman: ...\\n\\nAssistant:": it was one user turn holding the speaker
+    labels as words and the earlier turns as one block."""
+    rm_static = {"prompt": "\n\nHuman: Name a fern.\n\nAssistant: Boston fern.\n\nHuman: Another?\n\nAssistant:",
+                 "response": " Maidenhair.", "chosen": " Maidenhair.", "rejected": " A rose."}
+    nectar = {"prompt": "Human: How do I boil an egg?\n\nAssistant:", "answers": [{"answer": "8 minutes.", "rank": 1}]}
+    text_only = {"prompt": "Human: rights are a topic. Write about them.", "chosen": "Sure.", "rejected": "No."}
+    two_humans = {"prompt": "\n\nHuman: Hi\n\nHuman: Hi again\n\nAssistant:", "chosen": "Hello.", "rejected": "Go."}
+    pairs = read_file(_jsonl(tmp_path / "rm.jsonl", [rm_static, text_only, two_humans]), OBJECTIVES,
+                      objective="helpfulness")
+    first, second = pairs.records
+    assert first.messages == [{"role": "user", "content": "Name a fern."},
+                              {"role": "assistant", "content": "Boston fern."},
+                              {"role": "user", "content": "Another?"}]
+    assert first.responses == [" Maidenhair.", " A rose."]
+    assert second.messages == [{"role": "user", "content": "Human: rights are a topic. Write about them."}]
+    [entry] = pairs.quarantined
+    assert entry.reason == "malformed_dialogue" and "turn 2 is another Human turn" in entry.detail
+    [prompt] = read_file(_jsonl(tmp_path / "nectar.jsonl", [nectar]), OBJECTIVES).records
+    assert prompt.messages == [{"role": "user", "content": "How do I boil an egg?"}]
