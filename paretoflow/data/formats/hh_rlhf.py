@@ -23,6 +23,7 @@ def detect(value: dict) -> bool:
 
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant):[ ]?")
+_HH_START = re.compile(r"\s*Human:")
 
 
 def _hh_turns(text: str, key: str) -> list[dict[str, str]]:
@@ -53,8 +54,10 @@ def hh_prompt(value: str, key: str) -> list[dict[str, str]] | None:
     their prompts), else None. Read as one user turn, the speaker labels became words of
     the prompt and its earlier turns one block; turns that do not alternate from a Human
     turn are malformed_dialogue, as in this format."""
+    if not _HH_START.match(value):  # most prompts stop here, at their first character
+        return None
     body = value.strip()
-    if not (body.startswith("Human:") and body.endswith("Assistant:")):
+    if not body.endswith("Assistant:"):
         return None
     turns = _hh_turns("\n\n" + body, key)
     if turns[-1]["role"] != "assistant" or turns[-1]["content"]:
