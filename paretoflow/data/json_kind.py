@@ -89,19 +89,22 @@ def _body_head(chunks: Iterator[bytes]) -> bytes:
 
 
 def _lone_bracket(chunks: Iterator[bytes]) -> bytes | None:
-    """`[` or `{` when the file's first line (past space and a BOM) is that bracket alone."""
-    head = b""
+    """`[` or `{` when the file's first line (past space and a BOM) is that bracket alone.
+    Holds a chunk and a few bytes, never the space read past (a 2 GiB bomb of line breaks
+    was held whole until the byte cap: 640 MB peak at a 256 MB cap)."""
+    head, bom_checked = b"", False
     for chunk in chunks:
-        head += chunk
-        text = head.lstrip()
-        if BOM.startswith(text[:3]) and len(text) < 3:
-            continue  # a BOM not yet whole
-        text = text.removeprefix(BOM).lstrip()
-        if not text:
+        head = (head + chunk).lstrip()
+        if not bom_checked:
+            if len(head) < 3 and BOM.startswith(head):
+                continue  # a BOM not yet whole (or nothing but space yet)
+            head, bom_checked = head.removeprefix(BOM).lstrip(), True
+        if not head:
             continue
-        if text[:1] not in (b"[", b"{"):
+        if head[:1] not in (b"[", b"{"):
             return None
-        rest = text[1:].lstrip(b" \t\r")
+        rest = head[1:].lstrip(b" \t\r")
         if rest:
-            return text[:1] if rest.startswith(b"\n") else None
+            return head[:1] if rest.startswith(b"\n") else None
+        head = head[:1]  # the bracket, then only spaces so far
     return None
