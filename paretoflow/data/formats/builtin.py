@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.formats.fields import (
-    FormatContext, Parsed, RowParser, messages_of, no_column_map, tags_of, text, user,
+    FormatContext, Parsed, RowParser, messages_of, no_column_map, tags_cell, tags_of, text, user,
 )
+from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES
 
 
 def detect(value: dict) -> bool:
@@ -19,7 +20,9 @@ def detect(value: dict) -> bool:
 FIELDS = frozenset({"prompt", "messages", "tags"})
 
 
-def _row(row: dict) -> Parsed:
+def _row(row: dict, cells: bool = False) -> Parsed:
+    if cells:  # a CSV/TSV row: text cells
+        row = tags_cell(row)
     if row.get("messages") is not None:
         messages = messages_of(row["messages"], "messages")
     else:
@@ -30,4 +33,6 @@ def _row(row: dict) -> Parsed:
 
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     no_column_map(ctx, "builtin", "the fields prompt / messages / tags")
+    if str(ctx.path).lower().endswith((*CSV_SUFFIXES, *TSV_SUFFIXES)):
+        return (lambda row: _row(row, cells=True)), []
     return _row, []

@@ -181,6 +181,16 @@ def tags_of(row: dict, key: str = "tags") -> list[str]:
     return sorted(set(value))
 
 
+def tags_cell(row: dict, key: str = "tags") -> dict:
+    """The row with a CSV/TSV tags cell as a spreadsheet writes it, `safety, harmful`, read
+    as the tags it lists (a JSON list stays as it is): each such row was wrong_type ("not
+    a JSON list of strings"). For text cells only: a JSON string there stays wrong_type."""
+    value = row.get(key)
+    if not isinstance(value, str) or value.lstrip().startswith("["):
+        return row
+    return {**row, key: [tag.strip() for tag in value.split(",") if tag.strip()]}
+
+
 # Role names other chat datasets use for the canonical three (ShareGPT's human / gpt,
 # Gemma's model, HH's capitalised speakers); matched case-insensitively.
 ROLE_ALIASES = {"human": "user", "gpt": "assistant", "chatgpt": "assistant", "model": "assistant",

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
     FormatContext, MissingField, Pair, Parsed, Rating, RowParser, is_turn, json_safe, messages_of, number, on_scale,
-    present, tags_of, text, user, winner_hint,
+    present, tags_cell, tags_of, text, user, winner_hint,
 )
 from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.normalize import normalize_text
@@ -182,16 +182,6 @@ def _cells_as_turns(row: dict, keys: tuple[str, ...]) -> dict:
     return {**row, **found} if found else row
 
 
-def _tags_cell(row: dict, key: str) -> dict:
-    """A CSV/TSV tags cell as a spreadsheet writes it, `safety, harmful`, read as the tags
-    it lists (a JSON list stays as it is): each such row was wrong_type ("not a JSON list
-    of strings")."""
-    value = row.get(key)
-    if not isinstance(value, str) or value.lstrip().startswith("["):
-        return row
-    return {**row, key: [tag.strip() for tag in value.split(",") if tag.strip()]}
-
-
 def _column(field: str, keys: list[str]) -> str:
     """The column an unmapped field reads: its own name, else the one key equal to it but
     for case and surrounding space ("Prompt" of a spreadsheet header; every row was
@@ -224,7 +214,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
             setup = columns_of(list(row))
         columns, used, field_of, conversation_keys = setup
         if cells:
-            row = _tags_cell(_cells_as_turns(row, conversation_keys), columns["tags"])
+            row = tags_cell(_cells_as_turns(row, conversation_keys), columns["tags"])
         try:
             return _parse_generic(row, columns, objective, declared, scales, used)
         except MissingField as error:  # a file of other column names: say how to map them

@@ -659,6 +659,9 @@ def test_csv_tags_written_as_a_list_of_words_are_tags(tmp_path):
     imported = read_file(_write(tmp_path, "tags.csv", text), OBJECTIVES, format="generic", objective="helpfulness")
     assert [r.tags for r in imported.records] == [["harmful", "safety"], ["everyday"], [], ["x"]]
     assert [(q.location, q.reason) for q in imported.quarantined] == [("row 5", "wrong_type")]
+    # A prompt set (builtin) in a CSV reads its tags cells the same way.
+    prompts = read_file(_write(tmp_path, "prompts.csv", 'prompt,tags\nName a fern.,"plants, easy"\n'), OBJECTIVES)
+    assert prompts.format == "builtin" and [r.tags for r in prompts.records] == [["easy", "plants"]]
 
 
 def test_a_decimal_comma_is_named_not_guessed(tmp_path):
