@@ -105,6 +105,11 @@ class _Window:
         self.text = self.text[keep:] + "".join(pieces)
         return 0
 
+    def grow(self, keep: int) -> int:
+        """more() for a value cut by the window's end, from text[keep]: at least as much
+        again as the window holds of it (geometric growth); returns its new index, 0."""
+        return self.more(keep, max(1, len(self.text) - keep))
+
     def skip(self, index: int, space: Callable = _JSON_SPACE) -> int:
         """The first index at or after `index` that is not space, reading on while the
         space reaches the window's end (dropping it); len(text) only at the file's end."""
@@ -157,14 +162,12 @@ def sequence_values(chunks: Iterable[bytes], scan: Scan) -> Iterator[tuple[Any, 
         except json.JSONDecodeError as exc:
             if not _cut(window, exc):
                 raise window.error(f"JSONDecodeError: {exc.msg}", exc.pos) from None
-            window.more(pos, max(1, len(window.text) - pos))
-            pos = 0
+            pos = window.grow(pos)
             continue
         except (ValueError, RecursionError) as exc:
             raise window.error(f"{type(exc).__name__}: {str(exc)[:200]}", pos) from None
         if end >= len(window.text) - _CUT_MARGIN and not window.eof:  # a number may go on past the cut
-            window.more(pos, max(1, len(window.text) - pos))
-            pos = 0
+            pos = window.grow(pos)
             continue
         yield value, _has_escape(window.text, pos, end)
         pos = window.skip(end)
@@ -198,13 +201,13 @@ def _elements(window: _Window, pos: int, scan: Scan) -> Iterator[tuple[Any, bool
         except json.JSONDecodeError as exc:
             if not _cut(window, exc):
                 raise window.error(f"JSONDecodeError: {exc.msg}", exc.pos) from None
-            pos = window.more(pos, max(1, len(text) - pos))
+            pos = window.grow(pos)
             text = window.text
             continue
         except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than the scanner goes
             raise window.error(f"{type(exc).__name__}: {str(exc)[:200]}", pos) from None
         if end == len(text) and not window.eof:  # a number or literal may go on past the cut
-            pos = window.more(pos, max(1, len(text) - pos))
+            pos = window.grow(pos)
             text = window.text
             continue
         escape = _has_escape(text, pos, end)
@@ -221,7 +224,7 @@ def _elements(window: _Window, pos: int, scan: Scan) -> Iterator[tuple[Any, bool
             return after + 1
         if delimiter != ",":
             if touching and end >= len(text) - _CUT_MARGIN and not window.eof:
-                pos = window.more(pos, max(1, len(text) - pos))
+                pos = window.grow(pos)
                 text = window.text
                 continue
             raise window.error("JSONDecodeError: Expecting ',' delimiter", after)
