@@ -31,10 +31,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import regex
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 from datasketch.minhash import _fmix  # the affine32 pre-mix; equality with MinHash.bulk is tested
 
 _WORD = re.compile(r"\w+")
+# Scripts written without spaces between words (Chinese, Japanese, Thai, Lao, Khmer,
+# Burmese): `\w+` read a whole clause as one word, so two prompts one character apart
+# shared no shingle and near-dup and contamination never saw them. There each character
+# (with its combining marks) is a token, as in BERT's basic tokenizer for CJK; elsewhere a
+# word keeps its combining marks (Devanagari vowel signs, decomposed accents), which `\w`
+# leaves out. The `regex` module (already installed with transformers) has the Unicode
+# script and mark classes `re` lacks; it is ~7x slower than `re` on English, so ASCII
+# texts keep `re` (the same tokens: neither class can occur in ASCII).
+_UNSPACED = r"\p{Han}\p{Hiragana}\p{Katakana}\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}"
+_TOKEN = regex.compile(rf"[{_UNSPACED}]\p{{M}}*|(?:[^\W{_UNSPACED}]|\p{{M}})+")
 
 
 def content_key(*parts: str) -> str:
@@ -47,8 +58,10 @@ def content_key(*parts: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Lower-cased word tokens: punctuation and case do not make two prompts differ."""
-    return _WORD.findall(text.lower())
+    """Lower-cased word tokens: punctuation and case do not make two prompts differ; in
+    scripts without spaces between words, one token a character."""
+    text = text.lower()
+    return _WORD.findall(text) if text.isascii() else _TOKEN.findall(text)
 
 
 def shingles(text: str, size: int) -> set[bytes]:

@@ -12,6 +12,7 @@ from paretoflow.data.dedup import (
     shingles,
     sketch_all,
     split_of,
+    tokens,
 )
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
@@ -26,6 +27,39 @@ def test_shingles_by_hand():
     assert shingles("The cat, the HAT!", 2) == {b"the cat", b"cat the", b"the hat"}
     assert shingles("Hi there", 3) == {b"hi there"}  # shorter than k: one shingle
     assert shingles("  ", 3) == set()
+
+
+def test_tokens_of_scripts_without_spaces_are_characters():
+    # `\\w+` read each clause as one word: these two prompts shared no shingle.
+    assert tokens("请问如何学习？谢谢") == ["请", "问", "如", "何", "学", "习", "谢", "谢"]
+    assert tokens("ラーメン屋はどこ") == ["ラ", "ー", "メ", "ン", "屋", "は", "ど", "こ"]
+    assert tokens("ต้มยำ") == ["ต้", "ม", "ย", "ำ"]  # Thai: a character with its marks
+    assert tokens("Read 東京 guide") == ["read", "東", "京", "guide"]
+
+
+def test_tokens_keep_combining_marks_in_spaced_scripts():
+    assert tokens("नमस्ते आप कैसे हैं") == ["नमस्ते", "आप", "कैसे", "हैं"]  # `\\w+`: 6 pieces
+    assert tokens("Cafe\u0301 ok") == ["cafe\u0301", "ok"]  # a decomposed accent
+    assert tokens("안녕하세요 학교에서") == ["안녕하세요", "학교에서"]  # Hangul is spaced: words
+    assert tokens("It's 3.5 km_h, OK?") == ["it", "s", "3", "5", "km_h", "ok"]
+
+
+def test_near_duplicates_found_in_chinese_and_japanese():
+    zh = "请问如何在家里用简单的材料制作一个能够测量室内温度和湿度的小型气象站？请详细说明步骤。"
+    ja = "東京で一番おいしいラーメン屋はどこですか？おすすめを教えてください。"
+    texts = [zh, ja, zh.replace("。", "！谢谢"), ja + "よろしく", "完全不同的另一个问题：明天会下雨吗？"]
+    found = {(d.index, d.representative) for d in near_duplicates(texts, threshold=0.8)}
+    assert found == {(2, 0), (3, 1)}
+    # 41 characters but punctuation: 39 3-grams, all kept, and 2 more for the added 谢谢
+    assert jaccard(shingles(zh, 3), shingles(texts[2], 3)) == 39 / 41
+    assert jaccard(shingles(ja, 3), shingles(texts[3], 3)) == 30 / 34  # 32 characters, 4 added
+
+
+def test_contamination_seen_in_chinese():
+    held_out = ["请问如何在家里制作一个小型气象站"]  # 16 characters: 9 8-grams
+    train = ["请问如何在家里制作一个小型气象站？谢谢", "今天天气怎么样，适合去公园散步吗"]
+    found = contaminated(train, held_out, n=8, threshold=0.5)
+    assert [(c.index, c.held_out, c.fraction) for c in found] == [(0, 0, 9 / 11)]  # 18 characters: 11 8-grams
 
 
 def test_jaccard_by_hand():
