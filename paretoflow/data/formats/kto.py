@@ -15,6 +15,7 @@ from __future__ import annotations
 from paretoflow.data.formats.fields import (
     FormatContext, Parsed, Rating, RowParser, messages_of, no_column_map, present, text, user,
 )
+from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.readers import RowError
 
 DERIVE_PAIRS = True
@@ -55,7 +56,11 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         if objective not in declared:
             raise RowError("unknown_objective", f"objective {objective!r} not declared in params ({declared})")
         prompt = present(row, "prompt")
-        messages = messages_of(prompt, "prompt") if isinstance(prompt, list) else user(text(row, "prompt"))
+        if isinstance(prompt, list):
+            messages = messages_of(prompt, "prompt")
+        else:  # an HH transcript ("Human: ...\n\nAssistant:") is its turns, as in generic files
+            prompt = text(row, "prompt")
+            messages = hh_prompt(prompt, "prompt") or user(prompt)
         label = _label(present(row, "label"))
         if label is None:
             raise RowError("wrong_type", f"field 'label' = {row['label']!r}, expected true or false")

@@ -91,3 +91,15 @@ def test_a_desirable_answer_is_the_better_end_of_an_objective_to_minimize(tmp_pa
     objectives = [Objective(name="toxicity", direction="minimize", scale=(0.0, 10.0))]
     imported = read_file(_write(tmp_path / "kto.jsonl", _rows(1)), objectives, objective="toxicity")
     assert [r.value for record in imported.records for r in record.ratings] == [0.0, 10.0]
+
+
+def test_an_hh_transcript_prompt_is_read_as_its_turns(tmp_path):
+    prompt = "\n\nHuman: Hi\n\nAssistant: Hello! How can I help?\n\nHuman: Name a fruit.\n\nAssistant:"
+    bad = "\n\nHuman: Hi\n\nHuman: Name a fruit.\n\nAssistant:"  # two Human turns in a row
+    rows = [{"prompt": prompt, "completion": "An apple.", "label": True},
+            {"prompt": bad, "completion": "A pear.", "label": True}]
+    imported = read_file(_write(tmp_path / "kto.jsonl", rows), OBJECTIVES, objective="helpfulness")
+    [record] = imported.records
+    assert record.messages == [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
+                               {"role": "user", "content": "Name a fruit."}]
+    assert [(q.location, q.reason) for q in imported.quarantined] == [("line 2", "malformed_dialogue")]
