@@ -378,6 +378,19 @@ def read_rows(path: Path, limits: Limits | None = None) -> list[RawRow]:
     return list(iter_rows(path, limits))
 
 
+def _refuse_saved_dataset(path: Path, every: list[Path]) -> None:
+    """A folder `datasets.Dataset.save_to_disk` wrote (Arrow files beside its state.json and
+    dataset_info.json) is refused as one: its rows are in the Arrow files, which are not
+    read, and its two JSON files were read as data instead (each a missing_field row)."""
+    for folder in sorted({p.parent for p in every if p.name.lower().endswith(".arrow")}):
+        if (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file():
+            where = "it" if folder == path else str(folder)
+            raise SourceError(f"{path}: {where} is a folder datasets' save_to_disk wrote (Arrow files with "
+                              "state.json and dataset_info.json); its rows are in Arrow IPC files, which paretoflow "
+                              "does not read: write each split as Parquet (datasets.load_from_disk(FOLDER)"
+                              ".to_parquet(FILE)) and import that")
+
+
 def expand_source(path: Path) -> tuple[list[Path], list[Path]]:
     """A file, or the supported files of a folder (sorted, recursive), and the files of the
     folder that were skipped for their suffix (reported, never silently dropped)."""
@@ -386,6 +399,7 @@ def expand_source(path: Path) -> tuple[list[Path], list[Path]]:
     if path.is_file():
         return [path], []
     every = sorted(p for p in path.rglob("*") if p.is_file())
+    _refuse_saved_dataset(path, every)
     files = [p for p in every if p.name.lower().endswith(FILE_SUFFIXES)]
     if not files:
         raise SourceError(f"{path}: folder holds no {'/'.join(FILE_SUFFIXES)} files")

@@ -1,6 +1,7 @@
 """Importers on hand-written fixture files in each dataset's real format (broken rows
 included): what each row becomes, and the quarantine reason of each bad row."""
 
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -241,6 +242,24 @@ def test_unsupported_files_of_a_usual_kind_say_what_to_do(tmp_path, name, kind):
     lines = report_table(report).splitlines()
     at = lines.index(f"skipped in raw (unsupported suffix): raw/{name}, raw/b.odt")
     assert lines[at + 1].startswith(f"  {kind}") and not lines[at + 2].startswith("  ")
+
+
+@pytest.mark.parametrize("split", ["", "train"])  # a Dataset, or one split of a DatasetDict
+def test_a_folder_datasets_save_to_disk_wrote_is_refused_as_one(tmp_path, split):
+    from paretoflow.data.readers import SourceError, expand_source
+
+    saved = tmp_path / "ds" / split
+    saved.mkdir(parents=True)
+    table = pa.table({"prompt": ["Hi?"], "chosen": ["Hello."], "rejected": ["No."]})
+    with pa.OSFile(str(saved / "data-00000-of-00001.arrow"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as out:
+        out.write_table(table)
+    (saved / "state.json").write_text('{"_data_files": [{"filename": "data-00000-of-00001.arrow"}]}')
+    (saved / "dataset_info.json").write_text('{"features": {}}')  # was read as a data row: missing_field
+    where = "it" if not split else str(saved)
+    with pytest.raises(SourceError, match=rf"ds: {re.escape(where)} is a folder datasets' save_to_disk wrote .*to_parquet"):
+        expand_source(tmp_path / "ds")
+    (saved / "state.json").unlink()  # Arrow files alone are skipped and reported, as other unread files
+    assert expand_source(tmp_path / "ds") == ([saved / "dataset_info.json"], [saved / "data-00000-of-00001.arrow"])
 
 
 def test_every_registered_format_is_its_own_module_and_params_refuse_others():
