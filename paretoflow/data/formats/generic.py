@@ -221,6 +221,13 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
             if error.key not in field_of:
                 raise
             field = field_of[error.key]
+            nested = [k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]]
+            if nested:  # {"data": [rows]}: the rows are a level down, where no column_map reaches
+                path = f".{nested[0]}" if nested[0].isidentifier() else f".[{json.dumps(nested[0])}]"
+                raise RowError("missing_field", f"{error.detail}; field {nested[0]!r} holds a list of {len(row[nested[0]]):,} "
+                                                f"objects with a {error.key!r} field: if they are the rows, write them "
+                                                f"one per line (e.g. jq -c '{path}[]' FILE > rows.jsonl) and "
+                                                "import that") from None
             raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "
                                             f"source's column_map (paretoflow import --map {field}=COLUMN)"
                                             + winner_hint(row)) from None

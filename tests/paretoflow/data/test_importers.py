@@ -1,6 +1,7 @@
 """Importers on hand-written fixture files in each dataset's real format (broken rows
 included): what each row becomes, and the quarantine reason of each bad row."""
 
+import json
 import re
 from pathlib import Path
 
@@ -392,6 +393,24 @@ def test_pairs_from_ratings_of_an_objective_to_minimize_prefer_the_lower_rating(
     assert sorted((o, texts[c], texts[r], m) for o, c, r, m in
                   zip(pairs.objective, pairs.chosen_id, pairs.rejected_id, pairs.margin)) == [
         ("helpfulness", "A small furry pet.", "Cat.", 2.0), ("verbosity", "Cat.", "A small furry pet.", 2.0)]
+
+
+def test_rows_nested_in_a_wrapping_object_are_pointed_at(tmp_path):
+    """{"version": ..., "data": [rows]}: one row with no prompt, whose hint was to map a
+    column (none holds the prompts: they are a level down)."""
+    rows = [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}] * 3
+    for name, key, path in [("wrapped.json", "data", ".data"), ("split.json", "train rows", '.["train rows"]')]:
+        (tmp_path / name).write_text(json.dumps({"version": "1.0", key: rows}))
+        imported = read_file(tmp_path / name, OBJECTIVES, format="generic", objective="helpfulness")
+        [entry] = imported.quarantined
+        assert entry.reason == "missing_field" and not imported.records
+        assert entry.detail == (f"no field 'prompt' (the row's fields: 'version', {key!r}); field {key!r} holds a list "
+                                f"of 3 objects with a 'prompt' field: if they are the rows, write them one per line "
+                                f"(e.g. jq -c '{path}[]' FILE > rows.jsonl) and import that")
+    turns = {"conversations": [{"role": "user", "content": "Hi"}]}  # turns are not rows: the usual hint
+    [entry] = read_file(_jsonl(tmp_path / "turns.jsonl", [turns]), OBJECTIVES, format="generic",
+                        objective="helpfulness").quarantined
+    assert entry.detail.endswith("(paretoflow import --map prompt=COLUMN)")
 
 
 def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
