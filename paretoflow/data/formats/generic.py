@@ -1,6 +1,6 @@
 """generic: JSONL/JSON/Parquet/CSV/TSV with `column_map` {canonical field: column}: fields
 prompt | messages, chosen + rejected (a pair), response (+ rating), objective, margin,
-tags, scale_min, scale_max. Unmapped fields default to columns of the same name (or the
+tags, scale_min, scale_max, system, context. Unmapped fields default to columns of the same name (or the
 one column of the file's first row named so but for case and spaces: "Prompt"). Every
 other column of a row is kept as metadata (a JSON object on the row's pairs and ratings,
 e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
@@ -13,7 +13,16 @@ be the same in both. Those turns are the prompt when the row has none (TRL's imp
 prompt); with a prompt (text or messages) they are either absent (TRL's explicit prompt)
 or repeat it, possibly continuing it (H4: [user prompt, assistant answer]; H4's
 `messages` column, the chosen conversation again, is then not read). Anything else is
-prompt_mismatch: which prompt the answers reply to cannot be told."""
+prompt_mismatch: which prompt the answers reply to cannot be told.
+
+Two columns are part of the prompt, not metadata (as metadata the model never saw them):
+`system` (Orca-style files: system, question, chosen, rejected) becomes a system turn before
+the prompt's turns (a prompt that opens with another system turn is prompt_mismatch), and
+`context`, the text an instruction works on, is added to the prompt's last turn after a
+blank line. context reads the column `context` (Dolly's), else `input` where the prompt is
+read from `instruction`: Alpaca's and AlpacaFarm's convention (instruction "Summarize this
+text.", input the text). Mapped as prompt alone, the instruction lost its input: four
+prompts "Summarize the following text." of four texts became one prompt."""
 
 from __future__ import annotations
 
@@ -33,7 +42,7 @@ from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
 
 GENERIC_FIELDS = (
     "prompt", "messages", "chosen", "rejected", "response", "rating", "objective", "margin",
-    "tags", "scale_min", "scale_max",
+    "tags", "scale_min", "scale_max", "system", "context",
 )
 DERIVE_PAIRS = True
 
@@ -136,7 +145,25 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
             parsed.ratings = [_generic_rating(row, columns, name, scales)]
     else:  # a prompt only: metadata goes with answers, so its other columns are not read
         parsed.unread, parsed.metadata = list(parsed.metadata), {}
+    parsed.messages = _with_system_and_context(parsed.messages, row, columns)
     return parsed
+
+
+def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns: dict[str, str]) -> list[dict[str, str]]:
+    """The prompt's turns with the row's system and context columns (module docstring)."""
+    system = text(row, columns["system"]) if row.get(columns["system"]) is not None else ""
+    context = text(row, columns["context"]) if row.get(columns["context"]) is not None else ""
+    if context.strip():
+        last = messages[-1]
+        messages = [*messages[:-1], {**last, "content": f"{last['content']}\n\n{context}"}]
+    if not system.strip():
+        return messages
+    if messages[0]["role"] != "system":
+        return [{"role": "system", "content": system}, *messages]
+    if normalize_text(messages[0]["content"]) != normalize_text(system):
+        raise RowError("prompt_mismatch", f"field {columns['system']!r} and the prompt's own system turn differ: "
+                                          "which one the answers were written under cannot be told")
+    return messages
 
 
 # numpy's repr of an object array (a list column read from Parquet by pandas): elements
@@ -205,6 +232,8 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
 
     def columns_of(keys: list[str]) -> tuple:
         columns = {f: column_map[f] if f in column_map else _column(f, keys) for f in GENERIC_FIELDS}
+        if "context" not in column_map and columns["context"] not in keys and columns["prompt"].lower() == "instruction":
+            columns["context"] = _column("input", keys)  # Alpaca's instruction / input
         conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
         return columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys
 

@@ -413,6 +413,36 @@ def test_rows_nested_in_a_wrapping_object_are_pointed_at(tmp_path):
     assert entry.detail.endswith("(paretoflow import --map prompt=COLUMN)")
 
 
+def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
+    """As metadata the model never saw them: AlpacaFarm's four prompts "Summarize the text."
+    of four texts became one prompt, and an Orca system prompt was dropped."""
+    pair = {"chosen": "Good.", "rejected": "Bad."}
+
+    def messages(rows: list[dict], **map_) -> list:
+        imported = read_file(_jsonl(tmp_path / "f.jsonl", rows), OBJECTIVES, format="generic",
+                             objective="helpfulness", column_map=map_)
+        return [r.messages for r in imported.records] + [(q.reason, q.detail) for q in imported.quarantined]
+
+    alpaca = [{"instruction": "Summarize.", "input": "Text one.", **pair}, {"instruction": "Name a colour.", "input": "", **pair}]
+    assert messages(alpaca, prompt="instruction") == [
+        [{"role": "user", "content": "Summarize.\n\nText one."}], [{"role": "user", "content": "Name a colour."}]]
+    dolly = [{"Instruction": "Summarize.", "context": "Text two.", "input": "not this", **pair}]  # context first
+    assert messages(dolly, prompt="Instruction") == [[{"role": "user", "content": "Summarize.\n\nText two."}]]
+    assert messages([{"prompt": "Hi", "input": "x", **pair}]) == [[{"role": "user", "content": "Hi"}]]  # input: only Alpaca's
+    assert messages([{"q": "Hi", "notes": "Be formal.", **pair}], prompt="q", context="notes") == [
+        [{"role": "user", "content": "Hi\n\nBe formal."}]]
+    orca = [{"system": "You are terse.", "question": "2+2?", **pair}, {"system": " ", "question": "3+3?", **pair}]
+    assert messages(orca, prompt="question") == [
+        [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}],
+        [{"role": "user", "content": "3+3?"}]]
+    turns = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}]
+    both = [{"messages": turns, "system": "You are terse.", "context": "Ctx.", **pair},
+            {"messages": turns, "system": "You are verbose.", **pair}]
+    assert messages(both) == [[turns[0], {"role": "user", "content": "Hi\n\nCtx."}], (
+        "prompt_mismatch", "field 'system' and the prompt's own system turn differ: which one the answers were "
+                           "written under cannot be told")]
+
+
 def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
     """Chatbot Arena / SHP / HelpSteer3 rows hold two answers and a label saying which won:
     mapping the two as chosen / rejected (what the missing-field hint suggested) would be
