@@ -6,7 +6,11 @@ other column of a row is kept as metadata (a JSON object on the row's pairs and 
 e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
 null. A row of a prompt only has neither, so its other columns are counted as not read. Rated files get pairs derived across the rows of a prompt after curation.
 
-chosen / rejected may also be conversations (lists of {role, content}, as TRL's
+An objective column's value names a declared objective (but for case and surrounding
+space; an unknown name is unknown_objective, with the closest declared name if one is
+close). A rating outside its objective's scale says where that scale is set.
+
+chosen / rejected may also be conversations (lists of {role, content}, or one such turn, as TRL's
 conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
 the answer is the last turn, which must be the assistant's, and the turns before it must
 be the same in both. Those turns are the prompt when the row has none (TRL's implicit
@@ -27,6 +31,7 @@ prompts "Summarize the following text." of four texts became one prompt."""
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import re
 from collections.abc import Sequence
@@ -58,20 +63,31 @@ def _generic_objective(row: dict, columns: dict[str, str], objective: str | None
         name = objective
     else:
         raise RowError("missing_field", f"no objective column {columns['objective']!r} and no source objective")
-    if name not in declared:
-        raise RowError("unknown_objective", f"objective {name!r} not declared in params ({list(declared)})")
-    return name
+    if name in declared:
+        return name
+    alike = [d for d in declared if d.lower() == name.strip().lower()]
+    if len(alike) == 1:  # "Harmlessness" of a spreadsheet: the declared name, as for column names
+        return alike[0]
+    close = difflib.get_close_matches(name.strip().lower(), list(declared), n=1)
+    guess = f"; did you mean {close[0]!r}? (the objective column must hold declared names)" if close else ""
+    raise RowError("unknown_objective", f"objective {name!r} not declared in params ({list(declared)}){guess}")
 
 
 def _generic_rating(row: dict, columns: dict[str, str], name: str, scales: dict[str, tuple[float, float]]) -> Rating:
     value = number(present(row, columns["rating"]), columns["rating"])
     low, high = scales[name]
+    per_row = False
     if row.get(columns["scale_min"]) is not None:
-        low = number(row[columns["scale_min"]], columns["scale_min"])
+        low, per_row = number(row[columns["scale_min"]], columns["scale_min"]), True
     if row.get(columns["scale_max"]) is not None:
-        high = number(row[columns["scale_max"]], columns["scale_max"])
+        high, per_row = number(row[columns["scale_max"]], columns["scale_max"]), True
     if not low < high:
         raise RowError("rating_off_scale", f"scale [{low:g}, {high:g}] is empty (scale_min must be < scale_max)")
+    if not low <= value <= high and not per_row:  # most often a file on another scale: say where it is set
+        raise RowError("rating_off_scale", f"field {columns['rating']!r} = {value:g} outside [{low:g}, {high:g}], the "
+                                           f"scale of objective {name!r} (its scale in params' objectives); a file "
+                                           "rated on another scale declares it there, or per row in scale_min / "
+                                           "scale_max columns")
     return Rating(0, name, on_scale(value, low, high, columns["rating"]), low, high, "generic")
 
 
@@ -124,6 +140,9 @@ def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dic
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
                    declared: Sequence[str], scales: dict[str, tuple[float, float]], used: frozenset[str]) -> Parsed:
     """One row; `used`: the keys the fields map to (the others are metadata), one set per file."""
+    for key in (columns["chosen"], columns["rejected"]):
+        if is_turn(row.get(key)):  # one {role, content} turn, not a list of them: the answer alone
+            row = {**row, key: [row[key]]}
     conversations = isinstance(row.get(columns["chosen"]), list) or isinstance(row.get(columns["rejected"]), list)
     parsed = Parsed(_prompt(row, columns, conversations))
     parsed.tags = tags_of(row, columns["tags"])

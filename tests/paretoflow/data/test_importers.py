@@ -443,6 +443,29 @@ def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
                            "written under cannot be told")]
 
 
+def test_objective_names_scales_and_single_turn_answers_of_generic_rows(tmp_path):
+    rows = [{"prompt": "Q1?", "chosen": "A", "rejected": "B", "objective": " Harmlessness"},  # case and space
+            {"prompt": "Q2?", "chosen": "A", "rejected": "B", "objective": "helpful"},
+            {"prompt": "Q3?", "chosen": "A", "rejected": "B", "objective": "fluency"},
+            {"prompt": "Q4?", "chosen": {"role": "assistant", "content": "A"}, "rejected": {"role": "assistant", "content": "B"}},
+            {"prompt": "Q5?", "chosen": {"role": "user", "content": "A"}, "rejected": "B"}]
+    imported = read_file(_jsonl(tmp_path / "f.jsonl", rows), OBJECTIVES, format="generic", objective="helpfulness")
+    assert [(r.messages[0]["content"], r.responses, [p.objective for p in r.pairs]) for r in imported.records] == [
+        ("Q1?", ["A", "B"], ["harmlessness"]), ("Q4?", ["A", "B"], ["helpfulness"])]
+    declared = "['helpfulness', 'conciseness', 'harmlessness']"
+    assert [(q.location, q.reason, q.detail) for q in imported.quarantined] == [
+        ("line 2", "unknown_objective", f"objective 'helpful' not declared in params ({declared}); did you mean "
+                                        "'helpfulness'? (the objective column must hold declared names)"),
+        ("line 3", "unknown_objective", f"objective 'fluency' not declared in params ({declared})"),
+        ("line 5", "malformed_dialogue", "last turn of 'chosen' is 'user', expected 'assistant'")]
+    rated = [{"prompt": "Q?", "response": "A", "rating": 8}, {"prompt": "Q?", "response": "B", "rating": 8, "scale_max": 5}]
+    off = read_file(_jsonl(tmp_path / "r.jsonl", rated), OBJECTIVES, format="generic", objective="helpfulness").quarantined
+    assert [q.detail for q in off] == [
+        "field 'rating' = 8 outside [0, 1], the scale of objective 'helpfulness' (its scale in params' objectives); "
+        "a file rated on another scale declares it there, or per row in scale_min / scale_max columns",
+        "field 'rating' = 8 outside [0, 5]"]
+
+
 def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
     """Chatbot Arena / SHP / HelpSteer3 rows hold two answers and a label saying which won:
     mapping the two as chosen / rejected (what the missing-field hint suggested) would be
