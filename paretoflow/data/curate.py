@@ -77,7 +77,7 @@ REASONS = (
     "malformed_json", "malformed_row", "repeated_header", "malformed_dialogue", "prompt_mismatch", "missing_field", "wrong_type",
     "undecodable_bytes", "nan_value", "number_too_long", "field_too_long", "rating_off_scale", "negative_margin",
     "unknown_objective", "ambiguous_key", "binary_data", "undecodable_name", UNEXPECTED, "control_token", "empty_text", "chosen_equals_rejected", "too_short", "too_long", "duplicate",
-    "contradictory_pair", "conflicting_duplicate", "conflicting_rating", "near_duplicate", "contaminated",
+    "tied_pair", "contradictory_pair", "conflicting_duplicate", "conflicting_rating", "near_duplicate", "contaminated",
 )
 
 

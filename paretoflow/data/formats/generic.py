@@ -8,7 +8,9 @@ null. A row of a prompt only has neither, so its other columns are counted as no
 
 An objective column's value names a declared objective (but for case and surrounding
 space; an unknown name is unknown_objective, with the closest declared name if one is
-close). A rating outside its objective's scale says where that scale is set.
+close). A rating outside its objective's scale says where that scale is set. A pair
+whose own score columns (score_chosen / score_rejected and the like: _SCORE_PAIRS) rank
+the rejected answer higher is negative_margin, one they tie is tied_pair.
 
 chosen / rejected may also be conversations (lists of {role, content}, or one such turn, as TRL's
 conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
@@ -228,6 +230,39 @@ def _cells_as_turns(row: dict, keys: tuple[str, ...]) -> dict:
     return {**row, **found} if found else row
 
 
+# Per-answer scores beside a pair (H4's ultrafeedback_binarized, Argilla's, reward-model
+# outputs): metadata, but a pair whose own scores rank the rejected answer higher, or tie
+# them, holds no preference for chosen. Higher is better in every one of these.
+_SCORE_PAIRS = (("score_chosen", "score_rejected"), ("chosen_score", "rejected_score"),
+                ("chosen_rating", "rejected_rating"), ("chosen-rating", "rejected-rating"),
+                ("chosen_reward", "rejected_reward"))
+
+
+def _score_columns(keys: list[str]) -> tuple[str, str] | None:
+    for pair in _SCORE_PAIRS:
+        found = tuple(_column(c, keys) for c in pair)
+        if all(c in keys for c in found):
+            return found  # type: ignore[return-value]
+    return None
+
+
+def _check_scores(row: dict, keys: tuple[str, str], parsed: Parsed, minimized: frozenset[str]) -> None:
+    """negative_margin / tied_pair for a pair its score columns contradict (see _SCORE_PAIRS);
+    scores that are not numbers, and objectives to minimize, are not judged."""
+    if not parsed.pairs or parsed.pairs[0].objective in minimized:
+        return
+    try:
+        chosen, rejected = (number(row[k], k) for k in keys if row.get(k) is not None)
+    except (RowError, ValueError):  # a score missing or not a number: nothing to judge by
+        return
+    if chosen < rejected:
+        raise RowError("negative_margin", f"fields {keys[0]!r} = {chosen:g} < {keys[1]!r} = {rejected:g}: the chosen "
+                                          "answer is scored below the rejected one (swap them)")
+    if chosen == rejected:
+        raise RowError("tied_pair", f"fields {keys[0]!r} and {keys[1]!r} are both {chosen:g}: the pair holds no "
+                                    "preference for the chosen answer")
+
+
 def _column(field: str, keys: list[str]) -> str:
     """The column an unmapped field reads: its own name, else the one key equal to it but
     for case and surrounding space ("Prompt" of a spreadsheet header; every row was
@@ -245,6 +280,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         raise ValueError(f"{name}: column_map fields {sorted(unknown_fields)} not among {list(GENERIC_FIELDS)}")
     declared = [o.name for o in objectives]
     scales = {o.name: o.scale for o in objectives}
+    minimized = ctx.minimized
     # CSV/TSV cells are text: a conversation there is a list written as text.
     cells = str(ctx.path).lower().endswith((*CSV_SUFFIXES, *TSV_SUFFIXES))
     setup: tuple | None = None  # the columns, told from the file's first row (its header, for a table)
@@ -254,17 +290,21 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         if "context" not in column_map and columns["context"] not in keys and columns["prompt"].lower() == "instruction":
             columns["context"] = _column("input", keys)  # Alpaca's instruction / input
         conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
-        return columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys
+        return (columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys,
+                _score_columns(keys))
 
     def parse(row: dict) -> Parsed:
         nonlocal setup
         if setup is None:
             setup = columns_of(list(row))
-        columns, used, field_of, conversation_keys = setup
+        columns, used, field_of, conversation_keys, scores = setup
         if cells:
             row = tags_cell(_cells_as_turns(row, conversation_keys), columns["tags"])
         try:
-            return _parse_generic(row, columns, objective, declared, scales, used)
+            parsed = _parse_generic(row, columns, objective, declared, scales, used)
+            if scores is not None:
+                _check_scores(row, scores, parsed, minimized)
+            return parsed
         except MissingField as error:  # a file of other column names: say how to map them
             if error.key not in field_of:
                 raise

@@ -466,6 +466,24 @@ def test_objective_names_scales_and_single_turn_answers_of_generic_rows(tmp_path
         "field 'rating' = 8 outside [0, 5]"]
 
 
+def test_a_pair_its_own_scores_contradict_is_quarantined(tmp_path):
+    """score_chosen / score_rejected were metadata only: a pair scored 2 vs 7, or 5 vs 5,
+    trained chosen over rejected all the same."""
+    def pair(q: str, chosen, rejected, **extra) -> dict:
+        return {"prompt": q, "chosen": "A", "rejected": "B", "Chosen-Rating": chosen, "rejected-rating": rejected, **extra}
+
+    rows = [pair("Q1?", 8, 3), pair("Q2?", 5, 5.0), pair("Q3?", "2", "7"), pair("Q4?", None, 1), pair("Q5?", "n/a", 1),
+            pair("Q6?", 2, 7, objective="conciseness")]  # to minimize: not judged
+    objectives = [Objective(name="helpfulness"), Objective(name="conciseness", direction="minimize")]
+    imported = read_file(_jsonl(tmp_path / "f.jsonl", rows), objectives, format="generic", objective="helpfulness")
+    assert [r.messages[0]["content"] for r in imported.records] == ["Q1?", "Q4?", "Q5?", "Q6?"]
+    assert [(q.location, q.reason, q.detail) for q in imported.quarantined] == [
+        ("line 2", "tied_pair", "fields 'Chosen-Rating' and 'rejected-rating' are both 5: the pair holds no preference "
+                                "for the chosen answer"),
+        ("line 3", "negative_margin", "fields 'Chosen-Rating' = 2 < 'rejected-rating' = 7: the chosen answer is scored "
+                                      "below the rejected one (swap them)")]
+
+
 def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
     """Chatbot Arena / SHP / HelpSteer3 rows hold two answers and a label saying which won:
     mapping the two as chosen / rejected (what the missing-field hint suggested) would be
