@@ -142,9 +142,11 @@ def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dic
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
                    declared: Sequence[str], scales: dict[str, tuple[float, float]], used: frozenset[str]) -> Parsed:
     """One row; `used`: the keys the fields map to (the others are metadata), one set per file."""
-    for key in (columns["chosen"], columns["rejected"]):
-        if is_turn(row.get(key)):  # one {role, content} turn, not a list of them: the answer alone
-            row = {**row, key: [row[key]]}
+    chosen, rejected = row.get(columns["chosen"]), row.get(columns["rejected"])
+    if type(chosen) is not str or type(rejected) is not str:  # (most rows: two strings, nothing to look at)
+        for key in (columns["chosen"], columns["rejected"]):
+            if is_turn(row.get(key)):  # one {role, content} turn, not a list of them: the answer alone
+                row = {**row, key: [row[key]]}
     conversations = isinstance(row.get(columns["chosen"]), list) or isinstance(row.get(columns["rejected"]), list)
     parsed = Parsed(_prompt(row, columns, conversations))
     parsed.tags = tags_of(row, columns["tags"])
@@ -166,7 +168,8 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
             parsed.ratings = [_generic_rating(row, columns, name, scales)]
     else:  # a prompt only: metadata goes with answers, so its other columns are not read
         parsed.unread, parsed.metadata = list(parsed.metadata), {}
-    parsed.messages = _with_system_and_context(parsed.messages, row, columns)
+    if columns["system"] in row or columns["context"] in row:
+        parsed.messages = _with_system_and_context(parsed.messages, row, columns)
     return parsed
 
 
