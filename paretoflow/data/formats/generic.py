@@ -12,7 +12,7 @@ close). A rating outside its objective's scale says where that scale is set. A p
 whose own score columns (score_chosen / score_rejected and the like: _SCORE_PAIRS) rank
 the rejected answer higher is negative_margin, one they tie is tied_pair.
 
-chosen / rejected may also be conversations (lists of {role, content}, or one such turn, as TRL's
+chosen / rejected (and prompt) may also be conversations (lists of {role, content}, or one such turn, as TRL's
 conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
 the answer is the last turn, which must be the assistant's, and the turns before it must
 be the same in both. Those turns are the prompt when the row has none (TRL's implicit
@@ -133,6 +133,8 @@ def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dic
         return messages_of(row[columns["messages"]], columns["messages"])
     if isinstance(value, list):  # TRL's conversational prompt
         return messages_of(value, columns["prompt"])
+    if is_turn(value):  # one {role, content} turn
+        return messages_of([value], columns["prompt"])
     if value is None and conversations:
         return None
     prompt = text(row, columns["prompt"])

@@ -448,10 +448,11 @@ def test_objective_names_scales_and_single_turn_answers_of_generic_rows(tmp_path
             {"prompt": "Q2?", "chosen": "A", "rejected": "B", "objective": "helpful"},
             {"prompt": "Q3?", "chosen": "A", "rejected": "B", "objective": "fluency"},
             {"prompt": "Q4?", "chosen": {"role": "assistant", "content": "A"}, "rejected": {"role": "assistant", "content": "B"}},
-            {"prompt": "Q5?", "chosen": {"role": "user", "content": "A"}, "rejected": "B"}]
+            {"prompt": "Q5?", "chosen": {"role": "user", "content": "A"}, "rejected": "B"},
+            {"prompt": {"role": "user", "content": "Q6?"}, "chosen": "A", "rejected": "B"}]
     imported = read_file(_jsonl(tmp_path / "f.jsonl", rows), OBJECTIVES, format="generic", objective="helpfulness")
     assert [(r.messages[0]["content"], r.responses, [p.objective for p in r.pairs]) for r in imported.records] == [
-        ("Q1?", ["A", "B"], ["harmlessness"]), ("Q4?", ["A", "B"], ["helpfulness"])]
+        ("Q1?", ["A", "B"], ["harmlessness"]), ("Q4?", ["A", "B"], ["helpfulness"]), ("Q6?", ["A", "B"], ["helpfulness"])]
     declared = "['helpfulness', 'conciseness', 'harmlessness']"
     assert [(q.location, q.reason, q.detail) for q in imported.quarantined] == [
         ("line 2", "unknown_objective", f"objective 'helpful' not declared in params ({declared}); did you mean "
