@@ -240,7 +240,7 @@ def _cells_as_turns(row: dict, keys: tuple[str, ...]) -> dict:
 # them, holds no preference for chosen. Higher is better in every one of these.
 _SCORE_PAIRS = (("score_chosen", "score_rejected"), ("chosen_score", "rejected_score"),
                 ("chosen_rating", "rejected_rating"), ("chosen-rating", "rejected-rating"),
-                ("chosen_reward", "rejected_reward"))
+                ("chosen_reward", "rejected_reward"), ("chosen_avg_rating", "rejected_avg_rating"))
 
 
 def _score_columns(keys: list[str]) -> tuple[str, str] | None:
@@ -294,6 +294,9 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         columns = {f: column_map[f] if f in column_map else _column(f, keys) for f in GENERIC_FIELDS}
         if "context" not in column_map and columns["context"] not in keys and columns["prompt"].lower() == "instruction":
             columns["context"] = _column("input", keys)  # Alpaca's instruction / input
+        for field in ("system", "context"):  # by default, a column another field reads is not read again
+            if field not in column_map and columns[field] in {c for f, c in columns.items() if f != field}:
+                columns[field] = None  # (HelpSteer3's `context`, its turns, mapped as messages)
         conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
         return (columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys,
                 _score_columns(keys))

@@ -429,6 +429,9 @@ def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
     dolly = [{"Instruction": "Summarize.", "context": "Text two.", "input": "not this", **pair}]  # context first
     assert messages(dolly, prompt="Instruction") == [[{"role": "user", "content": "Summarize.\n\nText two."}]]
     assert messages([{"prompt": "Hi", "input": "x", **pair}]) == [[{"role": "user", "content": "Hi"}]]  # input: only Alpaca's
+    helpsteer3 = [{"context": [{"role": "user", "content": "Hi"}], "response1": "Hello.", "response2": "No."}]
+    assert messages(helpsteer3, messages="context", chosen="response1", rejected="response2") == [
+        [{"role": "user", "content": "Hi"}]]  # its turns are the prompt, not a context to add to it
     assert messages([{"q": "Hi", "notes": "Be formal.", **pair}], prompt="q", context="notes") == [
         [{"role": "user", "content": "Hi\n\nBe formal."}]]
     orca = [{"system": "You are terse.", "question": "2+2?", **pair}, {"system": " ", "question": "3+3?", **pair}]
