@@ -1,10 +1,12 @@
 """generic: JSONL/JSON/Parquet/CSV/TSV with `column_map` {canonical field: column}: fields
 prompt | messages, chosen + rejected (a pair), response (+ rating), objective, margin,
-tags, scale_min, scale_max, system, context. Unmapped fields default to columns of the same name (or the
-one column of the file's first row named so but for case and spaces: "Prompt"). Every
-other column of a row is kept as metadata (a JSON object on the row's pairs and ratings,
-e.g. AlpacaEval's chosen_model / rejected_model / preference / judge); NaN/inf there become
-null. A row of a prompt only has neither, so its other columns are counted as not read. Rated files get pairs derived across the rows of a prompt after curation.
+tags, scale_min, scale_max, system, context. Unmapped fields default to columns of the
+same name (or the one column of the file's first row named so but for case and spaces:
+"Prompt"). Every other column of a row is kept as metadata (a JSON object on the row's
+pairs and ratings, e.g. AlpacaEval's chosen_model / rejected_model / preference / judge),
+as is a field's column that the row's kind does not read (a rating beside a pair); NaN/inf
+there become null. A row of a prompt only has neither, so its other columns are counted
+as not read. Rated files get pairs derived across the rows of a prompt after curation.
 
 An objective column's value names a declared objective (but for case and surrounding
 space; an unknown name is unknown_objective, with the closest declared name if one is
@@ -142,8 +144,10 @@ def _prompt(row: dict, columns: dict[str, str], conversations: bool) -> list[dic
 
 
 def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
-                   declared: Sequence[str], scales: dict[str, tuple[float, float]], used: frozenset[str]) -> Parsed:
-    """One row; `used`: the keys the fields map to (the others are metadata), one set per file."""
+                   declared: Sequence[str], scales: dict[str, tuple[float, float]],
+                   used: tuple[frozenset[str], frozenset[str]]) -> Parsed:
+    """One row; `used`: the keys a pair's fields and a rated answer's fields read (the others
+    are metadata), one pair of sets per file."""
     chosen, rejected = row.get(columns["chosen"]), row.get(columns["rejected"])
     if type(chosen) is not str or type(rejected) is not str:  # (most rows: two strings, nothing to look at)
         for key in (columns["chosen"], columns["rejected"]):
@@ -152,8 +156,10 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
     conversations = isinstance(row.get(columns["chosen"]), list) or isinstance(row.get(columns["rejected"]), list)
     parsed = Parsed(_prompt(row, columns, conversations))
     parsed.tags = tags_of(row, columns["tags"])
-    parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in used}
-    if columns["chosen"] in row or columns["rejected"] in row:  # always so for conversations
+    is_pair = columns["chosen"] in row or columns["rejected"] in row  # always so for conversations
+    read = used[0] if is_pair else used[1]
+    parsed.metadata = {k: json_safe(v) for k, v in sorted(row.items()) if k not in read}
+    if is_pair:
         if conversations:
             parsed.messages, parsed.responses = _conversational(row, columns, parsed.messages)
         else:
@@ -298,7 +304,11 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
             if field not in column_map and columns[field] in {c for f, c in columns.items() if f != field}:
                 columns[field] = None  # (HelpSteer3's `context`, its turns, mapped as messages)
         conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
-        return (columns, frozenset(columns.values()), {c: f for f, c in columns.items()}, conversation_keys,
+        # A pair does not read the rated-answer fields, nor a rated answer the pair's: such a
+        # column (Argilla's `rating` beside chosen / rejected) is metadata, not dropped.
+        of_pairs = frozenset(c for f, c in columns.items() if f not in ("response", "rating", "scale_min", "scale_max"))
+        of_ratings = frozenset(c for f, c in columns.items() if f not in ("chosen", "rejected", "margin"))
+        return (columns, (of_pairs, of_ratings), {c: f for f, c in columns.items()}, conversation_keys,
                 _score_columns(keys))
 
     def parse(row: dict) -> Parsed:

@@ -488,6 +488,16 @@ def test_a_pair_its_own_scores_contradict_is_quarantined(tmp_path):
                                       "below the rejected one (swap them)")]
 
 
+def test_columns_a_row_kind_does_not_read_are_metadata_not_dropped(tmp_path):
+    """A generic field's column that the row's kind does not read (Argilla's `rating` list
+    beside chosen / rejected, a `margin` beside a rated answer) was neither read nor kept."""
+    rows = [{"prompt": "Q1?", "chosen": "A", "rejected": "B", "rating": [7.0, 7.0], "status": "tie"},
+            {"prompt": "Q2?", "response": "A", "rating": 0.5, "margin": 2, "judge": "gpt"}]
+    records = read_file(_jsonl(tmp_path / "f.jsonl", rows), OBJECTIVES, format="generic", objective="helpfulness").records
+    assert [r.metadata for r in records] == [{"rating": [7.0, 7.0], "status": "tie"}, {"judge": "gpt", "margin": 2}]
+    assert [len(r.pairs) for r in records] == [1, 0] and [len(r.ratings) for r in records] == [0, 1]
+
+
 def test_a_file_that_names_the_winner_of_two_answers_is_warned_about_chosen(tmp_path):
     """Chatbot Arena / SHP / HelpSteer3 rows hold two answers and a label saying which won:
     mapping the two as chosen / rejected (what the missing-field hint suggested) would be
