@@ -169,7 +169,9 @@ def _cells_row(location: str, index: int, header: list[str], cells: list[str], l
         return RawRow(location, index, raw, error=RowError(
             "malformed_row", f"cell {stray + 1} holds {shown(cells[stray][:40])!r} under a column with no name "
                              f"(the header names its first {end} columns)"))
-    if cells[labels].strip() == header[labels] and [c.strip() for c in cells[labels:end]] == header[labels:end]:
+    # (a BOM opening the row: the header of a file joined with `cat` after the first)
+    if (cells[labels].strip().removeprefix("\ufeff").strip() == header[labels]
+            and [c.strip() for c in cells[labels + 1:end]] == header[labels + 1:end]):
         return RawRow(location, index, raw, error=RowError(
             "repeated_header", "the row repeats the header (files joined with their headers?)"))
     # An empty cell is a missing value, as pandas reads it.

@@ -51,7 +51,7 @@ from typing import Any
 from paretoflow.data.compression import COMPRESSIONS, compression_of, inflating
 from paretoflow.data.csv_rows import csv_rows, text_lines
 from paretoflow.data.json_array import ArrayError, array_values, sequence_values
-from paretoflow.data.json_kind import Kind, document_kind
+from paretoflow.data.json_kind import BOM, Kind, document_kind
 from paretoflow.data.json_fast import SURROGATE_ESCAPE, fast_value
 from paretoflow.data.rows import (
     RAW_LIMIT,
@@ -239,6 +239,7 @@ def _json_sequence_rows(path: Path, limits: Limits) -> Iterator[RawRow] | None:
 
 def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Objects) -> RawRow:
     location = f"line {number}"
+    line_bytes = line_bytes.removeprefix(BOM)  # line 1's, or a file's joined after it (cat a.jsonl b.jsonl)
     if b"\x00" in line_bytes:  # per row: one NUL byte does not make the whole file binary
         return RawRow(location, number, truncate(line_bytes.decode("utf-8", "backslashreplace")),
                       error=RowError("binary_data", "the line holds a NUL byte"), unparsed=True)
@@ -248,8 +249,6 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
         raw = truncate(line_bytes.decode("utf-8", "backslashreplace"))
         return RawRow(location, number, raw, error=RowError("undecodable_bytes", f"not UTF-8: {exc.reason} at byte "
                                                                                 f"{exc.start}{OTHER_ENCODING}"), unparsed=True)
-    if number == 1:
-        line = line.removeprefix("\ufeff")
     value = fast_value(line_bytes)
     if value is not None:  # provably what the exact parse below returns (json_fast.py)
         return _row(location, number, line, value, limits)
@@ -270,13 +269,12 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
 def _line_raw(number: int, line_bytes: bytes) -> str:
     """The raw excerpt _json_line_row gives line `number` of these bytes (the first
     occurrence's, for a repeat: same bytes, same excerpt; tested)."""
+    line_bytes = line_bytes.removeprefix(BOM)
     if b"\x00" not in line_bytes:
         try:
-            line = line_bytes.decode("utf-8")
+            return truncate(line_bytes.decode("utf-8"))
         except UnicodeDecodeError:
             pass
-        else:
-            return truncate(line.removeprefix("\ufeff") if number == 1 else line)
     return truncate(line_bytes.decode("utf-8", "backslashreplace"))
 
 

@@ -599,6 +599,28 @@ def test_a_repeated_header_row_is_quarantined_not_kept_as_a_pair(tmp_path):
     assert _source(_curate(tmp_path, "near.csv", lines.encode()), "near.csv")["rows_kept"] == 1
 
 
+def test_files_joined_after_a_bom_file_keep_their_rows(tmp_path):
+    """`cat a b` of files saved with a BOM (Excel, Notepad): the second file's BOM opens a
+    line. Its JSON Lines record was malformed_json ("Unexpected UTF-8 BOM"), its CSV header
+    was kept as the pair ("\ufeffprompt", "chosen", "rejected")."""
+    bom = b"\xef\xbb\xbf"
+    record = b'{"prompt": "Q%d?", "chosen": "Good %d.", "rejected": "Bad."}\n'
+    jsonl = b"".join(bom + record % (i, i) + record % (i + 10, i) for i in range(2))
+    imported = read_file(_write_bytes(tmp_path, "joined.jsonl", jsonl), OBJECTIVES, format="generic",
+                         objective="helpfulness")
+    assert [r.messages[0]["content"] for r in imported.records] == ["Q0?", "Q10?", "Q1?", "Q11?"]
+    assert not imported.quarantined
+    csv = b"".join(bom + b"prompt,chosen,rejected\n" + b"Q%d?,Good.,Bad.\n" % i for i in range(2))
+    imported = read_file(_write_bytes(tmp_path, "joined.csv", csv), OBJECTIVES, format="generic", objective="helpfulness")
+    assert [r.messages[0]["content"] for r in imported.records] == ["Q0?", "Q1?"]
+    assert [(q.location, q.reason) for q in imported.quarantined] == [("row 2", "repeated_header")]
+
+
+def _write_bytes(tmp_path: Path, name: str, data: bytes) -> Path:
+    (tmp_path / name).write_bytes(data)
+    return tmp_path / name
+
+
 def test_trailing_unnamed_columns_are_not_data_unless_a_cell_is_filled(tmp_path):
     # A delimiter ending every line, or emptied spreadsheet columns: several columns named ""
     # made every row ambiguous_key. A filled cell there has no name: malformed_row, named.
