@@ -258,6 +258,9 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
         detail = f"{exc.msg} at column {exc.colno}"
         if exc.msg == "Extra data" and line[exc.pos:].strip() == ",":
             detail += ": a ',' after the record (JSON Lines separates records by line breaks alone)"
+        elif exc.msg == "Extra data" and line[exc.pos:].lstrip()[:1] in ("{", "["):
+            detail += (": a second JSON value starts there, on the same line (a file joined after one whose last "
+                       "line had no line break?); each record needs a line of its own")
         return RawRow(location, number, truncate(line), error=RowError("malformed_json", detail), unparsed=True)
     except (ValueError, RecursionError) as exc:  # e.g. nesting deeper than the parser's recursion limit
         return RawRow(location, number, truncate(line),

@@ -217,6 +217,12 @@ def test_jsonl_habits_that_are_not_json_lines_say_so(tmp_path):
     with pytest.raises(SourceError, match=r"no line parses as JSON \(line 1: Extra data at column \d+: a ',' after "
                                           r"the record \(JSON Lines separates records by line breaks alone\)\)"):
         readers.read_rows(_write(tmp_path, "commas.jsonl", commas.encode()))
+    joined = json.dumps(PAIRS[0]) + "\n" + json.dumps(PAIRS[1]) + json.dumps(PAIRS[0]) + "\n"  # cat, no final break
+    [entry] = read_file(_write(tmp_path, "joined.jsonl", joined.encode()), objectives, format="generic",
+                        objective="helpfulness").quarantined
+    assert entry.location == "line 2" and entry.detail == (
+        f"Extra data at column {len(json.dumps(PAIRS[1])) + 1}: a second JSON value starts there, on the same line "
+        "(a file joined after one whose last line had no line break?); each record needs a line of its own")
     twice = "".join(json.dumps(json.dumps(p)) + "\n" for p in PAIRS)
     imported = read_file(_write(tmp_path, "twice.jsonl", twice.encode()), objectives, format="generic",
                          objective="helpfulness")
