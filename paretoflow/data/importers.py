@@ -13,7 +13,7 @@ derived *across* rows of the same prompt; those are built after curation
 
 Formats (`SourceConfig.format`, or "auto": detected from the first readable record) are a
 registry, one module each (paretoflow/data/formats/: builtin, hh_rlhf, pku_saferlhf,
-helpsteer2, ultrafeedback, kto, generic); each module's docstring says what it reads.
+helpsteer2, ultrafeedback, kto, openai_dpo, generic); each module's docstring says what it reads.
 
 Objectives. An objective named by the user (SourceConfig.objective, the `--objective`
 flag, a generic file's objective column, the HH folder-name default) must be declared in

@@ -17,7 +17,8 @@ from types import ModuleType
 
 # The registry, in detection order: "auto" takes the first whose detect() accepts the first
 # readable record; generic accepts every record, so it comes last.
-FORMATS: tuple[str, ...] = ("hh_rlhf", "pku_saferlhf", "ultrafeedback", "helpsteer2", "kto", "builtin", "generic")
+FORMATS: tuple[str, ...] = ("hh_rlhf", "pku_saferlhf", "ultrafeedback", "helpsteer2", "kto", "openai_dpo", "builtin",
+                             "generic")
 AUTO = "auto"
 
 
@@ -32,10 +33,12 @@ def check_format(name: str, allow_auto: bool = True) -> str:
 def format_module(name: str) -> ModuleType:
     """The module of a registered format (imported on first use)."""
     check_format(name, allow_auto=False)
-    from paretoflow.data.formats import builtin, generic, helpsteer2, hh_rlhf, kto, pku_saferlhf, ultrafeedback
+    from paretoflow.data.formats import (
+        builtin, generic, helpsteer2, hh_rlhf, kto, openai_dpo, pku_saferlhf, ultrafeedback,
+    )
 
     modules = {m.__name__.rpartition(".")[2]: m for m in
-               (builtin, generic, helpsteer2, hh_rlhf, kto, pku_saferlhf, ultrafeedback)}
+               (builtin, generic, helpsteer2, hh_rlhf, kto, openai_dpo, pku_saferlhf, ultrafeedback)}
     return modules[name]
 
 
