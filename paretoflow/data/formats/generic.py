@@ -1,6 +1,6 @@
 """generic: JSONL/JSON/Parquet/CSV/TSV with `column_map` {canonical field: column}: fields
 prompt | messages, chosen + rejected (a pair), response (+ rating), objective, margin,
-tags, scale_min, scale_max, system, context. Unmapped fields default to columns of the
+tags, scale_min, scale_max, system, context, history. Unmapped fields default to columns of the
 same name (or the one column of the file's first row named so but for case and spaces:
 "Prompt"). Every other column of a row is kept as metadata (a JSON object on the row's
 pairs and ratings, e.g. AlpacaEval's chosen_model / rejected_model / preference / judge),
@@ -29,7 +29,8 @@ the prompt's turns (a prompt that opens with another system turn is prompt_misma
 `context`, the text an instruction works on, is added to the prompt's last turn after a
 blank line. context reads the column `context` (Dolly's), else `input` where the prompt is
 read from `instruction`: Alpaca's and AlpacaFarm's convention (instruction "Summarize this
-text.", input the text). Mapped as prompt alone, the instruction lost its input: four
+text.", input the text). Beside an instruction, `history` (LLaMA-Factory's alpaca
+format: earlier rounds as [[user, assistant], ...]) becomes the turns before it. Mapped as prompt alone, the instruction lost its input: four
 prompts "Summarize the following text." of four texts became one prompt."""
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from paretoflow.data.readers import CSV_SUFFIXES, TSV_SUFFIXES, RowError
 
 GENERIC_FIELDS = (
     "prompt", "messages", "chosen", "rejected", "response", "rating", "objective", "margin",
-    "tags", "scale_min", "scale_max", "system", "context",
+    "tags", "scale_min", "scale_max", "system", "context", "history",
 )
 DERIVE_PAIRS = True
 
@@ -176,7 +177,7 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
             parsed.ratings = [_generic_rating(row, columns, name, scales)]
     else:  # a prompt only: metadata goes with answers, so its other columns are not read
         parsed.unread, parsed.metadata = list(parsed.metadata), {}
-    if columns["system"] in row or columns["context"] in row:
+    if columns["system"] in row or columns["context"] in row or columns["history"] in row:
         parsed.messages = _with_system_and_context(parsed.messages, row, columns)
     return parsed
 
@@ -188,6 +189,8 @@ def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns:
     if context.strip():
         last = messages[-1]
         messages = [*messages[:-1], {**last, "content": f"{last['content']}\n\n{context}"}]
+    if row.get(columns["history"]):
+        messages = [*_history_turns(row[columns["history"]], columns["history"]), *messages]
     if not system.strip():
         return messages
     if messages[0]["role"] != "system":
@@ -196,6 +199,19 @@ def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns:
         raise RowError("prompt_mismatch", f"field {columns['system']!r} and the prompt's own system turn differ: "
                                           "which one the answers were written under cannot be told")
     return messages
+
+
+def _history_turns(value: object, key: str) -> list[dict[str, str]]:
+    """LLaMA-Factory's history, [[user, assistant], ...], as turns."""
+    if isinstance(value, str):  # a CSV cell: the list as JSON text
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    rounds = value if isinstance(value, list) else []
+    if not rounds or not all(isinstance(r, list) and len(r) == 2 and all(isinstance(t, str) for t in r) for r in rounds):
+        raise RowError("wrong_type", f"field {key!r} must be a list of [user, assistant] text pairs (earlier rounds)")
+    return [{"role": role, "content": t} for r in rounds for role, t in zip(("user", "assistant"), r)]
 
 
 # numpy's repr of an object array (a list column read from Parquet by pandas): elements
@@ -274,6 +290,22 @@ def _check_scores(row: dict, keys: tuple[str, str], parsed: Parsed, minimized: f
                                     "preference for the chosen answer")
 
 
+# Columns that usually hold a field under another name (Alpaca, Orca, SHP, ShareGPT, ...).
+_PROMPT_NAMES = ("instruction", "question", "query", "input", "history", "problem")
+
+
+def _likely(field: str, row: dict) -> str:
+    """The row's column a missing field's --map most likely names, else "COLUMN": the first
+    of _PROMPT_NAMES for the prompt, a column whose name holds the field's (chosen_response)
+    for the others. Only named in the hint, never read without the map."""
+    names = {k.strip().lower(): k for k in row if isinstance(k, str)}
+    if field == "prompt":
+        found = next((names[n] for n in _PROMPT_NAMES if n in names), None)
+    else:
+        found = next((k for n, k in names.items() if field in n), None)
+    return found if found is not None and found.isprintable() and " " not in found else "COLUMN"
+
+
 def _column(field: str, keys: list[str]) -> str:
     """The column an unmapped field reads: its own name, else the one key equal to it but
     for case and surrounding space ("Prompt" of a spreadsheet header; every row was
@@ -298,9 +330,12 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
 
     def columns_of(keys: list[str]) -> tuple:
         columns = {f: column_map[f] if f in column_map else _column(f, keys) for f in GENERIC_FIELDS}
-        if "context" not in column_map and columns["context"] not in keys and columns["prompt"].lower() == "instruction":
+        instruction = columns["prompt"].lower() == "instruction"
+        if "context" not in column_map and columns["context"] not in keys and instruction:
             columns["context"] = _column("input", keys)  # Alpaca's instruction / input
-        for field in ("system", "context"):  # by default, a column another field reads is not read again
+        if "history" not in column_map and not instruction:
+            columns["history"] = None  # read beside an instruction (LLaMA-Factory), else only where mapped
+        for field in ("system", "context", "history"):  # by default, a column another field reads is not read again
             if field not in column_map and columns[field] in {c for f, c in columns.items() if f != field}:
                 columns[field] = None  # (HelpSteer3's `context`, its turns, mapped as messages)
         conversation_keys = (columns["prompt"], columns["messages"], columns["chosen"], columns["rejected"])
@@ -335,7 +370,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
                                                 f"one per line (e.g. jq -c '{path}[]' FILE > rows.jsonl) and "
                                                 "import that") from None
             raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "
-                                            f"source's column_map (paretoflow import --map {field}=COLUMN)"
+                                            f"source's column_map (paretoflow import --map {field}={_likely(field, row)})"
                                             + winner_hint(row)) from None
 
     return parse, []

@@ -159,7 +159,7 @@ def test_unpaired_surrogate_escape_is_named_as_such_not_as_another_encoding(tmp_
 
 
 @pytest.mark.parametrize("column_map, missing, named", [
-    ({}, "no field 'prompt' (the row's fields: 'question', 'good', 'bad')", "--map prompt=COLUMN"),
+    ({}, "no field 'prompt' (the row's fields: 'question', 'good', 'bad')", "--map prompt=question"),
     ({"prompt": "question", "chosen": "good"}, "no field 'rejected' (the row's fields: 'question', 'good', 'bad')",
      "--map rejected=COLUMN"),
 ])
@@ -186,7 +186,7 @@ def test_report_table_shows_the_first_row_of_each_quarantine_reason(tmp_path):
     assert lines[at] in ("quarantined: missing_field 2, duplicate 1", "quarantined: duplicate 1, missing_field 2")
     assert lines[at + 1:at + 3] == [
         "  missing_field, e.g. mixed.jsonl line 2: no field 'prompt' (the row's fields: 'question'); name the column "
-        "that holds it with the source's column_map (paretoflow import --map prompt=COLUMN)",
+        "that holds it with the source's column_map (paretoflow import --map prompt=question)",
         "  duplicate, e.g. mixed.jsonl line 3: same bytes as line 1"]
     assert lines[at + 3].startswith("tables: ")
     assert "e.g." not in report_table(result.report)

@@ -408,6 +408,12 @@ def test_rows_nested_in_a_wrapping_object_are_pointed_at(tmp_path):
                                 f"of 3 objects with a 'prompt' field: if they are the rows, write them one per line "
                                 f"(e.g. jq -c '{path}[]' FILE > rows.jsonl) and import that")
     turns = {"conversations": [{"role": "user", "content": "Hi"}]}  # turns are not rows: the usual hint
+    alpaca = {"Instruction": "Hi", "chosen_response": "Yo", "rejected_response": "No"}
+    half = {"prompt": "Hi", "chosen": "Yo", "rejected_response": "No"}
+    for row, named in [(alpaca, "--map prompt=Instruction"), (half, "--map rejected=rejected_response")]:
+        [entry] = read_file(_jsonl(tmp_path / "named.jsonl", [row]), OBJECTIVES, format="generic",
+                            objective="helpfulness").quarantined
+        assert entry.detail.endswith(f"(paretoflow import {named})")
     [entry] = read_file(_jsonl(tmp_path / "turns.jsonl", [turns]), OBJECTIVES, format="generic",
                         objective="helpfulness").quarantined
     assert entry.detail.endswith("(paretoflow import --map prompt=COLUMN)")
@@ -429,6 +435,13 @@ def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
     dolly = [{"Instruction": "Summarize.", "context": "Text two.", "input": "not this", **pair}]  # context first
     assert messages(dolly, prompt="Instruction") == [[{"role": "user", "content": "Summarize.\n\nText two."}]]
     assert messages([{"prompt": "Hi", "input": "x", **pair}]) == [[{"role": "user", "content": "Hi"}]]  # input: only Alpaca's
+    factory = [{"instruction": "And in French?", "input": "", "history": [["Say hi.", "Hi!"]], "system": "Be brief.", **pair},
+               {"instruction": "Hi", "history": "not rounds", **pair}]
+    assert messages(factory, prompt="instruction") == [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hi."},
+         {"role": "assistant", "content": "Hi!"}, {"role": "user", "content": "And in French?"}],
+        ("wrong_type", "field 'history' must be a list of [user, assistant] text pairs (earlier rounds)")]
+    assert messages([{"prompt": "Hi", "history": [["a", "b"]], **pair}]) == [[{"role": "user", "content": "Hi"}]]
     helpsteer3 = [{"context": [{"role": "user", "content": "Hi"}], "response1": "Hello.", "response2": "No."}]
     assert messages(helpsteer3, messages="context", chosen="response1", rejected="response2") == [
         [{"role": "user", "content": "Hi"}]]  # its turns are the prompt, not a context to add to it
