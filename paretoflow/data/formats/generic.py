@@ -362,6 +362,13 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
             if error.key not in field_of:
                 raise
             field = field_of[error.key]
+            inner = next((k for k, v in row.items() if isinstance(v, dict) and error.key in v), None)
+            if inner is not None and isinstance(inner, str):  # {"fields": {"prompt": ...}} (Argilla's records)
+                path = f".{inner}" if inner.isidentifier() else f".[{json.dumps(inner)}]"
+                raise RowError("missing_field", f"{error.detail}; field {inner!r} is an object with a {error.key!r} "
+                                                f"field: the row's columns are a level down; write them out flat "
+                                                f"(e.g. jq -c '{path} + del({path})' FILE > rows.jsonl) and import "
+                                                "that") from None
             nested = [k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]]
             if nested:  # {"data": [rows]}: the rows are a level down, where no column_map reaches
                 path = f".{nested[0]}" if nested[0].isidentifier() else f".[{json.dumps(nested[0])}]"

@@ -407,6 +407,12 @@ def test_rows_nested_in_a_wrapping_object_are_pointed_at(tmp_path):
         assert entry.detail == (f"no field 'prompt' (the row's fields: 'version', {key!r}); field {key!r} holds a list "
                                 f"of 3 objects with a 'prompt' field: if they are the rows, write them one per line "
                                 f"(e.g. jq -c '{path}[]' FILE > rows.jsonl) and import that")
+    record = {"id": 1, "fields": {"prompt": "Hi?", "chosen": "A", "rejected": "B"}}  # Argilla's records
+    [entry] = read_file(_jsonl(tmp_path / "argilla.jsonl", [record]), OBJECTIVES, format="generic",
+                        objective="helpfulness").quarantined
+    assert entry.detail == ("no field 'prompt' (the row's fields: 'id', 'fields'); field 'fields' is an object with a "
+                            "'prompt' field: the row's columns are a level down; write them out flat (e.g. jq -c "
+                            "'.fields + del(.fields)' FILE > rows.jsonl) and import that")
     turns = {"conversations": [{"role": "user", "content": "Hi"}]}  # turns are not rows: the usual hint
     alpaca = {"Instruction": "Hi", "chosen_response": "Yo", "rejected_response": "No"}
     half = {"prompt": "Hi", "chosen": "Yo", "rejected_response": "No"}
