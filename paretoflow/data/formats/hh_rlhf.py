@@ -1,6 +1,7 @@
 """hh_rlhf (Anthropic HH-RLHF): {"chosen", "rejected"} full dialogues
-"\\n\\nHuman: ...\\n\\nAssistant: ..."; the shared turns are the prompt, the two final assistant
-turns the responses, one pair. Objective: the source's `objective`, else from the path
+"\\n\\nHuman: ...\\n\\nAssistant: ..." (an export may have stripped the leading line
+breaks); the shared turns are the prompt, the two final assistant turns the responses,
+one pair. Objective: the source's `objective`, else from the path
 ("helpful*" → helpfulness, "harmless*" → harmlessness, as in the HH folder names).
 Dialogues that differ before the final Assistant turn → prompt_mismatch; dialogues that do
 not open with a Human turn and alternate Human/Assistant → malformed_dialogue."""
@@ -28,6 +29,8 @@ _HH_START = re.compile(r"\s*Human:")
 
 def _hh_turns(text: str, key: str) -> list[dict[str, str]]:
     parts = _HH_TURN.split(text)
+    if parts[0].strip() and _HH_START.match(parts[0]):  # "Human: ..." with its leading line breaks stripped
+        parts = _HH_TURN.split("\n\n" + text.lstrip())
     if parts[0].strip() or len(parts) < 3 or parts[1] != "Human":
         raise RowError("malformed_dialogue", f"{key!r} does not start with '\\n\\nHuman: '")
     return [

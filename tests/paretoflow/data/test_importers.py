@@ -64,6 +64,18 @@ def test_hh_rlhf_dialogues_split_into_prompt_and_pair():
     assert imported.records[3].responses[0] == ""
 
 
+def test_hh_dialogues_whose_leading_line_breaks_were_stripped_are_read(tmp_path):
+    # An export that strips each text (e.g. a CSV round trip): every row was malformed_dialogue.
+    rows = [{"chosen": "Human: How do I bake bread?\n\nAssistant: Knead, proof, bake.",
+             "rejected": "  Human: How do I bake bread?\n\nAssistant: Buy it."},
+            {"chosen": "Assistant: Hi\n\nHuman: Bread?\n\nAssistant: Bake.", "rejected": "Assistant: Hi\n\nHuman: Bread?\n\nAssistant: No."}]
+    imported = read_file(_jsonl(tmp_path / "harmless.jsonl", rows), OBJECTIVES, format="hh_rlhf")
+    [record] = imported.records
+    assert record.messages == [{"role": "user", "content": "How do I bake bread?"}]
+    assert record.responses == ["Knead, proof, bake.", "Buy it."]
+    assert [(q.location, q.reason) for q in imported.quarantined] == [("line 2", "malformed_dialogue")]
+
+
 def test_hh_objective_from_flag_and_unknown_objective(tmp_path):
     imported = read_file(FIXTURES / "helpful-base" / "train.jsonl", OBJECTIVES, objective="harmlessness")
     assert {p.objective for r in imported.records for p in r.pairs} == {"harmlessness"}
