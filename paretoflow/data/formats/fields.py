@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from paretoflow.data.normalize import has_lone_surrogate
+from paretoflow.data.normalize import has_lone_surrogate, normalize_text
 from paretoflow.data.readers import RowError
 from paretoflow.data.rows import not_utf8, shown
 from paretoflow.schema import ROLES
@@ -256,6 +256,23 @@ def messages_of(value: Any, key: str, last: str = "user") -> list[dict[str, str]
 
 def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
+
+
+def with_system(messages: list[dict[str, str]], row: dict, key: str | None) -> list[dict[str, str]]:
+    """The prompt's turns under the row's system column `key` (a system prompt, Orca's
+    `system`): a system turn first, unless the column is empty or absent. A prompt that
+    opens with another system turn is prompt_mismatch."""
+    if key is None or row.get(key) is None:
+        return messages
+    system = text(row, key)
+    if not system.strip():
+        return messages
+    if messages[0]["role"] != "system":
+        return [{"role": "system", "content": system}, *messages]
+    if normalize_text(messages[0]["content"]) != normalize_text(system):
+        raise RowError("prompt_mismatch", f"field {key!r} and the prompt's own system turn differ: which one the "
+                                          "answers were written under cannot be told")
+    return messages
 
 
 def json_safe(value: Any) -> Any:

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 
 from paretoflow.data.formats.fields import (
     FormatContext, MissingField, Pair, Parsed, Rating, RowParser, is_turn, json_safe, messages_of, number, on_scale,
-    present, tags_cell, tags_of, text, user, winner_hint,
+    present, tags_cell, tags_of, text, user, winner_hint, with_system,
 )
 from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.normalize import normalize_text
@@ -184,21 +184,13 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
 
 def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns: dict[str, str]) -> list[dict[str, str]]:
     """The prompt's turns with the row's system and context columns (module docstring)."""
-    system = text(row, columns["system"]) if row.get(columns["system"]) is not None else ""
     context = text(row, columns["context"]) if row.get(columns["context"]) is not None else ""
     if context.strip():
         last = messages[-1]
         messages = [*messages[:-1], {**last, "content": f"{last['content']}\n\n{context}"}]
     if row.get(columns["history"]):
         messages = [*_history_turns(row[columns["history"]], columns["history"]), *messages]
-    if not system.strip():
-        return messages
-    if messages[0]["role"] != "system":
-        return [{"role": "system", "content": system}, *messages]
-    if normalize_text(messages[0]["content"]) != normalize_text(system):
-        raise RowError("prompt_mismatch", f"field {columns['system']!r} and the prompt's own system turn differ: "
-                                          "which one the answers were written under cannot be told")
-    return messages
+    return with_system(messages, row, columns["system"])
 
 
 def _history_turns(value: object, key: str) -> list[dict[str, str]]:

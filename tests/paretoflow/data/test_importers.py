@@ -469,6 +469,10 @@ def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
     assert messages(orca, prompt="question") == [
         [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}],
         [{"role": "user", "content": "3+3?"}]]
+    prompt_set = read_file(_jsonl(tmp_path / "set.jsonl", [{"prompt": "Hi", "system": "You are terse."}]), OBJECTIVES)
+    assert prompt_set.format == "builtin" and not prompt_set.unread_columns
+    assert [r.messages for r in prompt_set.records] == [[{"role": "system", "content": "You are terse."},
+                                                          {"role": "user", "content": "Hi"}]]
     turns = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}]
     both = [{"messages": turns, "system": "You are terse.", "context": "Ctx.", **pair},
             {"messages": turns, "system": "You are verbose.", **pair}]
