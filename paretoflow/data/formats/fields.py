@@ -258,6 +258,23 @@ def user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+def single_answer(value: Any, key: str, expected: str) -> str:
+    """The text of a completion given as turns that must be one assistant turn (TRL's KTO
+    completion, OpenAI's outputs); `expected` says what the turns should have been."""
+    turns = messages_of(value, key, last="assistant")
+    if len(turns) != 1:
+        raise RowError("malformed_dialogue", f"field {key!r} holds {len(turns)} turns, expected {expected}")
+    return turns[0]["content"]
+
+
+def source_objective(ctx: FormatContext, format: str, judged: str) -> str:
+    """The source's objective, which a format whose rows judge answers on no named axis needs."""
+    if ctx.objective is None:
+        raise ValueError(f"{ctx.name}: format {format!r} needs the objective its {judged} judge: set the source's "
+                         "objective (paretoflow import --objective NAME)")
+    return ctx.objective
+
+
 def with_system(messages: list[dict[str, str]], row: dict, key: str | None) -> list[dict[str, str]]:
     """The prompt's turns under the row's system column `key` (a system prompt, Orca's
     `system`): a system turn first, unless the column is empty or absent. A prompt that

@@ -13,7 +13,8 @@ kept as a bare prompt, the completions and labels dropped."""
 from __future__ import annotations
 
 from paretoflow.data.formats.fields import (
-    FormatContext, Parsed, Rating, RowParser, messages_of, no_column_map, present, text, user,
+    FormatContext, Parsed, Rating, RowParser, messages_of, no_column_map, present, single_answer, source_objective,
+    text, user,
 )
 from paretoflow.data.formats.hh_rlhf import hh_prompt
 from paretoflow.data.readers import RowError
@@ -36,19 +37,12 @@ def _completion(row: dict) -> str:
     value = present(row, "completion")
     if not isinstance(value, list):
         return text(row, "completion")
-    turns = messages_of(value, "completion", last="assistant")
-    if len(turns) != 1:
-        raise RowError("malformed_dialogue", f"field 'completion' holds {len(turns)} turns, expected the "
-                                             "assistant's answer only (the turns before it belong in 'prompt')")
-    return turns[0]["content"]
+    return single_answer(value, "completion", "the assistant's answer only (the turns before it belong in 'prompt')")
 
 
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     no_column_map(ctx, "kto", "the fields prompt / completion / label")
-    if ctx.objective is None:
-        raise ValueError(f"{ctx.name}: format 'kto' needs the objective its labels judge: set the source's "
-                         "objective (paretoflow import --objective NAME)")
-    objective, declared = ctx.objective, ctx.declared
+    objective, declared = source_objective(ctx, "kto", "labels"), ctx.declared
     low, high = next((o.scale for o in ctx.objectives if o.name == objective), (0.0, 1.0))
     good, bad = (low, high) if objective in ctx.minimized else (high, low)
 

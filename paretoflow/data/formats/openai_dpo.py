@@ -18,7 +18,8 @@ was missing_field (its prompt is a level down, in input.messages)."""
 from __future__ import annotations
 
 from paretoflow.data.formats.fields import (
-    FormatContext, Pair, Parsed, RowParser, json_safe, messages_of, no_column_map, present,
+    FormatContext, Pair, Parsed, RowParser, json_safe, messages_of, no_column_map, present, single_answer,
+    source_objective,
 )
 from paretoflow.data.readers import RowError
 
@@ -36,19 +37,12 @@ def _output(row: dict, key: str) -> str:
     if calls:
         raise RowError("wrong_type", f"{key}[{calls[0]}] is a tool call, not an answer's text (tool calls cannot be "
                                      "imported)")
-    turns = messages_of(value, key, last="assistant")
-    if len(turns) != 1:
-        raise RowError("malformed_dialogue", f"field {key!r} holds {len(turns)} messages, expected one assistant "
-                                             "message with the answer's text")
-    return turns[0]["content"]
+    return single_answer(value, key, "one assistant message with the answer's text")
 
 
 def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
     no_column_map(ctx, "openai_dpo", "the fields input.messages / preferred_output / non_preferred_output")
-    if ctx.objective is None:
-        raise ValueError(f"{ctx.name}: format 'openai_dpo' needs the objective its preferences judge: set the "
-                         "source's objective (paretoflow import --objective NAME)")
-    objective, declared = ctx.objective, ctx.declared
+    objective, declared = source_objective(ctx, "openai_dpo", "preferences"), ctx.declared
 
     def parse(row: dict) -> Parsed:
         if objective not in declared:

@@ -10,10 +10,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from paretoflow.config import Objective, Params
-from paretoflow.data.curate import run
+from paretoflow.config import Objective
 from paretoflow.data.importers import read_file
-from paretoflow.stages.curate import CurateConfig, SourceConfig
+from tests.paretoflow.data import curated_pair_texts
 
 OBJECTIVES = [Objective(name="helpfulness", scale=(1.0, 5.0)), Objective(name="harmlessness")]
 
@@ -49,13 +48,8 @@ def test_labels_are_ratings_at_the_ends_of_the_scale(tmp_path, name):
 def test_pairs_are_derived_desirable_over_undesirable(tmp_path):
     rows = [*_rows(2), {"prompt": "How do I learn language 0?", "completion": "Read daily.", "label": True}]
     _write(tmp_path / "kto.jsonl", rows)
-    params = Params(objectives=OBJECTIVES, curate=CurateConfig(
-        sources=[SourceConfig(path="kto.jsonl", objective="helpfulness")], out_dir="curated"))
-    report = run(params, tmp_path).report
+    report, got = curated_pair_texts(tmp_path, "kto.jsonl", OBJECTIVES, "helpfulness")
     assert report["rows_in"] == 5 == report["rows_kept"]
-    responses = pd.read_parquet(tmp_path / "curated/responses.parquet").set_index("response_id")["text"]
-    pairs = pd.read_parquet(tmp_path / "curated/pairs.parquet")
-    got = sorted((responses[c], responses[r], m) for c, r, m in zip(pairs.chosen_id, pairs.rejected_id, pairs.margin))
     # prompt 0: two desirable answers over one undesirable; prompt 1: one over one; margin 5 - 1
     assert got == [("Practise 0 minutes daily.", "Give up.", 4.0), ("Practise 1 minutes daily.", "Give up.", 4.0),
                    ("Read daily.", "Give up.", 4.0)]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
-from paretoflow.config import Objective, Params
-from paretoflow.data.curate import run
+from paretoflow.config import Objective
 from paretoflow.data.importers import read_file
-from paretoflow.stages.curate import CurateConfig, SourceConfig
+from tests.paretoflow.data import curated_pair_texts
 
 OBJECTIVES = [Objective(name="helpfulness"), Objective(name="harmlessness")]
 
@@ -54,7 +52,7 @@ def test_outputs_that_are_no_answer_text_are_quarantined_and_the_objective_is_re
     assert len(imported.records) == 1
     assert [(q.location, q.reason, q.detail) for q in imported.quarantined] == [
         ("line 2", "wrong_type", "preferred_output[0] is a tool call, not an answer's text (tool calls cannot be imported)"),
-        ("line 3", "malformed_dialogue", "field 'preferred_output' holds 2 messages, expected one assistant message "
+        ("line 3", "malformed_dialogue", "field 'preferred_output' holds 2 turns, expected one assistant message "
                                          "with the answer's text"),
         ("line 4", "malformed_dialogue", "last turn of 'non_preferred_output' is 'user', expected 'assistant'"),
         ("line 5", "wrong_type", "field 'input' is str, expected an object with messages")]
@@ -66,11 +64,6 @@ def test_outputs_that_are_no_answer_text_are_quarantined_and_the_objective_is_re
 
 def test_curated_pairs_hold_the_preferred_answer_as_chosen(tmp_path):
     _write(tmp_path / "dpo.jsonl", [_row(f"Question {i}?", f"Answer {i}.", "No.") for i in range(3)])
-    params = Params(objectives=OBJECTIVES, curate=CurateConfig(
-        sources=[SourceConfig(path="dpo.jsonl", objective="helpfulness")], out_dir="curated"))
-    report = run(params, tmp_path).report
+    report, pairs = curated_pair_texts(tmp_path, "dpo.jsonl", OBJECTIVES, "helpfulness")
     assert report["rows_in"] == 3 == report["rows_kept"]
-    responses = pd.read_parquet(tmp_path / "curated/responses.parquet").set_index("response_id")["text"]
-    pairs = pd.read_parquet(tmp_path / "curated/pairs.parquet")
-    assert sorted((responses[c], responses[r]) for c, r in zip(pairs.chosen_id, pairs.rejected_id)) == [
-        ("Answer 0.", "No."), ("Answer 1.", "No."), ("Answer 2.", "No.")]
+    assert pairs == [("Answer 0.", "No.", 1.0), ("Answer 1.", "No.", 1.0), ("Answer 2.", "No.", 1.0)]
