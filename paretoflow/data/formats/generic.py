@@ -14,24 +14,27 @@ close). A rating outside its objective's scale says where that scale is set. A p
 whose own score columns (score_chosen / score_rejected and the like: _SCORE_PAIRS) rank
 the rejected answer higher is negative_margin, one they tie is tied_pair.
 
-chosen / rejected (and prompt) may also be conversations (lists of {role, content}, or one such turn, as TRL's
-conversational preference format and HuggingFaceH4/ultrafeedback_binarized write them):
-the answer is the last turn, which must be the assistant's, and the turns before it must
-be the same in both. Those turns are the prompt when the row has none (TRL's implicit
-prompt); with a prompt (text or messages) they are either absent (TRL's explicit prompt)
-or repeat it, possibly continuing it (H4: [user prompt, assistant answer]; H4's
-`messages` column, the chosen conversation again, is then not read). Anything else is
-prompt_mismatch: which prompt the answers reply to cannot be told.
+chosen / rejected (and prompt) may also be conversations (lists of {role, content}, or
+one such turn, as TRL's conversational preference format and
+HuggingFaceH4/ultrafeedback_binarized write them): the answer is the last turn, which must
+be the assistant's, and the turns before it must be the same in both. Those turns are the
+prompt when the row has none (TRL's implicit prompt); with a prompt (text or messages)
+they are either absent (TRL's explicit prompt) or repeat it, possibly continuing it (H4:
+[user prompt, assistant answer]; H4's `messages` column, the chosen conversation again, is
+then not read). Anything else is prompt_mismatch: which prompt the answers reply to cannot
+be told.
 
-Two columns are part of the prompt, not metadata (as metadata the model never saw them):
+Three columns are part of the prompt, not metadata (as metadata the model never saw them):
 `system` (Orca-style files: system, question, chosen, rejected) becomes a system turn before
-the prompt's turns (a prompt that opens with another system turn is prompt_mismatch), and
-`context`, the text an instruction works on, is added to the prompt's last turn after a
-blank line. context reads the column `context` (Dolly's), else `input` where the prompt is
-read from `instruction`: Alpaca's and AlpacaFarm's convention (instruction "Summarize this
-text.", input the text). Beside an instruction, `history` (LLaMA-Factory's alpaca
-format: earlier rounds as [[user, assistant], ...]) becomes the turns before it. Mapped as prompt alone, the instruction lost its input: four
-prompts "Summarize the following text." of four texts became one prompt."""
+the prompt's turns (a prompt that opens with another system turn is prompt_mismatch);
+`context`, the text an instruction works on (a list of texts is joined), is added to the
+prompt's last turn after a blank line; and beside an instruction, `history` (LLaMA-Factory's
+alpaca format: earlier rounds as [[user, assistant], ...]) becomes the turns before it.
+context reads the column `context` (Dolly's), else `input` where the prompt is read from
+`instruction`: Alpaca's and AlpacaFarm's convention (instruction "Summarize this text.",
+input the text). Mapped as prompt alone, the instruction lost its input: four prompts
+"Summarize the following text." of four texts became one prompt. None of the three reads a
+column another field reads."""
 
 from __future__ import annotations
 
@@ -184,13 +187,24 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
 
 def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns: dict[str, str]) -> list[dict[str, str]]:
     """The prompt's turns with the row's system and context columns (module docstring)."""
-    context = text(row, columns["context"]) if row.get(columns["context"]) is not None else ""
+    context = _context(row, columns["context"]) if row.get(columns["context"]) is not None else ""
     if context.strip():
         last = messages[-1]
         messages = [*messages[:-1], {**last, "content": f"{last['content']}\n\n{context}"}]
     if row.get(columns["history"]):
         messages = [*_history_turns(row[columns["history"]], columns["history"]), *messages]
     return with_system(messages, row, columns["system"])
+
+
+def _context(row: dict, key: str) -> str:
+    """A context text, or a list of texts (passages) joined by blank lines."""
+    value = row[key]
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "\n\n".join(value)
+    if isinstance(value, list) and value and all(is_turn(v) for v in value):
+        raise RowError("wrong_type", f"field {key!r} holds turns, not a text: if they are the prompt, map them as "
+                                     f"its messages (paretoflow import --map messages={key})")
+    return text(row, key)
 
 
 def _history_turns(value: object, key: str) -> list[dict[str, str]]:
@@ -284,6 +298,7 @@ def _check_scores(row: dict, keys: tuple[str, str], parsed: Parsed, minimized: f
 
 # Columns that usually hold a field under another name (Alpaca, Orca, SHP, ShareGPT, ...).
 _PROMPT_NAMES = ("instruction", "question", "query", "input", "history", "problem")
+_NOT_TEXT = ("model", "score", "rating", "reward", "rank", "id", "source", "length")
 
 
 def _likely(field: str, row: dict) -> str:
@@ -293,8 +308,8 @@ def _likely(field: str, row: dict) -> str:
     names = {k.strip().lower(): k for k in row if isinstance(k, str)}
     if field == "prompt":
         found = next((names[n] for n in _PROMPT_NAMES if n in names), None)
-    else:
-        found = next((k for n, k in names.items() if field in n), None)
+    else:  # chosen_response, not chosen_model or chosen_score
+        found = next((k for n, k in names.items() if field in n and not any(w in n for w in _NOT_TEXT)), None)
     return found if found is not None and found.isprintable() and " " not in found else "COLUMN"
 
 
@@ -361,11 +376,13 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
                                                 f"field: the row's columns are a level down; write them out flat "
                                                 f"(e.g. jq -c '{path} + del({path})' FILE > rows.jsonl) and import "
                                                 "that") from None
-            nested = [k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]]
+            nested = [k for k, v in row.items()
+                      if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]]
             if nested:  # {"data": [rows]}: the rows are a level down, where no column_map reaches
                 path = f".{nested[0]}" if nested[0].isidentifier() else f".[{json.dumps(nested[0])}]"
-                raise RowError("missing_field", f"{error.detail}; field {nested[0]!r} holds a list of {len(row[nested[0]]):,} "
-                                                f"objects with a {error.key!r} field: if they are the rows, write them "
+                raise RowError("missing_field", f"{error.detail}; field {nested[0]!r} holds a list of "
+                                                f"{len(row[nested[0]]):,} objects with a {error.key!r} field: if "
+                                                "they are the rows, write them "
                                                 f"one per line (e.g. jq -c '{path}[]' FILE > rows.jsonl) and "
                                                 "import that") from None
             raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "

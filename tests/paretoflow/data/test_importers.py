@@ -427,7 +427,7 @@ def test_rows_nested_in_a_wrapping_object_are_pointed_at(tmp_path):
                             "'.fields + del(.fields)' FILE > rows.jsonl) and import that")
     turns = {"conversations": [{"role": "user", "content": "Hi"}]}  # turns are not rows: the usual hint
     alpaca = {"Instruction": "Hi", "chosen_response": "Yo", "rejected_response": "No"}
-    half = {"prompt": "Hi", "chosen": "Yo", "rejected_response": "No"}
+    half = {"prompt": "Hi", "chosen": "Yo", "rejected_model": "m", "rejected_response": "No"}
     for row, named in [(alpaca, "--map prompt=Instruction"), (half, "--map rejected=rejected_response")]:
         [entry] = read_file(_jsonl(tmp_path / "named.jsonl", [row]), OBJECTIVES, format="generic",
                             objective="helpfulness").quarantined
@@ -465,6 +465,11 @@ def test_system_and_context_columns_are_part_of_the_prompt(tmp_path):
         [{"role": "user", "content": "Hi"}]]  # its turns are the prompt, not a context to add to it
     assert messages([{"q": "Hi", "notes": "Be formal.", **pair}], prompt="q", context="notes") == [
         [{"role": "user", "content": "Hi\n\nBe formal."}]]
+    rag = [{"prompt": "Who won?", "context": ["Doc one.", "Doc two."], **pair},
+           {"prompt": "Hi", "context": [{"role": "user", "content": "Hi"}], **pair}]
+    assert messages(rag) == [[{"role": "user", "content": "Who won?\n\nDoc one.\n\nDoc two."}], (
+        "wrong_type", "field 'context' holds turns, not a text: if they are the prompt, map them as its messages "
+                      "(paretoflow import --map messages=context)")]
     orca = [{"system": "You are terse.", "question": "2+2?", **pair}, {"system": " ", "question": "3+3?", **pair}]
     assert messages(orca, prompt="question") == [
         [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "2+2?"}],
