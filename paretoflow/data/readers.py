@@ -269,9 +269,9 @@ def _json_line_row(number: int, line_bytes: bytes, limits: Limits, objects: _Obj
     return _checked(_row(location, number, line, value, limits), needs_check)
 
 
-def _line_raw(number: int, line_bytes: bytes) -> str:
-    """The raw excerpt _json_line_row gives line `number` of these bytes (the first
-    occurrence's, for a repeat: same bytes, same excerpt; tested)."""
+def _line_raw(line_bytes: bytes) -> str:
+    """The raw excerpt _json_line_row gives a line of these bytes, whatever its number (the
+    first occurrence's, for a repeat: same bytes, same excerpt; tested)."""
     line_bytes = line_bytes.removeprefix(BOM)
     if b"\x00" not in line_bytes:
         try:
@@ -330,7 +330,7 @@ def iter_json_rows(path: Path, limits: Limits) -> Iterator[RawRow]:
             known = repeats.get(first_line)
             if known is None:
                 known = repeats[first_line] = (RowError("duplicate", f"same bytes as line {first_line}"),
-                                               _line_raw(first_line, line))
+                                               _line_raw(line))
             row = RawRow(f"line {number}", number, known[1], error=known[0], unparsed=first_unparsed,
                          repeat_of=first_line)
         yield row

@@ -108,7 +108,7 @@ def test_a_repeated_line_gets_the_raw_excerpt_of_its_first_occurrence():
     for number in (1, 2):
         for line in lines:
             first = readers._json_line_row(number, line, Limits(), readers._Objects())
-            assert readers._line_raw(number, line) == first.raw, (number, line[:20])
+            assert readers._line_raw(line) == first.raw, (number, line[:20])
 
 
 def test_text_lines_from_chunks_equal_the_whole_texts_csv_lines():
