@@ -313,6 +313,29 @@ def _likely(field: str, row: dict) -> str:
     return found if found is not None and found.isprintable() and " " not in found else "COLUMN"
 
 
+def _jq_path(key: str) -> str:
+    return f".{key}" if key.isidentifier() else f".[{json.dumps(key)}]"
+
+
+def _missing_detail(error: MissingField, field: str, row: dict) -> str:
+    """A missing field's detail with the way to read it: a row whose columns are one object
+    a level down ({"fields": {...}}, Argilla's records) or that holds the rows ({"data":
+    [rows]}) is told how to write them out (no column_map reaches there); else the --map."""
+    inner = next((k for k, v in row.items() if isinstance(v, dict) and error.key in v and isinstance(k, str)), None)
+    if inner is not None:
+        path = _jq_path(inner)
+        return (f"{error.detail}; field {inner!r} is an object with a {error.key!r} field: the row's columns are a "
+                f"level down; write them out flat (e.g. jq -c '{path} + del({path})' FILE > rows.jsonl) and import that")
+    nested = next((k for k, v in row.items() if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]),
+                  None)
+    if nested is not None:
+        return (f"{error.detail}; field {nested!r} holds a list of {len(row[nested]):,} objects with a {error.key!r} "
+                f"field: if they are the rows, write them one per line (e.g. jq -c '{_jq_path(nested)}[]' FILE > "
+                "rows.jsonl) and import that")
+    return (f"{error.detail}; name the column that holds it with the source's column_map (paretoflow import --map "
+            f"{field}={_likely(field, row)})" + winner_hint(row))
+
+
 def _column(field: str, keys: list[str]) -> str:
     """The column an unmapped field reads: its own name, else the one key equal to it but
     for case and surrounding space ("Prompt" of a spreadsheet header; every row was
@@ -368,26 +391,7 @@ def parser(ctx: FormatContext) -> tuple[RowParser, list[str]]:
         except MissingField as error:  # a file of other column names: say how to map them
             if error.key not in field_of:
                 raise
-            field = field_of[error.key]
-            inner = next((k for k, v in row.items() if isinstance(v, dict) and error.key in v), None)
-            if inner is not None and isinstance(inner, str):  # {"fields": {"prompt": ...}} (Argilla's records)
-                path = f".{inner}" if inner.isidentifier() else f".[{json.dumps(inner)}]"
-                raise RowError("missing_field", f"{error.detail}; field {inner!r} is an object with a {error.key!r} "
-                                                f"field: the row's columns are a level down; write them out flat "
-                                                f"(e.g. jq -c '{path} + del({path})' FILE > rows.jsonl) and import "
-                                                "that") from None
-            nested = [k for k, v in row.items()
-                      if isinstance(v, list) and v and isinstance(v[0], dict) and error.key in v[0]]
-            if nested:  # {"data": [rows]}: the rows are a level down, where no column_map reaches
-                path = f".{nested[0]}" if nested[0].isidentifier() else f".[{json.dumps(nested[0])}]"
-                raise RowError("missing_field", f"{error.detail}; field {nested[0]!r} holds a list of "
-                                                f"{len(row[nested[0]]):,} objects with a {error.key!r} field: if "
-                                                "they are the rows, write them "
-                                                f"one per line (e.g. jq -c '{path}[]' FILE > rows.jsonl) and "
-                                                "import that") from None
-            raise RowError("missing_field", f"{error.detail}; name the column that holds it with the "
-                                            f"source's column_map (paretoflow import --map {field}={_likely(field, row)})"
-                                            + winner_hint(row)) from None
+            raise RowError("missing_field", _missing_detail(error, field_of[error.key], row)) from None
 
     return parse, []
 
