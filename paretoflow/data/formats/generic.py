@@ -181,12 +181,12 @@ def _parse_generic(row: dict, columns: dict[str, str], objective: str | None,
     else:  # a prompt only: metadata goes with answers, so its other columns are not read
         parsed.unread, parsed.metadata = list(parsed.metadata), {}
     if columns["system"] in row or columns["context"] in row or columns["history"] in row:
-        parsed.messages = _with_system_and_context(parsed.messages, row, columns)
+        parsed.messages = _with_prompt_columns(parsed.messages, row, columns)
     return parsed
 
 
-def _with_system_and_context(messages: list[dict[str, str]], row: dict, columns: dict[str, str]) -> list[dict[str, str]]:
-    """The prompt's turns with the row's system and context columns (module docstring)."""
+def _with_prompt_columns(messages: list[dict[str, str]], row: dict, columns: dict[str, str]) -> list[dict[str, str]]:
+    """The prompt's turns with the row's system, context and history columns (module docstring)."""
     context = _context(row, columns["context"]) if row.get(columns["context"]) is not None else ""
     if context.strip():
         last = messages[-1]
